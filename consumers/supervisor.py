@@ -1,0 +1,84 @@
+"""``anomstream worker --replicas N``: N worker processes in one consumer group, restarted on crash.
+
+Each replica is a separate process (its own GIL, its own Kafka clients); the consumer group spreads
+partitions across them. SIGTERM/SIGINT are forwarded so every replica finishes and commits its batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from stream.kafka import StopFlag
+
+log = logging.getLogger(__name__)
+
+MAX_RESTARTS_PER_MINUTE = 5
+
+
+@dataclass
+class Replica:
+    index: int
+    process: subprocess.Popen
+    started: float
+    restarts: list[float]
+
+
+class ReplicaSupervisor:
+    def __init__(self, replicas: int, worker_args: list[str], stop: StopFlag | None = None) -> None:
+        self.count = replicas
+        self.worker_args = worker_args
+        self.stop = stop if stop is not None else StopFlag()
+        self.run_id = f"{os.getpid()}"
+
+    def _spawn(self, index: int) -> subprocess.Popen:
+        # A stable id per replica slot: under --eos it is the transactional id, so a restarted
+        # replica fences its crashed predecessor's open transaction instead of waiting it out.
+        worker_id = f"replica-{index}"
+        command = [sys.executable, "-m", "stream.cli", "worker", "--worker-id", worker_id, *self.worker_args]
+        return subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+
+    def run(self) -> int:
+        replicas = [Replica(i, self._spawn(i), time.monotonic(), []) for i in range(self.count)]
+        log.info("supervising %d worker replicas: pids %s", self.count, [r.process.pid for r in replicas])
+        exit_code = 0
+        while not self.stop:
+            for replica in replicas:
+                code = replica.process.poll()
+                if code is None:
+                    continue
+                now = time.monotonic()
+                replica.restarts = [t for t in replica.restarts if now - t < 60] + [now]
+                if len(replica.restarts) > MAX_RESTARTS_PER_MINUTE:
+                    log.error(
+                        "replica %d crashed %d times in a minute: giving up",
+                        replica.index,
+                        len(replica.restarts),
+                    )
+                    self.stop.set()
+                    exit_code = 1
+                    break
+                log.warning("replica %d exited with %s: restarting", replica.index, code)
+                replica.process = self._spawn(replica.index)
+            self.stop.wait(0.5)
+        return self._terminate(replicas) or exit_code
+
+    def _terminate(self, replicas: list[Replica], grace: float = 60.0) -> int:
+        for replica in replicas:
+            if replica.process.poll() is None:
+                replica.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        code = 0
+        for replica in replicas:
+            try:
+                code |= replica.process.wait(max(0.1, deadline - time.monotonic())) or 0
+            except subprocess.TimeoutExpired:
+                log.warning("replica %d did not stop within %.0fs: killing it", replica.index, grace)
+                replica.process.kill()
+                code = 1
+        return code

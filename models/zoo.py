@@ -1,0 +1,21 @@
+"""Detector names (as used by ``anomstream train --detector NAME`` and the registry) -> classes.
+
+Classes are imported lazily so that listing names does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# name -> "module:Class"
+DETECTORS: dict[str, str] = {
+    "ae": "models.autoencoder:DenseAutoencoder",
+}
+
+
+def detector_class(name: str) -> Any:
+    if name not in DETECTORS:
+        raise KeyError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
+    module, _, cls = DETECTORS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,315 @@
+"""The ``anomstream`` command line. Each verb parses its options and calls one function elsewhere.
+
+Heavy imports (TensorFlow, pandas) happen inside the verbs that need them, so ``anomstream broker
+status`` answers in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from stream.settings import STREAMS, Settings
+
+app = typer.Typer(help="Streaming anomaly detection on Kafka.", no_args_is_help=True, add_completion=False)
+broker_app = typer.Typer(help="Embedded single-node Kafka (KRaft).", no_args_is_help=True)
+topics_app = typer.Typer(help="Topic administration.", no_args_is_help=True)
+data_app = typer.Typer(help="Public datasets.", no_args_is_help=True)
+replay_app = typer.Typer(help="Replay a dataset into its topic as a live stream.", no_args_is_help=True)
+models_app = typer.Typer(help="Model registry.", no_args_is_help=True)
+alerts_app = typer.Typer(help="The alerts topic.", no_args_is_help=True)
+for sub, name in ((broker_app, "broker"), (topics_app, "topics"), (data_app, "data"), (replay_app, "replay"),
+                  (models_app, "models"), (alerts_app, "alerts")):  # fmt: skip
+    app.add_typer(sub, name=name)
+
+console = Console(stderr=True)
+log = logging.getLogger("anomstream")
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+    )
+    for noisy in ("matplotlib", "absl", "h5py", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+# -- broker ---------------------------------------------------------------------------------------
+def _broker(port: int | None, data_dir: Path | None):  # -> EmbeddedBroker
+    from stream.broker import EmbeddedBroker
+
+    s = settings()
+    port = port or s.broker_port
+    return EmbeddedBroker(data_dir or s.state_dir / f"kafka-{port}", port=port)
+
+
+PortOpt = Annotated[int | None, typer.Option("--port", help="broker port (default 9092)")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="broker state folder")]
+
+
+@broker_app.command("start")
+def broker_start(port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Start the embedded broker; prints its bootstrap address once it accepts connections."""
+    from stream.broker import BrokerError
+
+    if not settings().embedded_broker:
+        console.print(f"ANOMSTREAM_BOOTSTRAP_SERVERS is set ({settings().bootstrap}): no broker started")
+        return
+    try:
+        print(_broker(port, data_dir).start())
+    except BrokerError as exc:
+        raise fail(str(exc)) from None
+
+
+@broker_app.command("stop")
+def broker_stop(port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Stop the embedded broker cleanly."""
+    stopped = _broker(port, data_dir).stop()
+    console.print("broker stopped" if stopped else "broker was not running")
+
+
+@broker_app.command("status")
+def broker_status(port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Exit 0 and print the address when the embedded broker runs, else exit 1."""
+    broker = _broker(port, data_dir)
+    if broker.running():
+        print(f"running at {broker.bootstrap} (pid {broker.pid()}, logs {broker.log_file})")
+        return
+    print("not running")
+    raise typer.Exit(1)
+
+
+# -- topics and data ------------------------------------------------------------------------------
+@topics_app.command("create")
+def topics_create(
+    partitions: Annotated[int | None, typer.Option(help="partitions per topic")] = None,
+) -> None:
+    """Create every anomstream topic (existing ones are left as they are)."""
+    from stream.kafka import BrokerUnavailableError, create_topics, wait_for_broker
+
+    s = settings()
+    try:
+        wait_for_broker(s, timeout=30)
+    except BrokerUnavailableError as exc:
+        raise fail(str(exc)) from None
+    for topic, status in create_topics(s, partitions).items():
+        console.print(f"{topic}: {status}")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="kdd, ecg or nab")],
+    data_dir: Annotated[Path | None, typer.Option(help="target folder (default ANOMSTREAM_DATA_DIR)")] = None,
+) -> None:
+    """Download a public dataset from its canonical source and verify its sha256."""
+    from stream.datasets.fetch import ChecksumError, fetch
+
+    target = data_dir or settings().data_dir
+
+    def show(path: str, done: int, total: int) -> None:
+        console.print(f"\r{path}: {done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f}" if total else ""), end="")
+
+    try:
+        for path in fetch(name, target, show):
+            console.print(f"\n[green]verified[/] {path}")
+    except (ChecksumError, KeyError, OSError) as exc:
+        raise fail(f"{exc}\nNo network? Copy the files into {target} instead (see README: Data).") from None
+
+
+# -- replay ---------------------------------------------------------------------------------------
+@replay_app.command("kdd")
+def replay_kdd(
+    file: Annotated[
+        str, typer.Option(help="'test' (corrected), 'train' (10%), 'nsl-train' or a path")
+    ] = "test",
+    rate: Annotated[float, typer.Option(help="events/s; 0 = as fast as possible")] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="stop after this many events")] = None,
+    loop: Annotated[bool, typer.Option(help="start over at the end of the file")] = False,
+    synthetic: Annotated[bool, typer.Option(help="use the synthetic generator even if data exists")] = False,
+) -> None:
+    """Replay KDD Cup 99 connections into the kdd.connections topic."""
+    from producers.kdd import kdd_events, load_kdd_replay
+    from producers.replay import ReplayProducer
+
+    s = settings()
+    frame, source = load_kdd_replay(s.data_dir, file, synthetic, announce=console.print)
+    total = limit if limit is not None else (None if loop else len(frame))
+    stats = ReplayProducer(s, s.topic("kdd"), rate=rate).run(kdd_events(frame, source, loop, limit), total)
+    _report_replay(stats)
+
+
+def _report_replay(stats) -> None:  # stats: ReplayStats
+    console.print(
+        f"sent {stats.sent:,} in {stats.seconds:.1f}s ({stats.rate:,.0f} ev/s); "
+        f"delivered {stats.delivered:,}, failed {stats.failed:,}"
+        + (" (interrupted)" if stats.interrupted else "")
+    )
+    for error in stats.errors:
+        console.print(f"[red]{error}[/]")
+    if stats.failed:
+        raise typer.Exit(1)
+    if stats.interrupted:
+        raise typer.Exit(130)
+
+
+# -- models ---------------------------------------------------------------------------------------
+@app.command()
+def train(
+    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor")] = "kdd",
+    detector: Annotated[str, typer.Option(help="detector name (see `anomstream models list`)")] = "ae",
+    protocol: Annotated[str, typer.Option(help="KDD feature protocol: full or ffl")] = "full",
+    fpr: Annotated[float, typer.Option(help="target false-positive rate of the threshold")] = 0.01,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs (deep detectors)")] = None,
+    seed: int = 0,
+    if_missing: Annotated[
+        bool, typer.Option("--if-missing", help="do nothing if a production model exists")
+    ] = False,
+    promote: Annotated[bool | None, typer.Option("--promote/--no-promote", help="make it production")] = None,
+) -> None:
+    """Train a detector and write a new registry version."""
+    from models.registry import Registry
+    from models.train import train_kdd
+    from stream.datasets import DatasetMissingError
+
+    s = settings()
+    registry = Registry(s.registry_dir)
+    if if_missing and registry.production(stream) is not None:
+        console.print(f"stream {stream} already has a production model: nothing to do")
+        return
+    if stream != "kdd":
+        raise fail(f"training for stream {stream!r} is not available yet; use --stream kdd")
+    params = {"epochs": epochs} if epochs else {}
+    try:
+        ref = train_kdd(registry, s.data_dir, detector, protocol, fpr, seed, params, promote=promote)
+    except DatasetMissingError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"[green]saved[/] {ref.stream}/{ref.detector} v{ref.version} -> {ref.path}")
+
+
+@models_app.command("list")
+def models_list(stream: Annotated[str | None, typer.Option(help="only this stream")] = None) -> None:
+    """Every registry version, production ones marked."""
+    from models.registry import Registry
+    from models.zoo import DETECTORS
+
+    rows = Registry(settings().registry_dir).list(stream)
+    table = Table("stream", "detector", "version", "created", "threshold", "training", "production")
+    for m in rows:
+        table.add_row(m["stream"], m["detector"], str(m["version"]), m["created_at"][:19],
+                      f"{m['threshold']['threshold']:.4g}", str(m["training"].get("data")),
+                      "*" if m["is_production"] else "")  # fmt: skip
+    Console().print(table)
+    console.print(f"detectors: {', '.join(sorted(DETECTORS))}")
+
+
+@models_app.command("promote")
+def models_promote(stream: str, detector: str, version: int) -> None:
+    """Make a version the stream's production model; running workers hot-reload it."""
+    from consumers.model_updates import announce_promotion
+    from models.registry import Registry, RegistryError
+
+    try:
+        Registry(settings().registry_dir).promote(stream, detector, version)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    announce_promotion(settings(), stream, detector, version, console)
+
+
+@models_app.command("rollback")
+def models_rollback(stream: str) -> None:
+    """Return the stream to its previous production model."""
+    from consumers.model_updates import announce_promotion
+    from models.registry import Registry, RegistryError
+
+    try:
+        alias = Registry(settings().registry_dir).rollback(stream)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    announce_promotion(settings(), stream, alias["detector"], alias["version"], console)
+
+
+# -- workers and alerts ---------------------------------------------------------------------------
+@app.command()
+def worker(
+    replicas: Annotated[int, typer.Option(help="supervise N local worker processes")] = 1,
+    eos: Annotated[bool, typer.Option("--eos", help="exactly-once: each batch in one transaction")] = False,
+    streams: Annotated[str, typer.Option(help="comma-separated streams to score")] = ",".join(STREAMS),
+    worker_id: Annotated[str | None, typer.Option(help="stable id (transactional id under --eos)")] = None,
+) -> None:
+    """Scoring worker: consume, score in batches, publish alerts and scores, commit."""
+    wanted = [x.strip() for x in streams.split(",") if x.strip()]
+    if replicas > 1:
+        from consumers.supervisor import ReplicaSupervisor
+
+        args = ["--streams", ",".join(wanted)] + (["--eos"] if eos else [])
+        raise typer.Exit(ReplicaSupervisor(replicas, args).run())
+    from consumers.worker import ScoringWorker
+    from models.registry import RegistryError
+
+    try:
+        ScoringWorker(settings(), wanted, eos=eos, worker_id=worker_id).run()
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+
+
+@alerts_app.command("tail")
+def alerts_tail(
+    stream: Annotated[str | None, typer.Option(help="only alerts of this stream")] = None,
+    severity: Annotated[
+        str | None, typer.Option(help="minimum severity: low, medium, high, critical")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON alert per line")] = False,
+    from_beginning: Annotated[bool, typer.Option(help="start at the oldest alert")] = False,
+    limit: Annotated[int | None, typer.Option(help="stop after N alerts")] = None,
+) -> None:
+    """Follow the alerts topic."""
+    from consumers.alerts import tail
+
+    tail(settings(), stream, severity, as_json, from_beginning, limit)
+
+
+# -- the demo -------------------------------------------------------------------------------------
+@app.command()
+def up(
+    rate: Annotated[float, typer.Option(help="replay rate, events/s")] = 5000.0,
+    limit: Annotated[int, typer.Option(help="events to replay")] = 300_000,
+    replicas: Annotated[int, typer.Option(help="worker processes")] = 1,
+    eos: Annotated[bool, typer.Option("--eos", help="exactly-once workers")] = False,
+) -> None:
+    """The demo: broker, topics, model, workers and a live KDD replay with a running summary."""
+    from stream.demo import Demo
+
+    raise typer.Exit(
+        Demo(settings(), rate=rate, limit=limit, replicas=replicas, eos=eos, console=console).run()
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""KDD Cup 99 and NSL-KDD readers.
+
+Both formats carry the 41 features of ``kddcup.names`` then a label; KDD Cup 99 labels end with a dot
+(``normal.``), NSL-KDD labels do not and are followed by a difficulty column. Labels are returned
+without the dot so both read the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stream.schemas import KDD_CATEGORICAL, KDD_FEATURES
+
+KDD_NORMAL = "normal"
+
+# Logical names -> file names tried in order, inside DATA_DIR/kdd99, DATA_DIR/nslkdd and DATA_DIR.
+KDD_FILES: dict[str, tuple[str, ...]] = {
+    "train": ("kddcup.data_10_percent.gz", "kddcup.data_10_percent", "kddcup.data_10_percent_corrected"),
+    "test": ("corrected.gz", "corrected"),
+    "nsl-train": ("KDDTrain+_20Percent.txt", "KDDTrain+.txt"),
+    "nsl-test": ("KDDTest+.txt",),
+}
+
+
+class DatasetMissingError(FileNotFoundError):
+    """A dataset file is not in the data directory; the message says how to get it."""
+
+
+def find_kdd_file(data_dir: Path, which: str = "train") -> Path:
+    """Locate a KDD file by logical name (``train``, ``test``, ``nsl-train``, ``nsl-test``) or path."""
+    candidate = Path(which)
+    if candidate.is_file():
+        return candidate
+    if which not in KDD_FILES:
+        raise DatasetMissingError(f"{which!r} is neither a file nor one of {sorted(KDD_FILES)}")
+    for folder in (data_dir / "kdd99", data_dir / "nslkdd", data_dir):
+        for name in KDD_FILES[which]:
+            if (folder / name).is_file():
+                return folder / name
+    raise DatasetMissingError(
+        f"KDD {which!r} file not found under {data_dir} (looked for {', '.join(KDD_FILES[which])}). "
+        "Run `anomstream data fetch kdd`, or set ANOMSTREAM_DATA_DIR to the folder that holds kdd99/."
+    )
+
+
+def read_kdd(path: Path, limit: int | None = None) -> pd.DataFrame:
+    """Read a KDD Cup 99 or NSL-KDD file (plain or gzipped) into the 41 features plus ``label``.
+
+    >>> df = read_kdd(find_kdd_file(Path("../shared/data"), "test"), limit=5)  # doctest: +SKIP
+    >>> list(df.columns[-2:]), df.label.iloc[0]                               # doctest: +SKIP
+    (['dst_host_srv_rerror_rate', 'label'], 'normal')
+    """
+    dtypes: dict[str, object] = {name: "category" for name in KDD_CATEGORICAL}
+    frame = pd.read_csv(path, header=None, nrows=limit, dtype=dtypes | {41: "category"})
+    if frame.shape[1] not in (42, 43):
+        raise ValueError(f"{path}: expected 42 (KDD Cup 99) or 43 (NSL-KDD) columns, got {frame.shape[1]}")
+    frame = frame.iloc[:, :42]
+    frame.columns = [*KDD_FEATURES, "label"]
+    frame["label"] = frame["label"].astype(str).str.rstrip(".")
+    for name in KDD_CATEGORICAL:
+        frame[name] = frame[name].astype(str)
+    return frame
+
+
+def is_attack(labels: pd.Series | np.ndarray) -> np.ndarray:
+    """Boolean attack mask: every label other than ``normal`` is an attack."""
+    return np.asarray(labels) != KDD_NORMAL

@@ -1,0 +1,96 @@
+"""Helpers for integration tests: replay, run workers (in a thread or as real processes), read back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pandas as pd
+
+from consumers.worker import ScoringWorker, WorkerStats
+from producers.kdd import kdd_events
+from producers.replay import Event, ReplayProducer, ReplayStats
+from stream.datasets import find_kdd_file, read_kdd
+from stream.kafka import StopFlag, end_offsets, read_all
+from stream.settings import Settings
+
+
+def corrected_sample(data_dir: Path, n: int, seed: int = 0) -> pd.DataFrame:
+    """A seeded random sample of real ``corrected`` connections (normal and attacks mixed)."""
+    frame = read_kdd(find_kdd_file(data_dir, "test"))
+    return frame.sample(n=n, random_state=seed).reset_index(drop=True)
+
+
+def replay(settings: Settings, frame: pd.DataFrame, rate: float = 0.0) -> ReplayStats:
+    producer = ReplayProducer(
+        settings, settings.topic("kdd"), rate=rate, progress=False, stop=StopFlag(False)
+    )
+    stats = producer.run(kdd_events(frame, "corrected"))
+    assert stats.failed == 0 and stats.delivered == len(frame), stats
+    return stats
+
+
+def replay_events(settings: Settings, events: list[Event]) -> ReplayStats:
+    producer = ReplayProducer(settings, settings.topic("kdd"), progress=False, stop=StopFlag(False))
+    return producer.run(events)
+
+
+def run_worker(settings: Settings, max_events: int, timeout: float = 120.0, eos: bool = False) -> WorkerStats:
+    """Run a ScoringWorker in this process until it handled ``max_events`` messages (or timeout)."""
+    stop = StopFlag(install=False)
+    worker = ScoringWorker(settings, ["kdd"], eos=eos, worker_id="test-worker", stop=stop)
+    timer = threading.Timer(timeout, stop.set)
+    timer.start()
+    try:
+        return worker.run(max_events=max_events)
+    finally:
+        timer.cancel()
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """Environment that makes an ``anomstream worker`` process use this test's settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
+    env.update(
+        ANOMSTREAM_BOOTSTRAP_SERVERS=settings.bootstrap,
+        ANOMSTREAM_TOPIC_PREFIX=settings.topic_prefix,
+        ANOMSTREAM_GROUP_ID=settings.group_id,
+        ANOMSTREAM_REGISTRY_DIR=str(settings.registry_dir),
+        ANOMSTREAM_TOPIC_PARTITIONS=str(settings.topic_partitions),
+        ANOMSTREAM_BATCH_SIZE=str(settings.batch_size),
+    )
+    return env
+
+
+def spawn_worker(settings: Settings, *args: str, log_path: Path | None = None) -> subprocess.Popen:
+    out = log_path.open("ab") if log_path else subprocess.DEVNULL
+    command = [sys.executable, "-m", "stream.cli", "worker", "--streams", "kdd", *args]
+    return subprocess.Popen(command, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT)
+
+
+def score_records(settings: Settings) -> list[dict]:
+    return [orjson.loads(m.value()) for m in read_all(settings, settings.topic("scores"))]
+
+
+def scored_offsets(records: list[dict]) -> Counter:
+    """How many times each (topic, partition, offset) appears across score records."""
+    return Counter((r["topic"], r["partition"], o) for r in records for o in r["offsets"])
+
+
+def input_offsets(settings: Settings) -> set[tuple[str, int, int]]:
+    topic = settings.topic("kdd")
+    return {(topic, p, o) for p, end in end_offsets(settings, topic).items() for o in range(end)}
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
