@@ -112,7 +112,13 @@ class ScoringWorker:
         self.producer = make_producer(self.settings, transactional_id=transactional_id)
         if self.eos:
             self.producer.init_transactions(30)
-        self.consumer = make_consumer(self.settings, self.settings.group_id)
+        # A crashed replica's partitions move after the session timeout: 10 s instead of librdkafka's
+        # 45 s default, so a restart or a surviving replica resumes quickly (heartbeats every 2 s).
+        self.consumer = make_consumer(
+            self.settings,
+            self.settings.group_id,
+            **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000},
+        )
         self.consumer.subscribe(list(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke)
         updates = self._model_update_reader()
         # Models, TensorFlow and clients are loaded: move them out of the garbage collector's view.

@@ -66,6 +66,23 @@ class Demo:
         self._broker = broker
         self.console.print(f"[green]Kafka[/] running at {broker.bootstrap}; logs in {broker.log_file}")
 
+    def _ensure_data(self) -> None:
+        """Real KDD files, downloaded if missing; when that fails the replay says it goes synthetic."""
+        from stream.datasets import DatasetMissingError, find_kdd_file
+        from stream.datasets.fetch import fetch
+
+        try:
+            find_kdd_file(self.settings.data_dir, "test")
+            return
+        except DatasetMissingError:
+            pass
+        self.console.print(f"KDD Cup 99 not found in {self.settings.data_dir}: downloading it from UCI")
+        try:
+            with self.console.status("downloading KDD Cup 99 (about 3.5 MB)..."):
+                fetch("kdd", self.settings.data_dir)
+        except Exception as exc:  # noqa: BLE001 - any failure means: go on with synthetic data
+            self.console.print(f"[yellow]download failed ({exc}); the demo continues on synthetic data[/]")
+
     def _ensure_model(self) -> None:
         from models.registry import Registry
         from models.train import train_kdd
@@ -108,6 +125,7 @@ class Demo:
         try:
             self._ensure_broker()
             create_topics(self.settings)
+            self._ensure_data()
             self._ensure_model()
             tally = ScoreTally(self.settings).start()
             self._start_worker()

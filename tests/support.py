@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pandas as pd
+from confluent_kafka import Consumer, TopicPartition
 
 from consumers.worker import ScoringWorker, WorkerStats
 from producers.kdd import kdd_events
@@ -80,6 +81,17 @@ def score_records(settings: Settings) -> list[dict]:
 def scored_offsets(records: list[dict]) -> Counter:
     """How many times each (topic, partition, offset) appears across score records."""
     return Counter((r["topic"], r["partition"], o) for r in records for o in r["offsets"])
+
+
+def committed_count(settings: Settings) -> int:
+    """Events the worker group has committed on the input topic (its resume point)."""
+    consumer = Consumer(settings.kafka_config(**{"group.id": settings.group_id}))
+    try:
+        topic = settings.topic("kdd")
+        partitions = [TopicPartition(topic, p) for p in end_offsets(settings, topic)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10))
+    finally:
+        consumer.close()
 
 
 def input_offsets(settings: Settings) -> set[tuple[str, int, int]]:

@@ -1,0 +1,54 @@
+"""Settings: librdkafka pass-through from the environment, secrets never shown, topic names."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.settings import Settings, redact
+
+
+def test_librdkafka_properties_pass_through_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANOMSTREAM_BOOTSTRAP_SERVERS", "broker-1:9093,broker-2:9093")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SASL_USERNAME", "scorer")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SSL_CA_LOCATION", "/etc/ca.pem")
+    settings = Settings()
+
+    config = settings.kafka_config()
+    assert config["bootstrap.servers"] == "broker-1:9093,broker-2:9093"
+    assert config["security.protocol"] == "SASL_SSL"
+    assert config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert config["sasl.password"] == "hunter2"  # the client gets the real value
+    assert config["ssl.ca.location"] == "/etc/ca.pem"
+    assert not settings.embedded_broker
+
+
+def test_secrets_never_appear_in_repr_or_redacted_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SSL_KEY_PASSWORD", "s3cret")
+    settings = Settings()
+    assert "hunter2" not in repr(settings) and "s3cret" not in repr(settings)
+    assert "hunter2" not in str(settings.model_dump())
+    safe = redact(settings.kafka_config())
+    assert safe["sasl.password"] == "***" and safe["ssl.key.password"] == "***"
+
+
+def test_topic_names_prefix_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANOMSTREAM_TOPICS__ALERTS", "sec.alerts")
+    settings = Settings(topic_prefix="dev.")
+    assert settings.topic("alerts") == "dev.sec.alerts"
+    assert settings.topic("kdd") == "dev.kdd.connections"
+    assert len(settings.all_topics()) == 8
+
+
+def test_embedded_broker_when_no_cluster_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANOMSTREAM_BOOTSTRAP_SERVERS", raising=False)
+    settings = Settings(broker_port=19092)
+    assert settings.embedded_broker and settings.bootstrap == "127.0.0.1:19092"
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(ValueError):
+        Settings().batch_size = 1  # type: ignore[misc]
