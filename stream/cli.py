@@ -7,6 +7,7 @@ status`` answers in a fraction of a second.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -174,11 +175,20 @@ def _report_replay(stats) -> None:  # stats: ReplayStats
 # -- models ---------------------------------------------------------------------------------------
 @app.command()
 def train(
-    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor")] = "kdd",
+    stream: Annotated[str, typer.Option(help="kdd or ecg")] = "kdd",
     detector: Annotated[str, typer.Option(help="detector name (see `anomstream models list`)")] = "ae",
     protocol: Annotated[str, typer.Option(help="KDD feature protocol: full or ffl")] = "full",
-    fpr: Annotated[float, typer.Option(help="target false-positive rate of the threshold")] = 0.01,
+    threshold: Annotated[
+        str, typer.Option(help="threshold kind: quantile, gaussian, fbeta or sliding")
+    ] = "quantile",
+    fpr: Annotated[float, typer.Option(help="target false-positive rate (quantile, gaussian)")] = 0.01,
+    threshold_param: Annotated[
+        list[str] | None, typer.Option(help="threshold argument KEY=VALUE, e.g. beta=2 or window=5000")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs (deep detectors)")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="detector argument KEY=JSON, e.g. hidden=[32,8]")
+    ] = None,
     seed: int = 0,
     if_missing: Annotated[
         bool, typer.Option("--if-missing", help="do nothing if a production model exists")
@@ -187,7 +197,7 @@ def train(
 ) -> None:
     """Train a detector and write a new registry version."""
     from models.registry import Registry
-    from models.train import train_kdd
+    from models.train import epoch_override, parse_assignments, train_ecg, train_kdd
     from stream.datasets import DatasetMissingError
 
     s = settings()
@@ -195,14 +205,68 @@ def train(
     if if_missing and registry.production(stream) is not None:
         console.print(f"stream {stream} already has a production model: nothing to do")
         return
-    if stream != "kdd":
-        raise fail(f"training for stream {stream!r} is not available yet; use --stream kdd")
-    params = {"epochs": epochs} if epochs else {}
+    if stream not in ("kdd", "ecg"):
+        raise fail(f"training for stream {stream!r} is not available yet; use --stream kdd or ecg")
     try:
-        ref = train_kdd(registry, s.data_dir, detector, protocol, fpr, seed, params, promote=promote)
-    except DatasetMissingError as exc:
+        params = {**epoch_override(detector, epochs), **parse_assignments(param)}
+        t_params = parse_assignments(threshold_param)
+        if stream == "kdd":
+            ref = train_kdd(registry, s.data_dir, detector, protocol, fpr, seed, params, promote=promote,
+                            threshold=threshold, threshold_params=t_params)  # fmt: skip
+        else:
+            ref = train_ecg(registry, s.data_dir, detector, fpr, seed, params, promote=promote,
+                            threshold=threshold, threshold_params=t_params)  # fmt: skip
+    except (DatasetMissingError, KeyError, ValueError) as exc:
         raise fail(str(exc)) from None
     console.print(f"[green]saved[/] {ref.stream}/{ref.detector} v{ref.version} -> {ref.path}")
+
+
+@app.command()
+def evaluate(
+    stream: Annotated[str, typer.Option(help="kdd or ecg")] = "kdd",
+    protocol: Annotated[
+        str | None, typer.Option(help="KDD: ffl (FFL report's protocol) or full (default: ffl)")
+    ] = None,
+    detectors: Annotated[
+        str | None, typer.Option(help="comma-separated detectors (default: all but the slow hst)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for metrics.json, report.md and plots")] = Path("eval"),
+    threshold: Annotated[
+        str, typer.Option(help="threshold kind: quantile, gaussian, fbeta or sliding")
+    ] = "quantile",
+    fpr: Annotated[float, typer.Option(help="target false-positive rate (quantile, gaussian)")] = 0.01,
+    threshold_param: Annotated[
+        list[str] | None, typer.Option(help="threshold argument KEY=VALUE, e.g. beta=2")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs of every deep detector")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="detector argument DETECTOR.KEY=JSON, e.g. ae.hidden=[32,8]")
+    ] = None,
+    seed: int = 0,
+) -> None:
+    """Offline evaluation: train, threshold on training data, score the test set; table and plots."""
+    from models import evaluate as evaluation
+    from models.train import epoch_override, parse_assignments
+    from stream.datasets import DatasetMissingError
+
+    names = [d.strip() for d in (detectors or "").split(",") if d.strip()] or evaluation.default_detectors()
+    try:
+        overrides: dict[str, dict] = {name: epoch_override(name, epochs) for name in names}
+        for key, value in parse_assignments(param).items():
+            name, _, arg = key.partition(".")
+            overrides.setdefault(name, {})[arg] = value
+        metrics = evaluation.evaluate(stream, protocol, names, out, settings().data_dir, seed, threshold, fpr,
+                                        overrides, parse_assignments(threshold_param), console)  # fmt: skip
+    except (DatasetMissingError, KeyError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    table = Table("detector", "ROC AUC", "PR AUC", "precision", "recall", "F1", "F2", "fit s", "score s/10k",
+                  title=f"{metrics['stream']} ({metrics['protocol']})")  # fmt: skip
+    for name, m in sorted(metrics["detectors"].items(), key=lambda item: -item[1]["roc_auc"]):
+        table.add_row(name, *(f"{m[k]:.4f}" for k in ("roc_auc", "pr_auc")),
+                      *(f"{m[k]:.3f}" for k in ("precision", "recall", "f1", "f2")),
+                      f"{m['fit_seconds']:.1f}", f"{m['score_seconds_per_10k']:.3f}")  # fmt: skip
+    Console().print(table)
+    console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and plots")
 
 
 @models_app.command("list")
@@ -287,6 +351,23 @@ def alerts_tail(
     tail(settings(), stream, severity, as_json, from_beginning, limit)
 
 
+@app.command()
+def bench(
+    out: Annotated[Path, typer.Option(help="folder for bench.json")] = Path("out/bench"),
+    events: Annotated[int, typer.Option(help="events for the throughput measurements")] = 200_000,
+    latency_seconds: Annotated[float, typer.Option(help="duration of the latency replay")] = 20.0,
+    latency_rate: Annotated[
+        float | None, typer.Option(help="replay rate for latency (default: half the worker rate)")
+    ] = None,
+) -> None:
+    """Benchmark: wire limit, worker (at-least-once and exactly-once), naive baseline, latency, memory."""
+    from stream.bench import BenchConfig, Benchmark
+
+    config = BenchConfig(events=events, latency_seconds=latency_seconds, latency_rate=latency_rate)
+    Benchmark(settings(), config, console).run(out)
+    console.print(f"wrote {out / 'bench.json'}")
+
+
 # -- the demo -------------------------------------------------------------------------------------
 @app.command()
 def up(
@@ -303,7 +384,14 @@ def up(
     )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM (docker stop, kill, timeout) unwinds like Ctrl-C, so `finally` blocks stop what was
+    # started (brokers, workers). The worker installs its own handler: finish the batch, commit.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:

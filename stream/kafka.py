@@ -39,6 +39,19 @@ log = logging.getLogger(__name__)
 # librdkafka's own log lines (broker connection trouble, retries) go through Python logging.
 rdkafka_log = logging.getLogger("librdkafka")
 
+
+class _TransientStartupNoise(logging.Filter):
+    """Drop retries librdkafka logs while a fresh broker loads its coordinators (it retries itself)."""
+
+    BENIGN = ("Coordinator load in progress", "Not coordinator", "Broker handle destroyed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self.BENIGN)
+
+
+rdkafka_log.addFilter(_TransientStartupNoise())
+
 Headers = list[tuple[str, bytes]]
 
 
