@@ -7,7 +7,6 @@ partitions across them. SIGTERM/SIGINT are forwarded so every replica finishes a
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -30,17 +29,25 @@ class Replica:
 
 
 class ReplicaSupervisor:
-    def __init__(self, replicas: int, worker_args: list[str], stop: StopFlag | None = None) -> None:
+    def __init__(
+        self,
+        replicas: int,
+        worker_args: list[str],
+        stop: StopFlag | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
         self.count = replicas
         self.worker_args = worker_args
+        self.metrics_port = metrics_port
         self.stop = stop if stop is not None else StopFlag()
-        self.run_id = f"{os.getpid()}"
 
     def _spawn(self, index: int) -> subprocess.Popen:
         # A stable id per replica slot: under --eos it is the transactional id, so a restarted
         # replica fences its crashed predecessor's open transaction instead of waiting it out.
         worker_id = f"replica-{index}"
         command = [sys.executable, "-m", "stream.cli", "worker", "--worker-id", worker_id, *self.worker_args]
+        if self.metrics_port is not None:
+            command += ["--metrics-port", str(self.metrics_port + index)]
         return subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
 
     def run(self) -> int:

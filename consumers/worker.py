@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 
 from consumers.decoding import DECODERS
+from consumers.metrics import WorkerMetrics
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter_headers
 from models.pipeline import ScoringModel
 from models.registry import Registry, RegistryError
@@ -79,6 +80,7 @@ class ScoringWorker:
         eos: bool = False,
         worker_id: str | None = None,
         stop: StopFlag | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.settings = settings
         self.eos = eos
@@ -89,6 +91,9 @@ class ScoringWorker:
         self.routes = {settings.topic(stream): stream for stream in self.models}
         self.stats = WorkerStats()
         self.tracker = DeliveryTracker()
+        self.metrics = WorkerMetrics(metrics_port)
+        for stream, model in self.models.items():
+            self.metrics.model_version.labels(stream, model.detector_name).set(model.version)
 
     def _load_models(self, streams: Sequence[str]) -> dict[str, ScoringModel]:
         models = {}
@@ -137,10 +142,13 @@ class ScoringWorker:
                 messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_s)
                 data = [m for m in messages if check_message(m)]
                 if data:
+                    arrived = time.monotonic()
                     if self.stats.busy_from is None:
-                        self.stats.busy_from = time.monotonic()
+                        self.stats.busy_from = arrived
                     self._handle_batch(data)
                     self.stats.busy_until = time.monotonic()
+                    self.metrics.batch_seconds.observe(self.stats.busy_until - arrived)
+                self.metrics.update_lag(self.consumer)
                 if updates is not None:
                     self._apply_model_updates(updates)
                 if time.monotonic() - last_report > 10:
@@ -169,6 +177,7 @@ class ScoringWorker:
                 if attempt == MAX_DELIVERY_RETRIES:
                     raise
                 self.stats.retried_batches += 1
+                self.metrics.retries.inc()
                 log.warning(
                     "batch of %d failed (%s): rewinding to retry (%d/%d)",
                     len(data),
@@ -205,8 +214,12 @@ class ScoringWorker:
                 log.warning("offset commit failed (%s): another replica will redeliver", exc)
         # Counted only once the batch is committed, so a retried batch is not counted twice.
         self.stats.batches += 1
-        for stream, n in counts.pop("by_stream").items():
-            self.stats.by_stream[stream] += n
+        self.metrics.batches.inc()
+        self.metrics.dead_letters.inc(counts["dead_letters"])
+        for stream, (n_events, n_alerts) in counts.pop("by_stream").items():
+            self.stats.by_stream[stream] += n_events
+            self.metrics.events.labels(stream).inc(n_events)
+            self.metrics.alerts.labels(stream).inc(n_alerts)
         for key, value in counts.items():
             setattr(self.stats, key, getattr(self.stats, key) + value)
 
@@ -243,7 +256,7 @@ class ScoringWorker:
             self.producer.poll(0)
             counts["events"] += len(batch.messages)
             counts["alerts"] += len(scored.alert_rows)
-            counts["by_stream"][stream] = len(batch.messages)
+            counts["by_stream"][stream] = (len(batch.messages), len(scored.alert_rows))
         return counts
 
     @staticmethod
@@ -290,6 +303,7 @@ class ScoringWorker:
         )
         try:
             self.producer.flush(30)
+            self.metrics.update_lag(self.consumer, force=True)
         finally:
             self.consumer.close()  # leaves the group at once, so partitions move without a timeout
             if updates is not None:
@@ -326,4 +340,5 @@ class ScoringWorker:
                 log.error("cannot hot-reload %s v%d: %s", update.detector, update.version, exc)
                 continue
             self.models[update.stream] = model
+            self.metrics.model_version.labels(update.stream, model.detector_name).set(model.version)
             log.info("hot-reloaded stream %s -> %s v%d", update.stream, update.detector, update.version)

@@ -318,6 +318,9 @@ def worker(
     eos: Annotated[bool, typer.Option("--eos", help="exactly-once: each batch in one transaction")] = False,
     streams: Annotated[str, typer.Option(help="comma-separated streams to score")] = ",".join(STREAMS),
     worker_id: Annotated[str | None, typer.Option(help="stable id (transactional id under --eos)")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus metrics on this port (replica i: port + i)")
+    ] = None,
 ) -> None:
     """Scoring worker: consume, score in batches, publish alerts and scores, commit."""
     wanted = [x.strip() for x in streams.split(",") if x.strip()]
@@ -325,12 +328,12 @@ def worker(
         from consumers.supervisor import ReplicaSupervisor
 
         args = ["--streams", ",".join(wanted)] + (["--eos"] if eos else [])
-        raise typer.Exit(ReplicaSupervisor(replicas, args).run())
+        raise typer.Exit(ReplicaSupervisor(replicas, args, metrics_port=metrics_port).run())
     from consumers.worker import ScoringWorker
     from models.registry import RegistryError
 
     try:
-        ScoringWorker(settings(), wanted, eos=eos, worker_id=worker_id).run()
+        ScoringWorker(settings(), wanted, eos=eos, worker_id=worker_id, metrics_port=metrics_port).run()
     except RegistryError as exc:
         raise fail(str(exc)) from None
 

@@ -42,10 +42,18 @@ def replay_events(settings: Settings, events: list[Event]) -> ReplayStats:
     return producer.run(events)
 
 
-def run_worker(settings: Settings, max_events: int, timeout: float = 120.0, eos: bool = False) -> WorkerStats:
+def run_worker(
+    settings: Settings,
+    max_events: int,
+    timeout: float = 120.0,
+    eos: bool = False,
+    metrics_port: int | None = None,
+) -> WorkerStats:
     """Run a ScoringWorker in this process until it handled ``max_events`` messages (or timeout)."""
     stop = StopFlag(install=False)
-    worker = ScoringWorker(settings, ["kdd"], eos=eos, worker_id="test-worker", stop=stop)
+    worker = ScoringWorker(
+        settings, ["kdd"], eos=eos, worker_id="test-worker", stop=stop, metrics_port=metrics_port
+    )
     timer = threading.Timer(timeout, stop.set)
     timer.start()
     try:

@@ -73,3 +73,24 @@ def test_alert_ids_are_deterministic_across_a_rescore(kafka_settings: Settings) 
         source = (alert["source"]["partition"], alert["source"]["offset"])
         by_source.setdefault(source, set()).add(alert["alert_id"])
     assert all(len(ids) == 1 for ids in by_source.values())
+
+
+def test_prometheus_metrics_report_what_the_worker_did(kafka_settings: Settings) -> None:
+    from urllib.request import urlopen
+
+    from stream.broker import free_port
+
+    settings = kafka_settings
+    replay(settings, corrected_sample(settings.data_dir, 3000, seed=8))
+    port = free_port()
+    stats = run_worker(settings, max_events=3000, metrics_port=port)
+    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"
+    }
+    assert values['anomstream_events_total{stream="kdd"}'] == stats.events == 3000
+    assert values['anomstream_alerts_total{stream="kdd"}'] == stats.alerts > 0
+    assert values["anomstream_batches_total"] == stats.batches
+    assert values['anomstream_model_version{detector="ae",stream="kdd"}'] == 1
+    lags = [v for k, v in values.items() if k.startswith("anomstream_consumer_lag{")]
+    assert len(lags) == settings.topic_partitions and all(v == 0 for v in lags)
