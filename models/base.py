@@ -14,13 +14,13 @@ fitted attributes end in ``_`` (scikit-learn's convention).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 
 from models.backend import Forward, compiled_forward, keras_module
+from models.progress import training_progress
 
 
 @runtime_checkable
@@ -40,9 +40,37 @@ class Explainer(Protocol):
 
 
 def n_params(detector: Any) -> int:
-    """Number of learnt parameters, when the detector can tell (Keras models can)."""
+    """Number of learnt parameters, when the detector can tell.
+
+    Keras models count their weights; other detectors may offer ``count_params()`` (fitted arrays,
+    tree nodes, ensemble members' sum).
+    """
+    if hasattr(detector, "count_params"):
+        return int(detector.count_params())
     model = getattr(detector, "model_", None)
     return int(model.count_params()) if model is not None and hasattr(model, "count_params") else 0
+
+
+PARAMS_FILE = "params.json"
+
+
+def write_params(directory: Path, detector: Any, **extra: Any) -> None:
+    """Write ``params.json``: the detector's class, constructor arguments and any fitted scalars.
+
+    Every detector persists this way (plus arrays in a non-executable format), so loading rebuilds
+    the object from our own code and never unpickles anything.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"class": type(detector).__name__, "params": detector.get_params(), **extra}
+    (directory / PARAMS_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def read_params(directory: Path, cls: type) -> dict[str, Any]:
+    """Read ``params.json`` written by :func:`write_params`, checking it belongs to ``cls``."""
+    meta: dict[str, Any] = json.loads((directory / PARAMS_FILE).read_text())
+    if meta.get("class") != cls.__name__:
+        raise ValueError(f"{directory} holds a {meta.get('class')}, not a {cls.__name__}")
+    return meta
 
 
 class KerasDetector:
@@ -84,6 +112,19 @@ class KerasDetector:
     def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def compile_model(self, model: Any) -> None:
+        """Compile the training model; override for another loss or an adversarial set-up."""
+        keras = keras_module()
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
+
+    def inference_model(self) -> Any:
+        """The model whose output ``score_from_output`` reads (by default the trained one).
+
+        Detectors whose training graph differs from what scoring needs (a VAE samples its latent
+        code while training but scores from its mean) build a second model on the same layers.
+        """
+        return self.model_
+
     # -- training -------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
@@ -100,20 +141,24 @@ class KerasDetector:
             X, X_val = X[order[cut:]], X[order[:cut]]
         self.n_features_ = X.shape[1]
         self.model_ = self.build(self.n_features_)
-        self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
+        self.compile_model(self.model_)
         stop = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=self.patience, restore_best_weights=True
         )
+        callbacks = [stop]
         verbose = self.verbose
         if verbose == "auto":
-            verbose = 1 if sys.stderr.isatty() else 2
+            # One progress bar (epoch, loss, val_loss) instead of Keras' line per epoch; in a log
+            # file (no terminal) rich prints the bar once at the end.
+            callbacks.append(training_progress(f"training {self.name}", self.epochs))
+            verbose = 0
         history = self.model_.fit(
             X,
             self.training_target(X),
             validation_data=(X_val, self.training_target(np.asarray(X_val, np.float32))),
             epochs=self.epochs,
             batch_size=self.batch_size,
-            callbacks=[stop],
+            callbacks=callbacks,
             verbose=verbose,
             shuffle=True,
         )
@@ -124,7 +169,7 @@ class KerasDetector:
     # -- inference ------------------------------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
         if getattr(self, "_forward", None) is None:
-            self._forward = compiled_forward(self.model_, self.n_features_)
+            self._forward = compiled_forward(self.inference_model(), self.n_features_)
         assert self._forward is not None
         return self._forward(X)
 
@@ -134,16 +179,12 @@ class KerasDetector:
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        params = {"class": type(self).__name__, "params": self.get_params(), "n_features": self.n_features_}
-        (directory / "params.json").write_text(json.dumps(params, indent=2))
+        write_params(directory, self, n_features=self.n_features_)
         self.model_.save_weights(directory / "model.weights.h5")
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        meta = json.loads((directory / "params.json").read_text())
-        if meta["class"] != cls.__name__:
-            raise ValueError(f"{directory} holds a {meta['class']}, not a {cls.__name__}")
+        meta = read_params(directory, cls)
         detector = cls(**meta["params"])
         detector.n_features_ = int(meta["n_features"])
         detector.model_ = detector.build(detector.n_features_)

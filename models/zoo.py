@@ -11,6 +11,14 @@ from typing import Any
 # name -> "module:Class"
 DETECTORS: dict[str, str] = {
     "ae": "models.autoencoder:DenseAutoencoder",
+    "vae": "models.vae:VariationalAutoencoder",
+    "seq_ae": "models.sequence:SequenceAutoencoder",
+    "bigan": "models.bigan:BiGAN",
+    "ocsvm": "models.classical:OneClassSVMDetector",
+    "iforest": "models.classical:IsolationForestDetector",
+    "pca": "models.classical:PCADetector",
+    "hst": "models.online:HalfSpaceTreesDetector",
+    "ensemble": "models.ensemble:Ensemble",
 }
 
 
