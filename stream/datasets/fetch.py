@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -19,7 +20,6 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 UCI_KDD = "http://kdd.ics.uci.edu/databases/kddcup99"
-NAB_COMMIT = "ea702d75cc2258d9d7dd35ca8e5e2539d71f3140"
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,17 @@ DATASETS: dict[str, list[RemoteFile]] = {
         RemoteFile("https://storage.googleapis.com/download.tensorflow.org/data/ecg.csv", "ecg5000/ecg.csv",
                    "72ce7b040ca0c6ed36c3368e570c6ac4ddf20100476e47373c63b2395e012df1"),
     ],
-    "nab": [
-        RemoteFile(f"https://raw.githubusercontent.com/numenta/NAB/{NAB_COMMIT}/labels/combined_windows.json",
-                   "nab/labels/combined_windows.json",
-                   "1e1fbc4601321aad8d0f8b3784c8134299379f68f6c1f7777565f8ffd57ab6b1"),
-        RemoteFile(f"https://raw.githubusercontent.com/numenta/NAB/{NAB_COMMIT}/config/profiles.json",
-                   "nab/config/profiles.json",
-                   "fc018b9a29ae900ab22de167baf06c36f2be528a5a3a1406d6775e238aeb9565"),
-    ],
 }  # fmt: skip
+
+
+def _nab_files() -> list[RemoteFile]:
+    """The 58 NAB series, labels, profiles and scoreboard at a pinned commit (hashes in a manifest)."""
+    manifest = json.loads((Path(__file__).parent / "nab_manifest.json").read_text())
+    base = f"https://raw.githubusercontent.com/{manifest['repository']}/{manifest['commit']}"
+    return [RemoteFile(f"{base}/{path}", f"nab/{path}", sha) for path, sha in manifest["files"].items()]
+
+
+DATASETS["nab"] = _nab_files()
 
 
 class ChecksumError(RuntimeError):
