@@ -158,6 +158,72 @@ def replay_kdd(
     _report_replay(stats)
 
 
+@replay_app.command("ecg")
+def replay_ecg(
+    file: Annotated[str, typer.Option(help="'csv' (ecg.csv, 4,998 beats), 'train', 'test' or a path")] = (
+        "csv"
+    ),
+    rate: Annotated[float, typer.Option(help="events/s; 0 = as fast as possible")] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="stop after this many events")] = None,
+    loop: Annotated[bool, typer.Option(help="start over at the end of the file")] = False,
+    holdout: Annotated[
+        bool, typer.Option(help="only the held-out test beats of `train --stream ecg` (same --seed)")
+    ] = False,
+    seed: int = 0,
+) -> None:
+    """Replay ECG5000 heartbeats (one 140-sample beat per message) into the ecg.beats topic."""
+    from producers.ecg import ecg_events, load_ecg_replay
+    from producers.replay import ReplayProducer
+    from stream.datasets import DatasetMissingError
+
+    s = settings()
+    try:
+        beats = load_ecg_replay(s.data_dir, file, holdout, seed)
+    except (DatasetMissingError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    total = limit if limit is not None else (None if loop else len(beats))
+    stats = ReplayProducer(s, s.topic("ecg"), rate=rate).run(ecg_events(beats, loop, limit), total, "ecg")
+    _report_replay(stats)
+
+
+@replay_app.command("sensor")
+def replay_sensor(
+    series: Annotated[
+        str | None, typer.Option(help="NAB series: key, file name or stem, e.g. nyc_taxi")
+    ] = None,
+    bearing: Annotated[bool, typer.Option(help="the IMS bearing CSV, one sensor id per channel")] = False,
+    window: Annotated[int, typer.Option(help="rows per window (the sensor model's window)")] = 16,
+    stride: Annotated[int, typer.Option(help="rows between window ends")] = 1,
+    speedup: Annotated[
+        float | None, typer.Option(help="pace by the series' timestamps, this many times faster")
+    ] = None,
+    max_gap: Annotated[float, typer.Option(help="longest wait for a gap in the series (s)")] = 10.0,
+    rate: Annotated[float, typer.Option(help="fixed events/s instead; 0 = as fast as possible")] = 0.0,
+    limit: Annotated[int | None, typer.Option(help="stop after this many events")] = None,
+    loop: Annotated[bool, typer.Option(help="start over at the end of the series")] = False,
+) -> None:
+    """Replay a sensor series as sliding windows (one window per message) into sensor.windows."""
+    from producers.replay import ReplayProducer
+    from producers.sensor import SeriesPacer, event_count, event_end_times, sensor_events
+    from stream.datasets import DatasetMissingError
+    from stream.datasets.sensor import load_sensor_series
+    from stream.windows import WindowSpec
+
+    s = settings()
+    if speedup is not None and rate:
+        raise fail("pace by --speedup or by --rate, not both")
+    try:
+        WindowSpec(window, stride)
+        chosen = load_sensor_series(s.data_dir, series, bearing)
+        pacer = SeriesPacer(event_end_times(chosen, window, stride), speedup, max_gap) if speedup else None
+        total = limit if limit is not None else (None if loop else event_count(chosen, window, stride))
+        events = sensor_events(chosen, window, stride, loop, limit)
+    except (DatasetMissingError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    producer = ReplayProducer(s, s.topic("sensor"), rate=rate, pacer=pacer)
+    _report_replay(producer.run(events, total, ", ".join(item.sensor_id for item in chosen)))
+
+
 def _report_replay(stats) -> None:  # stats: ReplayStats
     console.print(
         f"sent {stats.sent:,} in {stats.seconds:.1f}s ({stats.rate:,.0f} ev/s); "
@@ -228,7 +294,7 @@ def evaluate(
         str | None, typer.Option(help="KDD: ffl (FFL report's protocol) or full (default: ffl)")
     ] = None,
     detectors: Annotated[
-        str | None, typer.Option(help="comma-separated detectors (default: all but the slow hst)")
+        str | None, typer.Option(help="comma-separated detectors (default: all; kdd: all but seq_ae)")
     ] = None,
     out: Annotated[Path, typer.Option(help="folder for metrics.json, report.md and plots")] = Path("eval"),
     threshold: Annotated[
@@ -249,7 +315,8 @@ def evaluate(
     from models.train import epoch_override, parse_assignments
     from stream.datasets import DatasetMissingError
 
-    names = [d.strip() for d in (detectors or "").split(",") if d.strip()] or evaluation.default_detectors()
+    names = [d.strip() for d in (detectors or "").split(",") if d.strip()]
+    names = names or evaluation.default_detectors(stream)
     try:
         overrides: dict[str, dict] = {name: epoch_override(name, epochs) for name in names}
         for key, value in parse_assignments(param).items():

@@ -1,5 +1,6 @@
 """Dataset loaders shared by producers (replay) and models (training, evaluation)."""
 
+from stream.datasets.ecg import ECG_NORMAL, find_ecg_file, read_ecg
 from stream.datasets.kdd import (
     KDD_NORMAL,
     DatasetMissingError,
@@ -8,4 +9,13 @@ from stream.datasets.kdd import (
     read_kdd,
 )
 
-__all__ = ["KDD_NORMAL", "DatasetMissingError", "find_kdd_file", "is_attack", "read_kdd"]
+__all__ = [
+    "ECG_NORMAL",
+    "KDD_NORMAL",
+    "DatasetMissingError",
+    "find_ecg_file",
+    "find_kdd_file",
+    "is_attack",
+    "read_ecg",
+    "read_kdd",
+]

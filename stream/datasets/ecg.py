@@ -1,0 +1,113 @@
+"""ECG5000 readers: the TensorFlow tutorial's ``ecg.csv`` and the UCR ``.txt`` / ``.arff`` / ``.ts`` files.
+
+Every reader returns ``(values, labels)``: ``values`` float64 of shape (n, 140), one beat per row,
+and ``labels`` int8 of shape (n,) in the UCR convention, 1 = normal beat, 2-5 = the UCR abnormal
+classes; ``ecg.csv`` folds the four abnormal classes into one, which is read as 0 ("abnormal, class
+unknown"). So ``labels != ECG_NORMAL`` is the anomaly mask for every format.
+
+>>> values, labels = read_ecg(find_ecg_file(Path("../shared/data")))  # doctest: +SKIP
+>>> values.shape, int((labels == ECG_NORMAL).sum())                   # doctest: +SKIP
+((4998, 140), 2919)
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stream.datasets.kdd import DatasetMissingError
+
+ECG_NORMAL = 1
+ECG_BEAT_LENGTH = 140
+
+# Logical names -> file names tried in order, inside DATA_DIR/ecg5000 and DATA_DIR.
+ECG_FILES: dict[str, tuple[str, ...]] = {
+    "csv": ("ecg.csv.gz", "ecg.csv"),
+    "train": ("ECG5000_TRAIN.txt", "ECG5000_TRAIN.ts", "ECG5000_TRAIN.arff", "ECG5000_TRAIN.tsv"),
+    "test": ("ECG5000_TEST.txt", "ECG5000_TEST.ts", "ECG5000_TEST.arff", "ECG5000_TEST.tsv"),
+}
+
+
+def find_ecg_file(data_dir: Path, which: str = "csv") -> Path:
+    """Locate an ECG5000 file by logical name (``csv``, ``train``, ``test``) or path."""
+    candidate = Path(which)
+    if candidate.is_file():
+        return candidate
+    if which not in ECG_FILES:
+        raise DatasetMissingError(f"{which!r} is neither a file nor one of {sorted(ECG_FILES)}")
+    for folder in (data_dir / "ecg5000", data_dir):
+        for name in ECG_FILES[which]:
+            if (folder / name).is_file():
+                return folder / name
+    raise DatasetMissingError(
+        f"ECG5000 {which!r} file not found under {data_dir} (looked for {', '.join(ECG_FILES[which])}). "
+        "Run `anomstream data fetch ecg`, or set ANOMSTREAM_DATA_DIR to the folder that holds ecg5000/."
+    )
+
+
+def _read_text(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        return handle.read()
+
+
+def _split_label(table: np.ndarray, label_first: bool) -> tuple[np.ndarray, np.ndarray]:
+    labels = table[:, 0] if label_first else table[:, -1]
+    values = table[:, 1:] if label_first else table[:, :-1]
+    return np.ascontiguousarray(values, dtype=np.float64), labels
+
+
+def _ucr_labels(labels: np.ndarray) -> np.ndarray:
+    classes = np.rint(labels.astype(np.float64))
+    if not np.all(np.isin(classes, [1, 2, 3, 4, 5])):
+        raise ValueError(f"UCR ECG5000 classes must be 1-5, found {sorted(set(classes.tolist()))}")
+    return classes.astype(np.int8)
+
+
+def read_ecg(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read any ECG5000 file by its name: ``*.csv[.gz]``, ``*.txt``/``*.tsv``, ``*.arff``, ``*.ts``."""
+    path = Path(path)
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".csv"):
+        # TensorFlow's ecg.csv: 140 values then 1.0 (normal) / 0.0 (abnormal).
+        values, flags = _split_label(pd.read_csv(path, header=None).to_numpy(), False)
+        if not np.all(np.isin(flags, [0.0, 1.0])):
+            raise ValueError(f"{path}: the last column must be 1.0 (normal) or 0.0 (abnormal)")
+        labels = np.where(flags == 1.0, ECG_NORMAL, 0).astype(np.int8)
+        return _checked(path, values, labels)
+    text = _read_text(path)
+    if name.endswith((".txt", ".tsv")):
+        values, labels = _split_label(np.loadtxt(io.StringIO(text), ndmin=2), True)
+        labels = _ucr_labels(labels)
+    elif name.endswith(".arff"):
+        rows = _data_section(text, "@data")
+        values, labels = _split_label(np.loadtxt(io.StringIO(rows), delimiter=",", ndmin=2), False)
+        labels = _ucr_labels(labels)
+    elif name.endswith(".ts"):
+        # sktime/aeon .ts: one series per line, values comma-separated, then ":<class>".
+        rows = _data_section(text, "@data").replace(":", ",")
+        values, labels = _split_label(np.loadtxt(io.StringIO(rows), delimiter=",", ndmin=2), False)
+        labels = _ucr_labels(labels)
+    else:
+        raise ValueError(f"{path}: unknown ECG5000 format; expected .csv[.gz], .txt, .tsv, .arff or .ts")
+    return _checked(path, values, labels)
+
+
+def _checked(path: Path, values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if values.shape[1] != ECG_BEAT_LENGTH:
+        raise ValueError(f"{path}: expected {ECG_BEAT_LENGTH} values per beat, got {values.shape[1]}")
+    return values, labels
+
+
+def _data_section(text: str, marker: str) -> str:
+    """The lines after the (case-insensitive) ``@data`` line, without comments and blank lines."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip().lower() == marker]
+    if not starts:
+        raise ValueError(f"no {marker} line found")
+    body = (line.strip() for line in lines[starts[0] + 1 :])
+    return "\n".join(line for line in body if line and not line.startswith(("%", "#")))

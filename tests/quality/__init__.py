@@ -1,0 +1,1 @@
+"""Quality tests: detection floors on the real datasets (slow: they train models)."""
