@@ -43,7 +43,8 @@ class BatchMeta:
     event_times: list[str | None]
 
     @classmethod
-    def of(cls, messages: list[Message]) -> BatchMeta:
+    def of(cls, messages: list[Message], event_times: list[str | None] | None = None) -> BatchMeta:
+        """``event_times`` from the records (a sensor window's ``end``), else the Kafka timestamps."""
         labels = []
         for message in messages:
             value = header(message, "label")
@@ -54,7 +55,7 @@ class BatchMeta:
             offsets=[m.offset() for m in messages],
             keys=[m.key() for m in messages],
             labels=labels,
-            event_times=_iso_times(messages),
+            event_times=_iso_times(messages) if event_times is None else event_times,
         )
 
 

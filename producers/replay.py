@@ -78,12 +78,14 @@ class ReplayProducer:
         rate: float = 0.0,
         progress: bool = True,
         stop: StopFlag | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.settings = settings
         self.topic = topic
         self.rate = rate
         self.progress = progress
         self.stop = stop if stop is not None else StopFlag()
+        self.pacer = pacer  # paces instead of ``rate`` (e.g. by the series' own timestamps)
 
     def run(
         self, events: Iterable[Event], total: int | None = None, description: str = "replay"
@@ -91,9 +93,11 @@ class ReplayProducer:
         producer = make_producer(self.settings)
         tracker = DeliveryTracker()
         stats = ReplayStats()
-        pacer = Pacer(self.rate)
+        pacer = self.pacer if self.pacer is not None else Pacer(self.rate)
         # Pace in small chunks: one sleep per chunk keeps the overhead per event negligible.
         chunk = max(1, min(1000, int(self.rate / 100))) if self.rate > 0 else 1000
+        if self.pacer is not None:
+            chunk = 1  # a custom pacer decides every event's time
         started = time.perf_counter()
         bar = _progress_bar(self.progress)
         task = bar.add_task(description, total=total)

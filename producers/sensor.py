@@ -1,0 +1,144 @@
+"""Sensor series as replay events: one :class:`~stream.schemas.SensorWindow` per sliding window.
+
+Windows come from :mod:`stream.windows` (the slicing offline training and the NAB benchmark use), in
+row order; ``start`` / ``end`` are the timestamps of the window's first and last row, in the series'
+own clock (ISO 8601, as in the file: NAB's timestamps carry no zone). The key is the sensor id, so
+all windows of one sensor go to one partition, in order. The ``label`` header says whether the
+window's *last* row lies in a NAB anomaly window (``anomaly`` / ``normal``; none for unlabelled
+series such as the bearing channels): the window is scored when that row arrives.
+
+Several series (the four bearing channels) are interleaved window by window, so they advance together.
+
+Kafka's message timestamp stays the wall clock: historic timestamps would let the broker's time-based
+retention delete the data at once. The worker reads a window's event time from its ``end`` field.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import orjson
+
+from producers.replay import Event, Pacer
+from stream.datasets.sensor import SensorSeries
+from stream.kafka import StopFlag
+from stream.windows import sliding_windows, window_end_rows
+
+ANOMALY, NORMAL = "anomaly", "normal"
+
+
+def iso_times(timestamps: np.ndarray) -> list[str]:
+    """RFC 3339 text of datetime64 values, to the second unless a value has a fraction.
+
+    Series timestamps (NAB, bearing) carry no time zone; they are read as UTC and written with a
+    ``Z`` so alerts stay valid against the schema's date-time format.
+
+    >>> iso_times(np.array(["2014-01-07T02:00:00"], "datetime64[ns]"))
+    ['2014-01-07T02:00:00Z']
+    """
+    ts = np.asarray(timestamps, dtype="datetime64[ns]")
+    unit = "s" if np.array_equal(ts.astype("datetime64[s]"), ts) else "ms"
+    return list(np.datetime_as_string(ts, unit=unit, timezone="UTC").tolist())  # type: ignore[call-overload]
+
+
+def _series_windows(item: SensorSeries, window: int, stride: int) -> list[tuple[bytes, str | None]]:
+    ends = window_end_rows(len(item), window, stride)
+    starts = ends - (window - 1)
+    start_text, end_text = iso_times(item.timestamps[starts]), iso_times(item.timestamps[ends])
+    labels: list[str | None] = [None] * len(ends)
+    if item.anomaly_rows is not None:
+        labels = [ANOMALY if flag else NORMAL for flag in item.anomaly_rows[ends].tolist()]
+    out = []
+    for start, end, values, label in zip(
+        start_text, end_text, sliding_windows(item.values, window, stride), labels, strict=True
+    ):
+        record = {"sensor_id": item.sensor_id, "start": start, "end": end, "values": values}
+        out.append((orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY), label))
+    return out
+
+
+def sensor_events(
+    series: Sequence[SensorSeries],
+    window: int,
+    stride: int = 1,
+    loop: bool = False,
+    limit: int | None = None,
+) -> Iterator[Event]:
+    """Events of every complete window of ``series``, interleaved by window, keyed by sensor id.
+
+    >>> import numpy as np
+    >>> t = np.arange("2014-01-01T00:00", "2014-01-01T00:25", 5, dtype="datetime64[m]")
+    >>> flags = np.array([0, 0, 0, 1, 0], bool)
+    >>> s = SensorSeries("toy", "toy", t.astype("datetime64[ns]"), np.arange(5.0), flags)
+    >>> [(e.key, e.label) for e in sensor_events([s], window=3)]
+    [(b'toy', 'normal'), (b'toy', 'anomaly'), (b'toy', 'normal')]
+    """
+    per_series = [(item.sensor_id.encode(), _series_windows(item, window, stride)) for item in series]
+    n_windows = min((len(windows) for _, windows in per_series), default=0)
+    passes = itertools.count() if loop and n_windows else range(1)
+    produced = 0
+    for _ in passes:
+        for index in range(n_windows):
+            for key, windows in per_series:
+                if limit is not None and produced >= limit:
+                    return
+                value, label = windows[index]
+                yield Event(key, value, label)
+                produced += 1
+
+
+def event_count(series: Sequence[SensorSeries], window: int, stride: int = 1) -> int:
+    """Events in one pass of :func:`sensor_events`."""
+    return len(series) * min((len(window_end_rows(len(s), window, stride)) for s in series), default=0)
+
+
+class SeriesPacer(Pacer):
+    """Paces events by the series' own clock: the gap between two windows' ``end`` timestamps,
+    divided by ``speedup``.
+
+    A timestamp that steps backwards (or repeats) adds no wait, never a negative one, and rows are
+    never reordered; a gap in the series waits at most ``max_gap`` wall seconds (None: no cap). With
+    ``loop``, the next pass follows the last event after one median step.
+
+    >>> t = np.array(["2014-01-01T00:00", "2014-01-01T00:05", "2014-01-01T00:00", "2014-01-01T02:00"],
+    ...              "datetime64[ns]")
+    >>> SeriesPacer(t, speedup=60, max_gap=10).due.tolist()   # 5 min / 60; back: 0; 2 h: capped
+    [0.0, 5.0, 5.0, 15.0]
+    """
+
+    def __init__(self, end_times: np.ndarray, speedup: float, max_gap: float | None = None) -> None:
+        if speedup <= 0:
+            raise ValueError(f"speedup must be positive, got {speedup}")
+        super().__init__(0.0)
+        ends = np.asarray(end_times, dtype="datetime64[ns]").astype(np.int64) / 1e9
+        gaps = np.maximum(np.diff(ends), 0.0) / speedup
+        if max_gap is not None:
+            gaps = np.minimum(gaps, max_gap)
+        self.due = np.concatenate([[0.0], np.cumsum(gaps)])  # seconds after the first event
+        positive = gaps[gaps > 0]
+        self.pass_seconds = float(self.due[-1] + (np.median(positive) if len(positive) else 0.0))
+        self._started: float | None = None
+
+    def due_at(self, index: int) -> float:
+        """Seconds after the first event at which event ``index`` is due (any pass)."""
+        passes, within = divmod(index, len(self.due))
+        return passes * self.pass_seconds + float(self.due[within])
+
+    def wait(self, sent: int, stop: StopFlag) -> None:
+        # The clock starts when the first event has gone out, not when the pacer was built.
+        if self._started is None:
+            self._started = time.perf_counter() - self.due_at(sent - 1)
+        ahead = self._started + self.due_at(sent) - time.perf_counter()
+        if ahead > 0:
+            stop.wait(ahead)
+
+
+def event_end_times(series: Sequence[SensorSeries], window: int, stride: int = 1) -> np.ndarray:
+    """The ``end`` timestamp of every event of one pass of :func:`sensor_events`, in event order."""
+    n_windows = event_count(series, window, stride) // max(len(series), 1)
+    ends = window_end_rows(len(series[0]), window, stride)[:n_windows] if series else np.zeros(0, int)
+    per_window = [item.timestamps[ends] for item in series]
+    return np.stack(per_window, axis=1).reshape(-1) if per_window else np.zeros(0, "datetime64[ns]")

@@ -1,0 +1,129 @@
+"""Sensor windows through a real broker: per-sensor order, series-time pacing, and streamed scores
+(and the NAB scores made from them) equal to the offline ones."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME
+
+from consumers.worker import ScoringWorker
+from models.nab.benchmark import anomaly_scores
+from models.registry import Registry
+from models.windowed import fit_window_count, train_sensor
+from producers.replay import ReplayProducer
+from producers.sensor import SeriesPacer, event_end_times, iso_times, sensor_events
+from stream.datasets.sensor import load_bearing, load_nab_series
+from stream.kafka import StopFlag, create_topics, read_all
+from stream.schemas import SensorWindow
+from stream.windows import sliding_windows, window_end_rows
+from tests.conftest import make_settings, measure, require_data
+
+pytestmark = pytest.mark.integration
+
+# A real series whose clock repeats 03:00 eleven times (daylight saving): rows must keep file order.
+SERIES = "realKnownCause/ec2_request_latency_system_failure.csv"
+WINDOW = 16
+
+
+@pytest.fixture(scope="module")
+def sensor_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = require_data("nab")
+    root = tmp_path_factory.mktemp("sensor-registry")
+    train_sensor(Registry(root), data.parent, series=SERIES, detector="seq_ae", window=WINDOW)
+    return root
+
+
+def test_series_streamed_scores_equal_offline(kafka_bootstrap: str, sensor_registry: Path) -> None:
+    settings = make_settings(kafka_bootstrap, sensor_registry)
+    create_topics(settings)
+    series = load_nab_series(settings.data_dir, SERIES)
+    events = list(sensor_events([series], WINDOW))
+    replay = ReplayProducer(settings, settings.topic("sensor"), progress=False, stop=StopFlag(False))
+    assert replay.run(events).delivered == len(events) == len(series) - WINDOW + 1
+
+    stop = StopFlag(install=False)
+    timer = threading.Timer(120, stop.set)
+    timer.start()
+    try:
+        stats = ScoringWorker(settings, ["sensor"], worker_id="sensor-test", stop=stop).run(len(events))
+    finally:
+        timer.cancel()
+    assert stats.events == len(events) and stats.dead_letters == 0
+
+    records = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("scores"))]
+    assert {r["partition"] for r in records} and len({r["partition"] for r in records}) == 1  # one key
+    rows = sorted(
+        (offset, score, label, when)
+        for r in records
+        for offset, score, label, when in zip(
+            r["offsets"], r["scores"], r["labels"], r["event_times"], strict=True
+        )
+    )
+    assert [row[0] for row in rows] == list(range(len(events)))  # every window once, in row order
+    streamed = np.array([row[1] for row in rows])
+
+    model = Registry(sensor_registry).load("sensor")
+    offline = model.score(sliding_windows(series.values, WINDOW)).scores
+    np.testing.assert_allclose(streamed, offline, rtol=1e-5, atol=1e-9)
+
+    # The event time of a window is its end timestamp in the series' clock, repeats included.
+    ends = window_end_rows(len(series), WINDOW)
+    assert [row[3] for row in rows] == iso_times(series.timestamps[ends])
+    assert series.anomaly_rows is not None
+    assert [row[2] == "anomaly" for row in rows] == series.anomaly_rows[ends].tolist()
+
+    # NAB's per-row scores made from the stream are the offline benchmark's.
+    calibration = np.array(model.manifest["training"]["calibration_scores"])
+    skip = fit_window_count(series.probation, WINDOW)
+    live = anomaly_scores(streamed, calibration, len(series), WINDOW, skip)
+    expected = anomaly_scores(offline, calibration, len(series), WINDOW, skip)
+    np.testing.assert_allclose(live, expected, atol=1e-6)
+    measure(
+        f"{SERIES}: {len(events)} windows streamed, max |streamed - offline| raw score "
+        f"{np.max(np.abs(streamed - offline)):.2e}; rows with NAB score >= 0.5: {int((live >= 0.5).sum())}"
+    )
+    alerts = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("alerts"))]
+    assert len(alerts) == sum(sum(r["is_alert"]) for r in records)
+    assert {a["event_time"] for a in alerts} <= set(iso_times(series.timestamps[ends]))
+
+
+def test_bearing_windows_keep_row_order_per_sensor_and_pace_by_series_time(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = make_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings, topics=[settings.topic("sensor")])
+    channels = load_bearing(require_data())
+    events = list(sensor_events(channels, window=10, stride=3))
+    producer = ReplayProducer(settings, settings.topic("sensor"), progress=False, stop=StopFlag(False))
+    assert producer.run(events).delivered == len(events)
+
+    by_key: dict[bytes, list] = defaultdict(list)
+    for message in read_all(settings, settings.topic("sensor")):
+        by_key[message.key()].append(message)
+    assert sorted(by_key) == [b"bearing-1", b"bearing-2", b"bearing-3", b"bearing-4"]
+    expected = iso_times(channels[0].timestamps[window_end_rows(982, 10, 3)])
+    for messages in by_key.values():
+        assert len({m.partition() for m in messages}) == 1  # one sensor, one partition ...
+        messages.sort(key=lambda m: m.offset())
+        ends = [SensorWindow.model_validate_json(m.value()).end for m in messages]
+        assert ends == expected  # ... and its windows in row order
+
+    # Series-time pacing: 8 windows 30 min apart at 10,800x are 7 x 1/6 s = 1.17 s of wall time, and
+    # the message timestamps stay the wall clock (2004 timestamps would be deleted by retention).
+    paced = make_settings(kafka_bootstrap, tmp_path)
+    create_topics(paced, topics=[paced.topic("sensor")])
+    pacer = SeriesPacer(event_end_times(channels, 10, 3), speedup=10_800)
+    started = time.time()
+    replay = ReplayProducer(paced, paced.topic("sensor"), progress=False, stop=StopFlag(False), pacer=pacer)
+    stats = replay.run(sensor_events(channels, 10, 3, limit=32))
+    assert stats.delivered == 32 and 1.1 < stats.seconds < 4.0
+    for message in read_all(paced, paced.topic("sensor")):
+        kind, millis = message.timestamp()
+        assert kind == TIMESTAMP_CREATE_TIME and abs(millis / 1000 - started) < 60
