@@ -241,8 +241,13 @@ def _report_replay(stats) -> None:  # stats: ReplayStats
 # -- models ---------------------------------------------------------------------------------------
 @app.command()
 def train(
-    stream: Annotated[str, typer.Option(help="kdd or ecg")] = "kdd",
-    detector: Annotated[str, typer.Option(help="detector name (see `anomstream models list`)")] = "ae",
+    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor")] = "kdd",
+    detector: Annotated[
+        str | None, typer.Option(help="detector name (see `anomstream models list`; sensor default seq_ae)")
+    ] = None,
+    series: Annotated[str | None, typer.Option(help="sensor: NAB series (path, file name or stem)")] = None,
+    bearing: Annotated[bool, typer.Option("--bearing", help="sensor: the NASA bearing file")] = False,
+    window: Annotated[int, typer.Option(help="sensor: window length (replay with the same --window)")] = 16,
     protocol: Annotated[str, typer.Option(help="KDD feature protocol: full or ffl")] = "full",
     threshold: Annotated[
         str, typer.Option(help="threshold kind: quantile, gaussian, fbeta or sliding")
@@ -264,6 +269,7 @@ def train(
     """Train a detector and write a new registry version."""
     from models.registry import Registry
     from models.train import epoch_override, parse_assignments, train_ecg, train_kdd
+    from models.windowed import train_sensor
     from stream.datasets import DatasetMissingError
 
     s = settings()
@@ -271,12 +277,18 @@ def train(
     if if_missing and registry.production(stream) is not None:
         console.print(f"stream {stream} already has a production model: nothing to do")
         return
-    if stream not in ("kdd", "ecg"):
-        raise fail(f"training for stream {stream!r} is not available yet; use --stream kdd or ecg")
+    if stream not in STREAMS:
+        raise fail(f"unknown stream {stream!r}: use one of {', '.join(STREAMS)}")
+    detector = detector or ("seq_ae" if stream == "sensor" else "ae")
     try:
         params = {**epoch_override(detector, epochs), **parse_assignments(param)}
         t_params = parse_assignments(threshold_param)
-        if stream == "kdd":
+        if stream == "sensor":
+            if (series is None) == (not bearing):
+                raise ValueError("sensor training needs exactly one of --series NAME or --bearing")
+            ref = train_sensor(registry, s.data_dir, series, bearing, detector, window, fpr, seed, params,
+                               promote, threshold, t_params)  # fmt: skip
+        elif stream == "kdd":
             ref = train_kdd(registry, s.data_dir, detector, protocol, fpr, seed, params, promote=promote,
                             threshold=threshold, threshold_params=t_params)  # fmt: skip
         else:
@@ -289,7 +301,11 @@ def train(
 
 @app.command()
 def evaluate(
-    stream: Annotated[str, typer.Option(help="kdd or ecg")] = "kdd",
+    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor (with --benchmark nab)")] = "kdd",
+    benchmark: Annotated[
+        str | None, typer.Option(help="sensor: nab = all 58 NAB series, scored as NAB does")
+    ] = None,
+    window: Annotated[int, typer.Option(help="sensor: window length")] = 16,
     protocol: Annotated[
         str | None, typer.Option(help="KDD: ffl (FFL report's protocol) or full (default: ffl)")
     ] = None,
@@ -315,6 +331,11 @@ def evaluate(
     from models.train import epoch_override, parse_assignments
     from stream.datasets import DatasetMissingError
 
+    if stream == "sensor":
+        if benchmark != "nab":
+            raise fail("sensor evaluation is the NAB benchmark: add --benchmark nab")
+        _evaluate_nab(detectors, out, window, seed)
+        return
     names = [d.strip() for d in (detectors or "").split(",") if d.strip()]
     names = names or evaluation.default_detectors(stream)
     try:
@@ -334,6 +355,21 @@ def evaluate(
                       f"{m['fit_seconds']:.1f}", f"{m['score_seconds_per_10k']:.3f}")  # fmt: skip
     Console().print(table)
     console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and plots")
+
+
+def _evaluate_nab(detectors: str | None, out: Path, window: int, seed: int) -> None:
+    from models.nab.benchmark import run_benchmark
+
+    names = tuple(d.strip() for d in (detectors or "seq_ae,ae,hst").split(",") if d.strip())
+    result = run_benchmark(settings().data_dir, out, names, window, seed, progress=console.print)
+    table = Table(
+        "detector", "standard", "low FP", "low FN", title="NAB (normalised score, higher is better)"
+    )
+    profiles = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+    for name, scores in result["detectors"].items():
+        table.add_row(name, *(f"{scores['profiles'][p]['score']:.1f}" for p in profiles))
+    Console().print(table)
+    console.print(f"[green]wrote[/] {out / 'nab.json'}, {out / 'report.md'} and plots")
 
 
 @models_app.command("list")
