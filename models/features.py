@@ -108,7 +108,7 @@ class KddEncoder:
     >>> from stream.datasets import read_kdd  # doctest: +SKIP
     >>> enc = KddEncoder("full").fit(KddRaw.from_frame(train_frame))  # doctest: +SKIP
     >>> enc.transform(KddRaw.from_frame(test_frame)).shape  # doctest: +SKIP
-    (311029, 119)
+    (311029, 75)
     """
 
     kind = "kdd"
