@@ -463,7 +463,7 @@ def bench(
     events: Annotated[int, typer.Option(help="events for the throughput measurements")] = 200_000,
     latency_seconds: Annotated[float, typer.Option(help="duration of the latency replay")] = 20.0,
     latency_rate: Annotated[
-        float | None, typer.Option(help="replay rate for latency (default: half the worker rate)")
+        float | None, typer.Option(help="replay rate for latency (default: a quarter of the worker rate)")
     ] = None,
 ) -> None:
     """Benchmark: wire limit, worker (at-least-once and exactly-once), naive baseline, latency, memory."""
