@@ -154,14 +154,7 @@ class Benchmark:
         return self.config.naive_events / (time.perf_counter() - started)
 
     def _latency_and_memory(self, settings: Settings, rate: float) -> tuple[dict, dict]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
-        env.update(
-            ANOMSTREAM_BOOTSTRAP_SERVERS=settings.bootstrap,
-            ANOMSTREAM_TOPIC_PREFIX=settings.topic_prefix,
-            ANOMSTREAM_GROUP_ID=settings.group_id,
-            ANOMSTREAM_REGISTRY_DIR=str(settings.registry_dir),
-            ANOMSTREAM_BATCH_SIZE=str(settings.batch_size),
-        )
+        env = settings.environment()
         log = settings.state_dir / "bench-worker.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         worker = subprocess.Popen(

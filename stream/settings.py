@@ -110,6 +110,24 @@ class Settings(BaseSettings):
         config.update(overrides)
         return config
 
+    def environment(self) -> dict[str, str]:
+        """These settings as ``ANOMSTREAM_*`` variables, so a child process (a worker) shares them.
+
+        Returned together with the rest of the caller's environment minus its own ``ANOMSTREAM_*``.
+        """
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
+        for name in ("topic_prefix", "topic_partitions", "replication_factor", "data_dir", "registry_dir",
+                     "state_dir", "broker_port", "group_id", "batch_size", "batch_timeout_s"):  # fmt: skip
+            env[f"ANOMSTREAM_{name.upper()}"] = str(getattr(self, name))
+        if self.bootstrap_servers:
+            env["ANOMSTREAM_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        for field_name, topic in self.topics.model_dump().items():
+            env[f"ANOMSTREAM_TOPICS__{field_name.upper()}"] = topic
+        for key, value in self.kafka_config().items():
+            if key != "bootstrap.servers":
+                env[f"ANOMSTREAM_KAFKA__{key.replace('.', '_').upper()}"] = str(value)
+        return env
+
     def data_path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)
 

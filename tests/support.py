@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -62,24 +61,10 @@ def run_worker(
         timer.cancel()
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes an ``anomstream worker`` process use this test's settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
-    env.update(
-        ANOMSTREAM_BOOTSTRAP_SERVERS=settings.bootstrap,
-        ANOMSTREAM_TOPIC_PREFIX=settings.topic_prefix,
-        ANOMSTREAM_GROUP_ID=settings.group_id,
-        ANOMSTREAM_REGISTRY_DIR=str(settings.registry_dir),
-        ANOMSTREAM_TOPIC_PARTITIONS=str(settings.topic_partitions),
-        ANOMSTREAM_BATCH_SIZE=str(settings.batch_size),
-    )
-    return env
-
-
 def spawn_worker(settings: Settings, *args: str, log_path: Path | None = None) -> subprocess.Popen:
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     command = [sys.executable, "-m", "stream.cli", "worker", "--streams", "kdd", *args]
-    return subprocess.Popen(command, env=worker_env(settings), stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, env=settings.environment(), stdout=out, stderr=subprocess.STDOUT)
 
 
 def score_records(settings: Settings) -> list[dict]:

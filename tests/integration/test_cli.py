@@ -11,13 +11,13 @@ import pytest
 
 from stream.kafka import read_all
 from stream.settings import Settings
-from tests.support import run_worker, worker_env
+from tests.support import run_worker
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(settings: Settings, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = worker_env(settings) | {"ANOMSTREAM_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    env = settings.environment() | {"COLUMNS": "200"}
     command = [sys.executable, "-m", "stream.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from stream.settings import Settings, redact
@@ -52,3 +54,17 @@ def test_embedded_broker_when_no_cluster_is_configured(monkeypatch: pytest.Monke
 def test_settings_are_frozen() -> None:
     with pytest.raises(ValueError):
         Settings().batch_size = 1  # type: ignore[misc]
+
+
+def test_environment_round_trips_to_identical_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process started with settings.environment() sees exactly the parent's settings."""
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("ANOMSTREAM_TOPICS__ALERTS", "sec.alerts")
+    parent = Settings(bootstrap_servers="k:9092", topic_prefix="t1.", group_id="g", batch_size=123)
+    for key in [k for k in os.environ if k.startswith("ANOMSTREAM_")]:
+        monkeypatch.delenv(key)
+    for key, value in parent.environment().items():
+        monkeypatch.setenv(key, value)
+    child = Settings()
+    assert child == parent
+    assert child.kafka_config()["sasl.password"] == "hunter2" and child.topic("alerts") == "t1.sec.alerts"
