@@ -133,6 +133,7 @@ class Demo:
             replay.start()
             self._watch(tally, replay)
             final, _ = tally.snapshot()
+            self.console.print()
             self.console.print(self._summary(final))
             if self.state.replay_error is not None:
                 self.console.print(f"[red]replay failed:[/] {self.state.replay_error}")
