@@ -2,13 +2,14 @@
 #   make demo   set everything up (venv, Kafka jars, broker, topics, model) and run the live demo
 #   make test   set everything up and run lint + unit + integration tests against a real broker
 #
-# Datasets are read from ANOMSTREAM_DATA_DIR (default ./data; `make data` downloads KDD there).
+# Datasets are read from ANOMSTREAM_DATA_DIR (default ../shared/data when that folder exists, else
+# ./data; `make data` downloads KDD there).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 EXTRAS ?= cpu,dev
-export ANOMSTREAM_DATA_DIR ?= data
+export ANOMSTREAM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),$(abspath data))
 # pytest: -x would hide later failures; durations show what makes CI slow.
 PYTEST_ARGS ?= -ra --durations=15
 
