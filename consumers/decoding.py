@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,9 @@ class DecodedBatch:
     messages: list[Message]  # the valid messages, aligned with the rows of ``raw``
     records: list[Any]  # their validated records (dicts for KDD, models for windows)
     rejected: list[Rejected]
+    # When each event happened, from the records (a sensor window ends at its last row, in the
+    # series' own clock); None: the Kafka timestamps say it.
+    event_times: list[str | None] | None = None
 
 
 def _summarise(error: ValidationError) -> str:
@@ -71,7 +74,9 @@ def decode_kdd(messages: Sequence[Message], width: int | None = None) -> Decoded
     return DecodedBatch(raw, valid, records, rejected)
 
 
-def _decode_windows(model: type[EcgBeat] | type[SensorWindow]) -> Decoder:
+def _decode_windows(
+    model: type[EcgBeat] | type[SensorWindow], event_time: Callable[[Any], str] | None = None
+) -> Decoder:
     def decode(messages: Sequence[Message], width: int | None = None) -> DecodedBatch:
         valid, records, rejected = _validate(messages, model.model_validate_json)
         if width is not None:
@@ -85,7 +90,8 @@ def _decode_windows(model: type[EcgBeat] | type[SensorWindow]) -> Decoder:
                     rejected.append(Rejected(message, "ValidationError", error))
             valid, records = [m for m, _ in keep], [r for _, r in keep]
         raw = np.asarray([r.values for r in records], dtype=np.float64).reshape(len(records), -1)
-        return DecodedBatch(raw, valid, records, rejected)
+        times: list[str | None] | None = None if event_time is None else [event_time(r) for r in records]
+        return DecodedBatch(raw, valid, records, rejected, times)
 
     return decode
 
@@ -93,5 +99,5 @@ def _decode_windows(model: type[EcgBeat] | type[SensorWindow]) -> Decoder:
 DECODERS: dict[str, Decoder] = {
     "kdd": decode_kdd,
     "ecg": _decode_windows(EcgBeat),
-    "sensor": _decode_windows(SensorWindow),
+    "sensor": _decode_windows(SensorWindow, attrgetter("end")),
 }

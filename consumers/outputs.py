@@ -44,7 +44,7 @@ class BatchMeta:
 
     @classmethod
     def of(cls, messages: list[Message], event_times: list[str | None] | None = None) -> BatchMeta:
-        """``event_times`` from the records (a sensor window's ``end``), else the Kafka timestamps."""
+        """``event_times`` from the decoded records (a sensor window's ``end``), else the Kafka timestamps."""
         labels = []
         for message in messages:
             value = header(message, "label")

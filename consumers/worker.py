@@ -248,9 +248,7 @@ class ScoringWorker:
             if not batch.messages:
                 continue
             scored = model.score(batch.raw)
-            # A sensor window happened at its last row, in the series' clock, not when it was replayed.
-            times = [record.end for record in batch.records] if stream == "sensor" else None
-            meta = BatchMeta.of(batch.messages, times)
+            meta = BatchMeta.of(batch.messages, batch.event_times)
             for key, value in build_alerts(model, meta, scored, detected_at):
                 produce(self.producer, alerts_topic, value, key, on_delivery=self.tracker)
             for key, value in build_score_records(model, meta, scored):

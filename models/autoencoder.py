@@ -14,13 +14,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
-
 from models.backend import keras_module
-from models.base import KerasDetector
+from models.base import ReconstructionDetector
 
 
-class DenseAutoencoder(KerasDetector):
+class DenseAutoencoder(ReconstructionDetector):
     name: ClassVar[str] = "ae"
 
     def __init__(
@@ -52,12 +50,3 @@ class DenseAutoencoder(KerasDetector):
         # Linear output: scaled test values can leave [0, 1] and should be able to show it.
         outputs = layers.Dense(n_features, name="reconstruction")(x)
         return keras.Model(inputs, outputs, name="dense_autoencoder")
-
-    def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
-        return np.mean(np.square(X - output), axis=1)
-
-    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and per-feature contributions (squared error / d, so each row sums to its score)."""
-        X = np.asarray(X, dtype=np.float32)
-        contributions = np.square(X - self.forward(X)) / X.shape[1]
-        return contributions.sum(axis=1), contributions

@@ -54,6 +54,11 @@ def n_params(detector: Any) -> int:
 PARAMS_FILE = "params.json"
 
 
+def constructor_params(detector: Any) -> dict[str, Any]:
+    """The constructor arguments stored on ``detector`` (fitted ``x_`` and private ``_x`` left out)."""
+    return {k: v for k, v in vars(detector).items() if not k.endswith("_") and not k.startswith("_")}
+
+
 def write_params(directory: Path, detector: Any, **extra: Any) -> None:
     """Write ``params.json``: the detector's class, constructor arguments and any fitted scalars.
 
@@ -127,7 +132,7 @@ class KerasDetector:
 
     # -- training -------------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        return constructor_params(self)
 
     def fit(self, X: np.ndarray, X_val: np.ndarray | None = None) -> Self:
         keras = keras_module()
@@ -191,3 +196,19 @@ class KerasDetector:
         detector.model_.load_weights(directory / "model.weights.h5")
         detector._forward = None
         return detector
+
+
+class ReconstructionDetector(KerasDetector):
+    """A Keras detector scored by the mean squared error between a row and its reconstruction.
+
+    ``explain`` splits that score into per-column contributions (squared error / d), so each row's
+    contributions sum to its score: features of a KDD row, time steps of a window.
+    """
+
+    def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
+        return np.mean(np.square(X - output), axis=1)
+
+    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float32)
+        contributions = np.square(X - self.forward(X)) / X.shape[1]
+        return contributions.sum(axis=1), contributions

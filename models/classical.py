@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.base import read_params, write_params
+from models.base import constructor_params, read_params, write_params
 
 MODEL_FILE = "model.skops"
 
@@ -66,7 +66,7 @@ class SklearnDetector:
         raise NotImplementedError
 
     def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        return constructor_params(self)
 
     def training_rows(self, X: np.ndarray) -> np.ndarray:
         return X

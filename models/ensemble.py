@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.base import n_params, read_params, write_params
+from models.base import constructor_params, n_params, read_params, write_params
 from models.thresholds import QuantileThreshold, Threshold, threshold_from_dict
 from models.zoo import detector_class
 
@@ -74,7 +74,7 @@ class Ensemble:
         self.seed = seed
 
     def get_params(self) -> dict[str, Any]:
-        params = {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        params = constructor_params(self)
         params["members"] = [[name, dict(member_params)] for name, member_params in self._specs()]
         return params
 

@@ -29,7 +29,7 @@ from models.evaluation.plots import Curve, write_plots
 from models.evaluation.protocols import PROTOCOLS, Experiment, experiment
 from models.evaluation.report import write_report
 from models.train import fit_model, resolve_params
-from models.zoo import DETECTORS, detector_class
+from models.zoo import DETECTORS, is_deep
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,7 @@ def default_detectors(stream: str = "kdd") -> list[str]:
 
 def _quiet(name: str, params: dict[str, Any]) -> dict[str, Any]:
     """Keras progress lines would fight the progress bar: silence deep detectors (and members)."""
-    from models.base import KerasDetector
-
-    cls = detector_class(name)
-    if isinstance(cls, type) and issubclass(cls, KerasDetector):
+    if is_deep(name):
         return {"verbose": 0, **params}
     if "members" in params:
         return {**params, "members": [[m, _quiet(m, dict(p))] for m, p in params["members"]]}
@@ -114,7 +111,7 @@ def evaluate_detector(
     for label, rate in rates.items():
         rate["counted_as"] = "attack" if exp.test.y[exp.test.labels == label][0] else "normal"
     details = {
-        "params": fitted.detector.get_params() if hasattr(fitted.detector, "get_params") else params,
+        "params": fitted.detector.get_params(),
         "threshold": stored,
         "flag_rates": rates,
     }

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.base import read_params, write_params
+from models.base import constructor_params, read_params, write_params
 
 STATE_FILE = "state.json"
 
@@ -80,7 +80,7 @@ class HalfSpaceTreesDetector:
         self.seed = seed
 
     def get_params(self) -> dict[str, Any]:
-        params = {k: v for k, v in vars(self).items() if not k.endswith("_") and not k.startswith("_")}
+        params = constructor_params(self)
         if self.limits is not None:  # JSON object keys are strings: keep int feature keys as triples
             params["limits"] = [[k, lo, hi] for k, (lo, hi) in _limits_dict(self.limits).items()]
         return params

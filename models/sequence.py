@@ -23,15 +23,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
-
 from models.backend import keras_module
-from models.base import KerasDetector
+from models.base import ReconstructionDetector
 
 CELLS = ("conv", "lstm")
 
 
-class SequenceAutoencoder(KerasDetector):
+class SequenceAutoencoder(ReconstructionDetector):
     name: ClassVar[str] = "seq_ae"
 
     def __init__(
@@ -96,12 +94,3 @@ class SequenceAutoencoder(KerasDetector):
         x = layers.RepeatVector(length)(x)
         x = layers.LSTM(self.units, return_sequences=True, name="decoder")(x)
         return layers.TimeDistributed(layers.Dense(1), name="output")(x)
-
-    def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
-        return np.mean(np.square(X - output), axis=1)
-
-    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and per-timestep contributions (squared error / length; rows sum to the score)."""
-        X = np.asarray(X, dtype=np.float32)
-        contributions = np.square(X - self.forward(X)) / X.shape[1]
-        return contributions.sum(axis=1), contributions

@@ -338,6 +338,18 @@ def make_threshold(kind: str, **params: Any) -> Threshold:
     return THRESHOLDS[kind](**params)
 
 
+# Kinds whose cut is set by a target false-positive rate on normal validation scores.
+FPR_KINDS = ("quantile", "gaussian")
+
+
+def threshold_for(kind: str, fpr: float, params: dict[str, Any] | None = None) -> Threshold:
+    """:func:`make_threshold` given the target ``fpr`` when ``kind`` takes one; ``params`` win."""
+    params = dict(params or {})
+    if kind in FPR_KINDS:
+        params = {"fpr": fpr, **params}
+    return make_threshold(kind, **params)
+
+
 def threshold_from_dict(data: dict[str, Any]) -> Threshold:
     """Rebuild a fitted threshold from its stored form (see ``Threshold.to_dict``)."""
     kind = data.get("kind")

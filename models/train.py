@@ -24,8 +24,8 @@ import pandas as pd
 
 from models.features import KddEncoder, KddRaw, WindowEncoder
 from models.registry import ModelRef, Registry
-from models.thresholds import Threshold, make_threshold
-from models.zoo import detector_class
+from models.thresholds import Threshold, threshold_for
+from models.zoo import detector_class, is_deep
 from stream.datasets import (
     ECG_NORMAL,
     DatasetMissingError,
@@ -92,6 +92,7 @@ class FittedModel:
     detector: Any
     threshold: Threshold
     fit_seconds: float
+    calibration_scores: np.ndarray  # the detector's scores of the held-out normal rows
 
 
 # -- KDD ------------------------------------------------------------------------------------------
@@ -264,16 +265,19 @@ def resolve_params(
 
 
 def fit_threshold(
-    kind: str, detector: Any, data: TrainingData, fpr: float = 0.01, **params: Any
+    kind: str,
+    detector: Any,
+    data: TrainingData,
+    calibration_scores: np.ndarray,
+    fpr: float = 0.01,
+    **params: Any,
 ) -> Threshold:
-    """Fit a threshold of ``kind`` on validation scores: held-out normal rows, or for ``fbeta`` the
-    labelled validation split. Test data never reaches this function."""
-    if kind in ("quantile", "gaussian"):
-        params = {"fpr": fpr, **params}
-    threshold = make_threshold(kind, **params)
+    """Fit a threshold of ``kind`` on validation scores: those of the held-out normal rows, or for
+    ``fbeta`` the labelled validation split. Test data never reaches this function."""
+    threshold = threshold_for(kind, fpr, params)
     if kind == "fbeta":
         return threshold.fit(detector.score(data.labelled), data.labelled_anomaly)
-    return threshold.fit(detector.score(data.calibration))
+    return threshold.fit(calibration_scores)
 
 
 def fit_model(
@@ -289,19 +293,15 @@ def fit_model(
     started = time.perf_counter()
     model.fit(data.fit, data.early_stop)
     fit_seconds = time.perf_counter() - started
-    fitted = fit_threshold(threshold, model, data, fpr, **(threshold_params or {}))
-    return FittedModel(model, fitted, fit_seconds)
+    calibration_scores = model.score(data.calibration)
+    fitted = fit_threshold(threshold, model, data, calibration_scores, fpr, **(threshold_params or {}))
+    return FittedModel(model, fitted, fit_seconds, calibration_scores)
 
 
 def _save(registry: Registry, data: TrainingData, fitted: FittedModel, promote: bool | None) -> ModelRef:
     model, threshold = fitted.detector, fitted.threshold
-    calib_scores = model.score(data.calibration)
-    training = {
-        **data.description,
-        "fit_seconds": round(fitted.fit_seconds, 2),
-        "params": model.get_params() if hasattr(model, "get_params") else {},
-    }
-    metrics = {"calibration_fpr": float(np.mean(calib_scores >= threshold.threshold_))}
+    training = {**data.description, "fit_seconds": round(fitted.fit_seconds, 2), "params": model.get_params()}
+    metrics = {"calibration_fpr": float(np.mean(fitted.calibration_scores >= threshold.threshold_))}
     ref = registry.save(data.stream, model, data.encoder, threshold, training, metrics, promote=promote)
     log.info(
         "trained %s/%s v%d in %.1fs, %s threshold %.5g",
@@ -355,11 +355,7 @@ def train_ecg(
 
 def epoch_override(detector: str, epochs: int | None) -> dict[str, Any]:
     """``{"epochs": epochs}`` for deep (Keras) detectors, nothing for the others."""
-    from models.base import KerasDetector
-
-    cls = detector_class(detector)
-    deep = isinstance(cls, type) and issubclass(cls, KerasDetector)
-    return {"epochs": epochs} if epochs and deep else {}
+    return {"epochs": epochs} if epochs and is_deep(detector) else {}
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from models.backend import keras_module
-from models.base import KerasDetector
+from models.base import ReconstructionDetector
 
 SCORE_KINDS = ("error", "probability")
 
@@ -110,7 +110,7 @@ def gaussian_nll(y_true: Any, y_pred: Any) -> Any:
     return ops.mean(nll, axis=-1)
 
 
-class VariationalAutoencoder(KerasDetector):
+class VariationalAutoencoder(ReconstructionDetector):
     name: ClassVar[str] = "vae"
 
     def __init__(
@@ -187,7 +187,7 @@ class VariationalAutoencoder(KerasDetector):
     def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
         if self.score_kind == "probability":
             return output[:, -1]
-        return np.mean(np.square(X - output), axis=1)
+        return super().score_from_output(X, output)
 
     def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores and per-feature contributions (non-negative).
@@ -197,9 +197,7 @@ class VariationalAutoencoder(KerasDetector):
         the part of the negative log-likelihood that the row's values (not the model's variances)
         are responsible for.
         """
-        X = np.asarray(X, dtype=np.float32)
-        output = self.forward(X)
         if self.score_kind == "probability":
+            output = self.forward(np.asarray(X, dtype=np.float32))
             return output[:, -1], output[:, :-1]
-        contributions = np.square(X - output) / X.shape[1]
-        return contributions.sum(axis=1), contributions
+        return super().explain(X)

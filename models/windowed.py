@@ -34,7 +34,7 @@ import numpy as np
 from models.base import KerasDetector
 from models.features import WindowEncoder
 from models.registry import ModelRef, Registry
-from models.thresholds import Threshold, make_threshold
+from models.thresholds import Threshold, threshold_for
 from models.zoo import detector_class
 from stream.datasets.sensor import SensorSeries, load_sensor_series
 from stream.windows import sliding_windows, window_end_rows
@@ -149,9 +149,7 @@ def fit_windowed(
     model.fit(fit_rows, stop_rows)
     fit_seconds = time.perf_counter() - started
     calibration = np.asarray(model.score(encoder.transform(parts.calibration)), dtype=np.float64)
-    if threshold in ("quantile", "gaussian"):
-        threshold_params = {"fpr": fpr, **(threshold_params or {})}
-    fitted = make_threshold(threshold, **(threshold_params or {})).fit(calibration)
+    fitted = threshold_for(threshold, fpr, threshold_params).fit(calibration)
     training = {
         "data": [item.name for item in series],
         "window": window,

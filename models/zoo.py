@@ -27,3 +27,11 @@ def detector_class(name: str) -> Any:
         raise KeyError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}")
     module, _, cls = DETECTORS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def is_deep(name: str) -> bool:
+    """Whether detector ``name`` is a Keras network (takes ``epochs`` and ``verbose``)."""
+    from models.base import KerasDetector
+
+    cls = detector_class(name)
+    return isinstance(cls, type) and issubclass(cls, KerasDetector)

@@ -8,7 +8,6 @@ abnormal classes into one) or, from the UCR files, the class (``r-on-t-pvc``, ``
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from producers.replay import Event
+from producers.replay import Event, repeat
 from stream.datasets import find_ecg_file, read_ecg
 
 # UCR ECG5000 classes (1-5), and 0 for ecg.csv's "abnormal, class unknown".
@@ -66,17 +65,14 @@ def ecg_events(replay: EcgReplay, loop: bool = False, limit: int | None = None) 
     """
     labels = [ecg_label(code) for code in replay.labels.tolist()]
     ids = [record_id(replay.source, row) for row in replay.rows.tolist()]
-    passes = itertools.count() if loop else range(1)
-    produced = 0
-    for _ in passes:
-        for record, values, label in zip(ids, replay.values, labels, strict=True):
-            if limit is not None and produced >= limit:
-                return
-            # orjson writes the shortest repr that reads back to the same float64: the worker
-            # scores exactly the values that offline evaluation scores.
-            value = orjson.dumps({"record": record, "values": values}, option=orjson.OPT_SERIALIZE_NUMPY)
-            yield Event(record.encode(), value, label)
-            produced += 1
+    # Serialised once, however many passes: orjson writes the shortest repr that reads back to the
+    # same float64, so the worker scores exactly the values that offline evaluation scores.
+    dumps, numpy = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
+    events = [
+        Event(record.encode(), dumps({"record": record, "values": values}, option=numpy), label)
+        for record, values, label in zip(ids, replay.values, labels, strict=True)
+    ]
+    return repeat(events, loop, limit)
 
 
 def load_ecg_replay(data_dir: Path, file: str = "csv", holdout: bool = False, seed: int = 0) -> EcgReplay:

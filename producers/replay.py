@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rich.progress import (
@@ -48,12 +49,23 @@ class ReplayStats:
         return self.sent / self.seconds if self.seconds else 0.0
 
 
+def repeat(events: Sequence[Event], loop: bool = False, limit: int | None = None) -> Iterator[Event]:
+    """``events`` once, or over and over with ``loop`` (an empty list ends at once), at most ``limit``.
+
+    >>> [e.key for e in repeat([Event(b"a", b""), Event(b"b", b"")], loop=True, limit=3)]
+    [b'a', b'b', b'a']
+    """
+    return itertools.islice(itertools.cycle(events) if loop and events else iter(events), limit)
+
+
 class Pacer:
     """Sleeps just enough to hold ``rate`` events/s on average (0 = as fast as possible)."""
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
         self.start = time.perf_counter()
+        # Events sent between two waits: one sleep per chunk keeps the overhead per event negligible.
+        self.chunk = max(1, min(1000, int(rate / 100))) if rate > 0 else 1000
 
     def wait(self, sent: int, stop: StopFlag) -> None:
         if self.rate <= 0:
@@ -94,10 +106,7 @@ class ReplayProducer:
         tracker = DeliveryTracker()
         stats = ReplayStats()
         pacer = self.pacer if self.pacer is not None else Pacer(self.rate)
-        # Pace in small chunks: one sleep per chunk keeps the overhead per event negligible.
-        chunk = max(1, min(1000, int(self.rate / 100))) if self.rate > 0 else 1000
-        if self.pacer is not None:
-            chunk = 1  # a custom pacer decides every event's time
+        chunk = pacer.chunk
         started = time.perf_counter()
         bar = _progress_bar(self.progress)
         task = bar.add_task(description, total=total)

@@ -15,14 +15,13 @@ retention delete the data at once. The worker reads a window's event time from i
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import orjson
 
-from producers.replay import Event, Pacer
+from producers.replay import Event, Pacer, repeat
 from stream.datasets.sensor import SensorSeries
 from stream.kafka import StopFlag
 from stream.windows import sliding_windows, window_end_rows
@@ -78,16 +77,8 @@ def sensor_events(
     """
     per_series = [(item.sensor_id.encode(), _series_windows(item, window, stride)) for item in series]
     n_windows = min((len(windows) for _, windows in per_series), default=0)
-    passes = itertools.count() if loop and n_windows else range(1)
-    produced = 0
-    for _ in passes:
-        for index in range(n_windows):
-            for key, windows in per_series:
-                if limit is not None and produced >= limit:
-                    return
-                value, label = windows[index]
-                yield Event(key, value, label)
-                produced += 1
+    events = [Event(key, *windows[index]) for index in range(n_windows) for key, windows in per_series]
+    return repeat(events, loop, limit)
 
 
 def event_count(series: Sequence[SensorSeries], window: int, stride: int = 1) -> int:
@@ -113,6 +104,7 @@ class SeriesPacer(Pacer):
         if speedup <= 0:
             raise ValueError(f"speedup must be positive, got {speedup}")
         super().__init__(0.0)
+        self.chunk = 1  # every event has its own due time
         ends = np.asarray(end_times, dtype="datetime64[ns]").astype(np.int64) / 1e9
         gaps = np.maximum(np.diff(ends), 0.0) / speedup
         if max_gap is not None:

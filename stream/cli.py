@@ -239,6 +239,14 @@ def _report_replay(stats) -> None:  # stats: ReplayStats
 
 
 # -- models ---------------------------------------------------------------------------------------
+# Threshold options shared by `train` and `evaluate`.
+ThresholdOpt = Annotated[str, typer.Option(help="threshold kind: quantile, gaussian, fbeta or sliding")]
+FprOpt = Annotated[float, typer.Option(help="target false-positive rate (quantile, gaussian)")]
+ThresholdParamOpt = Annotated[
+    list[str] | None, typer.Option(help="threshold argument KEY=VALUE, e.g. beta=2 or window=5000")
+]
+
+
 @app.command()
 def train(
     stream: Annotated[str, typer.Option(help="kdd, ecg or sensor")] = "kdd",
@@ -249,13 +257,9 @@ def train(
     bearing: Annotated[bool, typer.Option("--bearing", help="sensor: the NASA bearing file")] = False,
     window: Annotated[int, typer.Option(help="sensor: window length (replay with the same --window)")] = 16,
     protocol: Annotated[str, typer.Option(help="KDD feature protocol: full or ffl")] = "full",
-    threshold: Annotated[
-        str, typer.Option(help="threshold kind: quantile, gaussian, fbeta or sliding")
-    ] = "quantile",
-    fpr: Annotated[float, typer.Option(help="target false-positive rate (quantile, gaussian)")] = 0.01,
-    threshold_param: Annotated[
-        list[str] | None, typer.Option(help="threshold argument KEY=VALUE, e.g. beta=2 or window=5000")
-    ] = None,
+    threshold: ThresholdOpt = "quantile",
+    fpr: FprOpt = 0.01,
+    threshold_param: ThresholdParamOpt = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs (deep detectors)")] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="detector argument KEY=JSON, e.g. hidden=[32,8]")
@@ -313,13 +317,9 @@ def evaluate(
         str | None, typer.Option(help="comma-separated detectors (default: all; kdd: all but seq_ae)")
     ] = None,
     out: Annotated[Path, typer.Option(help="folder for metrics.json, report.md and plots")] = Path("eval"),
-    threshold: Annotated[
-        str, typer.Option(help="threshold kind: quantile, gaussian, fbeta or sliding")
-    ] = "quantile",
-    fpr: Annotated[float, typer.Option(help="target false-positive rate (quantile, gaussian)")] = 0.01,
-    threshold_param: Annotated[
-        list[str] | None, typer.Option(help="threshold argument KEY=VALUE, e.g. beta=2")
-    ] = None,
+    threshold: ThresholdOpt = "quantile",
+    fpr: FprOpt = 0.01,
+    threshold_param: ThresholdParamOpt = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs of every deep detector")] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="detector argument DETECTOR.KEY=JSON, e.g. ae.hidden=[32,8]")

@@ -24,7 +24,7 @@ class Curve:
     pr_auc: float
 
 
-def _pyplot():  # noqa: ANN202 - matplotlib.pyplot, imported late so the CLI stays quick
+def pyplot():  # noqa: ANN202 - matplotlib.pyplot, imported late so the CLI stays quick
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -36,7 +36,7 @@ def _pyplot():  # noqa: ANN202 - matplotlib.pyplot, imported late so the CLI sta
 def roc_plot(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
     from sklearn.metrics import roc_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     for name, c in curves.items():
         fpr, tpr, _ = roc_curve(c.y, c.scores)
@@ -46,13 +46,13 @@ def roc_plot(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
         xlabel="false-positive rate", ylabel="true-positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01)
     )
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def pr_plot(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
     from sklearn.metrics import precision_recall_curve
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     for name, c in curves.items():
         precision, recall, _ = precision_recall_curve(c.y, c.scores)
@@ -61,7 +61,7 @@ def pr_plot(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
     ax.axhline(prevalence, color="grey", linestyle=":", linewidth=1, label=f"chance ({prevalence:.2f})")
     ax.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.01))
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def use_log_x(scores: np.ndarray) -> bool:
@@ -74,7 +74,7 @@ def use_log_x(scores: np.ndarray) -> bool:
 
 
 def histogram_plot(name: str, curve: Curve, path: Path, title: str) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     scores = np.asarray(curve.scores, dtype=np.float64)
     finite = np.isfinite(scores)
     log_x = use_log_x(scores)
@@ -107,10 +107,10 @@ def histogram_plot(name: str, curve: Curve, path: Path, title: str) -> Path:
         title=f"{title}: {name}",
     )
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+def save_figure(fig, path: Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

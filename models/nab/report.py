@@ -129,11 +129,9 @@ def write_plots(
 ) -> list[Path]:
     """One PNG per series: values with anomaly windows and each detector's detections (standard
     profile threshold), and below them the NAB anomaly scores with those thresholds."""
-    import matplotlib
+    from models.evaluation.plots import pyplot, save_figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     paths = []
     for name in names:
         item = series[name]
@@ -157,9 +155,5 @@ def write_plots(
         top.legend(loc="upper left", fontsize=7)
         bottom.set_ylabel("NAB score")
         bottom.set_xlabel("row")
-        fig.tight_layout()
-        path = out / f"nab_{Path(name).stem}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, out / f"nab_{Path(name).stem}.png"))
     return paths

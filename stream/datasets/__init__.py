@@ -1,13 +1,8 @@
 """Dataset loaders shared by producers (replay) and models (training, evaluation)."""
 
 from stream.datasets.ecg import ECG_NORMAL, find_ecg_file, read_ecg
-from stream.datasets.kdd import (
-    KDD_NORMAL,
-    DatasetMissingError,
-    find_kdd_file,
-    is_attack,
-    read_kdd,
-)
+from stream.datasets.files import DatasetMissingError
+from stream.datasets.kdd import KDD_NORMAL, find_kdd_file, is_attack, read_kdd
 
 __all__ = [
     "ECG_NORMAL",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stream.datasets.kdd import DatasetMissingError
+from stream.datasets.files import find_named_file
 
 ECG_NORMAL = 1
 ECG_BEAT_LENGTH = 140
@@ -34,19 +34,10 @@ ECG_FILES: dict[str, tuple[str, ...]] = {
 
 def find_ecg_file(data_dir: Path, which: str = "csv") -> Path:
     """Locate an ECG5000 file by logical name (``csv``, ``train``, ``test``) or path."""
-    candidate = Path(which)
-    if candidate.is_file():
-        return candidate
-    if which not in ECG_FILES:
-        raise DatasetMissingError(f"{which!r} is neither a file nor one of {sorted(ECG_FILES)}")
-    for folder in (data_dir / "ecg5000", data_dir):
-        for name in ECG_FILES[which]:
-            if (folder / name).is_file():
-                return folder / name
-    raise DatasetMissingError(
-        f"ECG5000 {which!r} file not found under {data_dir} (looked for {', '.join(ECG_FILES[which])}). "
-        "Run `anomstream data fetch ecg`, or set ANOMSTREAM_DATA_DIR to the folder that holds ecg5000/."
-    )
+    return find_named_file(
+        data_dir, which, ECG_FILES, ("ecg5000",), "ECG5000",
+        "Run `anomstream data fetch ecg`, or set ANOMSTREAM_DATA_DIR to the folder that holds ecg5000/.",
+    )  # fmt: skip
 
 
 def _read_text(path: Path) -> str:

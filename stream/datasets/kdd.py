@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stream.datasets.files import find_named_file
 from stream.schemas import KDD_CATEGORICAL, KDD_FEATURES
 
 KDD_NORMAL = "normal"
@@ -25,25 +26,12 @@ KDD_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
-class DatasetMissingError(FileNotFoundError):
-    """A dataset file is not in the data directory; the message says how to get it."""
-
-
 def find_kdd_file(data_dir: Path, which: str = "train") -> Path:
     """Locate a KDD file by logical name (``train``, ``test``, ``nsl-train``, ``nsl-test``) or path."""
-    candidate = Path(which)
-    if candidate.is_file():
-        return candidate
-    if which not in KDD_FILES:
-        raise DatasetMissingError(f"{which!r} is neither a file nor one of {sorted(KDD_FILES)}")
-    for folder in (data_dir / "kdd99", data_dir / "nslkdd", data_dir):
-        for name in KDD_FILES[which]:
-            if (folder / name).is_file():
-                return folder / name
-    raise DatasetMissingError(
-        f"KDD {which!r} file not found under {data_dir} (looked for {', '.join(KDD_FILES[which])}). "
-        "Run `anomstream data fetch kdd`, or set ANOMSTREAM_DATA_DIR to the folder that holds kdd99/."
-    )
+    return find_named_file(
+        data_dir, which, KDD_FILES, ("kdd99", "nslkdd"), "KDD",
+        "Run `anomstream data fetch kdd`, or set ANOMSTREAM_DATA_DIR to the folder that holds kdd99/.",
+    )  # fmt: skip
 
 
 def read_kdd(path: Path, limit: int | None = None) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models.nab import list_series, load_series, load_windows, probation_length, window_row_bounds
-from stream.datasets.kdd import DatasetMissingError
+from stream.datasets.files import DatasetMissingError, first_file
 
 BEARING_FILES = ("Averaged_BearingTest_Dataset.csv",)
 
@@ -109,10 +109,9 @@ def list_nab_series(data_dir: Path) -> list[str]:
 
 
 def find_bearing_file(data_dir: Path) -> Path:
-    for folder in (Path(data_dir) / "bearing", Path(data_dir)):
-        for name in BEARING_FILES:
-            if (folder / name).is_file():
-                return folder / name
+    found = first_file((Path(data_dir) / "bearing", Path(data_dir)), BEARING_FILES)
+    if found is not None:
+        return found
     raise DatasetMissingError(
         f"bearing CSV not found under {data_dir} (looked for bearing/{BEARING_FILES[0]}); set "
         "ANOMSTREAM_DATA_DIR to the folder that holds bearing/, or pass the file's path"

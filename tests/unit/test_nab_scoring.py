@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from models.nab import (
     score_corpus,
     sweep_thresholds,
 )
+from tests.conftest import require_data
 
 STANDARD = Profile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0, tn_weight=1.0)
 LOW_FN = Profile("reward_low_FN_rate", tp_weight=1.0, fp_weight=0.11, fn_weight=2.0, tn_weight=1.0)
@@ -274,29 +274,17 @@ def test_sweep_matches_brute_force_on_random_series() -> None:
 # ---------------------------------------------------------------- real NAB data
 
 
-def _nab_dir() -> Path:
-    root = os.environ.get("ANOMSTREAM_DATA_DIR")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    return base / "nab"
+NAB_LABELS = ("nab", "labels", "combined_windows.json")
 
 
 @pytest.fixture(scope="module")
 def nab_dir() -> Path:
-    directory = _nab_dir()
-    if not (directory / "labels" / "combined_windows.json").is_file():
-        message = f"NAB data not found at {directory}; set ANOMSTREAM_DATA_DIR to the folder holding nab/"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return directory
+    return require_data(*NAB_LABELS).parents[1]
 
 
 def test_nab_data_present_in_ci() -> None:
     # In CI a missing data folder must fail loudly instead of silently skipping the reproduction tests.
-    present = (_nab_dir() / "labels" / "combined_windows.json").is_file()
-    if not present and os.environ.get("CI") != "true":
-        pytest.skip(f"NAB data not found at {_nab_dir()}")
-    assert present, f"NAB data not found at {_nab_dir()}; set ANOMSTREAM_DATA_DIR to the folder holding nab/"
+    assert require_data(*NAB_LABELS).is_file()
 
 
 @pytest.fixture(scope="module")
