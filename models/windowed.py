@@ -207,7 +207,10 @@ def train_sensor(
         "fit_seconds": round(model.fit_seconds, 2),
         "calibration_scores": model.calibration_scores.tolist(),
     }
-    metrics = {"calibration_fpr": float(np.mean(model.threshold.predict(model.calibration_scores)))}
+    # Compared with the cut, not through predict(): a sliding threshold's predict() moves its window,
+    # and the saved threshold must be the one fitted on the calibration scores.
+    cut = model.threshold.threshold_
+    metrics = {"calibration_fpr": float(np.mean(model.calibration_scores >= cut))}
     ref = registry.save("sensor", model.detector, model.encoder, model.threshold, training, metrics, promote)
     log.info(
         "trained sensor/%s v%d on %s (window %d) in %.1fs",
