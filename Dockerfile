@@ -38,12 +38,13 @@ print("\n".join(project["dependencies"] + [r for e in extras for r in project["o
 
 # The package itself. --no-deps: the layer above installed exactly the declared dependencies.
 COPY README.md ./
-COPY stream/ stream/
+COPY anomstream/ anomstream/
 COPY producers/ producers/
 COPY consumers/ consumers/
 COPY models/ models/
+COPY stream/ stream/
 RUN pip install --no-cache-dir --no-deps . \
-    && rm -rf build ./*.egg-info
+    && rm -rf build
 
 # Non-root user. /registry is created here, owned by that user, so that a named volume mounted
 # there starts with the same owner and the trainer can write models into it.

@@ -33,6 +33,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	bash scripts/lint-docker.sh
 
 lint-docker: venv

@@ -5,8 +5,9 @@ from __future__ import annotations
 import orjson
 from rich.console import Console
 
-from stream.kafka import StopFlag, iter_topic
+from stream.kafka import iter_topic
 from stream.settings import Settings
+from stream.signals import StopFlag
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 STYLE = {"low": "cyan", "medium": "yellow", "high": "red", "critical": "bold white on red"}

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 from confluent_kafka import Message
-from pydantic import ValidationError
 
 from models.features import KddRaw
-from stream.schemas import KDD_CATEGORICAL, KDD_NUMERIC, KDD_VALIDATOR, EcgBeat, SensorWindow
+from stream.messages import (
+    KDD_CATEGORICAL,
+    KDD_NUMERIC,
+    decode_ecg_beat,
+    decode_kdd_connection,
+    decode_sensor_window,
+)
 
 
 @dataclass(frozen=True)
@@ -30,17 +36,11 @@ class Rejected:
 class DecodedBatch:
     raw: Any  # what the stream's encoder takes (KddRaw, or an (n, length) array of windows)
     messages: list[Message]  # the valid messages, aligned with the rows of ``raw``
-    records: list[Any]  # their validated records (dicts for KDD, models for windows)
+    records: list[Any]  # their validated records (stream.messages structs)
     rejected: list[Rejected]
     # When each event happened, from the records (a sensor window ends at its last row, in the
     # series' own clock); None: the Kafka timestamps say it.
     event_times: list[str | None] | None = None
-
-
-def _summarise(error: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in error.errors()[:5]]
-    more = error.error_count() - len(parts)
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def _validate(
@@ -54,9 +54,11 @@ def _validate(
             continue
         try:
             records.append(validate(value))
-        except ValidationError as exc:
-            kind = "InvalidJSON" if exc.errors()[0]["type"] == "json_invalid" else "ValidationError"
-            rejected.append(Rejected(message, kind, _summarise(exc)))
+        except msgspec.ValidationError as exc:  # well-formed JSON, wrong content
+            rejected.append(Rejected(message, "ValidationError", str(exc)))
+            continue
+        except msgspec.DecodeError as exc:
+            rejected.append(Rejected(message, "InvalidJSON", str(exc)))
             continue
         valid_messages.append(message)
     return valid_messages, records, rejected
@@ -64,21 +66,21 @@ def _validate(
 
 Decoder = Callable[[Sequence[Message], int | None], DecodedBatch]
 
-_kdd_numeric = itemgetter(*KDD_NUMERIC)
-_kdd_symbols = itemgetter(*KDD_CATEGORICAL)
+_kdd_numeric = attrgetter(*KDD_NUMERIC)
+_kdd_symbols = attrgetter(*KDD_CATEGORICAL)
 
 
 def decode_kdd(messages: Sequence[Message], width: int | None = None) -> DecodedBatch:
-    valid, records, rejected = _validate(messages, KDD_VALIDATOR.validate_json)
+    valid, records, rejected = _validate(messages, decode_kdd_connection)
     raw = KddRaw.from_rows([_kdd_numeric(r) for r in records], [_kdd_symbols(r) for r in records])
     return DecodedBatch(raw, valid, records, rejected)
 
 
 def _decode_windows(
-    model: type[EcgBeat] | type[SensorWindow], event_time: Callable[[Any], str] | None = None
+    validate: Callable[[bytes], Any], event_time: Callable[[Any], str] | None = None
 ) -> Decoder:
     def decode(messages: Sequence[Message], width: int | None = None) -> DecodedBatch:
-        valid, records, rejected = _validate(messages, model.model_validate_json)
+        valid, records, rejected = _validate(messages, validate)
         if width is not None:
             # A window of another length than the model's cannot be scored: dead-letter it alone.
             keep = []
@@ -98,6 +100,6 @@ def _decode_windows(
 
 DECODERS: dict[str, Decoder] = {
     "kdd": decode_kdd,
-    "ecg": _decode_windows(EcgBeat),
-    "sensor": _decode_windows(SensorWindow, attrgetter("end")),
+    "ecg": _decode_windows(decode_ecg_beat),
+    "sensor": _decode_windows(decode_sensor_window, attrgetter("end")),
 }

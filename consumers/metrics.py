@@ -16,7 +16,7 @@ LAG_REFRESH_S = 2.0
 
 
 class WorkerMetrics:
-    def __init__(self, port: int | None = None, worker_id: str = "") -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
         self.events = Counter("anomstream_events_total", "Events scored", ["stream"], registry=reg)

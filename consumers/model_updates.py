@@ -1,29 +1,56 @@
-"""Announce registry promotions on the model-updates topic, so running workers hot-reload."""
+"""The control channel: promotions and rollbacks announced on ``model-updates``.
+
+A model update is a notification. The registry's production alias is the truth; workers that read an
+update reload what the alias says.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from rich.console import Console
-
+from models.registry import Registry
 from stream.kafka import BrokerUnavailableError, flush_or_raise, make_producer, produce, wait_for_broker
-from stream.schemas import ModelUpdate
+from stream.messages import ModelUpdate, encode
 from stream.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def announce_promotion(
-    settings: Settings, stream: str, detector: str, version: int, console: Console
-) -> bool:
-    """Publish a ModelUpdate; returns False (and says so) when no broker is reachable."""
-    console.print(f"production model of {stream}: {detector} v{version}")
+
+@dataclass(frozen=True)
+class Promotion:
+    """What a promotion or rollback did: the new production model, and whether workers were told."""
+
+    update: ModelUpdate
+    announced: bool
+
+
+def announce(settings: Settings, update: ModelUpdate) -> bool:
+    """Publish ``update`` on ``model-updates``; False (logged) when no broker is reachable."""
     try:
         wait_for_broker(settings, timeout=5)
     except BrokerUnavailableError:
-        console.print("no broker reachable: workers pick the new model up when they next start")
+        log.warning("no broker reachable: workers pick the new model up when they next start")
         return False
-    update = ModelUpdate(stream=stream, detector=detector, version=version, promoted_at=datetime.now(UTC))
     producer = make_producer(settings)
-    produce(producer, settings.topic("model_updates"), update.model_dump_json().encode(), stream.encode())
+    produce(producer, settings.topic("model_updates"), encode(update), update.stream.encode())
     flush_or_raise(producer, 30)
-    console.print(f"announced on {settings.topic('model_updates')}: running workers reload it")
     return True
+
+
+def promote(
+    settings: Settings, stream: str, detector: str, version: int, reason: str = "manual"
+) -> Promotion:
+    """Make ``detector`` v``version`` the stream's production model and tell running workers."""
+    Registry(settings.registry_dir).promote(stream, detector, version)
+    update = ModelUpdate(stream, detector, version, datetime.now(UTC).isoformat(), reason=reason)
+    return Promotion(update, announce(settings, update))
+
+
+def rollback(settings: Settings, stream: str) -> Promotion:
+    """Return the stream to its previous production model and tell running workers."""
+    alias = Registry(settings.registry_dir).rollback(stream)
+    now = datetime.now(UTC).isoformat()
+    update = ModelUpdate(stream, alias["detector"], alias["version"], now, reason="rollback")
+    return Promotion(update, announce(settings, update))

@@ -1,4 +1,4 @@
-"""What a scored batch turns into: alerts, score records and dead letters (PRODUCT.md formats).
+"""What a scored batch turns into: alerts, score records and dead letters (:mod:`stream.messages`).
 
 Per-message metadata (ids, labels, event times) is extracted once per batch into :class:`BatchMeta`
 and shared by the alert and score-record builders; event times are formatted vectorised.
@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from consumers.decoding import Rejected
-from models.pipeline import BatchScores, ScoringModel
+from models.scoring import BatchScores, ScoringModel
 from stream.kafka import Headers, header
+from stream.messages import Alert, DeadLetterHeaders, ScoreRecord, SourceRef, encode
 
 SCORE_RECORD_MAX_EVENTS = 5000  # keeps one record well under the broker's 1 MB message limit
 
@@ -91,27 +91,22 @@ def build_alerts(
     ):
         key = meta.keys[row]
         topic, partition, offset = meta.topics[row], meta.partitions[row], meta.offsets[row]
-        alert = {
-            "alert_id": alert_id(topic, partition, offset),
-            "stream": model.stream,
-            "event_id": _event_id(meta, row),
-            "source": {
-                "topic": topic,
-                "partition": partition,
-                "offset": offset,
-                "key": key.decode("utf-8", "replace") if key else None,
-            },
-            "event_time": meta.event_times[row],
-            "detected_at": detected_at,
-            "detector": model.detector_name,
-            "model_version": model.version,
-            "score": float(scores[row]),
-            "threshold": threshold,
-            "severity": severity,
-            "top_features": top,
-            "label": meta.labels[row],
-        }
-        yield key, orjson.dumps(alert)
+        alert = Alert(
+            alert_id=alert_id(topic, partition, offset),
+            stream=model.stream,
+            event_id=_event_id(meta, row),
+            source=SourceRef(topic, partition, offset, key.decode("utf-8", "replace") if key else None),
+            event_time=meta.event_times[row],
+            detected_at=detected_at,
+            detector=model.detector_name,
+            model_version=model.version,
+            score=float(scores[row]),
+            threshold=threshold,
+            severity=severity,  # type: ignore[arg-type]
+            top_features=top,
+            label=meta.labels[row],
+        )
+        yield key, encode(alert)
 
 
 def build_score_records(
@@ -125,30 +120,30 @@ def build_score_records(
     for (topic, partition), rows in rows_by_partition.items():
         for start in range(0, len(rows), SCORE_RECORD_MAX_EVENTS):
             chunk = rows[start : start + SCORE_RECORD_MAX_EVENTS]
-            record = {
-                "stream": model.stream,
-                "detector": model.detector_name,
-                "model_version": model.version,
-                "topic": topic,
-                "partition": partition,
-                "offsets": [meta.offsets[r] for r in chunk],
-                "scores": [scores[r] for r in chunk],
-                "is_alert": [flags[r] for r in chunk],
-                "labels": [meta.labels[r] for r in chunk],
-                "event_times": [meta.event_times[r] for r in chunk],
-            }
-            yield f"{topic}:{partition}".encode(), orjson.dumps(record)
+            record = ScoreRecord(
+                stream=model.stream,
+                detector=model.detector_name,
+                model_version=model.version,
+                topic=topic,
+                partition=partition,
+                offsets=[meta.offsets[r] for r in chunk],
+                scores=[scores[r] for r in chunk],
+                is_alert=[flags[r] for r in chunk],
+                labels=[meta.labels[r] for r in chunk],
+                event_times=[meta.event_times[r] for r in chunk],
+            )
+            yield f"{topic}:{partition}".encode(), encode(record)
 
 
 def dead_letter_headers(rejected: Rejected, worker_id: str) -> Headers:
     """The original headers plus where the message came from and why it was rejected."""
     message = rejected.message
-    return [
-        *(message.headers() or []),
-        ("error.type", rejected.error_type.encode()),
-        ("error.message", rejected.error.encode("utf-8", "replace")[:4000]),
-        ("source.topic", message.topic().encode()),
-        ("source.partition", str(message.partition()).encode()),
-        ("source.offset", str(message.offset()).encode()),
-        ("worker", worker_id.encode()),
-    ]
+    why = DeadLetterHeaders(
+        error_type=rejected.error_type,  # type: ignore[arg-type]
+        error_message=rejected.error,
+        source_topic=message.topic(),
+        source_partition=message.partition(),
+        source_offset=message.offset(),
+        worker=worker_id,
+    )
+    return [*(message.headers() or []), *why.headers()]

@@ -11,13 +11,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from stream.kafka import StopFlag
+from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
 
 MAX_RESTARTS_PER_MINUTE = 5
+
+
+def worker_command(*args: str) -> list[str]:
+    """The command line that starts one scoring worker process: ``anomstream worker ARGS``.
+
+    Every launcher (the supervisor, the demo, the benchmark, tests) goes through here, with this
+    interpreter, so a worker runs the same code and environment as whoever started it.
+    """
+    return [sys.executable, "-m", "anomstream", "worker", *args]
 
 
 @dataclass
@@ -35,17 +45,19 @@ class ReplicaSupervisor:
         worker_args: list[str],
         stop: StopFlag | None = None,
         metrics_port: int | None = None,
+        command: Callable[..., list[str]] = worker_command,
     ) -> None:
         self.count = replicas
         self.worker_args = worker_args
         self.metrics_port = metrics_port
         self.stop = stop if stop is not None else StopFlag()
+        self.command = command  # builds one replica's command line from its arguments
 
     def _spawn(self, index: int) -> subprocess.Popen:
         # A stable id per replica slot: under --eos it is the transactional id, so a restarted
         # replica fences its crashed predecessor's open transaction instead of waiting it out.
         worker_id = f"replica-{index}"
-        command = [sys.executable, "-m", "stream.cli", "worker", "--worker-id", worker_id, *self.worker_args]
+        command = self.command("--worker-id", worker_id, *self.worker_args)
         if self.metrics_port is not None:
             command += ["--metrics-port", str(self.metrics_port + index)]
         return subprocess.Popen(command)  # noqa: S603 - our own interpreter and module

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from stream.kafka import StopFlag, iter_topic
+from stream.kafka import iter_topic
 from stream.settings import Settings
+from stream.signals import StopFlag
 
 NORMAL_LABELS = frozenset({"normal", "0", "0.0", "false", "False"})
 

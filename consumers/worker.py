@@ -6,6 +6,7 @@ Per batch::
         -> ONE model call per stream -> alerts above threshold + one score record per partition
         -> outputs delivered -> offsets committed          (at-least-once, the default)
         -> or all of it in one Kafka transaction            (--eos, exactly-once)
+        -> learning thresholds learn the committed scores (a retried batch is never learnt twice)
 
 SIGTERM/SIGINT finish the batch in hand, commit it and leave the group. A promotion on the
 ``model-updates`` topic swaps the stream's model between batches.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import socket
 import time
 from collections import defaultdict
@@ -23,25 +25,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, Message, TopicPartition
+import msgspec
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumers.decoding import DECODERS
 from consumers.metrics import WorkerMetrics
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter_headers
-from models.pipeline import ScoringModel
 from models.registry import Registry, RegistryError
+from models.scoring import ScoringModel
 from stream.kafka import (
     DeliveryTracker,
-    StopFlag,
     check_message,
     flush_or_raise,
+    follow_from_end,
     make_consumer,
     make_producer,
-    partitions_of,
     produce,
 )
-from stream.schemas import ModelUpdate
+from stream.messages import decode_model_update
 from stream.settings import STREAMS, Settings
+from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ class ScoringWorker:
         self.stats = WorkerStats()
         self.tracker = DeliveryTracker()
         self.metrics = WorkerMetrics(metrics_port)
+        # Crash injection for recovery tests: SIGKILL ourselves with batch N published and not committed.
+        self._crash_before_commit = int(os.environ.get("ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT") or 0)
         for stream, model in self.models.items():
             self.metrics.model_version.labels(stream, model.detector_name).set(model.version)
 
@@ -201,18 +206,23 @@ class ScoringWorker:
         offsets = self._next_offsets(data)
         if self.eos:
             self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
+            self._maybe_crash()
             self.producer.commit_transaction(60)
         else:
             flush_or_raise(self.producer)
             if self.tracker.failed:
                 raise DeliveryFailedError(f"{self.tracker.failed} outputs failed: {self.tracker.first_error}")
+            self._maybe_crash()
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:
                 # A rebalance took the partitions away: the next owner re-scores them and
                 # re-publishes the same alert ids. At-least-once, as documented.
                 log.warning("offset commit failed (%s): another replica will redeliver", exc)
-        # Counted only once the batch is committed, so a retried batch is not counted twice.
+        # Counted and learnt only once the batch is committed, so a retried batch is neither counted
+        # nor learnt twice.
+        for stream, scores in counts.pop("learn").items():
+            self.models[stream].learn(scores)
         self.stats.batches += 1
         self.metrics.batches.inc()
         self.metrics.dead_letters.inc(counts["dead_letters"])
@@ -229,7 +239,7 @@ class ScoringWorker:
             by_stream[self.routes[message.topic()]].append(message)
         alerts_topic, scores_topic = self.settings.topic("alerts"), self.settings.topic("scores")
         dlq_topic = self.settings.topic("dead_letter")
-        counts: dict = {"events": 0, "alerts": 0, "dead_letters": 0, "by_stream": {}}
+        counts: dict = {"events": 0, "alerts": 0, "dead_letters": 0, "by_stream": {}, "learn": {}}
         detected_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         for stream, messages in by_stream.items():
             model = self.models[stream]
@@ -257,7 +267,15 @@ class ScoringWorker:
             counts["events"] += len(batch.messages)
             counts["alerts"] += len(scored.alert_rows)
             counts["by_stream"][stream] = (len(batch.messages), len(scored.alert_rows))
+            if model.learns:
+                counts["learn"][stream] = scored.scores
         return counts
+
+    def _maybe_crash(self) -> None:
+        if self._crash_before_commit and self.stats.batches + 1 >= self._crash_before_commit:
+            log.warning("ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: killing this worker before its commit")
+            self.producer.flush(30)  # the batch's outputs are written (under --eos: not committed)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     @staticmethod
     def _next_offsets(data: list[Message]) -> list[TopicPartition]:
@@ -313,14 +331,9 @@ class ScoringWorker:
     def _model_update_reader(self) -> Consumer | None:
         """Every replica must see every promotion, so this reader has no group: it reads from the end."""
         topic = self.settings.topic("model_updates")
-        reader = make_consumer(self.settings, f"{self.settings.group_id}-updates-{self.worker_id}")
-        try:
-            partitions = partitions_of(reader, topic)
-        except KafkaException:
+        reader = follow_from_end(self.settings, topic)
+        if reader is None:
             log.warning("topic %s missing: promotions will not be hot-reloaded", topic)
-            reader.close()
-            return None
-        reader.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
         return reader
 
     def _apply_model_updates(self, reader: Consumer) -> None:
@@ -328,8 +341,8 @@ class ScoringWorker:
             if not check_message(message):
                 continue
             try:
-                update = ModelUpdate.model_validate_json(message.value() or b"")
-            except ValueError as exc:
+                update = decode_model_update(message.value() or b"")
+            except msgspec.DecodeError as exc:
                 log.warning("ignoring malformed model update: %s", exc)
                 continue
             if update.stream not in self.models:
@@ -342,3 +355,21 @@ class ScoringWorker:
             self.models[update.stream] = model
             self.metrics.model_version.labels(update.stream, model.detector_name).set(model.version)
             log.info("hot-reloaded stream %s -> %s v%d", update.stream, update.detector, update.version)
+
+
+def serve(
+    settings: Settings,
+    streams: Sequence[str] = STREAMS,
+    replicas: int = 1,
+    eos: bool = False,
+    worker_id: str | None = None,
+    metrics_port: int | None = None,
+) -> int:
+    """``anomstream worker``: one worker in this process, or ``replicas`` supervised processes."""
+    if replicas > 1:
+        from consumers.supervisor import ReplicaSupervisor
+
+        args = ["--streams", ",".join(streams)] + (["--eos"] if eos else [])
+        return ReplicaSupervisor(replicas, args, metrics_port=metrics_port).run()
+    ScoringWorker(settings, streams, eos=eos, worker_id=worker_id, metrics_port=metrics_port).run()
+    return 0

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from stream.schemas import KDD_BINARY, KDD_CATEGORICAL, KDD_NUMERIC, KDD_RATES
+from stream.messages import KDD_BINARY, KDD_CATEGORICAL, KDD_NUMERIC, KDD_RATES
 
-# The 18 continuous features of the Fast Forward Labs KDD experiment (PRODUCT.md, protocol `ffl`).
+# The 18 continuous features of the Fast Forward Labs KDD experiment (protocol `ffl`).
 FFL_FEATURES: tuple[str, ...] = (
     "srv_count",
     "serror_rate",

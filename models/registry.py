@@ -24,13 +24,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.features import encoder_from_dict
-from models.pipeline import ScoringModel
+import numpy as np
+
+from models.detectors import Detector, detector_class
+from models.features import FeatureEncoder, encoder_from_dict
+from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
-from models.zoo import detector_class
 
 MANIFEST = "manifest.json"
 ALIAS = "production.json"
+CALIBRATION = "calibration_scores.npy"
 
 
 class RegistryError(RuntimeError):
@@ -76,14 +79,19 @@ class Registry:
     def save(
         self,
         stream: str,
-        detector: Any,
-        encoder: Any,
+        detector: Detector,
+        encoder: FeatureEncoder,
         threshold: Threshold,
         training: dict[str, Any],
         metrics: dict[str, Any] | None = None,
         promote: bool | None = None,
+        calibration_scores: np.ndarray | None = None,
     ) -> ModelRef:
-        """Write a new version; promote it when asked, or when the stream has no production model."""
+        """Write a new version; promote it when asked, or when the stream has no production model.
+
+        ``calibration_scores`` (the detector's scores of held-out normal rows) are kept beside the
+        model: the NAB mapping and drift calibration read them back.
+        """
         folder = self.root / stream / detector.name
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
@@ -91,6 +99,8 @@ class Registry:
             detector.save(staging / "detector")
             (staging / "encoder.json").write_text(json.dumps(encoder.to_dict(), indent=2))
             (staging / "threshold.json").write_text(json.dumps(threshold.to_dict(), indent=2))
+            if calibration_scores is not None:
+                np.save(staging / CALIBRATION, np.asarray(calibration_scores, dtype=np.float64))
             artifacts = {
                 str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()
             }
@@ -202,6 +212,7 @@ class Registry:
         ref = self.resolve(stream, detector, version)
         manifest = self.verify(ref)
         cls = detector_class(ref.detector)
+        calibration = ref.path / CALIBRATION
         return ScoringModel(
             stream=stream,
             detector_name=ref.detector,
@@ -210,6 +221,7 @@ class Registry:
             detector=cls.load(ref.path / "detector"),
             threshold=threshold_from_dict(json.loads((ref.path / "threshold.json").read_text())),
             manifest=manifest,
+            calibration_scores=np.load(calibration, allow_pickle=False) if calibration.is_file() else None,
         )
 
     # -- aliases --------------------------------------------------------------------------------

@@ -6,13 +6,17 @@ Never "max training error", never tuned on test labels. Four kinds:
 - ``GaussianThreshold``: a normal (or log-normal) fit of held-out normal scores, cut at the tail
   probability ``fpr``; smoother than the empirical quantile when few validation rows are at hand.
 - ``FBetaThreshold``: the cut with the best F-beta on a *labelled* validation split of training data.
-- ``SlidingPercentileThreshold``: dynamic, the percentile of the last ``window`` scores, updated
-  online; the window travels with the model so a restarted worker resumes where it stopped.
+- ``SlidingPercentileThreshold``: dynamic, the percentile of the last ``window`` scores.
+
+Judging and learning are separate calls. ``classify`` (and ``severity``) are pure: judging a batch
+twice gives the same answer and changes nothing. A threshold that learns while scoring
+(``learns = True``) moves only when ``learn`` is called, which a worker does once a batch is
+committed, so a retried batch is never learned twice.
 
 >>> import numpy as np
 >>> normal_val_scores = np.random.default_rng(0).exponential(size=10_000)
 >>> t = QuantileThreshold(fpr=0.01).fit(normal_val_scores)
->>> round(float(np.mean(t.predict(normal_val_scores))), 3)
+>>> round(float(np.mean(t.classify(normal_val_scores))), 3)
 0.01
 >>> threshold_from_dict(t.to_dict()).threshold_ == t.threshold_
 True
@@ -32,7 +36,7 @@ DEFAULT_RATIOS = (1.0, 2.0, 5.0, 20.0)
 
 
 class Threshold:
-    """Base: a fitted ``threshold_``; ``predict`` flags scores at or above it; severities by ratio.
+    """Base: a fitted ``threshold_``; ``classify`` flags scores at or above it; severities by ratio.
 
     Severity grows with how far a score is beyond the threshold: ``ratios`` are the multiples of
     the threshold where low, medium, high and critical begin. Subclasses implement ``fit`` and,
@@ -40,6 +44,7 @@ class Threshold:
     """
 
     kind: ClassVar[str] = "fixed"
+    learns: ClassVar[bool] = False  # True: ``learn`` moves the cut as committed scores arrive
     threshold_: float  # set by fit() (or by the constructor of FixedThreshold)
 
     def __init__(self, ratios: tuple[float, ...] = DEFAULT_RATIOS) -> None:
@@ -49,11 +54,15 @@ class Threshold:
         """Fit on validation scores; ``labels`` (True = anomaly) when the split is labelled."""
         raise NotImplementedError
 
-    def predict(self, scores: np.ndarray) -> np.ndarray:
+    def classify(self, scores: np.ndarray) -> np.ndarray:
+        """Which scores alert (score >= threshold). Pure: changes nothing."""
         return np.asarray(scores) >= self.threshold_
 
+    def learn(self, scores: np.ndarray) -> None:
+        """Learn from scores of committed events, in stream order (no-op for a fixed cut)."""
+
     def severity(self, scores: np.ndarray) -> list[str]:
-        """Severity of each score (scores below the threshold get "low" too; filter with predict)."""
+        """Severity of each score (scores below the threshold get "low" too; filter with classify)."""
         ratio = np.asarray(scores, dtype=np.float64) / max(self.threshold_, 1e-12)
         level = np.clip(np.searchsorted(self.ratios, ratio, side="right") - 1, 0, len(SEVERITIES) - 1)
         return [SEVERITIES[i] for i in level]
@@ -231,29 +240,32 @@ class FBetaThreshold(Threshold):
 
 
 class SlidingPercentileThreshold(Threshold):
-    """Dynamic threshold: the ``percentile`` of the last ``window`` scores seen.
+    """Dynamic threshold: the ``percentile`` of the last ``window`` scores learnt.
 
-    ``fit`` seeds the window with the last ``window`` normal validation scores. Each later score is
-    judged against the current cut, then joins the window (``update``), so ``predict`` on a batch
-    runs the stream in order and moves the threshold as it goes.
+    ``fit`` seeds the window with the last ``window`` normal validation scores; ``learn`` adds the
+    scores of committed events, in order, and moves the cut. ``classify`` judges a batch against the
+    cut as it stands, so every event of a batch is judged against the scores committed before it.
 
     It suits streams where anomalies are rare. Where they come in floods (KDD's ``corrected`` is 80%
     attacks), the window fills with attack scores and the cut rises to meet them. ``clip_alerts=True``
-    enters a flagged score at the cut's value instead: a flood then holds the cut where it is (it
+    learns a flagged score at the cut's value instead: a flood then holds the cut where it is (it
     cannot drag it up), while lower scores still move it down; dropping flagged scores altogether
     would ratchet the cut down, since the window would only ever hold scores below it.
 
     >>> t = SlidingPercentileThreshold(window=4, percentile=75).fit([1.0, 2.0, 3.0, 4.0])
     >>> t.threshold_
     4.0
-    >>> t.predict([10.0, 1.5]).tolist(), t.threshold_  # window now [3, 4, 10, 1.5]
-    ([True, False], 10.0)
-    >>> c = SlidingPercentileThreshold(window=4, percentile=75, clip_alerts=True).fit([1.0, 2.0, 3.0, 4.0])
-    >>> c.predict([10.0, 1.5]).tolist(), c.threshold_  # window now [3, 4, 4 (clipped 10), 1.5]
+    >>> t.classify([10.0, 1.5]).tolist(), t.threshold_   # judging learns nothing
     ([True, False], 4.0)
+    >>> t.learn([10.0, 1.5]); t.threshold_               # window now [3, 4, 10, 1.5]
+    10.0
+    >>> c = SlidingPercentileThreshold(window=4, percentile=75, clip_alerts=True).fit([1.0, 2.0, 3.0, 4.0])
+    >>> c.learn([10.0, 1.5]); c.threshold_               # window now [3, 4, 4 (clipped 10), 1.5]
+    4.0
     """
 
     kind: ClassVar[str] = "sliding"
+    learns: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -295,14 +307,10 @@ class SlidingPercentileThreshold(Threshold):
         bisect.insort(self._sorted, score)
         self._refresh()
 
-    def predict(self, scores: np.ndarray) -> np.ndarray:
-        """Judge each score against the threshold of the scores before it, in order; updates state."""
-        values = np.asarray(scores, dtype=np.float64).ravel()
-        flags = np.zeros(values.shape[0], dtype=bool)
-        for i, score in enumerate(values.tolist()):
-            flags[i] = score >= self.threshold_
+    def learn(self, scores: np.ndarray) -> None:
+        """Add committed scores, in order; with ``clip_alerts`` a flagged one enters at the cut."""
+        for score in np.asarray(scores, dtype=np.float64).ravel().tolist():
             self.update(min(score, self.threshold_) if self.clip_alerts else score)
-        return flags
 
     def params(self) -> dict[str, Any]:
         return {
@@ -363,3 +371,18 @@ def threshold_from_dict(data: dict[str, Any]) -> Threshold:
     obj.threshold_ = float(data["threshold"])
     obj.set_state(data.get("state", {}))
     return obj
+
+
+def judge_stream(threshold: Threshold, scores: np.ndarray, batch_size: int = 1) -> np.ndarray:
+    """Flags of a scored stream, in order, judged the way a worker judges it: each batch of
+    ``batch_size`` events is classified, then learnt. For offline evaluation; it moves a learning
+    threshold (fit a fresh one, or rebuild it from ``to_dict()``, to judge another stream)."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if not threshold.learns:
+        return threshold.classify(scores)
+    flags = np.zeros(scores.shape[0], dtype=bool)
+    for start in range(0, scores.shape[0], batch_size):
+        chunk = scores[start : start + batch_size]
+        flags[start : start + batch_size] = threshold.classify(chunk)
+        threshold.learn(chunk)
+    return flags

@@ -1,4 +1,4 @@
-"""ECG5000 heartbeats as replay events: one :class:`~stream.schemas.EcgBeat` (140 samples) per message.
+"""ECG5000 heartbeats as replay events: one :class:`~stream.messages.EcgBeat` (140 samples) per message.
 
 The key is the beat's record id (``<file>-<row>``), so a beat always lands in the same partition; the
 ground truth rides in the ``label`` header: ``normal``, ``abnormal`` (``ecg.csv`` folds the four
@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from producers.replay import Event, repeat
+from producers.replay import Event, ReplayProducer, ReplayStats, repeat
 from stream.datasets import find_ecg_file, read_ecg
+from stream.datasets.splits import ecg_split
+from stream.settings import Settings
 
 # UCR ECG5000 classes (1-5), and 0 for ecg.csv's "abnormal, class unknown".
 ECG_LABELS: dict[int, str] = {
@@ -78,15 +80,29 @@ def ecg_events(replay: EcgReplay, loop: bool = False, limit: int | None = None) 
 def load_ecg_replay(data_dir: Path, file: str = "csv", holdout: bool = False, seed: int = 0) -> EcgReplay:
     """Beats of an ECG5000 file (``csv``, ``train``, ``test`` or a path).
 
-    ``holdout`` keeps only the test beats of the training split (:func:`models.train.ecg_split`,
+    ``holdout`` keeps only the test beats of the training split (:func:`stream.datasets.splits.ecg_split`,
     ``seed``), so a live replay never scores a beat the model was trained or thresholded on.
     """
     path = find_ecg_file(data_dir, file)
     values, labels = read_ecg(path)
     rows = np.arange(len(labels))
     if holdout:
-        from models.train import ecg_split
-
         rows = ecg_split(labels, seed).test
     source = path.name.removesuffix(".gz").rsplit(".", 1)[0]
     return EcgReplay(np.ascontiguousarray(values[rows]), labels[rows], rows, source)
+
+
+def replay_ecg(
+    settings: Settings,
+    file: str = "csv",
+    rate: float = 0.0,
+    limit: int | None = None,
+    loop: bool = False,
+    holdout: bool = False,
+    seed: int = 0,
+) -> ReplayStats:
+    """``anomstream replay ecg``: ECG5000 beats into the ``ecg.beats`` topic."""
+    beats = load_ecg_replay(settings.data_dir, file, holdout, seed)
+    total = limit if limit is not None else (None if loop else len(beats))
+    producer = ReplayProducer(settings, settings.topic("ecg"), rate=rate)
+    return producer.run(ecg_events(beats, loop, limit), total, "ecg")

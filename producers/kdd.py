@@ -9,10 +9,11 @@ from pathlib import Path
 import orjson
 import pandas as pd
 
-from producers.replay import Event
+from producers.replay import Event, ReplayProducer, ReplayStats
 from stream.datasets import DatasetMissingError, find_kdd_file, read_kdd
 from stream.datasets.synthetic import synthetic_kdd
-from stream.schemas import KDD_FEATURES
+from stream.messages import KDD_FEATURES
+from stream.settings import Settings
 
 
 def _encoded_columns(frame: pd.DataFrame) -> list[list[object]]:
@@ -67,3 +68,19 @@ def load_kdd_replay(
         "real data. Run `anomstream data fetch kdd` for the real dataset.[/]"
     )
     return synthetic_kdd(311_029, attack_fraction=0.8, seed=7), "synthetic"
+
+
+def replay_kdd(
+    settings: Settings,
+    file: str = "test",
+    rate: float = 0.0,
+    limit: int | None = None,
+    loop: bool = False,
+    synthetic: bool = False,
+    announce: Callable[[str], None] = print,
+) -> ReplayStats:
+    """``anomstream replay kdd``: a KDD file (or synthetic records) into the ``kdd.connections`` topic."""
+    frame, source = load_kdd_replay(settings.data_dir, file, synthetic, announce)
+    total = limit if limit is not None else (None if loop else len(frame))
+    producer = ReplayProducer(settings, settings.topic("kdd"), rate=rate)
+    return producer.run(kdd_events(frame, source, loop, limit), total)

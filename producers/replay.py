@@ -19,8 +19,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from stream.kafka import DeliveryTracker, StopFlag, make_producer, produce
+from stream.kafka import DeliveryTracker, make_producer, produce
 from stream.settings import Settings
+from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
 

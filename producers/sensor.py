@@ -1,4 +1,4 @@
-"""Sensor series as replay events: one :class:`~stream.schemas.SensorWindow` per sliding window.
+"""Sensor series as replay events: one :class:`~stream.messages.SensorWindow` per sliding window.
 
 Windows come from :mod:`stream.windows` (the slicing offline training and the NAB benchmark use), in
 row order; ``start`` / ``end`` are the timestamps of the window's first and last row, in the series'
@@ -21,10 +21,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import orjson
 
-from producers.replay import Event, Pacer, repeat
-from stream.datasets.sensor import SensorSeries
-from stream.kafka import StopFlag
-from stream.windows import sliding_windows, window_end_rows
+from producers.replay import Event, Pacer, ReplayProducer, ReplayStats, repeat
+from stream.datasets.sensor import SensorSeries, load_sensor_series
+from stream.settings import Settings
+from stream.signals import StopFlag
+from stream.windows import WindowSpec, sliding_windows, window_end_rows
 
 ANOMALY, NORMAL = "anomaly", "normal"
 
@@ -134,3 +135,28 @@ def event_end_times(series: Sequence[SensorSeries], window: int, stride: int = 1
     ends = window_end_rows(len(series[0]), window, stride)[:n_windows] if series else np.zeros(0, int)
     per_window = [item.timestamps[ends] for item in series]
     return np.stack(per_window, axis=1).reshape(-1) if per_window else np.zeros(0, "datetime64[ns]")
+
+
+def replay_sensor(
+    settings: Settings,
+    series: str | None = None,
+    bearing: bool = False,
+    window: int = 16,
+    stride: int = 1,
+    speedup: float | None = None,
+    max_gap: float = 10.0,
+    rate: float = 0.0,
+    limit: int | None = None,
+    loop: bool = False,
+) -> ReplayStats:
+    """``anomstream replay sensor``: a series' sliding windows into the ``sensor.windows`` topic, paced
+    by the series' own timestamps ``/ speedup`` or at a fixed ``rate``."""
+    if speedup is not None and rate:
+        raise ValueError("pace by --speedup or by --rate, not both")
+    WindowSpec(window, stride)
+    chosen = load_sensor_series(settings.data_dir, series, bearing)
+    pacer = SeriesPacer(event_end_times(chosen, window, stride), speedup, max_gap) if speedup else None
+    total = limit if limit is not None else (None if loop else event_count(chosen, window, stride))
+    events = sensor_events(chosen, window, stride, loop, limit)
+    producer = ReplayProducer(settings, settings.topic("sensor"), rate=rate, pacer=pacer)
+    return producer.run(events, total, ", ".join(item.sensor_id for item in chosen))

@@ -1,3 +1,2 @@
-"""anomstream core: settings, message schemas, Kafka plumbing, the embedded broker and the CLI."""
-
-__version__ = "0.1.0"
+"""The shared core: settings, message formats, Kafka clients and loops, the embedded broker, windows and
+dataset readers. It imports nothing from the layers above it."""

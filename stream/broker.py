@@ -11,6 +11,7 @@ StorageTool; the broker is started with ``java -cp <jars> kafka.Kafka server.pro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -21,7 +22,10 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +176,15 @@ class EmbeddedBroker:
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, port: int | None = None, data_dir: Path | None = None
+    ) -> EmbeddedBroker:
+        """The embedded broker of these settings: ``ANOMSTREAM_BROKER_PORT`` (or ``port``), its state in
+        ``<state dir>/kafka-<port>`` (or ``data_dir``). The CLI's broker verbs and the demo use this one."""
+        port = port or settings.broker_port
+        return cls(data_dir or settings.state_dir / f"kafka-{port}", port=port)
 
     @property
     def bootstrap(self) -> str:
@@ -326,3 +339,17 @@ def _kafka_cluster_id(value: str) -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.UUID(value).bytes).decode().rstrip("=")
+
+
+@contextlib.contextmanager
+def temporary_broker() -> Iterator[EmbeddedBroker]:
+    """A throw-away broker on free ports with its state in a temporary folder, stopped and removed
+    on exit (benchmarks and test sessions)."""
+    folder = Path(tempfile.mkdtemp(prefix="anomstream-kafka-"))
+    broker = EmbeddedBroker(folder, port=free_port(), controller_port=free_port())
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -32,7 +32,7 @@ def _is_secret(prop: str) -> bool:
 
 
 class TopicNames(BaseModel):
-    """Default topic names (PRODUCT.md); each can be overridden, e.g. ANOMSTREAM_TOPICS__ALERTS=sec.alerts."""
+    """Default topic names; each can be overridden, e.g. ANOMSTREAM_TOPICS__ALERTS=sec.alerts."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -127,9 +127,6 @@ class Settings(BaseSettings):
             if key != "bootstrap.servers":
                 env[f"ANOMSTREAM_KAFKA__{key.replace('.', '_').upper()}"] = str(value)
         return env
-
-    def data_path(self, *parts: str) -> Path:
-        return self.data_dir.joinpath(*parts)
 
 
 def redact(config: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ a window's ``start`` can even be later than its ``end``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,33 +81,3 @@ def per_row_scores(
     covered = latest >= 0
     out[covered] = window_scores[latest[covered]]
     return out
-
-
-@dataclass(frozen=True)
-class SeriesWindow:
-    """One window of a series: its rows, their first and last timestamps, and the values."""
-
-    start_row: int
-    end_row: int
-    start: np.datetime64
-    end: np.datetime64
-    values: np.ndarray
-
-
-def iter_windows(
-    timestamps: np.ndarray, values: np.ndarray, length: int, stride: int = 1
-) -> Iterator[SeriesWindow]:
-    """Windows of a series in row order, each with the timestamps of its first and last row.
-
-    >>> import numpy as np
-    >>> t = np.array(["2014-01-01T00:00", "2014-01-01T00:05", "2014-01-01T00:00"], "datetime64[s]")
-    >>> [str(w.end) for w in iter_windows(t, np.arange(3.0), 2)]   # the clock stepped back: kept
-    ['2014-01-01T00:05:00', '2014-01-01T00:00:00']
-    """
-    timestamps = np.asarray(timestamps)
-    if len(timestamps) != len(values):
-        raise ValueError(f"{len(timestamps)} timestamps for {len(values)} values")
-    windows = sliding_windows(values, length, stride)
-    for values_row, end in zip(windows, window_end_rows(len(values), length, stride).tolist(), strict=True):
-        start = end - length + 1
-        yield SeriesWindow(start, end, timestamps[start], timestamps[end], values_row)

@@ -1,4 +1,4 @@
 """Offline evaluation: protocols (test sets), metrics, plots and the markdown report.
 
-``models.evaluate`` runs them; ``anomstream evaluate`` is its command line.
+``models.evaluation.run`` runs them; ``anomstream evaluate`` is its command line.
 """

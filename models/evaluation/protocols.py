@@ -1,13 +1,13 @@
-"""Test sets of the evaluation protocols (PRODUCT.md, "Evaluation protocols for KDD Cup 99").
+"""Test sets of the evaluation protocols (README: Evaluation results).
 
 - KDD ``ffl``: the Fast Forward Labs report's protocol: 18 continuous features, min-max scaled on
   training data; a seeded 8,000 "normal" + 2,000 attack sample of ``corrected``, where the 17 attack
   types that occur only in ``corrected`` count as *normal*, as FFL's code labelled them (so the normal
   pool is normal + test-only-attack rows, the attack pool the attack types known from training).
 - KDD ``full``: all 41 features, every non-normal label an attack, the whole ``corrected`` file.
-- ECG5000: the held-out test rows of :func:`models.train.ecg_split` (normal + abnormal beats).
+- ECG5000: the held-out test rows of :func:`stream.datasets.splits.ecg_split` (normal + abnormal beats).
 
-Training data and thresholds come from :mod:`models.train`; nothing here is ever fitted.
+Training data and thresholds come from :mod:`models.training`; nothing here is ever fitted.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from models.features import KddRaw
-from models.train import TrainingData, ecg_split, ecg_training_data, kdd_training_data, load_ecg
+from models.training.data import TrainingData, ecg_training_data, kdd_training_data, load_ecg
 from stream.datasets import ECG_NORMAL, KDD_NORMAL, find_kdd_file, is_attack, read_kdd
+from stream.datasets.splits import ecg_split
 
 PROTOCOLS: dict[str, tuple[str, ...]] = {"kdd": ("ffl", "full"), "ecg": ("holdout",)}
 FFL_NORMAL, FFL_ATTACK = 8_000, 2_000
@@ -80,7 +81,7 @@ def kdd_experiment(data_dir: Path, protocol: str, seed: int = 0) -> Experiment:
         raise ValueError(f"unknown KDD protocol {protocol!r}: use one of {', '.join(PROTOCOLS['kdd'])}")
     train_path = find_kdd_file(data_dir, "train")
     train_frame = read_kdd(train_path)
-    training = kdd_training_data(data_dir, protocol, seed, frame=train_frame, source=train_path.name)
+    training = kdd_training_data(train_frame, train_path.name, protocol, seed)
     test_path = find_kdd_file(data_dir, "test")
     test_frame = read_kdd(test_path)
     known_attacks = set(train_frame["label"].unique()) - {KDD_NORMAL}

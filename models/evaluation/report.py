@@ -156,7 +156,7 @@ def write_report(
         "## Protocol",
         _protocol_text(stream, protocol, test),
         threshold_text(details["threshold"], training),
-        "Detector parameters (class defaults, then the tuned values of `models.train.TUNED_PARAMS`, "
+        "Detector parameters (class defaults, then the tuned values of `models.training.recipes.RECIPES`, "
         "then command-line overrides):\n\n"
         + "\n".join(f"- `{n}`: `{json.dumps(p, default=str)}`" for n, p in details["params"].items()),
     ]

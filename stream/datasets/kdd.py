@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from stream.datasets.files import find_named_file
-from stream.schemas import KDD_CATEGORICAL, KDD_FEATURES
+from stream.messages import KDD_CATEGORICAL, KDD_FEATURES
 
 KDD_NORMAL = "normal"
 

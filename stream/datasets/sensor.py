@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.nab import list_series, load_series, load_windows, probation_length, window_row_bounds
 from stream.datasets.files import DatasetMissingError, first_file
+from stream.datasets.nab import list_series, load_series, load_windows, probation_length, window_row_bounds
 
 BEARING_FILES = ("Averaged_BearingTest_Dataset.csv",)
 

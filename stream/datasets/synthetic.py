@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stream.schemas import KDD_FEATURES
+from stream.messages import KDD_FEATURES
 
 ATTACK_MIX = {"smurf": 0.45, "neptune": 0.35, "portsweep": 0.1, "guess_passwd": 0.1}
 

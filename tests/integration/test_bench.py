@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from stream.bench import BenchConfig, Benchmark
+from anomstream.bench import BenchConfig, Benchmark
 from stream.settings import Settings
-from tests.conftest import measure
+from tests.support import measure
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "stream.cli", *args]
+    command = [sys.executable, "-m", "anomstream", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
 
 

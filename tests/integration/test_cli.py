@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 def _cli(settings: Settings, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = settings.environment() | {"COLUMNS": "200"}
-    command = [sys.executable, "-m", "stream.cli", *args]
+    command = [sys.executable, "-m", "anomstream", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
 
 

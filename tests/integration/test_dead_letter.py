@@ -9,7 +9,14 @@ from producers.kdd import kdd_events
 from producers.replay import Event
 from stream.kafka import read_all
 from stream.settings import Settings
-from tests.support import corrected_sample, replay_events, run_worker, score_records, scored_offsets
+from tests.support import (
+    corrected_sample,
+    replay_events,
+    run_worker,
+    schema_validator,
+    score_records,
+    scored_offsets,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +54,11 @@ def test_malformed_messages_go_to_dead_letter_and_valid_ones_are_scored(kafka_se
 
     letters = {m.key(): m for m in read_all(settings, settings.topic("dead_letter"))}
     assert set(letters) == set(bad)
+    header_schema = schema_validator("dead-letter-headers")
     for key, message in letters.items():
         assert message.value() == bad[key], "dead letter bytes must be the original bytes"
         headers = {k: v.decode() for k, v in message.headers()}
+        header_schema.validate(headers)
         assert headers["source.topic"] == settings.topic("kdd")
         assert int(headers["source.offset"]) >= 0 and headers["error.message"]
         assert headers["label"] == "normal", "original headers are kept"

@@ -12,11 +12,12 @@ from sklearn.metrics import roc_auc_score
 
 from consumers.worker import ScoringWorker
 from models.registry import Registry
-from models.train import train_ecg
+from models.training import TrainingRequest, train
 from producers.ecg import ecg_events, load_ecg_replay
 from producers.replay import ReplayProducer
-from stream.kafka import StopFlag, create_topics, read_all
-from tests.conftest import make_settings, measure, require_data
+from stream.kafka import create_topics, read_all
+from stream.signals import StopFlag
+from tests.support import make_settings, measure, require_data
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,8 @@ def ecg_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sequence autoencoder trained on the training beats of ecg.csv (20 epochs: a fixture)."""
     data = require_data("ecg5000")
     root = tmp_path_factory.mktemp("ecg-registry")
-    train_ecg(Registry(root), data.parent, "seq_ae", detector_params={"epochs": 20, "verbose": 0})
+    request = TrainingRequest("ecg", "seq_ae", detector_params={"epochs": 20, "verbose": 0})
+    train(Registry(root), data.parent, request)
     return root
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import json
-
-import jsonschema
 import numpy as np
 import orjson
 import pytest
 
 from stream.kafka import read_all
-from stream.schemas import SCHEMA_DIR
 from stream.settings import Settings
-from tests.conftest import measure
-from tests.support import corrected_sample, input_offsets, replay, run_worker, score_records, scored_offsets
+from tests.support import (
+    corrected_sample,
+    input_offsets,
+    measure,
+    replay,
+    run_worker,
+    schema_validator,
+    score_records,
+    scored_offsets,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +31,11 @@ def test_10k_real_connections_every_offset_scored_once_and_alerts_valid(kafka_se
     measure(f"worker on 10,000 real KDD connections: {stats.rate:,.0f} events/s ({stats.batches} batches)")
     assert stats.events == 10_000 and stats.dead_letters == 0
 
+    # What the worker published is valid against the published JSON Schemas (one validator each:
+    # jsonschema.validate would re-check the schema for every message).
+    record_schema = schema_validator("score-record")
+    for message in read_all(settings, settings.topic("scores")):
+        record_schema.validate(orjson.loads(message.value()))
     records = score_records(settings)
     counts = scored_offsets(records)
     assert set(counts) == input_offsets(settings), "some input offsets were never scored"
@@ -39,10 +48,9 @@ def test_10k_real_connections_every_offset_scored_once_and_alerts_valid(kafka_se
         assert all(label is not None for label in record["labels"])
 
     alerts = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("alerts"))]
-    # One validator for all alerts (jsonschema.validate would re-check the schema for each one).
-    validator = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "alert.schema.json").read_text()))
+    alert_schema = schema_validator("alert")
     for alert in alerts:
-        validator.validate(alert)
+        alert_schema.validate(alert)
     assert len({a["alert_id"] for a in alerts}) == len(alerts), "duplicate alert ids"
     assert len(alerts) == sum(sum(r["is_alert"]) for r in records)
     assert all(1 <= len(a["top_features"]) <= 5 for a in alerts)

@@ -14,16 +14,18 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 
 from consumers.worker import ScoringWorker
-from models.nab.benchmark import anomaly_scores
+from models.evaluation.nab.benchmark import anomaly_scores
 from models.registry import Registry
-from models.windowed import fit_window_count, train_sensor
+from models.training import TrainingRequest, train
+from models.training.data import fit_window_count
 from producers.replay import ReplayProducer
 from producers.sensor import SeriesPacer, event_end_times, iso_times, sensor_events
 from stream.datasets.sensor import load_bearing, load_nab_series
-from stream.kafka import StopFlag, create_topics, read_all
-from stream.schemas import SensorWindow
+from stream.kafka import create_topics, read_all
+from stream.messages import decode_sensor_window
+from stream.signals import StopFlag
 from stream.windows import sliding_windows, window_end_rows
-from tests.conftest import make_settings, measure, require_data
+from tests.support import make_settings, measure, require_data
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +38,7 @@ WINDOW = 16
 def sensor_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = require_data("nab")
     root = tmp_path_factory.mktemp("sensor-registry")
-    train_sensor(Registry(root), data.parent, series=SERIES, detector="seq_ae", window=WINDOW)
+    train(Registry(root), data.parent, TrainingRequest("sensor", "seq_ae", series=SERIES, window=WINDOW))
     return root
 
 
@@ -80,7 +82,7 @@ def test_series_streamed_scores_equal_offline(kafka_bootstrap: str, sensor_regis
     assert [row[2] == "anomaly" for row in rows] == series.anomaly_rows[ends].tolist()
 
     # NAB's per-row scores made from the stream are the offline benchmark's.
-    calibration = np.array(model.manifest["training"]["calibration_scores"])
+    calibration = model.calibration_scores
     skip = fit_window_count(series.probation, WINDOW)
     live = anomaly_scores(streamed, calibration, len(series), WINDOW, skip)
     expected = anomaly_scores(offline, calibration, len(series), WINDOW, skip)
@@ -112,7 +114,7 @@ def test_bearing_windows_keep_row_order_per_sensor_and_pace_by_series_time(
     for messages in by_key.values():
         assert len({m.partition() for m in messages}) == 1  # one sensor, one partition ...
         messages.sort(key=lambda m: m.offset())
-        ends = [SensorWindow.model_validate_json(m.value()).end for m in messages]
+        ends = [decode_sensor_window(m.value()).end for m in messages]
         assert ends == expected  # ... and its windows in row order
 
     # Series-time pacing: 8 windows 30 min apart at 10,800x are 7 x 1/6 s = 1.17 s of wall time, and

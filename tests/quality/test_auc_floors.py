@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.evaluate import detector_arguments, evaluate_detector
 from models.evaluation.protocols import Experiment, experiment
-from tests.conftest import measure, require_data
+from models.evaluation.run import detector_arguments, evaluate_detector
+from tests.support import measure, require_data
 
 pytestmark = pytest.mark.slow
 SEED = 0

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.nab import load_profiles, load_windows, nab_score_arrays, optimize_threshold
-from models.nab.benchmark import run_benchmark
+from models.evaluation.nab import load_profiles, load_windows, nab_score_arrays, optimize_threshold
+from models.evaluation.nab.benchmark import run_benchmark
 from stream.datasets.sensor import list_nab_series, load_nab_series
-from tests.conftest import measure, require_data
+from tests.support import measure, require_data
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""One contract for every detector in the registry's name table (``models.zoo.DETECTORS``).
+"""One contract for every detector in the registry's name table (``models.detectors.zoo.DETECTORS``).
 
 Each detector is fitted once per module on small seeded data (a 3-dimensional manifold in 12
 features, or sine-wave windows of 32 samples for the sequence model) with anomalies shifted off it,
@@ -22,11 +22,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import models.registry
-from models.base import Detector, n_params
+from models.detectors.base import Detector, n_params
+from models.detectors.zoo import DETECTORS, detector_class
 from models.features import WindowEncoder
 from models.registry import Registry, RegistryIntegrityError
 from models.thresholds import QuantileThreshold
-from models.zoo import DETECTORS, detector_class
 
 # Keras' TensorFlow backend converts variables with np.array(copy=False) when saving weights; not ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -239,7 +239,7 @@ def test_skops_file_with_an_untrusted_type_is_refused(
     import skops.io as sio
     from sklearn.preprocessing import FunctionTransformer
 
-    from models.classical import MODEL_FILE, IsolationForestDetector, UntrustedModelError
+    from models.detectors.classical import MODEL_FILE, IsolationForestDetector, UntrustedModelError
 
     data = tabular_data()
     detector = IsolationForestDetector(n_estimators=10).fit(data.train)
@@ -260,7 +260,7 @@ def test_skops_file_with_an_untrusted_type_is_refused(
 
 
 def test_half_space_trees_learn_online_and_round_trip(tmp_path: Path) -> None:
-    from models.online import HalfSpaceTreesDetector
+    from models.detectors.online import HalfSpaceTreesDetector
 
     rng = np.random.default_rng(1)
     hst = HalfSpaceTreesDetector(n_trees=5, height=5, window_size=50, seed=3)
@@ -282,13 +282,13 @@ def test_half_space_trees_learn_online_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_ensemble_vote_score_orders_by_votes_and_marks_the_majority() -> None:
-    from models.ensemble import Ensemble
+    from models.detectors.ensemble import Ensemble
 
     data = tabular_data()
     members = [["iforest", {"n_estimators": 30}], ["pca", {"n_components": 3}], ["ocsvm", {}]]
     ensemble = Ensemble(members=members, mode="vote", fpr=0.05).fit(data.train)
     member_scores = [m.score(data.test) for m in ensemble.members_]
-    votes = np.sum([t.predict(s) for t, s in zip(ensemble.thresholds_, member_scores, strict=True)], axis=0)
+    votes = np.sum([t.classify(s) for t, s in zip(ensemble.thresholds_, member_scores, strict=True)], axis=0)
     scores = ensemble.score(data.test)
     np.testing.assert_array_equal(scores >= ensemble.majority_score_, votes >= 2)
     for k in range(len(members)):  # more votes always means a higher score

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.train import ecg_split
 from stream.datasets import ECG_NORMAL, DatasetMissingError, find_ecg_file, read_ecg
-from tests.conftest import require_data
+from stream.datasets.splits import ecg_split
+from tests.support import require_data
 
 BEATS = np.round(np.random.default_rng(0).normal(size=(3, 140)), 6)
 CLASSES = np.array([1, 2, 5])

@@ -1,4 +1,4 @@
-"""``anomstream evaluate`` outputs and ``train_ecg`` registry versions, on a small synthetic ECG file.
+"""``anomstream evaluate`` outputs and ECG registry versions, on a small synthetic ECG file.
 
 Fast detectors only (pca, iforest): these tests check the files and their contract, not detection
 quality (tests/quality does that on the real data).
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.evaluate import METRIC_KEYS, evaluate
+from models.evaluation.run import METRIC_KEYS, evaluate
 from models.registry import Registry
 from models.thresholds import SlidingPercentileThreshold
-from models.train import train_ecg
+from models.training import TrainingRequest, train
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,8 @@ def test_evaluate_refuses_unknown_names(ecg_dir: Path, tmp_path: Path) -> None:
 
 def test_train_ecg_stores_a_sliding_threshold_with_its_window(ecg_dir: Path, tmp_path: Path) -> None:
     registry = Registry(tmp_path / "registry")
-    ref = train_ecg(registry, ecg_dir, "pca", threshold="sliding", threshold_params={"window": 50})
+    request = TrainingRequest("ecg", "pca", threshold="sliding", threshold_params={"window": 50})
+    ref = train(registry, ecg_dir, request)
     manifest = registry.manifest("ecg", "pca", ref.version)
     rows = manifest["training"]["rows"]
     # 400 normal beats: 120 test, 280 cut 70/10/20; 200 abnormal: 20 validation, 180 test
@@ -82,6 +83,7 @@ def test_train_ecg_stores_a_sliding_threshold_with_its_window(ecg_dir: Path, tmp
 
 def test_train_ecg_fbeta_threshold_uses_the_labelled_training_split(ecg_dir: Path, tmp_path: Path) -> None:
     registry = Registry(tmp_path / "registry")
-    ref = train_ecg(registry, ecg_dir, "pca", threshold="fbeta", threshold_params={"beta": 2.0})
+    request = TrainingRequest("ecg", "pca", threshold="fbeta", threshold_params={"beta": 2.0})
+    ref = train(registry, ecg_dir, request)
     state = registry.manifest("ecg", "pca", ref.version)["threshold"]["state"]
     assert state["n_validation"] == 76 and state["n_anomalies"] == 20 and state["fbeta"] > 0.9

@@ -10,8 +10,8 @@ import pytest
 from models.features import FFL_FEATURES, KddEncoder, KddRaw, WindowEncoder, encoder_from_dict
 from stream.datasets import find_kdd_file, is_attack, read_kdd
 from stream.datasets.synthetic import synthetic_kdd
-from stream.schemas import KDD_NUMERIC
-from tests.conftest import require_data
+from stream.messages import KDD_NUMERIC
+from tests.support import require_data
 
 
 @pytest.fixture(scope="module")

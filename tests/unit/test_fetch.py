@@ -75,7 +75,7 @@ def test_every_known_file_has_a_sha256() -> None:
 def test_nab_manifest_matches_the_local_copy() -> None:
     """The pinned hashes are those of the verified NAB copy: a fetch reproduces the test data exactly."""
     from stream.datasets.fetch import sha256_of
-    from tests.conftest import require_data
+    from tests.support import require_data
 
     nab = require_data("nab")
     files = DATASETS["nab"]

@@ -1,4 +1,4 @@
-"""Tests for models.nab: hand-computed NAB scores and reproduction of NAB's published results."""
+"""Tests for models.evaluation.nab: hand-computed NAB scores and reproduction of NAB's published results."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.nab import (
+from models.evaluation.nab import (
     NAB_PROFILES,
     Profile,
     as_score_arrays,
@@ -29,7 +29,7 @@ from models.nab import (
     score_corpus,
     sweep_thresholds,
 )
-from tests.conftest import require_data
+from tests.support import require_data
 
 STANDARD = Profile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0, tn_weight=1.0)
 LOW_FN = Profile("reward_low_FN_rate", tp_weight=1.0, fp_weight=0.11, fn_weight=2.0, tn_weight=1.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.autoencoder import DenseAutoencoder
+from models.detectors.autoencoder import DenseAutoencoder
 from models.features import WindowEncoder
 from models.registry import Registry, RegistryError, RegistryIntegrityError
 from models.thresholds import QuantileThreshold

@@ -10,9 +10,9 @@ import pytest
 from producers.kdd import kdd_events
 from producers.replay import Pacer
 from stream.datasets import find_kdd_file, read_kdd
-from stream.kafka import StopFlag
-from stream.schemas import KDD_FEATURES, KDD_VALIDATOR
-from tests.conftest import require_data
+from stream.messages import KDD_FEATURES, decode_kdd_connection
+from stream.signals import StopFlag
+from tests.support import require_data
 
 
 def test_kdd_events_carry_the_41_features_and_validate() -> None:
@@ -24,7 +24,7 @@ def test_kdd_events_carry_the_41_features_and_validate() -> None:
         assert list(body) == list(KDD_FEATURES), "label must never be in the scored fields"
         assert event.label == row["label"]
         assert body["src_bytes"] == row["src_bytes"] and body["service"] == row["service"]
-        KDD_VALIDATOR.validate_json(event.value)
+        decode_kdd_connection(event.value)
 
 
 def test_limit_and_loop() -> None:

@@ -7,15 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from models.nab.likelihood import AnomalyLikelihood, likelihood_scores
-from models.train import ecg_split
+from models.evaluation.nab.likelihood import AnomalyLikelihood, likelihood_scores
 from producers.ecg import ecg_events, load_ecg_replay
 from producers.sensor import SeriesPacer, event_count, event_end_times, sensor_events
 from stream.datasets.sensor import SensorSeries, load_bearing, load_nab_series
-from stream.kafka import StopFlag
-from stream.schemas import EcgBeat, SensorWindow
+from stream.datasets.splits import ecg_split
+from stream.messages import decode_ecg_beat, decode_sensor_window
+from stream.signals import StopFlag
 from stream.windows import sliding_windows, window_end_rows
-from tests.conftest import require_data
+from tests.support import require_data
 
 
 def toy_series(sensor_id: str = "toy", n: int = 12, offset: float = 0.0) -> SensorSeries:
@@ -30,7 +30,7 @@ def test_sensor_events_carry_windows_their_end_time_and_label() -> None:
     events = list(sensor_events([series], window=4, stride=2))
     ends = window_end_rows(12, 4, 2)  # 3, 5, 7, 9, 11
     assert len(events) == event_count([series], 4, 2) == len(ends)
-    records = [SensorWindow.model_validate_json(e.value) for e in events]
+    records = [decode_sensor_window(e.value) for e in events]
     assert all(e.key == b"toy" for e in events)
     for record, end, values in zip(records, ends, sliding_windows(series.values, 4, 2), strict=True):
         assert record.end == str(series.timestamps[end].astype("datetime64[s]")) + "Z"
@@ -46,7 +46,7 @@ def test_interleaved_sensors_each_keep_row_order() -> None:
     events = list(sensor_events([a, b], window=3))
     assert [e.key for e in events[:4]] == [b"a", b"b", b"a", b"b"]
     for key, series in ((b"a", a), (b"b", b)):
-        mine = [SensorWindow.model_validate_json(e.value) for e in events if e.key == key]
+        mine = [decode_sensor_window(e.value) for e in events if e.key == key]
         assert [r.values[-1] for r in mine] == series.values[2:].tolist()  # rows 2..11 in order
     looped = list(sensor_events([a, b], window=3, loop=True, limit=2 * len(events) + 1))
     assert [e.value for e in looped[len(events) : 2 * len(events)]] == [e.value for e in events]
@@ -93,7 +93,7 @@ def test_ecg_events_are_valid_beats_with_exact_values() -> None:
     events = list(ecg_events(beats, limit=50))
     assert len(events) == 50
     for event, values, row in zip(events, beats.values, beats.rows, strict=False):
-        beat = EcgBeat.model_validate_json(event.value)
+        beat = decode_ecg_beat(event.value)
         assert event.key == beat.record.encode() == f"ecg-{row:05d}".encode()
         assert np.array_equal(np.array(beat.values), values)  # bit-exact through JSON
         assert event.label in ("normal", "abnormal")

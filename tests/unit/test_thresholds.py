@@ -14,6 +14,7 @@ from models.thresholds import (
     QuantileThreshold,
     SlidingPercentileThreshold,
     Threshold,
+    judge_stream,
     make_threshold,
     threshold_from_dict,
 )
@@ -30,7 +31,7 @@ def test_quantile_cut_is_an_observed_score_by_hand() -> None:
     t = QuantileThreshold(fpr=0.05).fit(scores)
     # the 95% "higher" quantile of 1..100 is 96 (index ceil(0.95 * 99) = 95): 5 of 100 flagged
     assert t.threshold_ == 96.0
-    assert int(t.predict(scores).sum()) == 5
+    assert int(t.classify(scores).sum()) == 5
 
 
 def test_quantile_uses_only_the_normal_part_of_a_labelled_split() -> None:
@@ -44,7 +45,7 @@ def test_target_fpr_holds_on_held_out_normal_data(kind: str) -> None:
     rng = np.random.default_rng(7)
     validation, held_out = rng.lognormal(-6, 0.8, 20_000), rng.lognormal(-6, 0.8, 200_000)
     t = make_threshold(kind, fpr=0.01).fit(validation)
-    assert 0.008 <= float(np.mean(t.predict(held_out))) <= 0.012
+    assert 0.008 <= float(np.mean(t.classify(held_out))) <= 0.012
 
 
 def test_quantile_rejects_bad_fpr_and_empty_input() -> None:
@@ -104,42 +105,60 @@ def test_fbeta_needs_both_classes() -> None:
 def test_sliding_threshold_follows_the_window_by_hand() -> None:
     t = SlidingPercentileThreshold(window=4, percentile=50).fit(np.array([9.0, 1.0, 2.0, 3.0, 4.0]))
     assert t.threshold_ == 3.0  # last 4 scores [1, 2, 3, 4]; "higher" median = 3
-    flags = t.predict(np.array([3.0, 0.5, 0.5, 0.5, 10.0]))
+    # One event per batch: each is judged, then learnt, as a worker committing every event would.
+    flags = judge_stream(t, np.array([3.0, 0.5, 0.5, 0.5, 10.0]), batch_size=1)
     # windows before each score: [1,2,3,4]->3, [2,3,4,3]->3, [3,4,3,.5]->3, [4,3,.5,.5]->3, [3,.5,.5,.5]->.5
     assert flags.tolist() == [True, False, False, False, True]
     assert t.threshold_ == 0.5  # window [.5, .5, .5, 10]
 
 
+def test_classify_is_pure_and_learn_moves_the_cut() -> None:
+    """A retried batch is judged twice; it must not be learnt twice (the bug before classify/learn)."""
+    t = SlidingPercentileThreshold(window=4, percentile=75).fit(np.array([1.0, 2.0, 3.0, 4.0]))
+    batch = np.array([10.0, 12.0])
+    first, second = t.classify(batch), t.classify(batch)  # e.g. a delivery failure, then the retry
+    assert first.tolist() == second.tolist() == [True, True]
+    assert t.threshold_ == 4.0 and t.state() == {"recent": [1.0, 2.0, 3.0, 4.0]}
+    t.learn(batch)  # once, after the commit
+    assert t.state() == {"recent": [3.0, 4.0, 10.0, 12.0]} and t.threshold_ == 12.0
+
+
 def test_sliding_threshold_with_clipped_alerts_holds_against_a_flood() -> None:
     t = SlidingPercentileThreshold(window=3, percentile=100, clip_alerts=True).fit(np.array([1.0, 2.0, 3.0]))
-    assert t.predict(np.array([50.0, 60.0, 2.5])).tolist() == [True, True, False]
+    assert judge_stream(t, np.array([50.0, 60.0, 2.5])).tolist() == [True, True, False]
     assert t.threshold_ == 3.0  # the burst entered as 3.0, 3.0: window [3, 3, 2.5]
     flood = SlidingPercentileThreshold(window=3, percentile=100).fit(np.array([1.0, 2.0, 3.0]))
-    assert flood.predict(np.array([50.0, 60.0, 55.0])).tolist() == [True, True, False]  # dragged up
+    assert judge_stream(flood, np.array([50.0, 60.0, 55.0])).tolist() == [True, True, False]  # dragged up
 
 
-def test_sliding_batch_predict_equals_one_by_one_updates() -> None:
+def test_sliding_batches_judge_against_the_committed_window_and_end_alike() -> None:
     rng = np.random.default_rng(3)
     seed, stream = rng.exponential(size=500), rng.exponential(size=2_000)
-    batch = SlidingPercentileThreshold(window=200, percentile=95).fit(seed)
+    batched = SlidingPercentileThreshold(window=200, percentile=95).fit(seed)
     online = SlidingPercentileThreshold(window=200, percentile=95).fit(seed)
     flags = []
     for score in stream:
         flags.append(score >= online.threshold_)
         online.update(score)
-    assert batch.predict(stream).tolist() == flags
-    assert batch.threshold_ == online.threshold_
+    assert judge_stream(online.__class__(window=200, percentile=95).fit(seed), stream).tolist() == flags
+    # Batches of 100: each judged against the window as the previous batch left it.
+    expected, cuts = [], SlidingPercentileThreshold(window=200, percentile=95).fit(seed)
+    for start in range(0, len(stream), 100):
+        expected += (stream[start : start + 100] >= cuts.threshold_).tolist()
+        cuts.learn(stream[start : start + 100])
+    assert judge_stream(batched, stream, batch_size=100).tolist() == expected
+    assert batched.threshold_ == online.threshold_ == cuts.threshold_  # the same scores learnt
 
 
 def test_sliding_state_round_trips_and_resumes() -> None:
     rng = np.random.default_rng(5)
     t = SlidingPercentileThreshold(window=50, percentile=90).fit(rng.exponential(size=80))
-    t.predict(rng.exponential(size=30))
+    t.learn(rng.exponential(size=30))
     restored = _round_trip(t)
     assert isinstance(restored, SlidingPercentileThreshold)
     assert restored.threshold_ == t.threshold_
     more = rng.exponential(size=100)
-    assert restored.predict(more).tolist() == t.predict(more).tolist()
+    assert judge_stream(restored, more).tolist() == judge_stream(t, more).tolist()
 
 
 # -- shared behaviour -----------------------------------------------------------------------------
@@ -161,7 +180,7 @@ def test_round_trip_keeps_kind_cut_params_and_state(threshold: Threshold) -> Non
     assert type(restored) is type(threshold)
     assert restored.to_dict() == threshold.to_dict()
     probe = rng.exponential(size=50)
-    assert restored.predict(probe).tolist() == threshold.predict(probe).tolist()
+    assert restored.classify(probe).tolist() == threshold.classify(probe).tolist()
 
 
 def test_severity_lives_in_the_base_class() -> None:

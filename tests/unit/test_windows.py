@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.datasets.sensor import load_nab_series
-from stream.windows import iter_windows, per_row_scores, sliding_windows, window_end_rows
-from tests.conftest import require_data
+from producers.sensor import iso_times, sensor_events
+from stream.datasets.sensor import SensorSeries, load_nab_series
+from stream.messages import decode_sensor_window
+from stream.windows import per_row_scores, sliding_windows, window_end_rows
+from tests.support import require_data
 
 
 def test_windows_end_on_the_row_they_claim() -> None:
@@ -50,14 +52,18 @@ def test_per_row_scores_pair_each_row_with_the_window_ending_there() -> None:
         per_row_scores(8, ends, np.ones(3))
 
 
+def _replayed(series: SensorSeries, length: int) -> list:
+    return [decode_sensor_window(e.value) for e in sensor_events([series], length)]
+
+
 def test_backward_timestamps_keep_row_order() -> None:
     t = np.array(
         ["2014-03-09T01:50", "2014-03-09T01:55", "2014-03-09T01:00", "2014-03-09T01:05"], "datetime64[ns]"
     )
-    windows = list(iter_windows(t, np.arange(4.0), 2))
-    assert [(w.start_row, w.end_row) for w in windows] == [(0, 1), (1, 2), (2, 3)]
+    windows = _replayed(SensorSeries("toy", "toy", t, np.arange(4.0)), 2)
+    assert [w.values for w in windows] == [[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]
     # The window over the step back starts later than it ends: reported as the rows say, not sorted.
-    assert windows[1].start == t[1] and windows[1].end == t[2] and windows[1].start > windows[1].end
+    assert (windows[1].start, windows[1].end) == ("2014-03-09T01:55:00Z", "2014-03-09T01:00:00Z")
 
 
 def test_real_series_with_repeated_timestamps() -> None:
@@ -66,10 +72,10 @@ def test_real_series_with_repeated_timestamps() -> None:
     steps = np.diff(series.timestamps.astype(np.int64))
     assert (steps <= 0).sum() >= 1, "the series is known to step backwards"
     length = 8  # shorter than the hour that repeats, so some windows start after they end
-    windows = list(iter_windows(series.timestamps, series.values, length))
+    windows = _replayed(series, length)
     assert len(windows) == len(series) - length + 1
-    for w in windows:
-        assert w.end == series.timestamps[w.end_row] and w.start == series.timestamps[w.end_row - length + 1]
-        assert w.values[-1] == series.values[w.end_row]
+    ends = iso_times(series.timestamps[length - 1 :])
+    starts = iso_times(series.timestamps[: len(series) - length + 1])
+    assert [w.end for w in windows] == ends and [w.start for w in windows] == starts
+    assert [w.values[-1] for w in windows] == series.values[length - 1 :].tolist()
     assert any(w.start > w.end for w in windows)  # windows over the step back are kept as they are
-    assert [w.end_row for w in windows] == list(range(length - 1, len(series)))

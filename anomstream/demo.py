@@ -1,0 +1,207 @@
+"""``anomstream up``: the whole pipeline on one machine, with a live summary.
+
+broker (unless ANOMSTREAM_BOOTSTRAP_SERVERS) -> topics -> KDD model (trained if missing) ->
+worker process(es) -> replay of real ``corrected`` connections -> live events/s, alerts, precision
+and recall read back from the ``scores`` topic -> summary table. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from consumers.supervisor import worker_command
+from consumers.tally import ScoreTally, Tally
+from producers.replay import ReplayProducer, ReplayStats
+from stream.broker import EmbeddedBroker
+from stream.kafka import create_topics, wait_for_broker
+from stream.settings import Settings
+from stream.signals import StopFlag
+
+DRAIN_TIMEOUT_S = 120.0
+
+
+@dataclass
+class DemoState:
+    replay: ReplayStats | None = None
+    replay_error: BaseException | None = None
+    source: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+
+class Demo:
+    def __init__(self, settings: Settings, rate: float = 5000.0, limit: int = 300_000, replicas: int = 1,
+                 eos: bool = False, console: Console | None = None) -> None:  # fmt: skip
+        self.settings = settings
+        self.rate = rate
+        self.limit = limit
+        self.replicas = replicas
+        self.eos = eos
+        self.console = console or Console(stderr=True)
+        self.stop = StopFlag()
+        self.state = DemoState()
+        self._broker: EmbeddedBroker | None = None
+        self._worker: subprocess.Popen | None = None
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _ensure_broker(self) -> None:
+        if not self.settings.embedded_broker:
+            self.console.print(f"using the Kafka cluster at {self.settings.bootstrap}")
+            wait_for_broker(self.settings, timeout=30)
+            return
+        broker = EmbeddedBroker.for_settings(self.settings)
+        if broker.running():
+            self.console.print(f"reusing the embedded broker at {broker.bootstrap}")
+            return
+        with self.console.status("starting Apache Kafka (first run downloads its jars via Maven)..."):
+            broker.start()
+        self._broker = broker
+        self.console.print(f"[green]Kafka[/] running at {broker.bootstrap}; logs in {broker.log_file}")
+
+    def _ensure_data(self) -> None:
+        """Real KDD files, downloaded if missing; when that fails the replay says it goes synthetic."""
+        from stream.datasets import DatasetMissingError, find_kdd_file
+        from stream.datasets.fetch import fetch
+
+        try:
+            find_kdd_file(self.settings.data_dir, "test")
+            return
+        except DatasetMissingError:
+            pass
+        self.console.print(f"KDD Cup 99 not found in {self.settings.data_dir}: downloading it from UCI")
+        try:
+            with self.console.status("downloading KDD Cup 99 (about 3.5 MB)..."):
+                fetch("kdd", self.settings.data_dir)
+        except Exception as exc:  # noqa: BLE001 - any failure means: go on with synthetic data
+            self.console.print(f"[yellow]download failed ({exc}); the demo continues on synthetic data[/]")
+
+    def _ensure_model(self) -> None:
+        from models.registry import Registry
+        from models.training import TrainingRequest, train
+
+        registry = Registry(self.settings.registry_dir)
+        prod = registry.production("kdd")
+        if prod is not None:
+            self.console.print(f"model: kdd/{prod['detector']} v{prod['version']} (production)")
+            return
+        self.console.print("no KDD model yet: training the dense autoencoder on normal traffic (~1 minute)")
+        ref = train(registry, self.settings.data_dir, TrainingRequest("kdd", "ae", allow_synthetic=True))
+        self.console.print(f"[green]trained[/] kdd/ae v{ref.version}")
+
+    def _start_worker(self) -> None:
+        log_path = self.settings.state_dir / "worker.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        args = ["--streams", "kdd", "--replicas", str(self.replicas)] + (["--eos"] if self.eos else [])
+        command = worker_command(*args)
+        self._worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "COLUMNS": "160"},
+        )  # fmt: skip
+        self.console.print(f"worker: {self.replicas} replica(s), pid {self._worker.pid}, log {log_path}")
+
+    def _replay(self) -> None:
+        from producers.kdd import kdd_events, load_kdd_replay
+
+        try:
+            data_dir, say = self.settings.data_dir, self.console.print
+            frame, self.state.source = load_kdd_replay(data_dir, "test", announce=say)
+            events = kdd_events(frame, self.state.source, loop=self.limit > len(frame), limit=self.limit)
+            producer = ReplayProducer(self.settings, self.settings.topic("kdd"), self.rate, False, self.stop)
+            self.state.replay = producer.run(events, self.limit)
+        except BaseException as exc:  # reported by the main thread
+            self.state.replay_error = exc
+
+    # -- run ------------------------------------------------------------------------------------
+    def run(self) -> int:
+        tally: ScoreTally | None = None
+        try:
+            self._ensure_broker()
+            create_topics(self.settings)
+            self._ensure_data()
+            self._ensure_model()
+            tally = ScoreTally(self.settings).start()
+            self._start_worker()
+            replay = threading.Thread(target=self._replay, name="replay", daemon=True)
+            replay.start()
+            self._watch(tally, replay)
+            final, _ = tally.snapshot()
+            self.console.print()
+            self.console.print(self._summary(final))
+            if self.state.replay_error is not None:
+                self.console.print(f"[red]replay failed:[/] {self.state.replay_error}")
+                return 1
+            return 130 if self.stop else 0
+        finally:
+            if tally is not None:
+                tally.close()
+            self._shutdown()
+
+    def _watch(self, tally: ScoreTally, replay: threading.Thread) -> None:
+        drained_since: float | None = None
+        with Live(self._live(tally), console=self.console, refresh_per_second=2) as live:
+            while not self.stop:
+                live.update(self._live(tally))
+                if self._worker is not None and self._worker.poll() is not None:
+                    self.console.print(f"[red]worker exited with {self._worker.returncode}[/]: see its log")
+                    return
+                if not replay.is_alive():
+                    snapshot, _ = tally.snapshot()
+                    sent = self.state.replay.delivered if self.state.replay else 0
+                    if snapshot.events + snapshot.duplicates >= sent:
+                        return
+                    drained_since = drained_since or time.monotonic()
+                    if time.monotonic() - drained_since > DRAIN_TIMEOUT_S:
+                        self.console.print("[yellow]worker did not catch up within 2 minutes[/]")
+                        return
+                self.stop.wait(0.5)
+
+    def _live(self, tally: ScoreTally) -> Group:
+        snapshot, rate = tally.snapshot()
+        table = Table(title="anomstream: KDD Cup 99 live", show_header=False, min_width=60)
+        elapsed = time.monotonic() - self.state.started
+        table.add_row("scored events", f"{snapshot.events:,} / {self.limit:,}")
+        table.add_row("events/s (last 5s)", f"{rate:,.0f}")
+        table.add_row("alerts", f"{snapshot.alerts:,}")
+        table.add_row("precision / recall", f"{snapshot.precision:.3f} / {snapshot.recall:.3f}")
+        table.add_row("elapsed", f"{elapsed:.0f}s")
+        return Group(table)
+
+    def _summary(self, final: Tally) -> Table:
+        table = Table(title="anomstream up: summary")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        replay = self.state.replay
+        if replay is not None:
+            table.add_row("replayed (source)", f"{replay.sent:,} ({self.state.source})")
+            table.add_row("replay rate", f"{replay.rate:,.0f} ev/s")
+            table.add_row("delivery failures", f"{replay.failed:,}")
+        table.add_row("scored events", f"{final.events:,}")
+        table.add_row("duplicate scores", f"{final.duplicates:,}")
+        table.add_row("alerts", f"{final.alerts:,}")
+        table.add_row("true / false positives", f"{final.tp:,} / {final.fp:,}")
+        table.add_row("missed attacks", f"{final.fn:,}")
+        table.add_row("precision", f"{final.precision:.4f}")
+        table.add_row("recall", f"{final.recall:.4f}")
+        table.add_row("wall time", f"{time.monotonic() - self.state.started:.0f}s")
+        return table
+
+    def _shutdown(self) -> None:
+        self.stop.set()
+        if self._worker is not None and self._worker.poll() is None:
+            os.killpg(self._worker.pid, signal.SIGTERM)
+            try:
+                self._worker.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._worker.pid, signal.SIGKILL)
+        if self._broker is not None:
+            with self.console.status("stopping Kafka..."):
+                self._broker.stop()
+            self.console.print("Kafka stopped")

@@ -1,0 +1,31 @@
+"""Command-line values that need parsing beyond what typer does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from models.detectors import is_deep
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["hidden=[32, 8]", "l2=1e-5", "activation=tanh"]`` -> values parsed as JSON, else strings.
+
+    >>> parse_assignments(["hidden=[32, 8]", "activation=tanh"])
+    {'hidden': [32, 8], 'activation': 'tanh'}
+    """
+    parsed: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            parsed[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = text
+    return parsed
+
+
+def epoch_override(detector: str, epochs: int | None) -> dict[str, Any]:
+    """``{"epochs": epochs}`` for deep (Keras) detectors, nothing for the others."""
+    return {"epochs": epochs} if epochs and is_deep(detector) else {}

@@ -1,0 +1,47 @@
+"""What the command line prints: tables and one-line reports of results computed elsewhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from producers.replay import ReplayStats
+
+NAB_PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+
+
+def replay_report(stats: ReplayStats) -> str:
+    return (
+        f"sent {stats.sent:,} in {stats.seconds:.1f}s ({stats.rate:,.0f} ev/s); "
+        f"delivered {stats.delivered:,}, failed {stats.failed:,}"
+        + (" (interrupted)" if stats.interrupted else "")
+    )
+
+
+def evaluation_table(metrics: dict[str, Any]) -> Table:
+    table = Table("detector", "ROC AUC", "PR AUC", "precision", "recall", "F1", "F2", "fit s", "score s/10k",
+                  title=f"{metrics['stream']} ({metrics['protocol']})")  # fmt: skip
+    for name, m in sorted(metrics["detectors"].items(), key=lambda item: -item[1]["roc_auc"]):
+        table.add_row(name, *(f"{m[k]:.4f}" for k in ("roc_auc", "pr_auc")),
+                      *(f"{m[k]:.3f}" for k in ("precision", "recall", "f1", "f2")),
+                      f"{m['fit_seconds']:.1f}", f"{m['score_seconds_per_10k']:.3f}")  # fmt: skip
+    return table
+
+
+def nab_table(result: dict[str, Any]) -> Table:
+    table = Table(
+        "detector", "standard", "low FP", "low FN", title="NAB (normalised score, higher is better)"
+    )
+    for name, scores in result["detectors"].items():
+        table.add_row(name, *(f"{scores['profiles'][p]['score']:.1f}" for p in NAB_PROFILES))
+    return table
+
+
+def models_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table("stream", "detector", "version", "created", "threshold", "training", "production")
+    for m in rows:
+        table.add_row(m["stream"], m["detector"], str(m["version"]), m["created_at"][:19],
+                      f"{m['threshold']['threshold']:.4g}", str(m["training"].get("data")),
+                      "*" if m["is_production"] else "")  # fmt: skip
+    return table

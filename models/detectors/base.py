@@ -1,0 +1,215 @@
+"""The detector protocol and the deep-learning base class that owns the training loop.
+
+Every batch detector honours::
+
+    detector.fit(X_train, X_val=None) -> detector     # X: float32 (n, d), normal data
+    detector.score(X) -> ndarray (n,)                  # higher = more anomalous
+    detector.save(directory); Cls.load(directory)
+
+Reconstruction-based detectors also offer ``explain(X) -> (scores, contributions (n, d))``, whose
+per-feature contributions feed the ``top_features`` of alerts. ``__init__`` only stores parameters;
+fitted attributes end in ``_`` (scikit-learn's convention).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+
+from models.detectors.backend import Forward, compiled_forward, keras_module
+from models.detectors.progress import training_progress
+
+
+@runtime_checkable
+class Detector(Protocol):
+    name: ClassVar[str]
+
+    def fit(self, X: np.ndarray, X_val: np.ndarray | None = None) -> Detector: ...
+    def score(self, X: np.ndarray) -> np.ndarray: ...
+    def get_params(self) -> dict[str, Any]: ...
+    def save(self, directory: Path) -> None: ...
+    @classmethod
+    def load(cls, directory: Path) -> Detector: ...
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def n_params(detector: Any) -> int:
+    """Number of learnt parameters, when the detector can tell.
+
+    Keras models count their weights; other detectors may offer ``count_params()`` (fitted arrays,
+    tree nodes, ensemble members' sum).
+    """
+    if hasattr(detector, "count_params"):
+        return int(detector.count_params())
+    model = getattr(detector, "model_", None)
+    return int(model.count_params()) if model is not None and hasattr(model, "count_params") else 0
+
+
+PARAMS_FILE = "params.json"
+
+
+def constructor_params(detector: Any) -> dict[str, Any]:
+    """The constructor arguments stored on ``detector`` (fitted ``x_`` and private ``_x`` left out)."""
+    return {k: v for k, v in vars(detector).items() if not k.endswith("_") and not k.startswith("_")}
+
+
+def write_params(directory: Path, detector: Any, **extra: Any) -> None:
+    """Write ``params.json``: the detector's class, constructor arguments and any fitted scalars.
+
+    Every detector persists this way (plus arrays in a non-executable format), so loading rebuilds
+    the object from our own code and never unpickles anything.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"class": type(detector).__name__, "params": detector.get_params(), **extra}
+    (directory / PARAMS_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def read_params(directory: Path, cls: type) -> dict[str, Any]:
+    """Read ``params.json`` written by :func:`write_params`, checking it belongs to ``cls``."""
+    meta: dict[str, Any] = json.loads((directory / PARAMS_FILE).read_text())
+    if meta.get("class") != cls.__name__:
+        raise ValueError(f"{directory} holds a {meta.get('class')}, not a {cls.__name__}")
+    return meta
+
+
+class KerasDetector:
+    """Base for Keras detectors: subclasses build the network; this class trains, saves, loads.
+
+    Persistence writes ``params.json`` (constructor arguments and input width) and the weights as
+    ``model.weights.h5``: loading rebuilds the network from our own code and reads arrays only,
+    so a model file can never execute code.
+    """
+
+    name: ClassVar[str] = "keras"
+
+    def __init__(
+        self,
+        epochs: int = 60,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        patience: int = 6,
+        validation_fraction: float = 0.1,
+        seed: int = 0,
+        verbose: int | str = "auto",
+    ) -> None:
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.seed = seed
+        self.verbose = verbose
+
+    # -- subclass hooks -------------------------------------------------------------------------
+    def build(self, n_features: int) -> Any:
+        """Return an uncompiled ``keras.Model`` mapping (batch, n_features) to its training target."""
+        raise NotImplementedError
+
+    def training_target(self, X: np.ndarray) -> np.ndarray:
+        return X
+
+    def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def compile_model(self, model: Any) -> None:
+        """Compile the training model; override for another loss or an adversarial set-up."""
+        keras = keras_module()
+        model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss="mse")
+
+    def inference_model(self) -> Any:
+        """The model whose output ``score_from_output`` reads (by default the trained one).
+
+        Detectors whose training graph differs from what scoring needs (a VAE samples its latent
+        code while training but scores from its mean) build a second model on the same layers.
+        """
+        return self.model_
+
+    # -- training -------------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        return constructor_params(self)
+
+    def fit(self, X: np.ndarray, X_val: np.ndarray | None = None) -> Self:
+        keras = keras_module()
+        keras.utils.set_random_seed(self.seed)
+        X = np.asarray(X, dtype=np.float32)
+        if X_val is None:
+            # Hold out a seeded slice for early stopping (Keras' validation_split takes the tail,
+            # which would be the newest rows of a time-ordered file).
+            order = np.random.default_rng(self.seed).permutation(len(X))
+            cut = max(1, int(len(X) * self.validation_fraction))
+            X, X_val = X[order[cut:]], X[order[:cut]]
+        self.n_features_ = X.shape[1]
+        self.model_ = self.build(self.n_features_)
+        self.compile_model(self.model_)
+        stop = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=self.patience, restore_best_weights=True
+        )
+        callbacks = [stop]
+        verbose = self.verbose
+        if verbose == "auto":
+            # One progress bar (epoch, loss, val_loss) instead of Keras' line per epoch; in a log
+            # file (no terminal) rich prints the bar once at the end.
+            callbacks.append(training_progress(f"training {self.name}", self.epochs))
+            verbose = 0
+        history = self.model_.fit(
+            X,
+            self.training_target(X),
+            validation_data=(X_val, self.training_target(np.asarray(X_val, np.float32))),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=True,
+        )
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self._forward: Forward | None = None
+        return self
+
+    # -- inference ------------------------------------------------------------------------------
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        if getattr(self, "_forward", None) is None:
+            self._forward = compiled_forward(self.inference_model(), self.n_features_)
+        assert self._forward is not None
+        return self._forward(X)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float32)
+        return self.score_from_output(X, self.forward(X))
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        write_params(directory, self, n_features=self.n_features_)
+        self.model_.save_weights(directory / "model.weights.h5")
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        meta = read_params(directory, cls)
+        detector = cls(**meta["params"])
+        detector.n_features_ = int(meta["n_features"])
+        detector.model_ = detector.build(detector.n_features_)
+        detector.model_.load_weights(directory / "model.weights.h5")
+        detector._forward = None
+        return detector
+
+
+class ReconstructionDetector(KerasDetector):
+    """A Keras detector scored by the mean squared error between a row and its reconstruction.
+
+    ``explain`` splits that score into per-column contributions (squared error / d), so each row's
+    contributions sum to its score: features of a KDD row, time steps of a window.
+    """
+
+    def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
+        return np.mean(np.square(X - output), axis=1)
+
+    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float32)
+        contributions = np.square(X - self.forward(X)) / X.shape[1]
+        return contributions.sum(axis=1), contributions

@@ -1,0 +1,213 @@
+"""Training data of each stream, encoded and cut for fitting, early stopping and thresholds.
+
+Every cut is seeded, and everything a detector or threshold learns from comes from training data:
+
+- KDD: the normal connections of the 10% file are cut into fit / early-stopping / calibration rows;
+  a seeded slice of its attack rows, with the calibration rows, forms the labelled validation split
+  that ``--threshold fbeta`` needs. The test file (``corrected``) is never read here.
+- ECG5000: normal beats are cut into fit / early-stopping / calibration / test rows, abnormal beats
+  into a labelled-validation slice and test rows (:func:`stream.datasets.splits.ecg_split`).
+- Sensor series: the complete windows of the training part of a series (NAB's probationary period:
+  its first 15%, at most 750 rows), cut in time order, never shuffled across the cuts, so the
+  early-stopping and calibration windows come after the windows the model learns from::
+
+      probation windows:  |---------- fit (70%) ----------|-- early stop (15%) --|-- calib (15%) --|
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.features import FeatureEncoder, KddEncoder, KddRaw, WindowEncoder
+from stream.datasets import DatasetMissingError, find_ecg_file, find_kdd_file, is_attack, read_ecg, read_kdd
+from stream.datasets.ecg import ECG_NORMAL
+from stream.datasets.sensor import SensorSeries
+from stream.datasets.splits import ecg_split, split_normal
+from stream.datasets.synthetic import synthetic_kdd
+from stream.windows import sliding_windows, window_end_rows
+
+log = logging.getLogger(__name__)
+
+SENSOR_CUTS = (0.70, 0.85)  # fit | early stop | calibration, as fractions of the probation windows
+MIN_WINDOWS = 40
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Encoded training data of one stream, cut for fitting, early stopping and thresholds."""
+
+    stream: str
+    encoder: FeatureEncoder
+    fit: np.ndarray  # normal rows the detector learns from
+    early_stop: np.ndarray  # normal rows that stop training (never fitted)
+    calibration: np.ndarray  # held-out normal rows: the threshold's validation scores
+    # Labelled validation split (calibration rows + held-out anomalies), where the data has labels.
+    labelled: np.ndarray | None = None
+    labelled_anomaly: np.ndarray | None = None  # bool per labelled row
+    description: dict[str, Any] = field(default_factory=dict)  # source, protocol, row counts
+
+
+# -- KDD ------------------------------------------------------------------------------------------
+def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> tuple[pd.DataFrame, str]:
+    """The whole 10% training file (or synthetic KDD-like records when allowed and missing)."""
+    try:
+        path = find_kdd_file(data_dir, "train")
+        return read_kdd(path), path.name
+    except DatasetMissingError:
+        if not allow_synthetic:
+            raise
+        log.warning("KDD training file missing: training on SYNTHETIC KDD-like data")
+        return synthetic_kdd(120_000, attack_fraction=0.2, seed=1), "synthetic"
+
+
+def _take(raw: KddRaw, rows: np.ndarray) -> KddRaw:
+    return KddRaw(raw.numeric[rows], raw.symbols[rows])
+
+
+def kdd_training_data(
+    frame: pd.DataFrame, source: str, protocol: str = "full", seed: int = 0
+) -> TrainingData:
+    """Encoder fitted on the fit rows of the normal connections of ``frame``; every split encoded.
+
+    The labelled validation split holds the calibration normals plus the same fraction of the
+    frame's attack rows (seeded), so its attack share is the training file's.
+    """
+    attack = is_attack(frame["label"])
+    normal_rows, attack_rows = np.flatnonzero(~attack), np.flatnonzero(attack)
+    split = split_normal(len(normal_rows), seed)
+    calib_fraction = len(split.calib) / max(len(normal_rows), 1)
+    rng = np.random.default_rng(seed + 1)
+    n_attacks = int(round(len(attack_rows) * calib_fraction))
+    held_attacks = np.sort(rng.choice(attack_rows, n_attacks, replace=False))
+    raw = KddRaw.from_frame(frame)
+    encoder = KddEncoder(protocol).fit(_take(raw, normal_rows[split.train]))
+
+    def encode(rows: np.ndarray) -> np.ndarray:
+        return encoder.transform(_take(raw, rows))
+
+    calibration = encode(normal_rows[split.calib])
+    labelled = np.vstack([calibration, encode(held_attacks)])
+    labelled_anomaly = np.r_[np.zeros(len(calibration), bool), np.ones(n_attacks, bool)]
+    description = {
+        "data": source,
+        "protocol": protocol,
+        "normal_rows": int(len(normal_rows)),
+        "attack_rows": int(len(attack_rows)),
+        "rows": {
+            "fit": int(len(split.train)),
+            "early_stop": int(len(split.val)),
+            "calibration": int(len(split.calib)),
+            "labelled_validation": {"normal": int(len(split.calib)), "attack": n_attacks},
+        },
+        "features": len(encoder.feature_names_),
+        "seed": seed,
+    }
+    return TrainingData(
+        "kdd",
+        encoder,
+        encode(normal_rows[split.train]),
+        encode(normal_rows[split.val]),
+        calibration,
+        labelled,
+        labelled_anomaly,
+        description,
+    )
+
+
+# -- ECG ------------------------------------------------------------------------------------------
+def load_ecg(data_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    path = find_ecg_file(data_dir, "csv")
+    values, labels = read_ecg(path)
+    return values, labels, path.name
+
+
+def ecg_training_data(data_dir: Path, seed: int = 0, scaling: str = "global") -> TrainingData:
+    """WindowEncoder fitted on the fit beats; the training parts of :func:`ecg_split` encoded."""
+    values, labels, source = load_ecg(data_dir)
+    split = ecg_split(labels, seed)
+    encoder = WindowEncoder(values.shape[1], scaling).fit(values[split.fit])
+    calibration = encoder.transform(values[split.calibration])
+    labelled = np.vstack([calibration, encoder.transform(values[split.anomaly_validation])])
+    labelled_anomaly = np.r_[
+        np.zeros(len(split.calibration), bool), np.ones(len(split.anomaly_validation), bool)
+    ]
+    description = {
+        "data": source,
+        "beats": int(len(labels)),
+        "normal_beats": int((labels == ECG_NORMAL).sum()),
+        "rows": {
+            "fit": int(len(split.fit)),
+            "early_stop": int(len(split.early_stop)),
+            "calibration": int(len(split.calibration)),
+            "labelled_validation": {
+                "normal": int(len(split.calibration)),
+                "abnormal": int(len(split.anomaly_validation)),
+            },
+            "held_out_test": int(len(split.test)),
+        },
+        "scaling": scaling,
+        "seed": seed,
+    }
+    return TrainingData(
+        "ecg",
+        encoder,
+        encoder.transform(values[split.fit]),
+        encoder.transform(values[split.early_stop]),
+        calibration,
+        labelled,
+        labelled_anomaly,
+        description,
+    )
+
+
+# -- sensor windows -------------------------------------------------------------------------------
+def fit_window_count(rows: int, window: int) -> int:
+    """How many of the first windows of ``rows`` training rows the detector is fitted on."""
+    return int(len(window_end_rows(rows, window)) * SENSOR_CUTS[0])
+
+
+def sensor_training_data(
+    series: Sequence[SensorSeries], window: int, scaling: str = "global", rows: int | None = None
+) -> TrainingData:
+    """Windows inside the first ``rows`` rows (default: each series' probation) of every series,
+    cut in time order; a :class:`WindowEncoder` (one min-max range) fitted on the fit windows."""
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for item in series:
+        limit = item.probation if rows is None else min(rows, len(item))
+        windows = sliding_windows(item.values[:limit], window)
+        if len(windows) < MIN_WINDOWS:
+            raise ValueError(
+                f"{item.name}: only {len(windows)} windows of {window} rows in its first {limit} rows "
+                f"(at least {MIN_WINDOWS} needed): use a shorter --window"
+            )
+        cut1, cut2 = (int(len(windows) * c) for c in SENSOR_CUTS)
+        for part, block in zip(parts, (windows[:cut1], windows[cut1:cut2], windows[cut2:]), strict=True):
+            part.append(block)
+    fit, early_stop, calibration = (np.concatenate(p) for p in parts)
+    encoder = WindowEncoder(window, scaling).fit(fit)
+    description = {
+        "data": [item.name for item in series],
+        "window": window,
+        "scaling": scaling,
+        "rows": {
+            "training_rows": {item.name: item.probation if rows is None else rows for item in series},
+            "fit": len(fit),
+            "early_stop": len(early_stop),
+            "calibration": len(calibration),
+        },
+    }
+    return TrainingData(
+        "sensor",
+        encoder,
+        encoder.transform(fit),
+        encoder.transform(early_stop),
+        encoder.transform(calibration),
+        description=description,
+    )

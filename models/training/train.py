@@ -1,0 +1,107 @@
+"""``anomstream train``: a stream's training data -> a fitted model -> a new registry version."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.registry import ModelRef, Registry
+from models.training.data import (
+    TrainingData,
+    ecg_training_data,
+    kdd_training_data,
+    load_kdd_training,
+    sensor_training_data,
+)
+from models.training.fit import FittedModel, fit_model
+from models.training.recipes import resolve
+from stream.datasets.sensor import load_sensor_series
+from stream.settings import STREAMS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DETECTOR = {"kdd": "ae", "ecg": "ae", "sensor": "seq_ae"}
+DEFAULT_WINDOW = 16
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What to train: the stream and its data, the detector and its threshold."""
+
+    stream: str = "kdd"
+    detector: str | None = None  # default: DEFAULT_DETECTOR[stream]
+    protocol: str = "full"  # KDD feature protocol: full or ffl
+    series: str | None = None  # sensor: a NAB series
+    bearing: bool = False  # sensor: the NASA bearing file instead
+    window: int = DEFAULT_WINDOW  # sensor: window length
+    training_rows: int | None = None  # sensor: train on these first rows instead of NAB's probation
+    threshold: str = "quantile"
+    fpr: float = 0.01
+    threshold_params: dict[str, Any] = field(default_factory=dict)
+    detector_params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    allow_synthetic: bool = False  # KDD: synthetic data when the training file is missing
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector or DEFAULT_DETECTOR[self.stream]
+
+
+def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
+    """The stream's training data as the request describes it."""
+    if request.stream == "kdd":
+        frame, source = load_kdd_training(data_dir, request.allow_synthetic)
+        return kdd_training_data(frame, source, request.protocol, request.seed)
+    if request.stream == "ecg":
+        return ecg_training_data(data_dir, request.seed)
+    if request.stream == "sensor":
+        if (request.series is None) == (not request.bearing):
+            raise ValueError("sensor training needs exactly one of --series NAME or --bearing")
+        chosen = load_sensor_series(data_dir, request.series, request.bearing)
+        return sensor_training_data(chosen, request.window, rows=request.training_rows)
+    raise ValueError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+
+
+def fit_request(data: TrainingData, request: TrainingRequest) -> FittedModel:
+    protocol = request.protocol if request.stream == "kdd" else "*"
+    recipe = resolve(
+        request.stream, request.detector_name, protocol, request.detector_params, request.seed,
+        window=request.window, n_fit=len(data.fit),
+    )  # fmt: skip
+    return fit_model(data, recipe, request.threshold, request.fpr, request.threshold_params)
+
+
+def train(
+    registry: Registry, data_dir: Path, request: TrainingRequest, promote: bool | None = None
+) -> ModelRef:
+    """Train what ``request`` describes and save it as a new version of its stream's model.
+
+    The first version of a stream becomes production unless ``promote=False``.
+    """
+    fitted = fit_request(training_data(data_dir, request), request)
+    return save(registry, fitted, promote)
+
+
+def save(registry: Registry, fitted: FittedModel, promote: bool | None = None) -> ModelRef:
+    """Store a fitted model (with its calibration scores, which the NAB mapping and the drift
+    monitor's calibration read back) as a new registry version."""
+    cut = fitted.threshold.threshold_
+    metrics = {"calibration_fpr": float(np.mean(fitted.calibration_scores >= cut))}
+    ref = registry.save(
+        fitted.stream, fitted.detector, fitted.encoder, fitted.threshold, fitted.description, metrics,
+        promote, fitted.calibration_scores,
+    )  # fmt: skip
+    log.info(
+        "trained %s/%s v%d in %.1fs, %s threshold %.5g",
+        ref.stream,
+        ref.detector,
+        ref.version,
+        fitted.fit_seconds,
+        fitted.threshold.kind,
+        cut,
+    )
+    return ref

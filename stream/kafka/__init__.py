@@ -1,0 +1,40 @@
+"""Kafka plumbing shared by producers, workers, the drift monitor and the CLI.
+
+Every Kafka client of anomstream is made by :mod:`stream.kafka.clients`; producing with
+back-pressure and delivery accounting is :mod:`stream.kafka.delivery`; topic administration
+:mod:`stream.kafka.topics`; reading back :mod:`stream.kafka.reading`.
+"""
+
+from stream.kafka.clients import make_admin, make_consumer, make_producer, make_reader
+from stream.kafka.delivery import DeliveryTracker, Headers, flush_or_raise, produce
+from stream.kafka.reading import check_message, follow_from_end, header, iter_topic, read_all
+from stream.kafka.topics import (
+    BrokerUnavailableError,
+    create_topics,
+    end_offsets,
+    partitions_of,
+    wait_for_broker,
+    watermarks,
+)
+
+__all__ = [
+    "BrokerUnavailableError",
+    "DeliveryTracker",
+    "Headers",
+    "check_message",
+    "create_topics",
+    "end_offsets",
+    "flush_or_raise",
+    "follow_from_end",
+    "header",
+    "iter_topic",
+    "make_admin",
+    "make_consumer",
+    "make_producer",
+    "make_reader",
+    "partitions_of",
+    "produce",
+    "read_all",
+    "wait_for_broker",
+    "watermarks",
+]

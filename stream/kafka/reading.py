@@ -1,0 +1,103 @@
+"""Reading messages: vetting what ``consume()`` returns, headers, and reading topics back."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from stream.kafka.clients import make_reader
+from stream.kafka.topics import partitions_of, watermarks
+from stream.settings import Settings
+from stream.signals import StopFlag
+
+log = logging.getLogger(__name__)
+
+
+def check_message(message: Message) -> bool:
+    """True for a data message; False for an end-of-partition event; raises on a real error."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.code() == KafkaError._PARTITION_EOF:
+        return False
+    if error.fatal() or not error.retriable():
+        raise KafkaException(error)
+    log.warning("consume error on %s [%s]: %s", message.topic(), message.partition(), error)
+    return False
+
+
+def header(message: Message, name: str) -> bytes | None:
+    for key, value in message.headers() or ():
+        if key == name:
+            return value
+    return None
+
+
+def follow_from_end(settings: Settings, topic: str) -> Consumer | None:
+    """A reader of every partition of ``topic`` from its current end (what is published from now
+    on); None when the topic does not exist."""
+    reader = make_reader(settings)
+    try:
+        partitions = partitions_of(reader, topic)
+    except KafkaException:
+        reader.close()
+        return None
+    reader.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+    return reader
+
+
+def iter_topic(
+    settings: Settings,
+    topic: str,
+    from_beginning: bool = True,
+    follow: bool = False,
+    stop: StopFlag | None = None,
+    batch: int = 1000,
+    on_ready: Callable[[], None] | None = None,
+    timeout: float = 60.0,
+) -> Iterator[Message]:
+    """Read ``topic`` without a consumer group (no commits), from the beginning or from the end.
+
+    ``follow=False`` reads up to the end offsets as they are when called, then returns (a live topic
+    never goes idle, so "until idle" would never end); ``timeout`` bounds it, e.g. when an open
+    transaction holds the read_committed position back. ``follow=True`` reads until ``stop``.
+    ``on_ready`` is called once the reader holds its start positions (so "from the end" is defined).
+    """
+    consumer = make_reader(settings)
+    try:
+        partitions = partitions_of(consumer, topic)
+        marks = {p: watermarks(consumer, topic, p) for p in partitions}
+        # Resolve "the end" now, not at the first fetch, so nothing produced after this call is missed.
+        starts = {p: OFFSET_BEGINNING if from_beginning else marks[p][1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in partitions])
+        if on_ready is not None:
+            on_ready()
+        pending = {p for p in partitions if from_beginning and marks[p][1] > marks[p][0]}
+        deadline = time.monotonic() + timeout
+        while not (stop is not None and stop):
+            if not follow and (not pending or time.monotonic() > deadline):
+                return
+            for message in consumer.consume(batch, 0.2):
+                if check_message(message):
+                    yield message
+            if not follow and pending:
+                positions = consumer.position([TopicPartition(topic, p) for p in pending])
+                pending -= {tp.partition for tp in positions if tp.offset >= marks[tp.partition][1]}
+    finally:
+        consumer.close()
+
+
+def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list[Message]:
+    """Every message of ``topic`` up to its end offsets at the time of the call."""
+    return list(iter_topic(settings, topic, timeout=timeout))

@@ -1,0 +1,95 @@
+"""Topic administration and cluster questions: is a broker there, create topics, partitions, offsets."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream.kafka.clients import make_admin, make_reader
+from stream.settings import Settings
+
+
+class BrokerUnavailableError(RuntimeError):
+    """No Kafka broker answered at the configured bootstrap address."""
+
+
+def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
+    """Block until the cluster answers a metadata request, or raise with what to do."""
+    admin = make_admin(settings)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            last = exc
+            time.sleep(0.5)
+    hint = (
+        "start one with `anomstream broker start`"
+        if settings.embedded_broker
+        else "check ANOMSTREAM_BOOTSTRAP_SERVERS and the ANOMSTREAM_KAFKA__* security settings"
+    )
+    raise BrokerUnavailableError(f"no Kafka broker answered at {settings.bootstrap} ({last}): {hint}")
+
+
+def create_topics(settings: Settings, partitions: int | None = None, topics: list[str] | None = None) -> dict:
+    """Create anomstream's topics (existing ones are left alone); returns {topic: 'created'|'exists'}."""
+    admin = make_admin(settings)
+    names = topics or settings.all_topics()
+    count = partitions or settings.topic_partitions
+    futures = admin.create_topics(
+        [NewTopic(name, count, settings.replication_factor) for name in names], operation_timeout=30
+    )
+    status = {}
+    for name, future in futures.items():
+        try:
+            future.result()
+            status[name] = "created"
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            status[name] = "exists"
+    _wait_for_leaders(admin, names)
+    return status
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.0) -> None:
+    # A freshly created topic has no partition leader for a moment; producing then fails.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(timeout=10)
+        ready = all(
+            name in meta.topics
+            and meta.topics[name].partitions
+            and all(p.leader >= 0 for p in meta.topics[name].partitions.values())
+            for name in names
+        )
+        if ready:
+            return
+        time.sleep(0.2)
+
+
+def partitions_of(client: Consumer, topic: str) -> list[int]:
+    """Partition ids of ``topic``; raises KafkaException when it does not exist."""
+    meta = client.list_topics(topic, timeout=10)
+    if topic not in meta.topics or meta.topics[topic].error is not None:
+        error = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"topic {topic} does not exist")
+        raise KafkaException(error)
+    return sorted(meta.topics[topic].partitions)
+
+
+def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    return int(low), int(high)
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """High watermark of every partition of ``topic``."""
+    consumer = make_reader(settings)
+    try:
+        return {p: watermarks(consumer, topic, p)[1] for p in partitions_of(consumer, topic)}
+    finally:
+        consumer.close()

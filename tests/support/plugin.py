@@ -1,0 +1,69 @@
+"""Session fixtures, loaded as a pytest plugin by ``tests/conftest.py``: the real data folder, a real
+Kafka broker per session, unique topics per test, and a KDD autoencoder trained once per session on the
+real 10% file.
+
+Integration tests run against the broker started here (an embedded KRaft broker on free ports), or
+against an existing cluster named by ANOMSTREAM_TEST_BOOTSTRAP_SERVERS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.settings import Settings
+from tests.support.data import require_data
+from tests.support.report import MEASUREMENTS
+from tests.support.streams import make_settings
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if MEASUREMENTS:
+        terminalreporter.section("anomstream measurements")
+        for line in MEASUREMENTS:
+            terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return require_data("kdd99")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    existing = os.environ.get("ANOMSTREAM_TEST_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    from stream.broker import temporary_broker
+
+    with temporary_broker() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kdd_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with a KDD autoencoder trained on the real 10% file (20 epochs: a fixture, not the best)."""
+    data = require_data("kdd99")
+    from models.registry import Registry
+    from models.training import TrainingRequest, train
+
+    root = tmp_path_factory.mktemp("registry")
+    train(
+        Registry(root),
+        data.parent,
+        TrainingRequest("kdd", "ae", detector_params={"epochs": 20, "verbose": 0}),
+    )
+    return root
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, kdd_registry: Path) -> Settings:
+    from stream.kafka import create_topics
+
+    settings = make_settings(kafka_bootstrap, kdd_registry)
+    create_topics(settings)
+    return settings
