@@ -1,0 +1,70 @@
+"""The replica supervisor with real child processes (small Python programs standing in for workers):
+ids and ports per replica, restarts after a crash, giving up on a crash loop, SIGTERM forwarded."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+from consumers.supervisor import MAX_RESTARTS_PER_MINUTE, ReplicaSupervisor, worker_command
+from stream.signals import StopFlag
+
+
+def _program(log: Path, body: str) -> object:
+    """A command builder: a Python child that logs its arguments to ``log``, then runs ``body``."""
+    script = (
+        f"import signal, sys, time\nopen({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n" + body
+    )
+
+    def command(*args: str) -> list[str]:
+        return [sys.executable, "-c", script, *args]
+
+    return command
+
+
+def _lines(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_the_worker_command_runs_this_interpreter_s_anomstream() -> None:
+    assert worker_command("--eos") == [sys.executable, "-m", "anomstream", "worker", "--eos"]
+
+
+def test_each_replica_gets_a_stable_id_its_own_port_and_sigterm_on_stop(tmp_path: Path) -> None:
+    log, stop = tmp_path / "args.log", StopFlag(install=False)
+    # Each child waits for SIGTERM, then exits 0: a clean shutdown.
+    body = "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\ntime.sleep(60)\nsys.exit(3)\n"
+    supervisor = ReplicaSupervisor(3, ["--eos"], stop, metrics_port=9500, command=_program(log, body))
+    threading.Timer(1.5, stop.set).start()
+    started = time.monotonic()
+    assert supervisor.run() == 0
+    assert time.monotonic() - started < 10, "children stopped on SIGTERM, not after their sleep"
+    assert sorted(_lines(log)) == [
+        f"--worker-id replica-{i} --eos --metrics-port {9500 + i}" for i in range(3)
+    ]
+
+
+def test_a_crashed_replica_is_restarted_with_the_same_id(tmp_path: Path) -> None:
+    log, stop = tmp_path / "args.log", StopFlag(install=False)
+    marker = tmp_path / "crashed"
+    # The first run crashes; the restarted one waits for SIGTERM.
+    body = (
+        f"import os\nif not os.path.exists({str(marker)!r}):\n"
+        f"    open({str(marker)!r}, 'w').close(); sys.exit(1)\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\ntime.sleep(60)\n"
+    )
+    supervisor = ReplicaSupervisor(1, [], stop, command=_program(log, body))
+    threading.Timer(3.0, stop.set).start()
+    assert supervisor.run() == 0
+    assert _lines(log) == ["--worker-id replica-0", "--worker-id replica-0"]
+
+
+def test_a_crash_loop_gives_up_with_a_failure(tmp_path: Path) -> None:
+    log, stop = tmp_path / "args.log", StopFlag(install=False)
+    supervisor = ReplicaSupervisor(1, [], stop, command=_program(log, "sys.exit(1)\n"))
+    threading.Timer(60, stop.set).start()  # a safety net: the supervisor must give up long before
+    assert supervisor.run() == 1
+    assert len(_lines(log)) == MAX_RESTARTS_PER_MINUTE + 1
+    stop.set()
