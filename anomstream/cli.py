@@ -250,17 +250,19 @@ def train(
 ) -> None:
     """Train a detector and write a new registry version."""
     from anomstream.options import epoch_override, parse_assignments
-    from models.registry import Registry
+    from models.registry import Registry, RegistryError
     from models.training import TrainingRequest
     from models.training import train as train_model
     from stream.datasets import DatasetMissingError
 
+    if epochs is not None and epochs < 1:
+        raise fail(f"--epochs must be at least 1, got {epochs}: nothing was trained or saved")
     s = settings()
     registry = Registry(s.registry_dir)
-    if if_missing and registry.production(stream) is not None:
-        console.print(f"stream {stream} already has a production model: nothing to do")
-        return
     try:
+        if if_missing and registry.production(stream) is not None:
+            console.print(f"stream {stream} already has a production model: nothing to do")
+            return
         request = TrainingRequest(
             stream=stream, detector=detector, protocol=protocol, series=series, bearing=bearing,
             window=window, threshold=threshold, fpr=fpr, threshold_params=parse_assignments(threshold_param),
@@ -268,7 +270,7 @@ def train(
             seed=seed,
         )  # fmt: skip
         ref = train_model(registry, s.data_dir, request, promote)
-    except (DatasetMissingError, KeyError, ValueError) as exc:
+    except (DatasetMissingError, KeyError, ValueError, RegistryError) as exc:
         raise fail(str(exc)) from None
     console.print(f"[green]saved[/] {ref.stream}/{ref.detector} v{ref.version} -> {ref.path}")
 
@@ -329,12 +331,17 @@ def evaluate(
 
 @models_app.command("list")
 def models_list(stream: Annotated[str | None, typer.Option(help="only this stream")] = None) -> None:
-    """Every registry version, production ones marked."""
+    """Every registry version with its status (production, candidate, rejected, retired), why, and a
+    retrained candidate's shadow evaluation."""
     from anomstream.views import models_table
     from models.detectors import DETECTORS
-    from models.registry import Registry
+    from models.registry import Registry, RegistryError
 
-    Console().print(models_table(Registry(settings().registry_dir).list(stream)))
+    try:
+        rows = Registry(settings().registry_dir).list(stream)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    Console().print(models_table(rows))
     console.print(f"detectors: {', '.join(sorted(DETECTORS))}")
 
 
@@ -361,7 +368,8 @@ def models_promote(stream: str, detector: str, version: int) -> None:
 
 @models_app.command("rollback")
 def models_rollback(stream: str) -> None:
-    """Return the stream to its previous production model."""
+    """Return the stream to its previous production model (verified first); the version rolled back
+    from becomes `rejected`. Running workers reload the production alias."""
     from consumers.model_updates import rollback
     from models.registry import RegistryError
 

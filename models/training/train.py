@@ -17,7 +17,7 @@ from models.training.data import (
     load_kdd_training,
     sensor_training_data,
 )
-from models.training.fit import FittedModel, fit_model
+from models.training.fit import FittedModel, check_params, fit_model
 from models.training.recipes import resolve
 from stream.datasets.sensor import load_sensor_series
 from stream.settings import STREAMS
@@ -51,6 +51,22 @@ class TrainingRequest:
         return self.detector or DEFAULT_DETECTOR[self.stream]
 
 
+def check_request(request: TrainingRequest) -> None:
+    """Refuse a request that cannot train a usable model, before any data is read (ValueError,
+    one line: what is wrong and what to use instead)."""
+    if request.stream not in STREAMS:
+        raise ValueError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+    if request.stream == "kdd" and request.protocol not in ("full", "ffl"):
+        raise ValueError(f"unknown KDD protocol {request.protocol!r}: use full or ffl")
+    if not 0.0 < request.fpr < 1.0:
+        raise ValueError(f"--fpr must lie between 0 and 1 (exclusive), got {request.fpr}")
+    if request.stream == "sensor" and request.window < 2:
+        raise ValueError(f"--window must be at least 2 rows, got {request.window}")
+    if request.training_rows is not None and request.training_rows < 1:
+        raise ValueError(f"training rows must be at least 1, got {request.training_rows}")
+    check_params(request.detector_name, request.detector_params)
+
+
 def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
     """The stream's training data as the request describes it."""
     if request.stream == "kdd":
@@ -82,6 +98,7 @@ def train(
 
     The first version of a stream becomes production unless ``promote=False``.
     """
+    check_request(request)
     fitted = fit_request(training_data(data_dir, request), request)
     return save(registry, fitted, promote)
 
