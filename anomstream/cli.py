@@ -135,6 +135,23 @@ def data_fetch(
 RateOpt = Annotated[float, typer.Option(help="events/s; 0 = as fast as possible")]
 LimitOpt = Annotated[int | None, typer.Option(help="stop after this many events")]
 LoopOpt = Annotated[bool, typer.Option(help="start over at the end of the data")]
+DriftAtOpt = Annotated[
+    int, typer.Option("--drift-at", help="event index of the change (the first changed event)")
+]
+DriftSpanOpt = Annotated[
+    int, typer.Option("--drift-span", help="events over which the change unfolds (gradual; sensor: a ramp)")
+]
+
+
+def _drift_spec(stream: str, scenario: str, at: int, span: int, loop: bool):  # noqa: ANN202 - DriftSpec
+    from producers.drift import DriftSpec
+
+    if loop:
+        raise fail("--drift replays one pass with a single change: drop --loop")
+    try:
+        return DriftSpec(scenario, at, span).check(stream)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 @replay_app.command("kdd")
@@ -146,8 +163,30 @@ def replay_kdd(
     limit: LimitOpt = None,
     loop: LoopOpt = False,
     synthetic: Annotated[bool, typer.Option(help="use the synthetic generator even if data exists")] = False,
+    drift: Annotated[
+        str | None,
+        typer.Option(help="drift scenario: abrupt (10% normal, then corrected) or gradual (a growing mix)"),
+    ] = None,
+    drift_at: DriftAtOpt = 50_000,
+    drift_span: DriftSpanOpt = 0,
 ) -> None:
-    """Replay KDD Cup 99 connections into the kdd.connections topic."""
+    """Replay KDD Cup 99 connections into the kdd.connections topic (with --drift: a known change
+    point, marked in each event's drift.phase header)."""
+    if drift is not None:
+        from producers.drift import replay_kdd_drift
+        from stream.datasets import DatasetMissingError
+
+        spec = _drift_spec("kdd", drift, drift_at, drift_span, loop)
+        if file != "test" or synthetic:
+            raise fail(
+                "--drift replays its own files (the 10% file's normal traffic, then corrected): drop --file"
+            )
+        try:
+            stats = replay_kdd_drift(settings(), spec, rate, limit)
+        except (DatasetMissingError, ValueError) as exc:
+            raise fail(str(exc)) from None
+        _report_replay(stats)
+        return
     from producers.kdd import replay_kdd as replay
 
     _report_replay(replay(settings(), file, rate, limit, loop, synthetic, announce=console.print))
@@ -192,13 +231,27 @@ def replay_sensor(
     rate: Annotated[float, typer.Option(help="fixed events/s instead; 0 = as fast as possible")] = 0.0,
     limit: LimitOpt = None,
     loop: LoopOpt = False,
+    drift: Annotated[
+        str | None, typer.Option(help="drift scenario: level (shift by 3 std) or variance (deviations x3)")
+    ] = None,
+    drift_at: DriftAtOpt = 1_000,
+    drift_span: DriftSpanOpt = 0,
 ) -> None:
-    """Replay a sensor series as sliding windows (one window per message) into sensor.windows."""
+    """Replay a sensor series as sliding windows (one window per message) into sensor.windows (with
+    --drift: a level or variance shift from event --drift-at on, marked in the drift.phase header)."""
     from producers.sensor import replay_sensor as replay
     from stream.datasets import DatasetMissingError
 
     try:
-        stats = replay(settings(), series, bearing, window, stride, speedup, max_gap, rate, limit, loop)
+        if drift is not None:
+            from producers.drift import replay_sensor_drift
+
+            spec = _drift_spec("sensor", drift, drift_at, drift_span, loop)
+            if speedup is not None:
+                raise ValueError("--drift paces by --rate only: drop --speedup")
+            stats = replay_sensor_drift(settings(), spec, series, bearing, window, stride, rate, limit)
+        else:
+            stats = replay(settings(), series, bearing, window, stride, speedup, max_gap, rate, limit, loop)
     except (DatasetMissingError, ValueError) as exc:
         raise fail(str(exc)) from None
     _report_replay(stats)
