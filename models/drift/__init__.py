@@ -11,22 +11,33 @@ evaluation::
 
 Detectors (river): ``adwin`` (default), ``kswin``, ``page_hinkley``. See
 :mod:`models.drift.calibration` for how a target expected run time between false alarms becomes each
-detector's sensitivity.
+detector's sensitivity. :class:`DriftWatch` puts one in front of a stream's scores and alert flags,
+telling attack bursts from a change of normal traffic (see :mod:`models.drift.watch`).
 """
 
-from models.drift.calibration import calibrate, false_alarms, library_defaults
+from models.drift.calibration import calibrate, ert_for_risk, false_alarms, library_defaults
 from models.drift.config import DETECTORS, DriftConfig, ReferenceCDF
-from models.drift.score_drift import ScoreDrift
+from models.drift.reference import ModelReference, model_reference
+from models.drift.score_drift import Detection, ScoreDrift
+from models.drift.watch import ALERT_RATE, DriftWatch, WatchConfig, WatchEvent
 
 DEFAULT_DETECTOR = "adwin"
 
 __all__ = [
+    "ALERT_RATE",
     "DEFAULT_DETECTOR",
     "DETECTORS",
+    "Detection",
     "DriftConfig",
+    "DriftWatch",
+    "ModelReference",
     "ReferenceCDF",
     "ScoreDrift",
+    "WatchConfig",
+    "WatchEvent",
     "calibrate",
+    "ert_for_risk",
     "false_alarms",
     "library_defaults",
+    "model_reference",
 ]

@@ -4,22 +4,27 @@ A false alarm is a detection on a stream that has not changed. The target is an 
 (ERT) between false alarms, e.g. one per 1,000,000 scores, as alibi-detect sets its online
 detectors' thresholds. Under no drift the scores a detector sees are draws from the validation
 scores, so the calibration simulates that: ``runs`` independent bootstrap streams of ``run_length``
-scores resampled from the reference, each through the real river detector, recording the first
-false alarm of each. With a roughly constant false-alarm hazard ``1 / ERT``, a run of length ``H``
-raises an alarm with probability ``F* = 1 - exp(-H / ERT)``; the calibration picks the most
-sensitive setting whose simulated share of alarmed runs stays at or below ``F*``.
+scores resampled from the reference, each through the detector, recording for each run its
+*critical* setting, the most sensitive one at which the run raises no alarm. With a false-alarm
+hazard of ``1 / ERT``, a run of length ``H`` alarms with probability ``F* = 1 - exp(-H / ERT)``; the
+setting is the quantile of the critical settings that lets a share ``F*`` of runs alarm. When fewer
+than 8 runs may alarm (a strict target), the quantile is extrapolated from an exponential tail
+fitted to the 16 most extreme runs (peaks over threshold), rather than simulating ~10 x ERT scores.
 
 * ADWIN (``delta``): until ADWIN first cuts, its state does not depend on delta, so each run is
   followed down a log-spaced grid of deltas in one pass (snapshots of the Rust state; see
-  :func:`models.drift.score_drift.adwin_with_delta`): every grid delta's first alarm for the cost
-  of one run.
+  :func:`models.drift.score_drift.adwin_with_delta`): every grid delta's verdict for the cost of one
+  run. Critical setting: ``-log(delta)`` of the first grid delta at which the run stays silent.
 * Page-Hinkley (``threshold``): the statistic is a fading cumulative sum, computed for all runs at
-  once (numpy; the same recursion as river's); the threshold is a quantile of the runs' maxima.
+  once (numpy; the same recursion as river's, checked by a test); critical: the run's maximum.
 * KSWIN (``alpha``): a two-sample KS test of 30 recent values against 30 of the 70 before them.
   With 30 against 30 the statistic takes the values k/30 and its p-value is a decreasing function of
-  k, so the runs' largest k give the critical k and alpha sits between its p-value and the next
-  one's. One scipy test costs ~150 us, so KSWIN sees every ``stride``-th score.
+  k, so the critical setting is one more than the run's largest k and alpha sits between the p-values
+  of the chosen k and the one below. One scipy test costs ~150 us, so KSWIN sees every ``stride``-th
+  score (64: ~2.3 us per score).
 
+The bootstrap draws scores independently: real traffic is autocorrelated, which no resampling of
+shuffled validation rows can reproduce; the benchmark measures false alarms on real ordered streams.
 Calibration is deterministic for a given reference and seed (tests pin it).
 """
 
@@ -55,6 +60,16 @@ def library_defaults(kind: str, reference: np.ndarray) -> DriftConfig:
                        target_ert=0, calibrated=False)  # fmt: skip
 
 
+def ert_for_risk(events: int, risk: float) -> int:
+    """The expected run time at which a stable stream of ``events`` scores raises any false alarm
+    with probability ``risk`` (false alarms as a Poisson process).
+
+    >>> ert_for_risk(1_000_000, 0.05)
+    19495725
+    """
+    return int(-events / math.log1p(-risk))
+
+
 def calibrate(
     kind: str,
     reference: np.ndarray,
@@ -70,6 +85,9 @@ def calibrate(
     ``reference``: the scores the detector will see while nothing drifts (the model's validation
     scores of normal rows that do not alert). ``run_length`` defaults to a fifth of the target (at
     most 200,000): long enough to include the detector's steady state, short enough to be cheap.
+    Each run yields its *critical* setting (the most sensitive one at which it stays silent); the
+    setting is the right quantile of those, read off the runs when at least 8 of them may alarm, else
+    extrapolated with an exponential tail fitted to the 16 most extreme runs (peaks over threshold).
     """
     if kind not in DETECTORS:
         raise ValueError(f"unknown drift detector {kind!r}: choose one of {', '.join(DETECTORS)}")
@@ -79,45 +97,69 @@ def calibrate(
     pool = ref.transform(np.asarray(reference, dtype=np.float64))
     pool = pool[np.isfinite(np.asarray(reference, dtype=np.float64))]
     every = stride or (KSWIN_STRIDE if kind == "kswin" else 1)
-    horizon = run_length or int(max(min(target_ert // 5, 200_000), _shortest_run(kind, every)))
-    fed_length = horizon // every
+    horizon = run_length or _run_length(kind, target_ert, every)
     share = 1.0 - math.exp(-horizon / target_ert)  # allowed share of runs with an alarm
     rng = np.random.default_rng(seed)
-    runs_u = [pool[rng.integers(0, len(pool), fed_length)] for _ in range(runs)]
-    if kind == "adwin":
-        params, alarmed = _calibrate_adwin(runs_u, share)
-    elif kind == "page_hinkley":
-        params, alarmed = _calibrate_page_hinkley(np.stack(runs_u), share)
-    else:
-        params, alarmed = _calibrate_kswin(np.stack(runs_u), share, seed)
-    estimated = math.inf if alarmed == 0 else -horizon / math.log(1.0 - alarmed / runs)
+    runs_u = np.stack([pool[rng.integers(0, len(pool), horizon // every)] for _ in range(runs)])
+    critical = _CRITICAL[kind](runs_u, seed)
+    theta, alarmed, tail = _quantile(critical, share)
+    params = _PARAMS[kind](theta)
+    simulated = alarmed / runs if tail is None else tail["modelled_share"]
+    estimated = math.inf if simulated <= 0 else -horizon / math.log1p(-simulated)
     simulation = {"runs": runs, "run_length": horizon, "seed": seed, "alarmed_runs": alarmed,
-                  "allowed_share": round(share, 6)}  # fmt: skip
+                  "allowed_share": round(share, 8), "tail": tail}  # fmt: skip
     return DriftConfig(kind, params, ref, every, target_ert,
                        None if math.isinf(estimated) else round(estimated), True, simulation)  # fmt: skip
 
 
-def _shortest_run(kind: str, stride: int) -> int:
-    """Runs must outlast a detector's warm-up, or its early (lower) false-alarm rate is extrapolated:
-    Page-Hinkley's fading sum needs ~5 memories (1 / (1 - alpha)), KSWIN ten windows of fed values."""
+MIN_ALARMED = 8  # runs that may alarm before the quantile is read off the runs directly
+TAIL = 16  # most extreme runs an exponential tail is fitted to
+
+
+def _quantile(critical: np.ndarray, share: float) -> tuple[float, int, dict[str, float] | None]:
+    """The setting theta at which (about) ``share`` of the runs alarm, i.e. have critical > theta."""
+    ordered = np.sort(critical)[::-1]
+    allowed = math.floor(share * len(ordered) + 1e-9)
+    if allowed >= MIN_ALARMED or len(ordered) <= TAIL:
+        theta = float(ordered[min(allowed, len(ordered) - 1)])
+        return theta, int(np.sum(critical > theta)), None
+    top = ordered[:TAIL]
+    u = float(ordered[TAIL])
+    if not np.isfinite(u):
+        raise ValueError("too few simulated runs raised any alarm to fit a tail: raise `runs`")
+    scale = max(float(np.mean(top - u)), 1e-12)
+    theta = u + scale * math.log((TAIL / len(ordered)) / share)
+    modelled = (TAIL / len(ordered)) * math.exp(-(theta - u) / scale)
+    return theta, int(np.sum(critical > theta)), {"threshold": u, "scale": scale, "modelled_share": modelled}
+
+
+def _run_length(kind: str, target_ert: int, stride: int) -> int:
+    """Long enough for a detector's false-alarm rate to settle, short enough to be cheap.
+
+    ADWIN's rate is steady from the start (a fifth of the target, at most 200,000). KSWIN needs ten
+    windows of fed values. Page-Hinkley's statistic is measured from the lowest point of its sum since
+    it started, which keeps sinking: its alarm rate grows with the time since its last reset, and runs
+    shorter than the target underestimate it (measured: 2x with runs of a fifth), so its runs last
+    the whole target, up to 2,000,000 scores (vectorised, ~1 s per 64 runs of 1,000,000).
+    """
     if kind == "page_hinkley":
-        return int(5 / (1 - LIBRARY_DEFAULTS["page_hinkley"]["alpha"]))
+        return int(min(max(target_ert, 50_000), 2_000_000))
     if kind == "kswin":
-        return 10 * LIBRARY_DEFAULTS["kswin"]["window_size"] * stride
-    return 2_000
+        return int(max(min(target_ert // 5, 200_000), 10 * LIBRARY_DEFAULTS["kswin"]["window_size"] * stride))
+    return int(max(min(target_ert // 5, 200_000), 2_000))
 
 
 # -- ADWIN ----------------------------------------------------------------------------------------
-def _calibrate_adwin(runs_u: list[np.ndarray], share: float) -> tuple[dict[str, Any], int]:
+def _adwin_critical(runs_u: np.ndarray, seed: int) -> np.ndarray:
+    """-log(delta) of the first grid delta at which each run stays silent (-inf: silent at all)."""
     base = {k: v for k, v in LIBRARY_DEFAULTS["adwin"].items() if k != "delta"}
-    # deepest[r]: index of the smallest grid delta that still alarms within run r (-1: none does).
     deepest = np.array([_adwin_descent(u, base) for u in runs_u])
-    allowed = math.floor(share * len(runs_u) + 1e-9)
-    for j, delta in enumerate(ADWIN_GRID):  # from the most sensitive (largest) delta down
-        alarmed = int(np.sum(deepest >= j))
-        if alarmed <= allowed:
-            return {**base, "delta": float(delta)}, alarmed
-    return {**base, "delta": float(ADWIN_GRID[-1])}, int(np.sum(deepest >= len(ADWIN_GRID) - 1))
+    quiet = np.r_[ADWIN_GRID[1:], ADWIN_GRID[-1] / 1.25]  # the grid delta after the deepest alarmed
+    return np.where(deepest >= 0, -np.log(quiet[np.maximum(deepest, 0)]), -np.inf)
+
+
+def _adwin_params(theta: float) -> dict[str, Any]:
+    return {**LIBRARY_DEFAULTS["adwin"], "delta": float(min(math.exp(-theta), 0.9))}
 
 
 def _adwin_descent(values: np.ndarray, base: dict[str, Any]) -> int:
@@ -168,15 +210,15 @@ def page_hinkley_statistic(values: np.ndarray, params: dict[str, Any]) -> np.nda
     return statistic
 
 
-def _calibrate_page_hinkley(runs_u: np.ndarray, share: float) -> tuple[dict[str, Any], int]:
-    params = dict(LIBRARY_DEFAULTS["page_hinkley"])
-    maxima = np.concatenate([page_hinkley_statistic(chunk, params).max(axis=1)
-                             for chunk in np.array_split(runs_u, max(1, len(runs_u) // 8))])  # fmt: skip
-    allowed = math.floor(share * len(maxima) + 1e-9)
-    ordered = np.sort(maxima)[::-1]
-    # river alarms when the statistic exceeds the threshold: sit on the (allowed+1)-th largest maximum.
-    threshold = float(ordered[allowed]) if allowed < len(ordered) else 0.0
-    return {**params, "threshold": threshold}, int(np.sum(maxima > threshold))
+def _page_hinkley_critical(runs_u: np.ndarray, seed: int) -> np.ndarray:
+    """Each run's largest statistic: river alarms when the statistic exceeds the threshold."""
+    params = LIBRARY_DEFAULTS["page_hinkley"]
+    return np.concatenate([page_hinkley_statistic(chunk, params).max(axis=1)
+                           for chunk in np.array_split(runs_u, max(1, len(runs_u) // 8))])  # fmt: skip
+
+
+def _page_hinkley_params(theta: float) -> dict[str, Any]:
+    return {**LIBRARY_DEFAULTS["page_hinkley"], "threshold": float(theta)}
 
 
 # -- KSWIN ----------------------------------------------------------------------------------------
@@ -206,19 +248,24 @@ def kswin_statistics(values: np.ndarray, window: int, stat: int, rng: np.random.
     return np.max(np.abs(walk) * last_of_tie, axis=1)
 
 
-def _calibrate_kswin(runs_u: np.ndarray, share: float, seed: int) -> tuple[dict[str, Any], int]:
-    params = dict(LIBRARY_DEFAULTS["kswin"])
-    window, stat = params["window_size"], params["stat_size"]
+def _kswin_critical(runs_u: np.ndarray, seed: int) -> np.ndarray:
+    """One more than each run's largest D * stat_size: KSWIN alarms from k = that on."""
+    window, stat = LIBRARY_DEFAULTS["kswin"]["window_size"], LIBRARY_DEFAULTS["kswin"]["stat_size"]
     rng = np.random.default_rng(seed + 1)
-    maxima = np.array([kswin_statistics(run, window, stat, rng).max() for run in runs_u])
-    allowed = math.floor(share * len(maxima) + 1e-9)
+    return np.array([kswin_statistics(run, window, stat, rng).max() + 1.0 for run in runs_u])
+
+
+def _kswin_params(theta: float) -> dict[str, Any]:
+    params = dict(LIBRARY_DEFAULTS["kswin"])
+    stat = params["stat_size"]
+    k = int(min(max(math.ceil(theta - 1e-9), 1), stat))
     pvalues = kswin_critical_pvalues(stat)
-    for k in range(1, stat + 1):
-        if np.sum(maxima >= k) <= allowed:
-            # Detect from D = k/stat on: alpha between p(k) (detects) and p(k - 1) (does not).
-            alpha = math.sqrt(pvalues[k] * pvalues[k - 1])
-            return {**params, "alpha": alpha}, int(np.sum(maxima >= k))
-    return {**params, "alpha": float(pvalues[stat])}, int(np.sum(maxima >= stat))
+    # Detect from D = k/stat on: alpha between p(k) (detects) and p(k - 1) (does not).
+    return {**params, "alpha": float(math.sqrt(pvalues[k] * pvalues[k - 1]))}
+
+
+_CRITICAL = {"adwin": _adwin_critical, "page_hinkley": _page_hinkley_critical, "kswin": _kswin_critical}
+_PARAMS = {"adwin": _adwin_params, "page_hinkley": _page_hinkley_params, "kswin": _kswin_params}
 
 
 # -- checking a setting ---------------------------------------------------------------------------
