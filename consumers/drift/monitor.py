@@ -1,0 +1,412 @@
+"""``anomstream drift``: the drift monitor, a consumer group on the ``scores`` topic.
+
+Per batch::
+
+    consume score records (read_committed) -> per (scores partition, stream) unit:
+        skip what was already watched (input offsets at or below the unit's high-water mark)
+        -> the stream's DriftWatch (calibrated on the production model's validation scores)
+        -> a DriftEvent per detection on drift-events (and, with --retrain, a retrain submitted)
+    every checkpoint_interval_s: events delivered -> unit state written -> scores offsets committed
+
+Several monitors share the partitions of ``scores``. A detection by any unit of a stream (this
+monitor's or, read back from ``drift-events``, another's) resets the stream's other units and starts
+their cooldown, so one change yields one event. A new production model (``model-updates``, or score
+records of a newer production version) resets the stream's units with that model's own calibration;
+scores of any other model version are not watched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+import numpy as np
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from consumers.drift.calibrations import Calibrations, WatchSpec
+from consumers.drift.events import build_drift_event
+from consumers.drift.metrics import DriftMetrics
+from consumers.drift.state import CheckpointStore, SpanLog, Unit
+from models.drift import DETECTORS, DriftWatch, WatchEvent
+from models.registry import RegistryError
+from stream.kafka import check_message, flush_or_raise, follow_from_end, make_consumer, make_producer, produce
+from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
+from stream.settings import STREAMS, Settings
+from stream.signals import StopFlag
+
+log = logging.getLogger(__name__)
+
+_decode_record = msgspec.json.Decoder(ScoreRecord).decode
+ALIAS_RECHECK_S = 2.0
+
+
+class RetrainUnavailableError(RuntimeError):
+    """--retrain was asked for, but this installation has no retrain loop."""
+
+
+@dataclass
+class MonitorStats:
+    records: int = 0
+    scores: int = 0
+    duplicates: int = 0  # scores of input offsets already watched (a worker's retried batch)
+    stale: int = 0  # scores of a model version that is not the stream's production model
+    malformed: int = 0
+    events: list[DriftEvent] = field(default_factory=list)
+    checkpoints: int = 0
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        settings: Settings,
+        streams: Sequence[str] | None = None,
+        detector: str | None = None,
+        retrain: bool = False,
+        metrics_port: int | None = None,
+        stop: StopFlag | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kind = detector or settings.drift.detector
+        if self.kind not in DETECTORS:
+            raise ValueError(f"unknown drift detector {self.kind!r}: choose one of {', '.join(DETECTORS)}")
+        self.stop = stop if stop is not None else StopFlag()
+        self.retrainer = _make_retrainer(settings) if retrain else None
+        self.calibrations = Calibrations(settings, self.kind)
+        self.fixed_streams = list(streams) if streams else None
+        self.specs: dict[str, WatchSpec] = {}
+        for stream in self.fixed_streams or STREAMS:
+            if self.calibrations.production(stream) is not None:
+                self.specs[stream] = self.calibrations.spec(stream)
+            elif self.fixed_streams:
+                log.warning("stream %s has no production model yet: watching for one", stream)
+        if not self.specs and not self.fixed_streams:
+            raise RegistryError(
+                f"no production model in {settings.registry_dir}: nothing to watch; "
+                "run `anomstream train --stream kdd` first"
+            )
+        self.metrics = DriftMetrics(metrics_port)
+        self.scores_topic = settings.topic("scores")
+        self.store = CheckpointStore(settings.state_dir, settings.drift.group_id, self.scores_topic)
+        self.units: dict[tuple[int, str], Unit] = {}
+        self.next_offsets: dict[int, int] = {}  # scores partition -> next offset to read
+        self.dirty: set[int] = set()
+        self.published: set[str] = set()
+        self.stats = MonitorStats()
+        self._alias_checked: dict[str, float] = {}
+        for stream, spec in self.specs.items():
+            self.metrics.model_version.labels(stream).set(spec.model[1])
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, max_records: int | None = None) -> MonitorStats:
+        """Watch until stopped (or until ``max_records`` score records were read)."""
+        self.producer = make_producer(self.settings)
+        self.consumer = make_consumer(
+            self.settings, self.settings.drift.group_id, **{"session.timeout.ms": 10_000}
+        )
+        self.consumer.subscribe([self.scores_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)  # fmt: skip
+        updates = follow_from_end(self.settings, self.settings.topic("model_updates"))
+        peers = follow_from_end(self.settings, self.settings.topic("drift"))
+        self.metrics.ready = True
+        watched = sorted(self.specs) or "(waiting for models)"
+        log.info("drift monitor watching %s with %s (target: one false alarm per %d scores)",
+                 watched, self.kind, self.settings.drift.target_ert)  # fmt: skip
+        last_checkpoint = time.monotonic()
+        try:
+            while not self.stop:
+                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_s)
+                for message in messages:
+                    if check_message(message):
+                        self._handle(message)
+                if updates is not None:
+                    self._follow_model_updates(updates)
+                if peers is not None:
+                    self._follow_peer_events(peers)
+                self._poll_retrainer()
+                self.metrics.beat()
+                if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
+                    self._checkpoint(set(self.dirty))
+                    last_checkpoint = time.monotonic()
+                if max_records is not None and self.stats.records >= max_records:
+                    break
+        finally:
+            self._shutdown(updates, peers)
+        return self.stats
+
+    def _handle(self, message: Message) -> None:
+        scores_partition = message.partition()
+        self.next_offsets[scores_partition] = message.offset() + 1
+        self.dirty.add(scores_partition)
+        self.stats.records += 1
+        try:
+            record = _decode_record(message.value() or b"")
+        except msgspec.DecodeError as exc:
+            self.stats.malformed += 1
+            log.warning("skipping malformed score record at %s[%d]@%d: %s",
+                        message.topic(), scores_partition, message.offset(), exc)  # fmt: skip
+            return
+        if record.stream not in self.specs and not self._adopt(record.stream):
+            return
+        unit = self._unit(scores_partition, record)
+        if unit is None:
+            self.stats.stale += len(record.offsets)
+            return
+        self._watch(scores_partition, unit, record)
+
+    def _watch(self, scores_partition: int, unit: Unit, record: ScoreRecord) -> None:
+        offsets = np.asarray(record.offsets, dtype=np.int64)
+        fresh = offsets > unit.high.get(record.partition, -1)
+        self.stats.duplicates += int((~fresh).sum())
+        if not fresh.any():
+            return
+        rows = np.flatnonzero(fresh)
+        scores = np.asarray(record.scores, dtype=np.float64)[rows]
+        alerts = np.asarray(record.is_alert, dtype=bool)[rows]
+        times = [record.event_times[int(rows[0])], record.event_times[int(rows[-1])]]
+        start = unit.watch.n
+        unit.spans.add(start, record.partition, offsets[rows], times)
+        unit.high[record.partition] = int(offsets[rows[-1]])
+        events = unit.watch.update(scores, alerts)
+        self.stats.scores += len(rows)
+        self.metrics.scores.labels(unit.stream, "watched").inc(len(rows))
+        self.metrics.in_burst.labels(unit.stream).set(1 if unit.watch.in_burst else 0)
+        self._gauge(unit)
+        for event in events:
+            self._publish(scores_partition, unit, event)
+
+    def _gauge(self, unit: Unit) -> None:
+        drift = unit.watch.drift
+        ratios = [
+            (u.watch.drift.statistic, u.watch.drift.threshold)
+            for u in self.units.values()
+            if u.stream == unit.stream
+        ]
+        statistic, threshold = max(ratios, key=lambda st: st[0] / st[1] if st[1] > 0 else 0.0)
+        self.metrics.statistic.labels(unit.stream, drift.config.kind).set(statistic)
+        self.metrics.threshold.labels(unit.stream, drift.config.kind).set(threshold)
+
+    # -- units and models -----------------------------------------------------------------------
+    def _unit(self, scores_partition: int, record: ScoreRecord) -> Unit | None:
+        """The unit watching this record's scores; None when they are not the production model's."""
+        spec = self.specs[record.stream]
+        model = (record.detector, record.model_version)
+        if model != spec.model and self._refresh_spec(record.stream, model):
+            spec = self.specs[record.stream]
+        if model != spec.model:
+            return None
+        key = (scores_partition, record.stream)
+        unit = self.units.get(key)
+        if unit is None:
+            unit = self.units[key] = Unit(record.stream, spec.model, DriftWatch(spec.config))
+        elif unit.model != spec.model:
+            self._reset(unit, spec)
+        return unit
+
+    def _refresh_spec(self, stream: str, seen: tuple[str, int]) -> bool:
+        """Re-read the production alias (at most every 2 s per stream); True when the spec changed."""
+        now = time.monotonic()
+        if now - self._alias_checked.get(stream, 0.0) < ALIAS_RECHECK_S:
+            return False
+        self._alias_checked[stream] = now
+        production = self.calibrations.production(stream)
+        if production is None or production == self.specs[stream].model:
+            return False
+        self._switch_model(stream, production)
+        return True
+
+    def _adopt(self, stream: str) -> bool:
+        """A stream seen for the first time: watch it if it has a production model (and is wanted)."""
+        if self.fixed_streams is not None and stream not in self.fixed_streams:
+            return False
+        now = time.monotonic()
+        if now - self._alias_checked.get(stream, 0.0) < ALIAS_RECHECK_S:
+            return False
+        self._alias_checked[stream] = now
+        if self.calibrations.production(stream) is None:
+            return False
+        self._switch_model(stream, None)
+        return True
+
+    def _switch_model(self, stream: str, model: tuple[str, int] | None) -> None:
+        spec = self.calibrations.spec(stream, *(model or (None, None)))
+        self.specs[stream] = spec
+        self.metrics.model_version.labels(stream).set(spec.model[1])
+        for unit in self.units.values():
+            if unit.stream == stream:
+                self._reset(unit, spec)
+        log.info("watching %s/%s v%d (detectors reset with its calibration)", stream, *spec.model)
+
+    @staticmethod
+    def _reset(unit: Unit, spec: WatchSpec) -> None:
+        # The offsets high-water marks stay: a new model does not make old input new.
+        unit.model, unit.watch, unit.spans = spec.model, DriftWatch(spec.config), SpanLog()
+
+    def _follow_model_updates(self, reader: Consumer) -> None:
+        for message in reader.consume(100, 0):
+            if not check_message(message):
+                continue
+            try:
+                update = decode_model_update(message.value() or b"")
+            except msgspec.DecodeError as exc:
+                log.warning("ignoring malformed model update: %s", exc)
+                continue
+            wanted = self.fixed_streams is None or update.stream in self.fixed_streams
+            production = self.calibrations.production(update.stream)
+            current = self.specs.get(update.stream)
+            if wanted and production is not None and (current is None or current.model != production):
+                try:
+                    self._switch_model(update.stream, production)
+                except RegistryError as exc:
+                    log.error("cannot watch %s after its model update: %s", update.stream, exc)
+
+    # -- events ---------------------------------------------------------------------------------
+    def _publish(self, scores_partition: int, unit: Unit, event: WatchEvent) -> None:
+        offsets, when = unit.spans.locate(event.change_position, unit.high)
+        drift = build_drift_event(unit.stream, unit.model, scores_partition, event,
+                                  self.settings.topic(unit.stream), offsets, when)  # fmt: skip
+        if self.retrainer is not None and self.retrainer.submit(drift):
+            drift = msgspec.structs.replace(drift, action="retrain_started")
+        produce(self.producer, self.settings.topic("drift"), encode(drift), unit.stream.encode())
+        self.producer.poll(0)
+        self.published.add(drift.event_id)
+        self.stats.events.append(drift)
+        self.metrics.drift_events.labels(unit.stream, event.detector).inc()
+        log.warning(
+            "drift on %s (%s v%d, %s): statistic %.4g > %.4g, change from offsets %s (%s), action %s",
+            unit.stream, unit.model[0], unit.model[1], event.detector, event.statistic, event.threshold,
+            offsets, when, drift.action,
+        )  # fmt: skip
+        self._quiet_stream(unit.stream, unit.model, except_unit=unit)
+
+    def _quiet_stream(self, stream: str, model: tuple[str, int], except_unit: Unit | None = None) -> None:
+        """One change, one event: the stream's other units start afresh and keep quiet a while."""
+        for unit in self.units.values():
+            if unit.stream == stream and unit.model == model and unit is not except_unit:
+                unit.watch.acknowledge()
+
+    def _follow_peer_events(self, reader: Consumer) -> None:
+        for message in reader.consume(100, 0):
+            if not check_message(message):
+                continue
+            try:
+                event = decode_drift_event(message.value() or b"")
+            except msgspec.DecodeError:
+                continue
+            if event.event_id in self.published or event.stream not in self.specs:
+                continue
+            spec = self.specs[event.stream]
+            if spec.model[1] == event.model_version:
+                log.info("drift on %s reported by another monitor (%s): quieting ours", event.stream,
+                         event.event_id)  # fmt: skip
+                self._quiet_stream(event.stream, spec.model)
+
+    def _poll_retrainer(self) -> None:
+        if self.retrainer is None:
+            return
+        for result in self.retrainer.poll():
+            self.metrics.retrains.labels(result.outcome).inc()
+            level = logging.WARNING if result.outcome in ("failed", "rejected") else logging.INFO
+            log.log(level, "retrain of %s after drift %s: %s (candidate v%s) %s shadow=%s", result.stream,
+                    result.event_id, result.outcome, result.candidate_version, result.detail,
+                    result.shadow)  # fmt: skip
+
+    # -- checkpoints and group membership --------------------------------------------------------
+    def _checkpoint(self, partitions: set[int]) -> None:
+        """Deliver events, then save the units' state, then commit the offsets the state covers."""
+        partitions &= set(self.next_offsets)
+        if not partitions:
+            return
+        flush_or_raise(self.producer)
+        offsets = []
+        for partition in sorted(partitions):
+            units = [u for (p, _), u in self.units.items() if p == partition]
+            self.store.save(partition, self.next_offsets[partition], units)
+            offsets.append(TopicPartition(self.scores_topic, partition, self.next_offsets[partition]))
+        self.stats.checkpoints += 1
+        self.dirty -= partitions
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # The checkpoint is the truth: a new owner resumes from it, not from the committed offset.
+            log.warning("offset commit failed (%s): the checkpoint covers it", exc)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            saved = self.store.load(tp.partition)
+            if saved is None:
+                continue
+            tp.offset = int(saved["next_offset"])
+            self.next_offsets[tp.partition] = tp.offset
+            for state in saved["units"]:
+                self._restore(tp.partition, state)
+        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions))
+        consumer.incremental_assign(partitions)
+
+    def _restore(self, partition: int, state: dict) -> None:
+        stream = state["stream"]
+        spec = self.specs.get(stream)
+        high = {int(k): int(v) for k, v in state["high"].items()}
+        if spec is None:
+            return
+        unit = Unit(stream, spec.model, DriftWatch(spec.config), high=high)
+        if tuple(state["model"]) == spec.model and state["kind"] == spec.config.score.kind:
+            unit.watch.set_state(state["watch"])
+            unit.spans = SpanLog.from_state(state["spans"])
+        self.units[(partition, stream)] = unit
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called inside consume(): every record read so far is fully handled, so the state is whole.
+        mine = {tp.partition for tp in partitions}
+        self._checkpoint(mine)
+        self._drop(mine)
+        log.info("revoked %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop({tp.partition for tp in partitions})
+
+    def _drop(self, partitions: set[int]) -> None:
+        for key in [k for k in self.units if k[0] in partitions]:
+            del self.units[key]
+        for partition in partitions:
+            self.next_offsets.pop(partition, None)
+        self.dirty -= partitions
+
+    def _shutdown(self, *readers: Consumer | None) -> None:
+        log.info("stopping: %d score records, %d scores watched, %d drift events",
+                 self.stats.records, self.stats.scores, len(self.stats.events))  # fmt: skip
+        try:
+            self._checkpoint(set(self.next_offsets))
+        finally:
+            self.consumer.close()
+            for reader in readers:
+                if reader is not None:
+                    reader.close()
+            if self.retrainer is not None:
+                self.retrainer.close()
+            self.metrics.close()
+
+
+def _make_retrainer(settings: Settings):  # noqa: ANN202 - the type lives in an optional module
+    try:
+        from consumers.drift.retrain import Retrainer  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise RetrainUnavailableError(
+            "--retrain needs the retrain loop (consumers/drift/retrain.py), which this installation "
+            "does not have: run `anomstream drift` without --retrain"
+        ) from exc
+    return Retrainer(settings)
+
+
+def serve(
+    settings: Settings,
+    streams: Sequence[str] | None = None,
+    detector: str | None = None,
+    retrain: bool = False,
+    metrics_port: int | None = None,
+) -> int:
+    """``anomstream drift``: run a monitor in this process until SIGTERM/SIGINT."""
+    DriftMonitor(settings, streams, detector, retrain, metrics_port).run()
+    return 0
