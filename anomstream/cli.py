@@ -336,7 +336,10 @@ def evaluate(
     ] = None,
     window: Annotated[int, typer.Option(help="sensor: window length")] = 16,
     protocol: Annotated[
-        str | None, typer.Option(help="KDD: ffl (FFL report's protocol) or full (default: ffl)")
+        str | None,
+        typer.Option(
+            help="KDD: ffl (FFL report's protocol), full, or stream (the 10% file in order, drift loop)"
+        ),
     ] = None,
     detectors: Annotated[
         str | None, typer.Option(help="comma-separated detectors (default: all; kdd: all but seq_ae)")
@@ -350,6 +353,10 @@ def evaluate(
         list[str] | None, typer.Option(help="detector argument DETECTOR.KEY=JSON, e.g. ae.hidden=[32,8]")
     ] = None,
     seed: int = 0,
+    warmup: Annotated[
+        int, typer.Option(help="stream protocol: connections the initial model learns from, labels unread")
+    ] = 5_000,
+    limit: Annotated[int | None, typer.Option(help="stream protocol: only this many connections")] = None,
 ) -> None:
     """Offline evaluation: train, threshold on training data, score the test set; table and plots."""
     from anomstream.options import epoch_override, parse_assignments
@@ -368,6 +375,9 @@ def evaluate(
         Console().print(nab_table(result))
         console.print(f"[green]wrote[/] {out / 'nab.json'}, {out / 'report.md'} and plots")
         return
+    if stream == "kdd" and protocol == "stream":
+        _evaluate_stream(out, names, warmup, limit, epochs, seed)
+        return
     names = names or evaluation.default_detectors(stream)
     try:
         overrides: dict[str, dict] = {name: epoch_override(name, epochs) for name in names}
@@ -380,6 +390,32 @@ def evaluate(
         raise fail(str(exc)) from None
     Console().print(evaluation_table(metrics))
     console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and plots")
+
+
+def _evaluate_stream(
+    out: Path, names: list[str], warmup: int, limit: int | None, epochs: int | None, seed: int
+) -> None:
+    from anomstream.options import epoch_override
+    from anomstream.views import evaluation_table
+    from models.evaluation.stream_report import write_stream_report
+    from models.evaluation.streaming import StreamProtocol, evaluate_stream
+    from stream.datasets import DatasetMissingError
+
+    if len(names) > 1:
+        raise fail("the stream protocol runs one detector: give --detectors NAME")
+    detector = names[0] if names else "ae"
+    if epochs is not None and epochs < 1:
+        raise fail(f"--epochs must be at least 1, got {epochs}")
+    try:
+        protocol = StreamProtocol(
+            detector, warmup, limit, overrides=epoch_override(detector, epochs), seed=seed
+        )
+        figures = evaluate_stream(settings().data_dir, protocol, progress=console.print)
+    except (DatasetMissingError, KeyError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    write_stream_report(out, figures)
+    Console().print(evaluation_table(figures["metrics"]))
+    console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and {out / 'stream.png'}")
 
 
 @models_app.command("list")

@@ -23,6 +23,10 @@ class RetrainPolicy:
       below severity "high") falls by at least ``min_alert_drop`` (relative);
     - recall on the original validation attacks (the labelled validation split of the training data)
       drops by at most ``recall_margin`` (absolute), each model at its own threshold.
+
+    ``learn_below`` > 1 also learns rows that alerted at low severity (score below that many
+    thresholds). It lets a candidate learn normal traffic its model raises false alarms on, at the
+    price of the near-miss attacks; the default (1) learns no alerting row.
     """
 
     min_events: int = 20_000  # post-change events needed before a retrain starts
@@ -32,6 +36,7 @@ class RetrainPolicy:
     early_stop_share: float = 0.1  # of the fit rows, seeded: early stopping of deep detectors
     keep_quantile: float = 0.9  # of the non-alerting fit rows, keep those below this score quantile
     max_record_share: float = 0.001  # copies of one identical record: at most this share of the rows
+    learn_below: float = 1.0  # rows scoring below this many thresholds count as "not alerted" (1: the alerts)
     moved_alert_share: float = 0.5  # production alerts on more of the capped post-change rows: baseline moved
     moved_quantile: float = 0.5  # then learn the rows below this quantile of their scores (see filtering)
     min_fit_rows: int = 2_000  # fewer rows left after filtering: insufficient data, no candidate
@@ -61,6 +66,8 @@ class RetrainPolicy:
             raise ValueError(f"rehearsal_share must lie in [0, 1), got {self.rehearsal_share}")
         if not 0.0 <= self.recall_margin < 1.0:
             raise ValueError(f"recall_margin must lie in [0, 1), got {self.recall_margin}")
+        if self.learn_below < 1.0:
+            raise ValueError(f"learn_below must be at least 1 (threshold multiples), got {self.learn_below}")
         if self.normal_band < 1.0:
             raise ValueError(f"normal_band must be at least 1 (threshold multiples), got {self.normal_band}")
         if not 0 < self.min_events <= self.max_events:

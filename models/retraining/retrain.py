@@ -101,6 +101,8 @@ def retrain_after_change(
     train_part = X_post[train_cut]
     scores = np.asarray(production.detector.score(train_part), dtype=np.float64)
     alerts = production.threshold.classify(scores)
+    if policy.learn_below > 1.0:  # rows alerting at low severity are learnt too (see RetrainPolicy)
+        alerts = scores >= policy.learn_below * float(production.threshold.threshold_)
     # A seeded share of the training part calibrates the candidate's threshold (a time-ordered cut
     # could fall entirely inside a flood); it is filtered like the rest, minus the quantile cut,
     # which would bias the threshold low.

@@ -173,3 +173,13 @@ def test_contamination_is_measured_from_labels_only(toy: Toy) -> None:
 def test_policy_refuses_values_that_make_no_sense(bad: dict) -> None:
     with pytest.raises(ValueError):
         RetrainPolicy(**bad)  # type: ignore[arg-type]
+
+
+def test_learn_below_admits_low_severity_alerts_only(toy: Toy) -> None:
+    # Normal traffic the model raises false alarms on (a mild shift) is learnt only when allowed.
+    X = toy.stream(toy.normal(9000, shift=1.5), toy.attacks(1000))
+    strict, relaxed = toy.retrain(X), toy.retrain(X, learn_below=2.0)
+    assert relaxed.selection["fit"]["kept"] > strict.selection["fit"]["kept"]
+    assert relaxed.selection["fit"]["alerted"] < strict.selection["fit"]["alerted"]
+    with pytest.raises(ValueError, match="learn_below"):
+        RetrainPolicy(learn_below=0.5)
