@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumers.drift.calibrations import Calibrations, WatchSpec
 from consumers.drift.events import build_drift_event
+from consumers.drift.features import FEATURE_KS, FeatureSampler
 from consumers.drift.merge import Pending, RecordMerger
 from consumers.drift.metrics import DriftMetrics
 from consumers.drift.state import CheckpointStore, SpanLog, Unit
@@ -105,6 +106,9 @@ class DriftMonitor:
         self.saved_offsets: dict[int, int] = {}  # what the checkpoint covers, per scores partition
         self.dirty = False
         self.merger = RecordMerger()
+        self.features = FeatureSampler(settings) if settings.drift.feature_test else None
+        self._sampled: dict[str, int] = {}  # admitted events counted towards the next feature sample
+        self._tests_counted: dict[str, int] = {}
         self.paused: set[int] = set()
         self.assigned: set[int] = set()
         self.published: set[str] = set()
@@ -125,6 +129,8 @@ class DriftMonitor:
                                 on_lost=self._on_lost)  # fmt: skip
         updates = follow_from_end(self.settings, self.settings.topic("model_updates"))
         peers = follow_from_end(self.settings, self.settings.topic("drift"))
+        if self.features is not None:
+            self.features.start()
         self.metrics.ready = True
         watched = sorted(self.specs) or "(waiting for models)"
         log.info("drift monitor watching %s with %s (target: one false alarm per %d scores)",
@@ -140,12 +146,17 @@ class DriftMonitor:
                     self._handle(item)
                     if max_records is not None and self.stats.records >= max_records:
                         break
+                for partition in self.assigned:
+                    resume_at = self.merger.commit_offset(partition)
+                    if resume_at is not None:
+                        self.next_offsets[partition] = resume_at
                 self._flow_control()
                 if updates is not None:
                     self._follow_model_updates(updates)
                 if peers is not None:
                     self._follow_peer_events(peers)
                 self._poll_retrainer()
+                self._poll_features()
                 self.metrics.beat()
                 if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
                     self._checkpoint(set(self.next_offsets))
@@ -169,7 +180,7 @@ class DriftMonitor:
             first = datetime.fromtimestamp(message.timestamp()[1] / 1000, UTC).isoformat(
                 timespec="milliseconds"
             )
-        return Pending(message.partition(), message.offset(), first, record)
+        return Pending(message.partition(), message.offset(), first, record, (record.topic, record.partition))
 
     def _caught_up(self, partition: int) -> bool:
         """Nothing more to read from ``partition`` now (it is at its high watermark)."""
@@ -192,7 +203,6 @@ class DriftMonitor:
             self.paused -= {tp.partition for tp in drained}
 
     def _handle(self, item: Pending) -> None:
-        self.next_offsets[item.partition] = item.offset + 1
         self.dirty = True
         self.stats.records += 1
         record = item.record
@@ -223,11 +233,50 @@ class DriftMonitor:
         self.stats.scores += len(rows)
         self.metrics.scores.labels(unit.stream, "watched").inc(len(rows))
         self.metrics.in_burst.labels(unit.stream).set(1 if unit.watch.in_burst else 0)
+        if self.features is not None:
+            self._offer_sample(unit, record, offsets[rows])
         drift = unit.watch.drift
         self.metrics.statistic.labels(unit.stream, drift.config.kind).set(drift.statistic)
         self.metrics.threshold.labels(unit.stream, drift.config.kind).set(drift.threshold)
         for event in events:
             self._publish(unit, event)
+
+    def _offer_sample(self, unit: Unit, record: ScoreRecord, offsets: np.ndarray) -> None:
+        """Every feature_sample_every-th admitted (normal-looking, not in a burst) event."""
+        assert self.features is not None
+        every = self.settings.drift.feature_sample_every
+        admitted = np.flatnonzero(unit.watch.last_admitted)
+        done = self._sampled.get(unit.stream, 0)
+        picked = admitted[(np.arange(done, done + len(admitted)) % every) == 0]
+        self._sampled[unit.stream] = done + len(admitted)
+        if len(picked):
+            self.features.offer(unit.stream, unit.model, record.topic, record.partition,
+                                offsets[picked].tolist(), record.event_times[0])  # fmt: skip
+
+    def _poll_features(self) -> None:
+        if self.features is None:
+            return
+        for stream, runs in list(self.features.tests_run.items()):
+            self.metrics.feature_tests.labels(stream).inc(runs - self._tests_counted.get(stream, 0))
+            self._tests_counted[stream] = runs
+        for detection in self.features.poll():
+            unit = self.units.get(detection.stream)
+            if unit is None or unit.model != detection.model:
+                continue
+            if unit.watch.n < unit.watch.quiet_until:
+                log.info("feature drift on %s during the cooldown of an earlier event: not reported",
+                         detection.stream)  # fmt: skip
+                continue
+            result = detection.result
+            event = WatchEvent(FEATURE_KS, unit.watch.n, -1, result.statistic, result.threshold)
+            self._publish_event(
+                unit,
+                event,
+                detection.partition_offsets,
+                detection.event_time,
+                detail=", ".join(f"{name} (D={d:.2f})" for name, d, _ in result.features[:5]),
+            )
+            unit.watch.acknowledge()
 
     # -- units and models -----------------------------------------------------------------------
     def _unit(self, record: ScoreRecord) -> Unit | None:
@@ -308,6 +357,10 @@ class DriftMonitor:
         offsets, when = unit.spans.locate(event.change_position, unit.high)
         if when is not None:
             offsets = unit.spans.locate_time(when, unit.high)
+        self._publish_event(unit, event, offsets, when)
+
+    def _publish_event(self, unit: Unit, event: WatchEvent, offsets: dict[str, int], when: str | None,
+                       detail: str = "") -> None:  # fmt: skip
         drift = build_drift_event(unit.stream, unit.model, self.instance, event,
                                   self.settings.topic(unit.stream), offsets, when)  # fmt: skip
         if self.retrainer is not None and self.retrainer.submit(drift):
@@ -322,9 +375,9 @@ class DriftMonitor:
         self.stats.detected_at_offsets.append(detected)
         self.metrics.drift_events.labels(unit.stream, event.detector).inc()
         log.warning(
-            "drift on %s (%s v%d, %s): statistic %.4g > %.4g, change from offsets %s (%s), action %s",
+            "drift on %s (%s v%d, %s): statistic %.4g > %.4g, change from offsets %s (%s), action %s%s",
             unit.stream, unit.model[0], unit.model[1], event.detector, event.statistic, event.threshold,
-            offsets, when, drift.action,
+            offsets, when, drift.action, f"; features {detail}" if detail else "",
         )  # fmt: skip
 
     def _follow_peer_events(self, reader: Consumer) -> None:
@@ -433,6 +486,8 @@ class DriftMonitor:
                     reader.close()
             if self.retrainer is not None:
                 self.retrainer.close()
+            if self.features is not None:
+                self.features.close()
             self.metrics.close()
             self.store.close()
 
