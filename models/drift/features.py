@@ -62,7 +62,8 @@ class FeatureDrift:
         window = np.asarray(window, dtype=np.float64)
         if not len(self.tested):
             return FeatureTestResult(False, 0.0, -np.log10(self.alpha), [])
-        result = sp_stats.ks_2samp(self.reference[:, self.tested], window[:, self.tested], axis=0, method="asymp")
+        reference, window = self.reference[:, self.tested], window[:, self.tested]
+        result = sp_stats.ks_2samp(reference, window, axis=0, method="asymp")
         adjusted = np.minimum(np.asarray(result.pvalue) * len(self.tested), 1.0)
         statistic = float(-np.log10(max(float(adjusted.min()), 1e-300)))
         order = np.argsort(adjusted)
