@@ -505,9 +505,13 @@ def drift(
     metrics_port: Annotated[
         int | None, typer.Option(help="serve /metrics, /healthz and /readyz on this port")
     ] = None,
+    instance_id: Annotated[
+        str | None, typer.Option(help="stable id of this monitor: names its checkpoint (default: host name)")
+    ] = None,
 ) -> None:
     """Drift monitor: calibrated detectors on every watched stream's scores; events on drift-events."""
     from consumers.drift.monitor import RetrainUnavailableError, serve
+    from consumers.drift.state import InstanceInUseError
     from models.registry import RegistryError
     from stream.kafka import BrokerUnavailableError, wait_for_broker
 
@@ -517,8 +521,14 @@ def drift(
         raise fail(f"unknown stream {', '.join(unknown)}: choose from {', '.join(STREAMS)}")
     try:
         wait_for_broker(s, timeout=30)
-        raise typer.Exit(serve(s, stream or None, detector, retrain, metrics_port))
-    except (RegistryError, RetrainUnavailableError, BrokerUnavailableError, ValueError) as exc:
+        raise typer.Exit(serve(s, stream or None, detector, retrain, metrics_port, instance_id))
+    except (
+        RegistryError,
+        RetrainUnavailableError,
+        BrokerUnavailableError,
+        InstanceInUseError,
+        ValueError,
+    ) as exc:
         raise fail(str(exc)) from None
 
 

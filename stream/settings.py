@@ -60,7 +60,7 @@ class DriftSettings(BaseModel):
         default=0.05,
         gt=0,
         lt=1,
-        description="chance that target_ert stable scores raise one anyway (0.632: a plain expected run time)",
+        description="chance that target_ert stable scores raise one anyway (0.632: plain expected run time)",
     )
     calibration_seed: int = 0
     cooldown: int = Field(default=50_000, ge=0, description="events after a detection with no other")

@@ -9,29 +9,29 @@ from models.drift import WatchEvent
 from stream.messages import ChangePoint, DriftEvent
 
 
-def drift_event_id(stream: str, model: tuple[str, int], scores_partition: int, event: WatchEvent) -> str:
+def drift_event_id(stream: str, model: tuple[str, int], instance: str, event: WatchEvent) -> str:
     """Deterministic: re-detecting the same change after a restart republishes the same id.
 
     >>> from models.drift import WatchEvent
     >>> e = WatchEvent("adwin", 1200, 1000, 0.2, 0.1)
-    >>> drift_event_id("kdd", ("ae", 3), 0, e) == drift_event_id("kdd", ("ae", 3), 0, e)
+    >>> drift_event_id("kdd", ("ae", 3), "host-a", e) == drift_event_id("kdd", ("ae", 3), "host-a", e)
     True
     """
-    text = f"{stream}/{model[0]}/{model[1]}/{scores_partition}/{event.detector}/{event.position}"
+    text = f"{stream}/{model[0]}/{model[1]}/{instance}/{event.detector}/{event.position}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def build_drift_event(
     stream: str,
     model: tuple[str, int],
-    scores_partition: int,
+    instance: str,
     event: WatchEvent,
     topic: str,
     partition_offsets: dict[str, int],
     event_time: str | None,
 ) -> DriftEvent:
     return DriftEvent(
-        event_id=drift_event_id(stream, model, scores_partition, event),
+        event_id=drift_event_id(stream, model, instance, event),
         stream=stream,
         model_version=model[1],
         detector=event.detector,

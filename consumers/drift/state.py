@@ -1,15 +1,21 @@
-"""What the drift monitor keeps per unit of work, and how it survives a restart.
+"""What the drift monitor keeps per stream, and how it survives a restart.
 
-A unit is one stream's score sequence within one partition of the ``scores`` topic: score records are
-keyed by their input partition, so a scores partition carries whole input partitions, in order, and
-whoever owns the scores partition owns their drift state. The state of every unit of a scores
-partition is checkpointed together with the next scores offset to read, in one file written
-atomically; the consumer group's offset is committed only after the checkpoint that covers it, and a
-restarted monitor resumes from the checkpoint (never re-counting what it covers).
+A monitor keeps one unit per stream: a DriftWatch fed by every score record of that stream it reads,
+whichever ``scores`` partition carried it (splitting a stream across several watches would leave each
+a fraction of the evidence and multiply the detection delay). Each unit also keeps, per input
+partition, the highest offset it watched, so a score record published twice (a worker's retried
+batch) is never counted twice, and where each watch position came from, to report a change in
+Kafka offsets.
+
+The whole state is checkpointed with the next ``scores`` offset of every partition it covers, in one
+file per monitor instance written atomically (and locked, so two monitors never share one). The
+group's offsets are committed only after the checkpoint that covers them; a restarted monitor
+resumes from its checkpoint, never re-counting what it covers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
@@ -89,6 +95,25 @@ class SpanLog:
             when = later[0].first_time if later else None
         return dict(sorted(offsets.items(), key=lambda kv: int(kv[0]))), when
 
+    def locate_time(self, when: str, high: dict[int, int]) -> dict[str, int]:
+        """Per input partition, the first offset of the events from time ``when`` on (interpolated
+        within a record). Each partition is searched in its own order, so records that reached the
+        watch out of time order across partitions do not matter."""
+        moment = datetime.fromisoformat(when)
+        offsets: dict[str, int] = {}
+        for span in self.spans:
+            key = str(span.partition)
+            if key in offsets or span.last_time is None or datetime.fromisoformat(span.last_time) < moment:
+                continue
+            position = span.position
+            if span.first_time is not None and span.count > 1 and span.last_time != span.first_time:
+                t0, t1 = datetime.fromisoformat(span.first_time), datetime.fromisoformat(span.last_time)
+                position += round(max((moment - t0) / (t1 - t0), 0.0) * (span.count - 1))
+            offsets[key] = span.offset_at(position)
+        for partition, last in high.items():
+            offsets.setdefault(str(partition), last + 1)
+        return dict(sorted(offsets.items(), key=lambda kv: int(kv[0])))
+
     def state(self) -> list[list[Any]]:
         return [[s.position, s.count, s.partition, s.first_offset, s.last_offset, s.first_time, s.last_time]
                 for s in self.spans]  # fmt: skip
@@ -100,7 +125,7 @@ class SpanLog:
 
 @dataclass
 class Unit:
-    """One stream's drift watch within one scores partition."""
+    """One stream's drift watch, with the offsets it watched and where each position came from."""
 
     stream: str
     model: tuple[str, int]  # (detector, version) whose scores are watched
@@ -120,31 +145,46 @@ class Unit:
         }
 
 
+class InstanceInUseError(RuntimeError):
+    """Another running drift monitor holds this instance id's checkpoint."""
+
+
 class CheckpointStore:
-    """One JSON file per scores partition under ``state_dir/drift/<group>/``, replaced atomically."""
+    """``state_dir/drift/<group>/<instance>.json``, replaced atomically, held under a lock."""
 
-    def __init__(self, root: Path, group: str, topic: str) -> None:
-        self.folder = Path(root) / "drift" / group / topic
+    def __init__(self, root: Path, group: str, instance: str) -> None:
+        self.folder = Path(root) / "drift" / group
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / f"{instance}.json"
+        self._lock = (self.folder / f"{instance}.lock").open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise InstanceInUseError(
+                f"another drift monitor uses instance id {instance!r} (lock {self.folder}/{instance}.lock): "
+                "give this one its own with --instance-id"
+            ) from None
 
-    def path(self, partition: int) -> Path:
-        return self.folder / f"partition-{partition}.json"
+    def load(self) -> dict[str, Any] | None:
+        return json.loads(self.path.read_text()) if self.path.is_file() else None
 
-    def load(self, partition: int) -> dict[str, Any] | None:
-        path = self.path(partition)
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text())
-
-    def save(self, partition: int, next_offset: int, units: list[Unit]) -> None:
-        data = {"partition": partition, "next_offset": next_offset, "units": [u.state() for u in units]}
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".partition-{partition}.")
+    def save(self, offsets: dict[int, int], units: list[Unit]) -> None:
+        data = {
+            "offsets": {str(p): o for p, o in sorted(offsets.items())},
+            "units": [u.state() for u in units],
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.path.stem}.")
         try:
             with os.fdopen(fd, "w") as handle:
                 json.dump(data, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, self.path(partition))
+            os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def close(self) -> None:
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()

@@ -17,6 +17,7 @@ telling attack bursts from a change of normal traffic (see :mod:`models.drift.wa
 
 from models.drift.calibration import calibrate, ert_for_risk, false_alarms, library_defaults
 from models.drift.config import DETECTORS, DriftConfig, ReferenceCDF
+from models.drift.features import FeatureDrift, FeatureTestResult, feature_alpha
 from models.drift.reference import ModelReference, model_reference
 from models.drift.score_drift import Detection, ScoreDrift
 from models.drift.watch import ALERT_RATE, DriftWatch, WatchConfig, WatchEvent
@@ -30,6 +31,8 @@ __all__ = [
     "Detection",
     "DriftConfig",
     "DriftWatch",
+    "FeatureDrift",
+    "FeatureTestResult",
     "ModelReference",
     "ReferenceCDF",
     "ScoreDrift",
@@ -38,6 +41,7 @@ __all__ = [
     "calibrate",
     "ert_for_risk",
     "false_alarms",
+    "feature_alpha",
     "library_defaults",
     "model_reference",
 ]

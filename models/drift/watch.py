@@ -93,6 +93,7 @@ class DriftWatch:
         # Admitted positions as runs: run i starts at admitted index _run_admitted[i], position _run_pos[i].
         self._run_admitted = np.zeros(0, dtype=np.int64)
         self._run_pos = np.zeros(0, dtype=np.int64)
+        self.last_admitted = np.zeros(0, dtype=bool)  # which events of the last update were admitted
 
     @property
     def in_burst(self) -> bool:
@@ -109,6 +110,7 @@ class DriftWatch:
         positions = np.arange(start, start + n, dtype=np.int64)
         guarded = self._guard(is_alert, positions)
         admitted = ~is_alert & ~guarded
+        self.last_admitted = admitted
         events = self._alert_rate(guarded, positions)
         admitted_pos = positions[admitted]
         self._remember(admitted_pos)
