@@ -30,13 +30,14 @@ from models.detectors import Detector, detector_class
 from models.features import FeatureEncoder, encoder_from_dict
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
+from stream.errors import AnomstreamError
 
 MANIFEST = "manifest.json"
 ALIAS = "production.json"
 CALIBRATION = "calibration_scores.npy"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(AnomstreamError, RuntimeError):
     """The registry has no such model, or cannot do what was asked."""
 
 
