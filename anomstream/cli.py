@@ -453,13 +453,17 @@ def up(
     limit: Annotated[int, typer.Option(help="events to replay", min=1)] = 300_000,
     replicas: Annotated[int, typer.Option(help="worker processes", min=1, max=64)] = 1,
     eos: Annotated[bool, typer.Option("--eos", help="exactly-once workers")] = False,
+    broker_port: Annotated[
+        int | None, typer.Option(help="port of the embedded broker (default 9092)", min=1, max=65535)
+    ] = None,
 ) -> None:
     """The demo: broker, topics, model, workers and a live KDD replay with a running summary."""
     from anomstream.demo import Demo
 
-    raise typer.Exit(
-        Demo(settings(), rate=rate, limit=limit, replicas=replicas, eos=eos, console=console).run()
-    )
+    s = settings()
+    if broker_port is not None:
+        s = s.model_copy(update={"broker_port": broker_port})
+    raise typer.Exit(Demo(s, rate=rate, limit=limit, replicas=replicas, eos=eos, console=console).run())
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -81,3 +81,17 @@ def test_a_bad_invocation_is_one_clear_line_and_a_nonzero_exit(
 def test_verbose_shows_the_traceback_of_a_user_error(tmp_path: Path) -> None:
     result = _run(["-v", "replay", "kdd", "--file", "/etc/passwd"], {}, tmp_path)
     assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_up_on_a_busy_broker_port_is_one_line_naming_the_option_up_has(tmp_path: Path) -> None:
+    """It printed a 48-line traceback ending "pick another with --port", an option `up` did not have."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(["up", "--broker-port", str(port)], {"ANOMSTREAM_BOOTSTRAP_SERVERS": ""}, tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1 and f"port {port} is already in use" in errors[0] and "--broker-port" in errors[0]
