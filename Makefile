@@ -40,14 +40,14 @@ lint-docker: venv
 	bash scripts/lint-docker.sh
 
 unit: venv
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit anomstream stream producers consumers models $(PYTEST_ARGS)
 
 integration: venv
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # pytest exits 5 when it collects no tests, which fails this target like any other failure.
 test: lint
-	$(BIN)/pytest tests $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .anomstream .pytest_cache .ruff_cache .mypy_cache

@@ -1,7 +1,9 @@
 """The ``anomstream`` command line. Each verb parses its options and calls one function elsewhere.
 
 Heavy imports (TensorFlow, pandas) happen inside the verbs that need them, so ``anomstream broker
-status`` answers in a fraction of a second.
+status`` answers in a fraction of a second. Every error a user can cause ends in one line on stderr
+(``error: what went wrong: what to do``) and a nonzero exit: 2 for a bad invocation, 1 otherwise; the
+traceback only with ``-v``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -16,9 +19,16 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from stream.settings import STREAMS, Settings
+from anomstream.options import finite_non_negative, one_of
+from stream.errors import AnomstreamError
+from stream.settings import STREAMS, Settings, load_settings
 
-app = typer.Typer(help="Streaming anomaly detection on Kafka.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Streaming anomaly detection on Kafka.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 broker_app = typer.Typer(help="Embedded single-node Kafka (KRaft).", no_args_is_help=True)
 topics_app = typer.Typer(help="Topic administration.", no_args_is_help=True)
 data_app = typer.Typer(help="Public datasets.", no_args_is_help=True)
@@ -45,12 +55,21 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug 
 
 
 def settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    """Print ``error: message`` (one line) and return the Exit to raise."""
+    print_error(message)
     return typer.Exit(code)
+
+
+def print_error(message: str) -> None:
+    # Plain print, not rich: a rich console would wrap a long message over several lines.
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+one_stream = one_of(*STREAMS)
 
 
 # -- broker ---------------------------------------------------------------------------------------
@@ -61,15 +80,15 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="broker stat
 @broker_app.command("start")
 def broker_start(port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
     """Start the embedded broker; prints its bootstrap address once it accepts connections."""
-    from stream.broker import BrokerError, EmbeddedBroker
+    from stream.broker import EmbeddedBroker
 
-    if not settings().embedded_broker:
-        console.print(f"ANOMSTREAM_BOOTSTRAP_SERVERS is set ({settings().bootstrap}): no broker started")
-        return
-    try:
-        print(EmbeddedBroker.for_settings(settings(), port, data_dir).start())
-    except BrokerError as exc:
-        raise fail(str(exc)) from None
+    s = settings()
+    if not s.embedded_broker:
+        raise fail(
+            f"ANOMSTREAM_BOOTSTRAP_SERVERS is set ({s.bootstrap}), so anomstream uses that cluster and "
+            "starts no broker: unset it to run the embedded one"
+        )
+    print(EmbeddedBroker.for_settings(s, port, data_dir).start())
 
 
 @broker_app.command("stop")
@@ -90,23 +109,26 @@ def broker_status(port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
     if broker.running():
         print(f"running at {broker.bootstrap} (pid {broker.pid()}, logs {broker.log_file})")
         return
-    print("not running")
+    if broker.answers():
+        # Started with another --data-dir (or by another tool): running, but its files are elsewhere.
+        print(f"running at {broker.bootstrap} (not started from {broker.data_dir}: pid and logs unknown)")
+        return
+    print(f"not running (no broker answers at {broker.bootstrap}; state folder {broker.data_dir})")
     raise typer.Exit(1)
 
 
 # -- topics and data ------------------------------------------------------------------------------
 @topics_app.command("create")
 def topics_create(
-    partitions: Annotated[int | None, typer.Option(help="partitions per topic")] = None,
+    partitions: Annotated[
+        int | None, typer.Option(help="partitions per topic (1-1000)", min=1, max=1000)
+    ] = None,
 ) -> None:
     """Create every anomstream topic (existing ones are left as they are)."""
-    from stream.kafka import BrokerUnavailableError, create_topics, wait_for_broker
+    from stream.kafka import create_topics, wait_for_broker
 
     s = settings()
-    try:
-        wait_for_broker(s, timeout=30)
-    except BrokerUnavailableError as exc:
-        raise fail(str(exc)) from None
+    wait_for_broker(s, timeout=30)
     for topic, status in create_topics(s, partitions).items():
         console.print(f"{topic}: {status}")
 
@@ -117,7 +139,7 @@ def data_fetch(
     data_dir: Annotated[Path | None, typer.Option(help="target folder (default ANOMSTREAM_DATA_DIR)")] = None,
 ) -> None:
     """Download a public dataset from its canonical source and verify its sha256."""
-    from stream.datasets.fetch import ChecksumError, fetch
+    from stream.datasets.fetch import fetch
 
     target = data_dir or settings().data_dir
 
@@ -127,13 +149,17 @@ def data_fetch(
     try:
         for path in fetch(name, target, show):
             console.print(f"\n[green]verified[/] {path}")
-    except (ChecksumError, KeyError, OSError) as exc:
-        raise fail(f"{exc}\nNo network? Copy the files into {target} instead (see README: Data).") from None
+    except OSError as exc:  # ChecksumError explains itself
+        raise fail(
+            f"download failed ({exc}): no network? Copy the files into {target} (README: Data)"
+        ) from None
 
 
 # -- replay ---------------------------------------------------------------------------------------
-RateOpt = Annotated[float, typer.Option(help="events/s; 0 = as fast as possible")]
-LimitOpt = Annotated[int | None, typer.Option(help="stop after this many events")]
+RateOpt = Annotated[
+    float, typer.Option(help="events/s; 0 = as fast as possible", callback=finite_non_negative)
+]
+LimitOpt = Annotated[int | None, typer.Option(help="stop after this many events", min=1)]
 LoopOpt = Annotated[bool, typer.Option(help="start over at the end of the data")]
 DriftAtOpt = Annotated[
     int, typer.Option("--drift-at", help="event index of the change (the first changed event)")
@@ -207,13 +233,8 @@ def replay_ecg(
 ) -> None:
     """Replay ECG5000 heartbeats (one 140-sample beat per message) into the ecg.beats topic."""
     from producers.ecg import replay_ecg as replay
-    from stream.datasets import DatasetMissingError
 
-    try:
-        stats = replay(settings(), file, rate, limit, loop, holdout, seed)
-    except (DatasetMissingError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    _report_replay(stats)
+    _report_replay(replay(settings(), file, rate, limit, loop, holdout, seed))
 
 
 @replay_app.command("sensor")
@@ -222,13 +243,18 @@ def replay_sensor(
         str | None, typer.Option(help="NAB series: key, file name or stem, e.g. nyc_taxi")
     ] = None,
     bearing: Annotated[bool, typer.Option(help="the IMS bearing CSV, one sensor id per channel")] = False,
-    window: Annotated[int, typer.Option(help="rows per window (the sensor model's window)")] = 16,
-    stride: Annotated[int, typer.Option(help="rows between window ends")] = 1,
+    window: Annotated[int, typer.Option(help="rows per window (the sensor model's window)", min=2)] = 16,
+    stride: Annotated[int, typer.Option(help="rows between window ends", min=1)] = 1,
     speedup: Annotated[
-        float | None, typer.Option(help="pace by the series' timestamps, this many times faster")
+        float | None, typer.Option(help="pace by the series' timestamps, this many times faster", min=0.001)
     ] = None,
-    max_gap: Annotated[float, typer.Option(help="longest wait for a gap in the series (s)")] = 10.0,
-    rate: Annotated[float, typer.Option(help="fixed events/s instead; 0 = as fast as possible")] = 0.0,
+    max_gap: Annotated[
+        float, typer.Option(help="longest wait for a gap in the series (s)", callback=finite_non_negative)
+    ] = 10.0,
+    rate: Annotated[
+        float,
+        typer.Option(help="fixed events/s instead; 0 = as fast as possible", callback=finite_non_negative),
+    ] = 0.0,
     limit: LimitOpt = None,
     loop: LoopOpt = False,
     drift: Annotated[
@@ -240,20 +266,16 @@ def replay_sensor(
     """Replay a sensor series as sliding windows (one window per message) into sensor.windows (with
     --drift: a level or variance shift from event --drift-at on, marked in the drift.phase header)."""
     from producers.sensor import replay_sensor as replay
-    from stream.datasets import DatasetMissingError
 
-    try:
-        if drift is not None:
-            from producers.drift import replay_sensor_drift
+    if drift is not None:
+        from producers.drift import replay_sensor_drift
 
-            spec = _drift_spec("sensor", drift, drift_at, drift_span, loop)
-            if speedup is not None:
-                raise ValueError("--drift paces by --rate only: drop --speedup")
-            stats = replay_sensor_drift(settings(), spec, series, bearing, window, stride, rate, limit)
-        else:
-            stats = replay(settings(), series, bearing, window, stride, speedup, max_gap, rate, limit, loop)
-    except (DatasetMissingError, ValueError) as exc:
-        raise fail(str(exc)) from None
+        spec = _drift_spec("sensor", drift, drift_at, drift_span, loop)
+        if speedup is not None:
+            raise fail("--drift paces by --rate only: drop --speedup")
+        stats = replay_sensor_drift(settings(), spec, series, bearing, window, stride, rate, limit)
+    else:
+        stats = replay(settings(), series, bearing, window, stride, speedup, max_gap, rate, limit, loop)
     _report_replay(stats)
 
 
@@ -280,7 +302,7 @@ ThresholdParamOpt = Annotated[
 
 @app.command()
 def train(
-    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor")] = "kdd",
+    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor", callback=one_stream)] = "kdd",
     detector: Annotated[
         str | None, typer.Option(help="detector name (see `anomstream models list`; sensor default seq_ae)")
     ] = None,
@@ -303,10 +325,9 @@ def train(
 ) -> None:
     """Train a detector and write a new registry version."""
     from anomstream.options import epoch_override, parse_assignments
-    from models.registry import Registry, RegistryError
+    from models.registry import Registry
     from models.training import TrainingRequest
     from models.training import train as train_model
-    from stream.datasets import DatasetMissingError
 
     if epochs is not None and epochs < 1:
         raise fail(f"--epochs must be at least 1, got {epochs}: nothing was trained or saved")
@@ -323,14 +344,16 @@ def train(
             seed=seed,
         )  # fmt: skip
         ref = train_model(registry, s.data_dir, request, promote)
-    except (DatasetMissingError, KeyError, ValueError, RegistryError) as exc:
-        raise fail(str(exc)) from None
+    except KeyError as exc:  # an unknown detector name
+        raise fail(str(exc.args[0])) from None
     console.print(f"[green]saved[/] {ref.stream}/{ref.detector} v{ref.version} -> {ref.path}")
 
 
 @app.command()
 def evaluate(
-    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor (with --benchmark nab)")] = "kdd",
+    stream: Annotated[
+        str, typer.Option(help="kdd, ecg or sensor (with --benchmark nab)", callback=one_stream)
+    ] = "kdd",
     benchmark: Annotated[
         str | None, typer.Option(help="sensor: nab = all 58 NAB series, scored as NAB does")
     ] = None,
@@ -362,7 +385,6 @@ def evaluate(
     from anomstream.options import epoch_override, parse_assignments
     from anomstream.views import evaluation_table, nab_table
     from models.evaluation import run as evaluation
-    from stream.datasets import DatasetMissingError
 
     names = [d.strip() for d in (detectors or "").split(",") if d.strip()]
     if stream == "sensor":
@@ -386,8 +408,8 @@ def evaluate(
             overrides.setdefault(name, {})[arg] = value
         metrics = evaluation.evaluate(stream, protocol, names, out, settings().data_dir, seed, threshold, fpr,
                                         overrides, parse_assignments(threshold_param), console)  # fmt: skip
-    except (DatasetMissingError, KeyError, ValueError) as exc:
-        raise fail(str(exc)) from None
+    except KeyError as exc:  # an unknown detector name
+        raise fail(str(exc.args[0])) from None
     Console().print(evaluation_table(metrics))
     console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and plots")
 
@@ -447,12 +469,8 @@ def _report_promotion(promotion) -> None:  # noqa: ANN001 - consumers.model_upda
 def models_promote(stream: str, detector: str, version: int) -> None:
     """Make a version the stream's production model; running workers hot-reload it."""
     from consumers.model_updates import promote
-    from models.registry import RegistryError
 
-    try:
-        _report_promotion(promote(settings(), stream, detector, version))
-    except RegistryError as exc:
-        raise fail(str(exc)) from None
+    _report_promotion(promote(settings(), stream, detector, version))
 
 
 @models_app.command("rollback")
@@ -460,18 +478,14 @@ def models_rollback(stream: str) -> None:
     """Return the stream to its previous production model (verified first); the version rolled back
     from becomes `rejected`. Running workers reload the production alias."""
     from consumers.model_updates import rollback
-    from models.registry import RegistryError
 
-    try:
-        _report_promotion(rollback(settings(), stream))
-    except RegistryError as exc:
-        raise fail(str(exc)) from None
+    _report_promotion(rollback(settings(), stream))
 
 
 # -- workers and alerts ---------------------------------------------------------------------------
 @app.command()
 def worker(
-    replicas: Annotated[int, typer.Option(help="supervise N local worker processes")] = 1,
+    replicas: Annotated[int, typer.Option(help="supervise N local worker processes", min=1, max=64)] = 1,
     eos: Annotated[bool, typer.Option("--eos", help="exactly-once: each batch in one transaction")] = False,
     streams: Annotated[str, typer.Option(help="comma-separated streams to score")] = ",".join(STREAMS),
     worker_id: Annotated[str | None, typer.Option(help="stable id (transactional id under --eos)")] = None,
@@ -481,13 +495,13 @@ def worker(
 ) -> None:
     """Scoring worker: consume, score in batches, publish alerts and scores, commit."""
     from consumers.worker import serve
-    from models.registry import RegistryError
 
     wanted = [x.strip() for x in streams.split(",") if x.strip()]
-    try:
-        raise typer.Exit(serve(settings(), wanted, replicas, eos, worker_id, metrics_port))
-    except RegistryError as exc:
-        raise fail(str(exc)) from None
+    unknown = sorted(set(wanted) - set(STREAMS))
+    if unknown or not wanted:
+        raise typer.BadParameter(f"unknown stream(s) {', '.join(unknown)}: use {', '.join(STREAMS)}",
+                                 param_hint="'--streams'")  # fmt: skip
+    raise typer.Exit(serve(settings(), wanted, replicas, eos, worker_id, metrics_port))
 
 
 # -- drift ----------------------------------------------------------------------------------------
@@ -536,23 +550,30 @@ def drift(
 def alerts_tail(
     stream: Annotated[str | None, typer.Option(help="only alerts of this stream")] = None,
     severity: Annotated[
-        str | None, typer.Option(help="minimum severity: low, medium, high, critical")
+        str | None,
+        typer.Option(
+            help="minimum severity: low, medium, high, critical",
+            callback=one_of("low", "medium", "high", "critical"),
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON alert per line")] = False,
     from_beginning: Annotated[bool, typer.Option(help="start at the oldest alert")] = False,
-    limit: Annotated[int | None, typer.Option(help="stop after N alerts")] = None,
+    limit: Annotated[int | None, typer.Option(help="stop after N alerts", min=1)] = None,
 ) -> None:
     """Follow the alerts topic."""
     from consumers.alerts import tail
+    from stream.kafka import wait_for_broker
 
-    tail(settings(), stream, severity, as_json, from_beginning, limit)
+    s = settings()
+    wait_for_broker(s, timeout=10)
+    tail(s, stream, severity, as_json, from_beginning, limit)
 
 
 @app.command()
 def bench(
     out: Annotated[Path, typer.Option(help="folder for bench.json")] = Path("out/bench"),
-    events: Annotated[int, typer.Option(help="events for the throughput measurements")] = 200_000,
-    latency_seconds: Annotated[float, typer.Option(help="duration of the latency replay")] = 20.0,
+    events: Annotated[int, typer.Option(help="events for the throughput measurements", min=1000)] = 200_000,
+    latency_seconds: Annotated[float, typer.Option(help="duration of the latency replay", min=1.0)] = 20.0,
     latency_rate: Annotated[
         float | None, typer.Option(help="replay rate for latency (default: a quarter of the worker rate)")
     ] = None,
@@ -568,17 +589,21 @@ def bench(
 # -- the demo -------------------------------------------------------------------------------------
 @app.command()
 def up(
-    rate: Annotated[float, typer.Option(help="replay rate, events/s")] = 5000.0,
-    limit: Annotated[int, typer.Option(help="events to replay")] = 300_000,
-    replicas: Annotated[int, typer.Option(help="worker processes")] = 1,
+    rate: Annotated[float, typer.Option(help="replay rate, events/s", callback=finite_non_negative)] = 5000.0,
+    limit: Annotated[int, typer.Option(help="events to replay", min=1)] = 300_000,
+    replicas: Annotated[int, typer.Option(help="worker processes", min=1, max=64)] = 1,
     eos: Annotated[bool, typer.Option("--eos", help="exactly-once workers")] = False,
+    broker_port: Annotated[
+        int | None, typer.Option(help="port of the embedded broker (default 9092)", min=1, max=65535)
+    ] = None,
 ) -> None:
     """The demo: broker, topics, model, workers and a live KDD replay with a running summary."""
     from anomstream.demo import Demo
 
-    raise typer.Exit(
-        Demo(settings(), rate=rate, limit=limit, replicas=replicas, eos=eos, console=console).run()
-    )
+    s = settings()
+    if broker_port is not None:
+        s = s.model_copy(update={"broker_port": broker_port})
+    raise typer.Exit(Demo(s, rate=rate, limit=limit, replicas=replicas, eos=eos, console=console).run())
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -587,13 +612,39 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
+def _is_usage_error(exc: Exception) -> bool:
+    # typer ships its own copy of click, so click.UsageError is not the class it raises.
+    return hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; every failure ends here as one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    verb_at = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
+    verbose = any(a in ("-v", "--verbose") for a in args[:verb_at])  # the global option, before the verb
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(args=args, prog_name="anomstream", standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
         console.print("interrupted")
         sys.exit(130)
+    except AnomstreamError as exc:
+        if verbose:
+            traceback.print_exc()
+        print_error(str(exc))
+        sys.exit(1)
+    except Exception as exc:
+        if _is_usage_error(exc):  # a bad option, value or verb (typer's click raises these)
+            where = getattr(getattr(exc, "ctx", None), "command_path", "anomstream")
+            print_error(f"{exc.format_message()} (see `{where} --help`)")  # type: ignore[attr-defined]
+            sys.exit(2)
+        # A bug, or a failure anomstream does not know how to explain.
+        if verbose:
+            traceback.print_exc()
+        detail = str(exc) or type(exc).__name__
+        print_error(f"{type(exc).__name__}: {detail} (run with -v for the traceback)")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ class Demo:
 
         try:
             data_dir, say = self.settings.data_dir, self.console.print
-            frame, self.state.source = load_kdd_replay(data_dir, "test", announce=say)
+            frame, self.state.source = load_kdd_replay(data_dir, "test", announce=say, fallback=True)
             events = kdd_events(frame, self.state.source, loop=self.limit > len(frame), limit=self.limit)
             producer = ReplayProducer(self.settings, self.settings.topic("kdd"), self.rate, False, self.stop)
             self.state.replay = producer.run(events, self.limit)

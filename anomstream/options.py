@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from typing import Any
+
+import typer
 
 from models.detectors import is_deep
 
@@ -33,3 +37,22 @@ def epoch_override(detector: str, epochs: int | None) -> dict[str, Any]:
     instead of silently training with the default.
     """
     return {"epochs": epochs} if epochs is not None and is_deep(detector) else {}
+
+
+def finite_non_negative(value: float | None) -> float | None:
+    """typer callback: a rate, duration or gap must be a finite number >= 0 (NaN compares false to
+    every bound, so range checks alone let it through)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value} is not a finite number >= 0")
+    return value
+
+
+def one_of(*allowed: str) -> Callable[[str | None], str | None]:
+    """typer callback: the value must be one of ``allowed`` (None passes: the option was not given)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check

@@ -91,7 +91,12 @@ def _decode_windows(
                     error = f"values: window has {len(record.values)} values, the model expects {width}"
                     rejected.append(Rejected(message, "ValidationError", error))
             valid, records = [m for m, _ in keep], [r for _, r in keep]
-        raw = np.asarray([r.values for r in records], dtype=np.float64).reshape(len(records), -1)
+        # A batch where every window was rejected is an empty (0, width) batch, not a crash.
+        raw = (
+            np.asarray([r.values for r in records], dtype=np.float64).reshape(len(records), -1)
+            if records
+            else np.zeros((0, width or 0), dtype=np.float64)
+        )
         times: list[str | None] | None = None if event_time is None else [event_time(r) for r in records]
         return DecodedBatch(raw, valid, records, rejected, times)
 

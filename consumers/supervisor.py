@@ -38,6 +38,21 @@ class Replica:
     restarts: list[float]
 
 
+def combined_exit_code(codes: list[int]) -> int:
+    """One exit code for several processes: 0 when all succeeded, else the first real failure, else
+    the first interruption (130, or a signal's negative code as 128 + signal).
+
+    Exit codes are not bit flags: OR-ing 130 (interrupted) and 1 (failed) made 131.
+
+    >>> combined_exit_code([0, 130, 1]), combined_exit_code([0, 130]), combined_exit_code([-15, 0])
+    (1, 130, 143)
+    """
+    normalised = [128 - code if code < 0 else code for code in codes]
+    failures = [code for code in normalised if code and code not in (130, 143)]
+    interrupts = [code for code in normalised if code in (130, 143)]
+    return failures[0] if failures else interrupts[0] if interrupts else 0
+
+
 class ReplicaSupervisor:
     def __init__(
         self,
@@ -92,12 +107,12 @@ class ReplicaSupervisor:
             if replica.process.poll() is None:
                 replica.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
-        code = 0
+        codes = []
         for replica in replicas:
             try:
-                code |= replica.process.wait(max(0.1, deadline - time.monotonic())) or 0
+                codes.append(replica.process.wait(max(0.1, deadline - time.monotonic())))
             except subprocess.TimeoutExpired:
                 log.warning("replica %d did not stop within %.0fs: killing it", replica.index, grace)
                 replica.process.kill()
-                code = 1
-        return code
+                codes.append(1)
+        return combined_exit_code(codes)

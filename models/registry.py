@@ -48,6 +48,7 @@ from models.detectors import DETECTORS, Detector, detector_class
 from models.features import FeatureEncoder, encoder_from_dict
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
+from stream.errors import AnomstreamError
 
 MANIFEST = "manifest.json"
 ALIAS = "production.json"
@@ -77,7 +78,7 @@ _STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(AnomstreamError, RuntimeError):
     """The registry has no such model, cannot do what was asked, or holds a malformed file."""
 
 
@@ -393,18 +394,22 @@ class Registry:
                 if CALIBRATION in manifest["artifacts"]
                 else None
             )
-            return ScoringModel(
-                stream=stream,
-                detector_name=ref.detector,
-                version=ref.version,
-                encoder=encoder_from_dict(read_json_file(ref.path / "encoder.json", "encoder")),
-                detector=cls.load(ref.path / "detector"),
-                threshold=threshold_from_dict(read_json_file(ref.path / "threshold.json", "threshold")),
-                manifest=manifest,
-                calibration_scores=calibration,
-            )
+            encoder = encoder_from_dict(read_json_file(ref.path / "encoder.json", "encoder"))
+            threshold = threshold_from_dict(read_json_file(ref.path / "threshold.json", "threshold"))
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise RegistryError(f"cannot load {stream}/{ref.detector} v{ref.version}: {exc}") from exc
+        # The detector's own checks (an untrusted type in a skops file: UntrustedModelError) say more
+        # than a wrapper would, so they pass through as raised.
+        return ScoringModel(
+            stream=stream,
+            detector_name=ref.detector,
+            version=ref.version,
+            encoder=encoder,
+            detector=cls.load(ref.path / "detector"),
+            threshold=threshold,
+            manifest=manifest,
+            calibration_scores=calibration,
+        )
 
     # -- statuses -------------------------------------------------------------------------------
     def status(self, stream: str, detector: str, version: int) -> dict[str, Any]:

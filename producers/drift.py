@@ -30,6 +30,7 @@ from producers.replay import Event, ReplayProducer, ReplayStats
 from producers.sensor import event_count, sensor_events
 from stream.datasets import find_kdd_file, is_attack, read_kdd
 from stream.datasets.sensor import SensorSeries, load_sensor_series
+from stream.errors import ConfigurationError
 from stream.kafka import header, iter_topic
 from stream.settings import Settings
 from stream.windows import WindowSpec, window_end_rows
@@ -53,14 +54,18 @@ class DriftSpec:
 
     def check(self, stream: str) -> DriftSpec:
         if self.scenario not in SCENARIOS[stream]:
-            raise ValueError(
+            raise ConfigurationError(
                 f"unknown {stream} drift scenario {self.scenario!r}: "
                 f"use one of {', '.join(SCENARIOS[stream])}"
             )
         if self.at < 0 or self.span < 0:
-            raise ValueError(f"--drift-at and --drift-span must not be negative, got {self.at}, {self.span}")
+            raise ConfigurationError(
+                f"--drift-at and --drift-span must not be negative, got {self.at}, {self.span}"
+            )
         if self.scenario == "gradual" and self.span < 1:
-            raise ValueError("a gradual drift needs --drift-span N (events over which the mixture grows)")
+            raise ConfigurationError(
+                "a gradual drift needs --drift-span N (events over which the mixture grows)"
+            )
         return self
 
     def share(self, index: int | np.ndarray) -> np.ndarray:
@@ -114,7 +119,7 @@ def kdd_drift_events(
     old, new = _events(before, "kddcup.data_10_percent"), _events(after, "corrected")
     needed_old = spec.at + (spec.span if spec.scenario == "gradual" else 0)
     if needed_old > len(old):
-        raise ValueError(
+        raise ConfigurationError(
             f"--drift-at {spec.at:,} (+ span) needs {needed_old:,} events before the change; the 10% file "
             f"has {len(old):,} normal connections"
         )
@@ -168,7 +173,7 @@ def drifted_series(
     for item in series:
         ends = window_end_rows(len(item), window, stride)
         if step_spec.at >= len(ends):
-            raise ValueError(
+            raise ConfigurationError(
                 f"--drift-at {spec.at:,} is past the {len(ends) * per_step:,} events of {item.name}"
             )
         # Share of the change per row: the share of the first window that ends at or after the row.

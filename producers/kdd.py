@@ -59,14 +59,25 @@ def kdd_events(
 
 
 def load_kdd_replay(
-    data_dir: Path, which: str = "test", synthetic: bool = False, announce: Callable[[str], None] = print
+    data_dir: Path,
+    which: str = "test",
+    synthetic: bool = False,
+    announce: Callable[[str], None] = print,
+    fallback: bool = False,
 ) -> tuple[pd.DataFrame, str]:
-    """The frame to replay and its source name; synthetic (and said so) when the file is missing."""
+    """The frame to replay and its source name.
+
+    Synthetic records only when asked (``synthetic``), or when ``fallback`` allows them in place of
+    a *logical* file that is missing (the demo, which says so). A path that does not exist, a
+    directory or a file of another format is an error, never a silent switch to synthetic data.
+    """
     if not synthetic:
         try:
             path = find_kdd_file(data_dir, which)
             return read_kdd(path), path.name.removesuffix(".gz")
         except DatasetMissingError as exc:
+            if not fallback or Path(which).suffix or "/" in which:
+                raise
             announce(f"[yellow]{exc}[/]")
     announce(
         "[yellow]Replaying SYNTHETIC KDD-like connections: detection figures on them say nothing about "

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from stream.kafka import DeliveryTracker, make_producer, produce
+from stream.kafka import DeliveryTracker, make_admin, make_producer, partitions_of, produce, wait_for_broker
 from stream.settings import Settings
 from stream.signals import StopFlag
 
@@ -105,6 +105,11 @@ class ReplayProducer:
     def run(
         self, events: Iterable[Event], total: int | None = None, description: str = "replay"
     ) -> ReplayStats:
+        """Produce ``events``; returns the counts. Before the first event, the broker must answer and
+        the topic must exist (BrokerUnavailableError / TopicMissingError say what to do), so a replay
+        never reports thousands of failed deliveries after a progress bar that looked complete."""
+        wait_for_broker(self.settings, timeout=15)
+        partitions_of(make_admin(self.settings), self.topic)
         producer = make_producer(self.settings)
         tracker = DeliveryTracker()
         stats = ReplayStats()

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from stream.errors import AnomstreamError
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ KAFKA_VERSION = re.search(r"<kafka.version>([^<]+)<", (RUNTIME_DIR / "pom.xml").
 MIN_JAVA = 17
 
 
-class BrokerError(RuntimeError):
+class BrokerError(AnomstreamError, RuntimeError):
     """The embedded broker cannot be installed, started or stopped; the message says what to do."""
 
 
@@ -213,6 +214,10 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self.pid() is not None and port_open("127.0.0.1", self.port)
 
+    def answers(self) -> bool:
+        """Whether a Kafka broker answers on this port, whoever started it."""
+        return port_open("127.0.0.1", self.port) and self._answers()
+
     def _configure(self) -> Path:
         if self.controller_port is None:
             self.controller_port = self.port + 1 if not port_open("127.0.0.1", self.port + 1) else free_port()
@@ -243,8 +248,8 @@ class EmbeddedBroker:
             return self.bootstrap
         if port_open("127.0.0.1", self.port):
             raise BrokerError(
-                f"port {self.port} is already in use by another program: "
-                "pick another with --port, or stop that program"
+                f"port {self.port} is already in use by another program: stop it, or choose another port "
+                f"(ANOMSTREAM_BROKER_PORT=9192, or `--port` / `anomstream up --broker-port`)"
             )
         java, libs = find_java(), ensure_jars()
         props = self._configure()

@@ -1,6 +1,9 @@
 """One frozen settings object for every anomstream process.
 
-Values come from keyword arguments, then ``ANOMSTREAM_*`` environment variables, then defaults::
+Values come from keyword arguments, then ``ANOMSTREAM_*`` environment variables, then defaults. The
+default folders do not depend on the current directory: datasets and models live under
+``$XDG_DATA_HOME/anomstream`` (``~/.local/share/anomstream``), broker and worker state under
+``$XDG_STATE_HOME/anomstream`` (``~/.local/state/anomstream``)::
 
     ANOMSTREAM_BOOTSTRAP_SERVERS=broker:9092           # use this cluster, start no broker
     ANOMSTREAM_KAFKA__SECURITY_PROTOCOL=SASL_SSL       # any librdkafka property, passed through
@@ -15,20 +18,49 @@ Values come from keyword arguments, then ``ANOMSTREAM_*`` environment variables,
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.errors import ConfigurationError
 
 STREAMS = ("kdd", "ecg", "sensor")
 
-# librdkafka properties whose values must never reach a log line.
-_SECRET_MARKERS = ("password", "secret", "token", "key.pem", "private", "jaas")
+# librdkafka properties whose values are shown in logs. Every other value is redacted: a secret can
+# hide in a property whose name says nothing (sasl.oauthbearer.config holds "clientSecret=...").
+_SHOWN_PROPERTIES = frozenset(
+    {
+        "bootstrap.servers", "security.protocol", "sasl.mechanism", "sasl.mechanisms", "sasl.username",
+        "sasl.kerberos.service.name", "sasl.kerberos.principal", "sasl.oauthbearer.method",
+        "sasl.oauthbearer.client.id", "sasl.oauthbearer.scope", "sasl.oauthbearer.token.endpoint.url",
+        "ssl.endpoint.identification.algorithm", "client.id", "group.id", "transactional.id",
+        "isolation.level", "acks", "compression.type", "enable.idempotence", "enable.auto.commit",
+        "enable.auto.offset.store", "auto.offset.reset", "partition.assignment.strategy", "debug",
+    }
+)  # fmt: skip
+# Numbers, sizes and file locations carry no secret (a key *file's* path is not the key).
+_SHOWN_SUFFIXES = re.compile(r"\.(ms|bytes|kbytes|messages|max|min|size|location|retries|count)$")
+_SECRET_MARKERS = ("password", "secret", "token", "key.pem", "private", "jaas", "credential", "config")
 
 
 def _is_secret(prop: str) -> bool:
-    return any(marker in prop for marker in _SECRET_MARKERS)
+    """Whether a librdkafka property's value must be kept out of logs and reprs."""
+    if prop in _SHOWN_PROPERTIES:
+        return False
+    if any(marker in prop for marker in _SECRET_MARKERS):
+        return True
+    return not _SHOWN_SUFFIXES.search(prop)
+
+
+def _default_data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "anomstream"
+
+
+def _default_state_home() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "anomstream"
 
 
 class TopicNames(BaseModel):
@@ -93,10 +125,10 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
-    data_dir: Path = Path("data")
-    registry_dir: Path = Path("registry")
-    state_dir: Path = Path(".anomstream")
-    broker_port: int = 9092
+    data_dir: Path = Field(default_factory=lambda: _default_data_home() / "data")
+    registry_dir: Path = Field(default_factory=lambda: _default_data_home() / "registry")
+    state_dir: Path = Field(default_factory=_default_state_home)
+    broker_port: int = Field(default=9092, ge=1, le=65535)
 
     group_id: str = "anomstream-workers"
     batch_size: int = Field(default=5000, ge=1, description="messages per consume() call")
@@ -162,8 +194,34 @@ class Settings(BaseSettings):
 
 
 def redact(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a client configuration that is safe to log."""
-    return {key: "***" if _is_secret(key) else value for key, value in config.items()}
+    """A copy of a client configuration that is safe to log: only values known to hold no secret."""
+    return {k: "***" if isinstance(v, str) and _is_secret(k) else v for k, v in config.items()}
+
+
+def env_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable of a settings field location: ('kafka', 'x') -> ANOMSTREAM_KAFKA__X."""
+    return "ANOMSTREAM_" + "__".join(str(part).upper().replace(".", "_") for part in loc)
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment, or one ConfigurationError naming the variable and what is wrong.
+
+    >>> os.environ["ANOMSTREAM_BATCH_SIZE"] = "abc"
+    >>> load_settings()  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigurationError: ANOMSTREAM_BATCH_SIZE='abc': Input should be a valid integer, ...
+    >>> del os.environ["ANOMSTREAM_BATCH_SIZE"]
+    """
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first["loc"]
+        secret = loc[0] == "kafka" and _is_secret(".".join(map(str, loc[1:])).lower())
+        shown = "" if secret else f"={first.get('input')!r}"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigurationError(f"{env_name(first['loc'])}{shown}: {first['msg']}{more}") from None
 
 
 def in_ci() -> bool:

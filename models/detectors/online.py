@@ -64,6 +64,8 @@ def _splits_fingerprint(trees: Iterable[Any]) -> str:
 
 class HalfSpaceTreesDetector:
     name: ClassVar[str] = "hst"
+    # It keeps learning while it scores: a worker calls learn() with the rows of committed batches.
+    learns: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -135,21 +137,44 @@ class HalfSpaceTreesDetector:
         rows = np.asarray(X, dtype=np.float64).tolist()
         return np.fromiter((score_one(dict(enumerate(row))) for row in rows), np.float64, len(rows))
 
+    def learn(self, X: np.ndarray) -> None:
+        """Learn committed rows, in order (river's learn_one for each)."""
+        learn = self.model_.learn_one
+        for row in np.asarray(X, dtype=np.float64).tolist():
+            learn(dict(enumerate(row)))
+
     def count_params(self) -> int:
         return int(sum(len(nodes) for nodes in self.model_._tree_nodes))
 
     # -- persistence ----------------------------------------------------------------------------
-    def save(self, directory: Path) -> None:
+    def state(self) -> dict[str, Any]:
+        """What the trees have learnt (JSON-ready): the window position and every node's masses."""
         model = self.model_
-        write_params(directory, self, n_features=getattr(self, "n_features_", None))
-        state = {
-            "features": self.features_,
-            "limits": [[k, *self.limits_[k]] for k in self.features_ if k in self.limits_],
+        return {
             "counter": model.counter,
             "first_window": model._first_window,
             "fingerprint": _splits_fingerprint(model.trees),
             # One [l_mass..., r_mass...] pair of lists per tree, nodes in depth-first order.
             "masses": [[[n.l_mass for n in nodes], [n.r_mass for n in nodes]] for nodes in model._tree_nodes],
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned, onto trees with the same splits."""
+        model = self.model_
+        if _splits_fingerprint(model.trees) != state["fingerprint"]:
+            raise ValueError("the state belongs to Half-Space Trees with other splits")
+        for nodes, (l_mass, r_mass) in zip(model._tree_nodes, state["masses"], strict=True):
+            for node, left, right in zip(nodes, l_mass, r_mass, strict=True):
+                node.l_mass, node.r_mass = left, right
+        model.counter = state["counter"]
+        model._first_window = state["first_window"]
+
+    def save(self, directory: Path) -> None:
+        write_params(directory, self, n_features=getattr(self, "n_features_", None))
+        state = {
+            "features": self.features_,
+            "limits": [[k, *self.limits_[k]] for k in self.features_ if k in self.limits_],
+            **self.state(),
         }
         (directory / STATE_FILE).write_text(json.dumps(state))
 
@@ -166,15 +191,12 @@ class HalfSpaceTreesDetector:
         # river grows the trees on the first learn_one, drawing splits from random.Random(seed):
         # replay that with any row, then overwrite every mass and the window position.
         model.learn_one(dict.fromkeys(detector.features_, 0.0))
-        if _splits_fingerprint(model.trees) != state["fingerprint"]:
+        detector.model_ = model
+        try:
+            detector.set_state(state)
+        except ValueError:
             raise ValueError(
                 f"{directory}: the rebuilt Half-Space Trees do not match the saved ones (river changed "
                 "how it draws splits?): retrain this model with the installed river version"
-            )
-        for nodes, (l_mass, r_mass) in zip(model._tree_nodes, state["masses"], strict=True):
-            for node, left, right in zip(nodes, l_mass, r_mass, strict=True):
-                node.l_mass, node.r_mass = left, right
-        model.counter = state["counter"]
-        model._first_window = state["first_window"]
-        detector.model_ = model
+            ) from None
         return detector

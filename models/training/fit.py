@@ -17,6 +17,7 @@ from models.features import FeatureEncoder
 from models.thresholds import Threshold, threshold_for
 from models.training.data import TrainingData
 from models.training.recipes import Recipe
+from stream.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ def fit_threshold(
     if kind != "fbeta":
         return threshold.fit(calibration_scores)
     if data.labelled is None:
-        raise ValueError(f"fbeta needs labelled validation data; the {data.stream} training data has none")
+        raise ConfigurationError(
+            f"fbeta needs labelled validation data; the {data.stream} training data has none"
+        )
     return threshold.fit(detector.score(data.labelled), data.labelled_anomaly)
 
 
@@ -67,14 +70,16 @@ def check_params(detector: str, params: dict[str, Any]) -> None:
     >>> check_params("ae", {"epochs": 0})
     Traceback (most recent call last):
     ...
-    ValueError: ae: epochs must be a whole number of at least 1, got 0
+    stream.errors.ConfigurationError: ae: epochs must be a whole number of at least 1, got 0
     """
     for name in POSITIVE_PARAMS:
         if name not in params:
             continue
         value = params[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{detector}: {name} must be a whole number of at least 1, got {value!r}")
+            raise ConfigurationError(
+                f"{detector}: {name} must be a whole number of at least 1, got {value!r}"
+            )
     for member in params.get("members") or ():
         if isinstance(member, list | tuple) and len(member) == 2 and isinstance(member[1], dict):
             check_params(f"{detector} member {member[0]}", member[1])

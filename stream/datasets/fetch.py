@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stream.errors import AnomstreamError
+
 log = logging.getLogger(__name__)
 
 UCI_KDD = "http://kdd.ics.uci.edu/databases/kddcup99"
@@ -62,7 +64,7 @@ def _nab_files() -> list[RemoteFile]:
 DATASETS["nab"] = _nab_files()
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(AnomstreamError, RuntimeError):
     """A downloaded file does not match its published sha256."""
 
 
@@ -113,7 +115,7 @@ def fetch_file(
 
 def fetch(name: str, data_dir: Path, progress: Callable[[str, int, int], None] | None = None) -> list[Path]:
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise AnomstreamError(f"unknown dataset {name!r}: use one of {', '.join(sorted(DATASETS))}")
     paths = []
     for remote in DATASETS[name]:
         callback = (lambda done, total, r=remote: progress(r.path, done, total)) if progress else None

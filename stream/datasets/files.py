@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from stream.errors import AnomstreamError
 
-class DatasetMissingError(FileNotFoundError):
+
+class DatasetMissingError(AnomstreamError, FileNotFoundError):
     """A dataset file is not in the data directory; the message says how to get it."""
+
+
+class DatasetFormatError(AnomstreamError, ValueError):
+    """A file is not the dataset it was given as; the message says what was expected."""
 
 
 def first_file(folders: Iterable[Path], names: Iterable[str]) -> Path | None:
@@ -37,7 +43,11 @@ def find_named_file(
     if candidate.is_file():
         return candidate
     if which not in files:
-        raise DatasetMissingError(f"{which!r} is neither a file nor one of {sorted(files)}")
+        what = "is a directory, not a file" if candidate.is_dir() else "is neither a file nor"
+        names = ", ".join(sorted(files))
+        if candidate.is_dir():
+            raise DatasetMissingError(f"{which} {what}: give a {dataset} file or one of {names}")
+        raise DatasetMissingError(f"{which!r} {what} one of {names}")
     found = first_file([*(data_dir / sub for sub in subfolders), data_dir], files[which])
     if found is None:
         looked_for = ", ".join(files[which])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stream.datasets.files import find_named_file
+from stream.datasets.files import DatasetFormatError, find_named_file
 from stream.messages import KDD_CATEGORICAL, KDD_FEATURES
 
 KDD_NORMAL = "normal"
@@ -42,10 +42,18 @@ def read_kdd(path: Path, limit: int | None = None) -> pd.DataFrame:
     (['dst_host_srv_rerror_rate', 'label'], 'normal')
     """
     dtypes: dict[str, object] = {name: "category" for name in KDD_CATEGORICAL}
-    frame = pd.read_csv(path, header=None, nrows=limit, dtype=dtypes | {41: "category"})
+    expected = "a KDD Cup 99 or NSL-KDD file (42 or 43 comma-separated columns, no header)"
+    try:
+        frame = pd.read_csv(path, header=None, nrows=limit, dtype=dtypes | {41: "category"})
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:  # pandas' ParserError is a ValueError
+        reason = " ".join(str(exc).split())[:200]
+        raise DatasetFormatError(f"{path} is not {expected}: {reason}") from None
     if frame.shape[1] not in (42, 43):
-        raise ValueError(f"{path}: expected 42 (KDD Cup 99) or 43 (NSL-KDD) columns, got {frame.shape[1]}")
+        raise DatasetFormatError(f"{path} is not {expected}: it has {frame.shape[1]} columns")
     frame = frame.iloc[:, :42]
+    numeric = frame.drop(columns=[1, 2, 3, 41])
+    if not all(kind in "iuf" for kind in numeric.dtypes.map(lambda d: d.kind)):
+        raise DatasetFormatError(f"{path} is not {expected}: a numeric feature column holds text")
     frame.columns = [*KDD_FEATURES, "label"]
     frame["label"] = frame["label"].astype(str).str.rstrip(".")
     for name in KDD_CATEGORICAL:

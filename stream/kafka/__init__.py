@@ -10,6 +10,7 @@ from stream.kafka.delivery import DeliveryTracker, Headers, flush_or_raise, prod
 from stream.kafka.reading import check_message, follow_from_end, header, iter_topic, read_all, read_ranges
 from stream.kafka.topics import (
     BrokerUnavailableError,
+    TopicMissingError,
     create_topics,
     end_offsets,
     partitions_of,
@@ -20,6 +21,7 @@ from stream.kafka.topics import (
 __all__ = [
     "BrokerUnavailableError",
     "DeliveryTracker",
+    "TopicMissingError",
     "Headers",
     "check_message",
     "create_topics",

@@ -12,42 +12,39 @@ Python logging.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
+from stream.errors import ConfigurationError
+from stream.kafka.logs import client_error_cb, rdkafka_log
 from stream.settings import Settings, redact
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
-# librdkafka's own log lines (broker connection trouble, retries) go through Python logging.
-rdkafka_log = logging.getLogger("librdkafka")
-
-
-class _TransientStartupNoise(logging.Filter):
-    """Drop retries librdkafka logs while a fresh broker loads its coordinators (it retries itself)."""
-
-    BENIGN = ("Coordinator load in progress", "Not coordinator", "Broker handle destroyed")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(text in message for text in self.BENIGN)
-
-
-rdkafka_log.addFilter(_TransientStartupNoise())
-
-
-def _error_cb(error: KafkaError) -> None:
-    # librdkafka reports transient broker trouble here and retries by itself; fatal errors are
-    # raised from the next call on the client, so logging is the right response.
-    level = logging.ERROR if error.fatal() else logging.WARNING
-    log.log(level, "kafka client: %s", error)
 
 
 def _client_config(settings: Settings, defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    config = settings.kafka_config(**{"error_cb": _error_cb, "logger": rdkafka_log, **defaults})
+    config = settings.kafka_config(**{"error_cb": client_error_cb, "logger": rdkafka_log, **defaults})
     config.update(overrides)
     return config
+
+
+def _checked(make: Callable[[dict[str, Any]], T], config: dict[str, Any]) -> T:
+    """Build a client; a property librdkafka rejects becomes one ConfigurationError naming its variable."""
+    try:
+        return make(config)
+    except KafkaException as exc:
+        error = exc.args[0]
+        if error.code() == KafkaError._INVALID_ARG:
+            raise ConfigurationError(
+                f"Kafka client configuration rejected: {error.str()} "
+                "(check the ANOMSTREAM_KAFKA__* variables: ANOMSTREAM_KAFKA__LINGER_MS sets linger.ms)"
+            ) from None
+        raise
 
 
 def make_producer(settings: Settings, transactional_id: str | None = None, **overrides: Any) -> Producer:
@@ -63,7 +60,7 @@ def make_producer(settings: Settings, transactional_id: str | None = None, **ove
         defaults["transactional.id"] = transactional_id
     config = _client_config(settings, defaults, overrides)
     log.debug("producer config %s", redact(config))
-    return Producer(config)
+    return _checked(Producer, config)
 
 
 def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consumer:
@@ -80,7 +77,7 @@ def make_consumer(settings: Settings, group_id: str, **overrides: Any) -> Consum
     }
     config = _client_config(settings, defaults, overrides)
     log.debug("consumer config %s", redact(config))
-    return Consumer(config)
+    return _checked(Consumer, config)
 
 
 def make_reader(settings: Settings, **overrides: Any) -> Consumer:
@@ -92,8 +89,8 @@ def make_reader(settings: Settings, **overrides: Any) -> Consumer:
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
     }
-    return Consumer(_client_config(settings, defaults, overrides))
+    return _checked(Consumer, _client_config(settings, defaults, overrides))
 
 
 def make_admin(settings: Settings) -> AdminClient:
-    return AdminClient(_client_config(settings, {}, {}))
+    return _checked(AdminClient, _client_config(settings, {}, {}))

@@ -10,6 +10,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from stream.kafka.logs import delivery_failure
+
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
@@ -32,7 +34,7 @@ class DeliveryTracker:
                 self.failed += 1
                 if self.first_error is None:
                     self.first_error = error
-                log.error("delivery to %s failed: %s", message.topic(), error)
+                delivery_failure(message.topic(), error)
 
     def reset(self) -> None:
         with self._lock:

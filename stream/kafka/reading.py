@@ -17,7 +17,7 @@ from confluent_kafka import (
 )
 
 from stream.kafka.clients import make_reader
-from stream.kafka.topics import partitions_of, watermarks
+from stream.kafka.topics import TopicMissingError, partitions_of, watermarks
 from stream.settings import Settings
 from stream.signals import StopFlag
 
@@ -46,13 +46,17 @@ def header(message: Message, name: str) -> bytes | None:
 
 def follow_from_end(settings: Settings, topic: str) -> Consumer | None:
     """A reader of every partition of ``topic`` from its current end (what is published from now
-    on); None when the topic does not exist."""
+    on); None when the topic does not exist. Other failures (authentication, an unreachable broker)
+    raise: they are not "the topic is missing"."""
     reader = make_reader(settings)
     try:
         partitions = partitions_of(reader, topic)
-    except KafkaException:
+    except TopicMissingError:
         reader.close()
         return None
+    except BaseException:
+        reader.close()
+        raise
     reader.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
     return reader
 

@@ -7,12 +7,21 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from stream.errors import AnomstreamError
 from stream.kafka.clients import make_admin, make_reader
 from stream.settings import Settings
 
 
-class BrokerUnavailableError(RuntimeError):
+class BrokerUnavailableError(AnomstreamError, RuntimeError):
     """No Kafka broker answered at the configured bootstrap address."""
+
+
+class TopicMissingError(AnomstreamError, LookupError):
+    """A topic anomstream needs does not exist in the cluster."""
+
+    def __init__(self, topic: str) -> None:
+        super().__init__(f"topic {topic} does not exist: create the topics with `anomstream topics create`")
+        self.topic = topic
 
 
 def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
@@ -72,13 +81,20 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.
         time.sleep(0.2)
 
 
-def partitions_of(client: Consumer, topic: str) -> list[int]:
-    """Partition ids of ``topic``; raises KafkaException when it does not exist."""
+def partitions_of(client: Consumer | AdminClient, topic: str) -> list[int]:
+    """Partition ids of ``topic``.
+
+    Raises TopicMissingError when it does not exist, and KafkaException for anything else (an
+    unreachable broker, failed authentication, a denied topic): a missing topic is the only answer
+    that "create the topics" fixes.
+    """
     meta = client.list_topics(topic, timeout=10)
-    if topic not in meta.topics or meta.topics[topic].error is not None:
-        error = KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"topic {topic} does not exist")
-        raise KafkaException(error)
-    return sorted(meta.topics[topic].partitions)
+    found = meta.topics.get(topic)
+    if found is None or (found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+        raise TopicMissingError(topic)
+    if found.error is not None:
+        raise KafkaException(found.error)
+    return sorted(found.partitions)
 
 
 def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:

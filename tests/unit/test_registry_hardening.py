@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from models.detectors.autoencoder import DenseAutoencoder
 from models.features import WindowEncoder
@@ -34,6 +33,16 @@ def fitted():
     detector = DenseAutoencoder(hidden=(4, 2), epochs=1, verbose=0).fit(encoder.transform(X))
     threshold = QuantileThreshold(0.05).fit(detector.score(encoder.transform(X)))
     return X, encoder, detector, threshold
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``anomstream ARGS`` in this process, as the console script runs it: exit code and output."""
+    from anomstream.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exited.value.code or 0), captured.out + captured.err
 
 
 def _save(registry: Registry, fitted, promote=None) -> ModelRef:
@@ -77,17 +86,16 @@ def test_a_version_folder_copied_under_another_number_is_refused(tmp_path: Path,
         registry.promote("kdd", "ae", 2)
 
 
-def test_cli_promote_of_a_tampered_version_exits_1_with_one_line(tmp_path: Path, fitted, monkeypatch) -> None:
-    from anomstream.cli import app
-
+def test_cli_promote_of_a_tampered_version_exits_1_with_one_line(
+    tmp_path: Path, fitted, monkeypatch, capsys
+) -> None:
     registry = Registry(tmp_path)
     _save(registry, fitted)
     v2 = _save(registry, fitted)
     _flip_byte(v2.path / "detector" / "model.weights.h5")
     monkeypatch.setenv("ANOMSTREAM_REGISTRY_DIR", str(tmp_path))
-    result = CliRunner().invoke(app, ["models", "promote", "kdd", "ae", "2"])
-    assert result.exit_code == 1, result.output
-    assert "sha256" in result.output and "Traceback" not in result.output
+    code, output = run_cli(["models", "promote", "kdd", "ae", "2"], capsys)
+    assert code == 1 and "sha256" in output and "Traceback" not in output, output
     assert registry.production("kdd")["version"] == 1
 
 
@@ -265,13 +273,13 @@ def test_training_with_no_epochs_is_refused_before_anything_is_saved(tmp_path: P
 
 
 @pytest.mark.parametrize("epochs", ["-1", "0"])
-def test_cli_train_with_no_epochs_exits_1_and_saves_nothing(tmp_path: Path, monkeypatch, epochs: str) -> None:
-    from anomstream.cli import app
-
+def test_cli_train_with_no_epochs_exits_1_and_saves_nothing(
+    tmp_path: Path, monkeypatch, capsys, epochs: str
+) -> None:
     monkeypatch.setenv("ANOMSTREAM_REGISTRY_DIR", str(tmp_path))
-    result = CliRunner().invoke(app, ["train", "--stream", "kdd", "--epochs", epochs])
-    assert result.exit_code == 1 and "--epochs must be at least 1" in result.output
-    assert "Traceback" not in result.output and not list(tmp_path.rglob("manifest.json"))
+    code, output = run_cli(["train", "--stream", "kdd", "--epochs", epochs], capsys)
+    assert code == 1 and "--epochs must be at least 1" in output
+    assert "Traceback" not in output and not list(tmp_path.rglob("manifest.json"))
 
 
 def test_ensemble_member_params_are_checked_too() -> None:

@@ -68,3 +68,24 @@ def test_environment_round_trips_to_identical_settings(monkeypatch: pytest.Monke
     child = Settings()
     assert child == parent
     assert child.kafka_config()["sasl.password"] == "hunter2" and child.topic("alerts") == "t1.sec.alerts"
+
+
+def test_a_secret_in_a_property_whose_name_says_nothing_is_still_redacted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sasl.oauthbearer.config carried clientSecret=hunter2 into the -v producer-config log line."""
+    import logging
+
+    from stream.kafka import make_producer
+
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SASL_OAUTHBEARER_CONFIG", "clientId=scorer clientSecret=hunter2")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__SOME_FUTURE_PROPERTY", "opaque-value")
+    monkeypatch.setenv("ANOMSTREAM_KAFKA__LINGER_MS", "5")
+    settings = Settings()
+    with caplog.at_level(logging.DEBUG):
+        make_producer(settings.model_copy(update={"kafka": {"linger.ms": "5"}}))
+        logging.getLogger("stream.kafka.clients").debug("producer config %s", redact(settings.kafka_config()))
+    assert (
+        "hunter2" not in caplog.text and "opaque-value" not in caplog.text and "hunter2" not in repr(settings)
+    )
+    assert "'linger.ms': '5'" in caplog.text, "harmless numbers stay visible"

@@ -68,3 +68,15 @@ def test_a_crash_loop_gives_up_with_a_failure(tmp_path: Path) -> None:
     assert supervisor.run() == 1
     assert len(_lines(log)) == MAX_RESTARTS_PER_MINUTE + 1
     stop.set()
+
+
+def test_exit_codes_are_combined_not_or_ed(tmp_path: Path) -> None:
+    """One replica interrupted (130), one failed (1): the supervisor reports the failure, 1 (it said 131)."""
+    log, stop = tmp_path / "args.log", StopFlag(install=False)
+    body = (
+        "code = 130 if 'replica-0' in sys.argv else 1\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(code))\ntime.sleep(60)\n"
+    )
+    supervisor = ReplicaSupervisor(2, [], stop, command=_program(log, body))
+    threading.Timer(1.5, stop.set).start()
+    assert supervisor.run() == 1

@@ -1,0 +1,85 @@
+"""Checkpoints of what a model learns while it scores: a sliding threshold's window, Half-Space Trees'
+masses. They live outside the sha256-sealed registry artifacts (those never change once written), one
+file per stream, model version and owner (a worker id)::
+
+    STATE_DIR/online/<stream>/<detector>/v0003/<owner>.json
+
+A worker learns only from committed batches, so a checkpoint never holds a batch twice; it writes a
+checkpoint at most every ``interval`` seconds and when it stops, and a restarted worker with the same
+owner id resumes from it (a crash loses at most the last interval of learning, never doubles it).
+
+>>> import tempfile, numpy as np
+>>> from models.thresholds import SlidingPercentileThreshold
+>>> from models.scoring import ScoringModel
+>>> model = ScoringModel("ecg", "pca", 3, None, None, SlidingPercentileThreshold(4, 75).fit([1, 2, 3, 4]))
+>>> store = OnlineStateStore(Path(tempfile.mkdtemp()), "replica-0")
+>>> model.learn(np.array([9.0, 9.5])); store.save(model, committed_events=2)
+>>> fresh = ScoringModel("ecg", "pca", 3, None, None, SlidingPercentileThreshold(4, 75).fit([1, 2, 3, 4]))
+>>> store.restore(fresh), fresh.threshold.threshold_
+(2, 9.5)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from models.scoring import ScoringModel
+
+log = logging.getLogger(__name__)
+
+
+def learns(model: ScoringModel) -> bool:
+    """Whether scoring moves anything in ``model`` (a learning threshold, an online detector)."""
+    return bool(model.threshold.learns or getattr(model.detector, "learns", False))
+
+
+def online_state(model: ScoringModel) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    if model.threshold.learns:
+        state["threshold"] = model.threshold.state()
+    if getattr(model.detector, "learns", False):
+        state["detector"] = model.detector.state()  # type: ignore[attr-defined]
+    return state
+
+
+class OnlineStateStore:
+    def __init__(self, root: Path, owner: str) -> None:
+        self.root = Path(root) / "online"
+        self.owner = owner
+
+    def path(self, model: ScoringModel) -> Path:
+        version = f"v{model.version:04d}"
+        return self.root / model.stream / model.detector_name / version / f"{self.owner}.json"
+
+    def save(self, model: ScoringModel, committed_events: int) -> None:
+        """Write the model's online state atomically (a crash mid-write leaves the previous one)."""
+        if not learns(model):
+            return
+        path = self.path(model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"committed_events": committed_events, **online_state(model)}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle)
+        os.replace(tmp, path)
+
+    def restore(self, model: ScoringModel) -> int | None:
+        """Apply the last checkpoint of this model version; the committed events it covers, or None."""
+        path = self.path(model)
+        if not learns(model) or not path.is_file():
+            return None
+        try:
+            payload = json.loads(path.read_text())
+            if "threshold" in payload and model.threshold.learns:
+                model.threshold.set_state(payload["threshold"])
+            if "detector" in payload and getattr(model.detector, "learns", False):
+                model.detector.set_state(payload["detector"])  # type: ignore[attr-defined]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable online state %s (%s): starting as trained", path, exc)
+            return None
+        return int(payload.get("committed_events", 0))
