@@ -406,6 +406,48 @@ def worker(
     raise typer.Exit(serve(settings(), wanted, replicas, eos, worker_id, metrics_port))
 
 
+# -- drift ----------------------------------------------------------------------------------------
+@app.command()
+def drift(
+    stream: Annotated[
+        list[str] | None, typer.Option("--stream", help="watch only this stream (repeatable; default: all)")
+    ] = None,
+    detector: Annotated[
+        str | None, typer.Option(help="adwin (default), kswin or page_hinkley; ANOMSTREAM_DRIFT__DETECTOR")
+    ] = None,
+    retrain: Annotated[bool, typer.Option("--retrain", help="retrain, shadow-evaluate, promote on drift")] = (
+        False
+    ),
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve /metrics, /healthz and /readyz on this port")
+    ] = None,
+    instance_id: Annotated[
+        str | None, typer.Option(help="stable id of this monitor: names its checkpoint (default: host name)")
+    ] = None,
+) -> None:
+    """Drift monitor: calibrated detectors on every watched stream's scores; events on drift-events."""
+    from consumers.drift.monitor import RetrainUnavailableError, serve
+    from consumers.drift.state import InstanceInUseError
+    from models.registry import RegistryError
+    from stream.kafka import BrokerUnavailableError, wait_for_broker
+
+    s = settings()
+    unknown = sorted(set(stream or []) - set(STREAMS))
+    if unknown:
+        raise fail(f"unknown stream {', '.join(unknown)}: choose from {', '.join(STREAMS)}")
+    try:
+        wait_for_broker(s, timeout=30)
+        raise typer.Exit(serve(s, stream or None, detector, retrain, metrics_port, instance_id))
+    except (
+        RegistryError,
+        RetrainUnavailableError,
+        BrokerUnavailableError,
+        InstanceInUseError,
+        ValueError,
+    ) as exc:
+        raise fail(str(exc)) from None
+
+
 @alerts_app.command("tail")
 def alerts_tail(
     stream: Annotated[str | None, typer.Option(help="only alerts of this stream")] = None,

@@ -78,6 +78,35 @@ class TopicNames(BaseModel):
     model_updates: str = "model-updates"
 
 
+class DriftSettings(BaseModel):
+    """The drift monitor (``anomstream drift``), e.g. ANOMSTREAM_DRIFT__TARGET_ERT=1000000."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group_id: str = Field(default="anomstream-drift", description="consumer group of drift monitors")
+    detector: str = Field(default="adwin", description="adwin, kswin or page_hinkley")
+    target_ert: int = Field(
+        default=1_000_000, ge=1000, description="at most one false alarm per this many stable scores"
+    )
+    false_alarm_risk: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="chance that target_ert stable scores raise one anyway (0.632: plain expected run time)",
+    )
+    calibration_seed: int = 0
+    cooldown: int = Field(default=50_000, ge=0, description="events after a detection with no other")
+    burst_window: int = Field(default=500, ge=10, description="events over which the alert rate is taken")
+    burst_rate: float = Field(default=0.5, gt=0, le=1, description="alert rate that makes a burst")
+    max_burst: int = Field(
+        default=250_000, ge=1, description="a burst longer than this is a change (KDD's longest: 194,637)"
+    )
+    checkpoint_interval_s: float = Field(default=5.0, gt=0, description="state saved, offsets committed")
+    feature_test: bool = Field(default=True, description="also test a sample of encoded input features")
+    feature_window: int = Field(default=2000, ge=100, description="sampled events per feature test")
+    feature_sample_every: int = Field(default=10, ge=1, description="sample one in N normal events")
+
+
 class Settings(BaseSettings):
     """Everything a producer, worker, trainer or CLI verb needs to know about its environment."""
 
@@ -104,6 +133,7 @@ class Settings(BaseSettings):
     group_id: str = "anomstream-workers"
     batch_size: int = Field(default=5000, ge=1, description="messages per consume() call")
     batch_timeout_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @field_validator("kafka", mode="before")
     @classmethod
@@ -155,6 +185,8 @@ class Settings(BaseSettings):
             env["ANOMSTREAM_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
         for field_name, topic in self.topics.model_dump().items():
             env[f"ANOMSTREAM_TOPICS__{field_name.upper()}"] = topic
+        for field_name, value in self.drift.model_dump().items():
+            env[f"ANOMSTREAM_DRIFT__{field_name.upper()}"] = str(value)
         for key, value in self.kafka_config().items():
             if key != "bootstrap.servers":
                 env[f"ANOMSTREAM_KAFKA__{key.replace('.', '_').upper()}"] = str(value)

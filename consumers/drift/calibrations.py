@@ -1,0 +1,79 @@
+"""Calibrated watch settings per production model, computed once and kept under the state folder.
+
+Calibrating ADWIN to one false alarm per 1,000,000 scores simulates ~13 million scores (a few
+seconds); a model version is sealed, so its calibration is cached by the sha256 of its validation
+scores, the detector kind, the target and the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.drift import DriftConfig, ModelReference, WatchConfig, calibrate, ert_for_risk, model_reference
+from models.registry import Registry
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WatchSpec:
+    """What a stream's units watch: the production model's scores, through this calibrated watch."""
+
+    stream: str
+    model: tuple[str, int]
+    config: WatchConfig
+
+
+class Calibrations:
+    def __init__(self, settings: Settings, kind: str) -> None:
+        self.settings = settings
+        self.kind = kind
+        self.registry = Registry(settings.registry_dir)
+        self.folder = Path(settings.state_dir) / "drift" / "calibrations"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def production(self, stream: str) -> tuple[str, int] | None:
+        alias = self.registry.production(stream)
+        return None if alias is None else (str(alias["detector"]), int(alias["version"]))
+
+    def spec(self, stream: str, detector: str | None = None, version: int | None = None) -> WatchSpec:
+        """The watch for ``stream``'s production model (or a given version), calibrated or cached."""
+        reference = model_reference(self.registry, stream, detector, version)
+        score = self._score_config(reference)
+        d = self.settings.drift
+        config = WatchConfig(score, d.burst_window, d.burst_rate, d.max_burst, d.cooldown)
+        return WatchSpec(stream, (reference.detector, reference.version), config)
+
+    def _score_config(self, reference: ModelReference) -> DriftConfig:
+        d = self.settings.drift
+        # "At most one false alarm per target_ert scores", with a false_alarm_risk chance of one.
+        ert = ert_for_risk(d.target_ert, d.false_alarm_risk)
+        name = f"{reference.checksum[:16]}-{self.kind}-ert{ert}-seed{d.calibration_seed}.json"
+        path = self.folder / name
+        if path.is_file():
+            return DriftConfig.from_dict(json.loads(path.read_text()))
+        started = time.monotonic()
+        log.info("calibrating %s for %s/%s v%d on %d validation scores (expected run time %d)...",
+                 self.kind, reference.stream, reference.detector, reference.version, len(reference.scores),
+                 ert)  # fmt: skip
+        config = calibrate(self.kind, reference.scores, ert, d.calibration_seed)
+        log.info("calibrated %s for %s v%d: %s, simulated expected run time %s, in %.1fs", self.kind,
+                 reference.stream, reference.version, _params(config), config.estimated_ert,
+                 time.monotonic() - started)  # fmt: skip
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".calibration-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(config.to_dict(), handle)
+        os.replace(tmp, path)
+        return config
+
+
+def _params(config: DriftConfig) -> str:
+    keys = {"adwin": "delta", "kswin": "alpha", "page_hinkley": "threshold"}
+    return f"{keys[config.kind]}={config.params[keys[config.kind]]:.4g}, stride {config.stride}"

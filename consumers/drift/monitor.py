@@ -1,0 +1,516 @@
+"""``anomstream drift``: the drift monitor, a consumer group on the ``scores`` topic.
+
+Per batch::
+
+    consume score records (read_committed) -> the record's stream's unit:
+        skip what was already watched (input offsets at or below the unit's high-water mark)
+        -> the stream's DriftWatch (calibrated on the production model's validation scores)
+        -> a DriftEvent per detection on drift-events (and, with --retrain, a retrain submitted)
+    every checkpoint_interval_s: events delivered -> state written -> scores offsets committed
+
+Several monitors share the partitions of ``scores``; each watches, per stream, the records of the
+partitions it holds. A detection by another monitor (read back from ``drift-events``) resets this
+monitor's watch of that stream and starts its cooldown, so one change yields one event (two monitors
+detecting within the same fraction of a second can still both report it: a retrainer's own cooldown
+absorbs that). A new production model (``model-updates``, or score records of a newer production
+version) resets the stream's watch with that model's own calibration; scores of any other model
+version are not watched.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+import numpy as np
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from consumers.drift.calibrations import Calibrations, WatchSpec
+from consumers.drift.events import build_drift_event
+from consumers.drift.features import FEATURE_KS, FeatureSampler
+from consumers.drift.merge import Pending, RecordMerger
+from consumers.drift.metrics import DriftMetrics
+from consumers.drift.state import CheckpointStore, SpanLog, Unit
+from models.drift import DETECTORS, DriftWatch, WatchEvent
+from models.registry import RegistryError
+from stream.kafka import check_message, flush_or_raise, follow_from_end, make_consumer, make_producer, produce
+from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
+from stream.settings import STREAMS, Settings
+from stream.signals import StopFlag
+
+log = logging.getLogger(__name__)
+
+_decode_record = msgspec.json.Decoder(ScoreRecord).decode
+ALIAS_RECHECK_S = 2.0
+MAX_QUEUED = 500  # score records queued per partition before its fetching pauses
+
+
+class RetrainUnavailableError(RuntimeError):
+    """--retrain was asked for, but this installation has no retrain loop."""
+
+
+@dataclass
+class MonitorStats:
+    records: int = 0
+    scores: int = 0
+    duplicates: int = 0  # scores of input offsets already watched (a worker's retried batch)
+    stale: int = 0  # scores of a model version that is not the stream's production model
+    malformed: int = 0
+    events: list[DriftEvent] = field(default_factory=list)
+    # Per event, the input offsets (per partition) of the scores that completed the detection.
+    detected_at_offsets: list[dict[str, int]] = field(default_factory=list)
+    checkpoints: int = 0
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        settings: Settings,
+        streams: Sequence[str] | None = None,
+        detector: str | None = None,
+        retrain: bool = False,
+        metrics_port: int | None = None,
+        stop: StopFlag | None = None,
+        instance_id: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.instance = instance_id or socket.gethostname()
+        self.kind = detector or settings.drift.detector
+        if self.kind not in DETECTORS:
+            raise ValueError(f"unknown drift detector {self.kind!r}: choose one of {', '.join(DETECTORS)}")
+        self.stop = stop if stop is not None else StopFlag()
+        self.retrainer = _make_retrainer(settings) if retrain else None
+        self.calibrations = Calibrations(settings, self.kind)
+        self.fixed_streams = list(streams) if streams else None
+        self.specs: dict[str, WatchSpec] = {}
+        for stream in self.fixed_streams or STREAMS:
+            if self.calibrations.production(stream) is not None:
+                self.specs[stream] = self.calibrations.spec(stream)
+            elif self.fixed_streams:
+                log.warning("stream %s has no production model yet: watching for one", stream)
+        if not self.specs and not self.fixed_streams:
+            raise RegistryError(
+                f"no production model in {settings.registry_dir}: nothing to watch; "
+                "run `anomstream train --stream kdd` first"
+            )
+        self.metrics = DriftMetrics(metrics_port)
+        self.scores_topic = settings.topic("scores")
+        self.store = CheckpointStore(settings.state_dir, settings.drift.group_id, self.instance)
+        self.units: dict[str, Unit] = {}
+        self.next_offsets: dict[int, int] = {}  # scores partition -> next offset to read
+        self.saved_offsets: dict[int, int] = {}  # what the checkpoint covers, per scores partition
+        self.dirty = False
+        self.merger = RecordMerger()
+        self.features = FeatureSampler(settings) if settings.drift.feature_test else None
+        self._sampled: dict[str, int] = {}  # admitted events counted towards the next feature sample
+        self._tests_counted: dict[str, int] = {}
+        self.paused: set[int] = set()
+        self.assigned: set[int] = set()
+        self.published: set[str] = set()
+        self.stats = MonitorStats()
+        self._alias_checked: dict[str, float] = {}
+        for stream, spec in self.specs.items():
+            self.metrics.model_version.labels(stream).set(spec.model[1])
+        self._restore(self.store.load())
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, max_records: int | None = None) -> MonitorStats:
+        """Watch until stopped (or until ``max_records`` score records were read)."""
+        self.producer = make_producer(self.settings)
+        self.consumer = make_consumer(
+            self.settings, self.settings.drift.group_id, **{"session.timeout.ms": 10_000}
+        )
+        self.consumer.subscribe([self.scores_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)  # fmt: skip
+        updates = follow_from_end(self.settings, self.settings.topic("model_updates"))
+        peers = follow_from_end(self.settings, self.settings.topic("drift"))
+        if self.features is not None:
+            self.features.start()
+        self.metrics.ready = True
+        watched = sorted(self.specs) or "(waiting for models)"
+        log.info("drift monitor watching %s with %s (target: one false alarm per %d scores)",
+                 watched, self.kind, self.settings.drift.target_ert)  # fmt: skip
+        last_checkpoint = time.monotonic()
+        try:
+            while not self.stop:
+                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_s)
+                for message in messages:
+                    if check_message(message):
+                        self.merger.add(self._pending(message))
+                for item in self.merger.release(self.assigned, self._caught_up):
+                    self._handle(item)
+                    if max_records is not None and self.stats.records >= max_records:
+                        break
+                for partition in self.assigned:
+                    resume_at = self.merger.commit_offset(partition)
+                    if resume_at is not None:
+                        self.next_offsets[partition] = resume_at
+                self._flow_control()
+                if updates is not None:
+                    self._follow_model_updates(updates)
+                if peers is not None:
+                    self._follow_peer_events(peers)
+                self._poll_retrainer()
+                self._poll_features()
+                self.metrics.beat()
+                if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
+                    self._checkpoint(set(self.next_offsets))
+                    last_checkpoint = time.monotonic()
+                if max_records is not None and self.stats.records >= max_records:
+                    break
+        finally:
+            self._shutdown(updates, peers)
+        return self.stats
+
+    def _pending(self, message: Message) -> Pending:
+        try:
+            record = _decode_record(message.value() or b"")
+        except msgspec.DecodeError as exc:
+            self.stats.malformed += 1
+            log.warning("skipping malformed score record at %s[%d]@%d: %s",
+                        message.topic(), message.partition(), message.offset(), exc)  # fmt: skip
+            return Pending(message.partition(), message.offset(), "", None)
+        first = record.event_times[0] if record.event_times else None
+        if first is None:  # no event time: the time the record was published
+            first = datetime.fromtimestamp(message.timestamp()[1] / 1000, UTC).isoformat(
+                timespec="milliseconds"
+            )
+        return Pending(message.partition(), message.offset(), first, record, (record.topic, record.partition))
+
+    def _caught_up(self, partition: int) -> bool:
+        """Nothing more to read from ``partition`` now (it is at its high watermark)."""
+        tp = TopicPartition(self.scores_topic, partition)
+        _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+        position = self.consumer.position([tp])[0].offset  # the next offset to fetch
+        return high >= 0 and position >= high
+
+    def _flow_control(self) -> None:
+        """Stop fetching a partition whose queue is long; its records wait for the others'."""
+        full = [TopicPartition(self.scores_topic, p) for p in self.assigned
+                if self.merger.queued(p) > MAX_QUEUED and p not in self.paused]  # fmt: skip
+        drained = [TopicPartition(self.scores_topic, p) for p in self.paused
+                   if self.merger.queued(p) < MAX_QUEUED // 2]  # fmt: skip
+        if full:
+            self.consumer.pause(full)
+            self.paused |= {tp.partition for tp in full}
+        if drained:
+            self.consumer.resume(drained)
+            self.paused -= {tp.partition for tp in drained}
+
+    def _handle(self, item: Pending) -> None:
+        self.dirty = True
+        self.stats.records += 1
+        record = item.record
+        if record is None:
+            return
+        if record.stream not in self.specs and not self._adopt(record.stream):
+            return
+        unit = self._unit(record)
+        if unit is None:
+            self.stats.stale += len(record.offsets)
+            return
+        self._watch(unit, record)
+
+    def _watch(self, unit: Unit, record: ScoreRecord) -> None:
+        offsets = np.asarray(record.offsets, dtype=np.int64)
+        fresh = offsets > unit.high.get(record.partition, -1)
+        self.stats.duplicates += int((~fresh).sum())
+        if not fresh.any():
+            return
+        rows = np.flatnonzero(fresh)
+        scores = np.asarray(record.scores, dtype=np.float64)[rows]
+        alerts = np.asarray(record.is_alert, dtype=bool)[rows]
+        times = [record.event_times[int(rows[0])], record.event_times[int(rows[-1])]]
+        start = unit.watch.n
+        unit.spans.add(start, record.partition, offsets[rows], times)
+        unit.high[record.partition] = int(offsets[rows[-1]])
+        events = unit.watch.update(scores, alerts)
+        self.stats.scores += len(rows)
+        self.metrics.scores.labels(unit.stream, "watched").inc(len(rows))
+        self.metrics.in_burst.labels(unit.stream).set(1 if unit.watch.in_burst else 0)
+        if self.features is not None:
+            self._offer_sample(unit, record, offsets[rows])
+        drift = unit.watch.drift
+        self.metrics.statistic.labels(unit.stream, drift.config.kind).set(drift.statistic)
+        self.metrics.threshold.labels(unit.stream, drift.config.kind).set(drift.threshold)
+        for event in events:
+            self._publish(unit, event)
+
+    def _offer_sample(self, unit: Unit, record: ScoreRecord, offsets: np.ndarray) -> None:
+        """Every feature_sample_every-th admitted (normal-looking, not in a burst) event."""
+        assert self.features is not None
+        every = self.settings.drift.feature_sample_every
+        admitted = np.flatnonzero(unit.watch.last_admitted)
+        done = self._sampled.get(unit.stream, 0)
+        picked = admitted[(np.arange(done, done + len(admitted)) % every) == 0]
+        self._sampled[unit.stream] = done + len(admitted)
+        if len(picked):
+            self.features.offer(unit.stream, unit.model, record.topic, record.partition,
+                                offsets[picked].tolist(), record.event_times[0])  # fmt: skip
+
+    def _poll_features(self) -> None:
+        if self.features is None:
+            return
+        for stream, runs in list(self.features.tests_run.items()):
+            self.metrics.feature_tests.labels(stream).inc(runs - self._tests_counted.get(stream, 0))
+            self._tests_counted[stream] = runs
+        for detection in self.features.poll():
+            unit = self.units.get(detection.stream)
+            if unit is None or unit.model != detection.model:
+                continue
+            if unit.watch.n < unit.watch.quiet_until:
+                log.info("feature drift on %s during the cooldown of an earlier event: not reported",
+                         detection.stream)  # fmt: skip
+                continue
+            result = detection.result
+            event = WatchEvent(FEATURE_KS, unit.watch.n, -1, result.statistic, result.threshold)
+            self._publish_event(
+                unit,
+                event,
+                detection.partition_offsets,
+                detection.event_time,
+                detail=", ".join(f"{name} (D={d:.2f})" for name, d, _ in result.features[:5]),
+            )
+            unit.watch.acknowledge()
+
+    # -- units and models -----------------------------------------------------------------------
+    def _unit(self, record: ScoreRecord) -> Unit | None:
+        """The unit watching this record's scores; None when they are not the production model's."""
+        spec = self.specs[record.stream]
+        model = (record.detector, record.model_version)
+        if model != spec.model and self._refresh_spec(record.stream, model):
+            spec = self.specs[record.stream]
+        if model != spec.model:
+            return None
+        unit = self.units.get(record.stream)
+        if unit is None:
+            unit = self.units[record.stream] = Unit(record.stream, spec.model, DriftWatch(spec.config))
+        elif unit.model != spec.model:
+            self._reset(unit, spec)
+        return unit
+
+    def _refresh_spec(self, stream: str, seen: tuple[str, int]) -> bool:
+        """Re-read the production alias (at most every 2 s per stream); True when the spec changed."""
+        now = time.monotonic()
+        if now - self._alias_checked.get(stream, 0.0) < ALIAS_RECHECK_S:
+            return False
+        self._alias_checked[stream] = now
+        production = self.calibrations.production(stream)
+        if production is None or production == self.specs[stream].model:
+            return False
+        self._switch_model(stream, production)
+        return True
+
+    def _adopt(self, stream: str) -> bool:
+        """A stream seen for the first time: watch it if it has a production model (and is wanted)."""
+        if self.fixed_streams is not None and stream not in self.fixed_streams:
+            return False
+        now = time.monotonic()
+        if now - self._alias_checked.get(stream, 0.0) < ALIAS_RECHECK_S:
+            return False
+        self._alias_checked[stream] = now
+        if self.calibrations.production(stream) is None:
+            return False
+        self._switch_model(stream, None)
+        return True
+
+    def _switch_model(self, stream: str, model: tuple[str, int] | None) -> None:
+        spec = self.calibrations.spec(stream, *(model or (None, None)))
+        self.specs[stream] = spec
+        self.metrics.model_version.labels(stream).set(spec.model[1])
+        if stream in self.units:
+            self._reset(self.units[stream], spec)
+        log.info("watching %s/%s v%d (detectors reset with its calibration)", stream, *spec.model)
+
+    @staticmethod
+    def _reset(unit: Unit, spec: WatchSpec) -> None:
+        # The offsets high-water marks stay: a new model does not make old input new.
+        unit.model, unit.watch, unit.spans = spec.model, DriftWatch(spec.config), SpanLog()
+
+    def _follow_model_updates(self, reader: Consumer) -> None:
+        for message in reader.consume(100, 0):
+            if not check_message(message):
+                continue
+            try:
+                update = decode_model_update(message.value() or b"")
+            except msgspec.DecodeError as exc:
+                log.warning("ignoring malformed model update: %s", exc)
+                continue
+            wanted = self.fixed_streams is None or update.stream in self.fixed_streams
+            production = self.calibrations.production(update.stream)
+            current = self.specs.get(update.stream)
+            if wanted and production is not None and (current is None or current.model != production):
+                try:
+                    self._switch_model(update.stream, production)
+                except RegistryError as exc:
+                    log.error("cannot watch %s after its model update: %s", update.stream, exc)
+
+    # -- events ---------------------------------------------------------------------------------
+    def _publish(self, unit: Unit, event: WatchEvent) -> None:
+        # Records of different partitions interleave in blocks: a position is exact only within its
+        # own partition, so every partition's first offset is taken at the change's event time.
+        offsets, when = unit.spans.locate(event.change_position, unit.high)
+        if when is not None:
+            offsets = unit.spans.locate_time(when, unit.high)
+        self._publish_event(unit, event, offsets, when)
+
+    def _publish_event(self, unit: Unit, event: WatchEvent, offsets: dict[str, int], when: str | None,
+                       detail: str = "") -> None:  # fmt: skip
+        drift = build_drift_event(unit.stream, unit.model, self.instance, event,
+                                  self.settings.topic(unit.stream), offsets, when)  # fmt: skip
+        if self.retrainer is not None and self.retrainer.submit(drift):
+            drift = msgspec.structs.replace(drift, action="retrain_started")
+        produce(self.producer, self.settings.topic("drift"), encode(drift), unit.stream.encode())
+        self.producer.poll(0)
+        self.published.add(drift.event_id)
+        self.stats.events.append(drift)
+        detected, detected_time = unit.spans.locate(event.position, unit.high)
+        if detected_time is not None:
+            detected = unit.spans.locate_time(detected_time, unit.high)
+        self.stats.detected_at_offsets.append(detected)
+        self.metrics.drift_events.labels(unit.stream, event.detector).inc()
+        log.warning(
+            "drift on %s (%s v%d, %s): statistic %.4g > %.4g, change from offsets %s (%s), action %s%s",
+            unit.stream, unit.model[0], unit.model[1], event.detector, event.statistic, event.threshold,
+            offsets, when, drift.action, f"; features {detail}" if detail else "",
+        )  # fmt: skip
+
+    def _follow_peer_events(self, reader: Consumer) -> None:
+        for message in reader.consume(100, 0):
+            if not check_message(message):
+                continue
+            try:
+                event = decode_drift_event(message.value() or b"")
+            except msgspec.DecodeError:
+                continue
+            if event.event_id in self.published or event.stream not in self.specs:
+                continue
+            unit = self.units.get(event.stream)
+            if unit is not None and unit.model[1] == event.model_version:
+                log.info("drift on %s reported by another monitor (%s): ours starts afresh, quiet",
+                         event.stream, event.event_id)  # fmt: skip
+                unit.watch.acknowledge()
+
+    def _poll_retrainer(self) -> None:
+        if self.retrainer is None:
+            return
+        for result in self.retrainer.poll():
+            self.metrics.retrains.labels(result.outcome).inc()
+            level = logging.WARNING if result.outcome in ("failed", "rejected") else logging.INFO
+            log.log(level, "retrain of %s after drift %s: %s (candidate v%s) %s shadow=%s", result.stream,
+                    result.event_id, result.outcome, result.candidate_version, result.detail,
+                    result.shadow)  # fmt: skip
+
+    # -- checkpoints and group membership --------------------------------------------------------
+    def _checkpoint(self, commit: set[int]) -> None:
+        """Deliver events, save the whole state, then commit the offsets of ``commit`` it covers."""
+        if not self.dirty and not (commit - set(self.saved_offsets)):
+            return
+        flush_or_raise(self.producer)
+        self.store.save(self.next_offsets, list(self.units.values()))
+        self.saved_offsets = dict(self.next_offsets)
+        self.stats.checkpoints += 1
+        self.dirty = False
+        offsets = [TopicPartition(self.scores_topic, p, self.next_offsets[p]) for p in sorted(commit)
+                   if p in self.next_offsets]  # fmt: skip
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # The checkpoint is the truth: on restart this monitor resumes from it.
+            log.warning("offset commit failed (%s): the checkpoint covers it", exc)
+
+    def _restore(self, saved: dict | None) -> None:
+        if saved is None:
+            return
+        self.saved_offsets = {int(p): int(o) for p, o in saved["offsets"].items()}
+        for state in saved["units"]:
+            spec = self.specs.get(state["stream"])
+            if spec is None:
+                continue
+            unit = Unit(spec.stream, spec.model, DriftWatch(spec.config),
+                        high={int(k): int(v) for k, v in state["high"].items()})  # fmt: skip
+            if tuple(state["model"]) == spec.model and state["kind"] == spec.config.score.kind:
+                unit.watch.set_state(state["watch"])
+                unit.spans = SpanLog.from_state(state["spans"])
+            self.units[spec.stream] = unit
+        log.info("resumed from %s: %s", self.store.path, {u.stream: u.watch.n for u in self.units.values()})
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Resume where the checkpoint stopped (the commit after it may be lost), unless another
+        # monitor has since moved the partition further (what it watched is not ours to watch).
+        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+        for tp in partitions:
+            saved = self.saved_offsets.get(tp.partition)
+            if saved is not None and saved > committed.get(tp.partition, -1):
+                tp.offset = saved
+            if tp.offset >= 0:
+                self.next_offsets[tp.partition] = tp.offset
+        self.assigned |= {tp.partition for tp in partitions}
+        log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions))
+        consumer.incremental_assign(partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Called inside consume(): every record read so far is fully handled, so the state is whole.
+        mine = {tp.partition for tp in partitions}
+        self._checkpoint(mine)
+        self._drop(mine)
+        log.info("revoked %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop({tp.partition for tp in partitions})
+
+    def _drop(self, partitions: set[int]) -> None:
+        # Queued records of these partitions were not watched: their next owner reads them.
+        self.merger.drop(partitions)
+        self.paused -= partitions
+        self.assigned -= partitions
+        for partition in partitions:
+            self.next_offsets.pop(partition, None)
+
+    def _shutdown(self, *readers: Consumer | None) -> None:
+        log.info("stopping: %d score records, %d scores watched, %d drift events",
+                 self.stats.records, self.stats.scores, len(self.stats.events))  # fmt: skip
+        try:
+            self._checkpoint(set(self.next_offsets))
+        finally:
+            self.consumer.close()
+            for reader in readers:
+                if reader is not None:
+                    reader.close()
+            if self.retrainer is not None:
+                self.retrainer.close()
+            if self.features is not None:
+                self.features.close()
+            self.metrics.close()
+            self.store.close()
+
+
+def _make_retrainer(settings: Settings):  # noqa: ANN202 - the type lives in an optional module
+    try:
+        from consumers.drift.retrain import Retrainer  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise RetrainUnavailableError(
+            "--retrain needs the retrain loop (consumers/drift/retrain.py), which this installation "
+            "does not have: run `anomstream drift` without --retrain"
+        ) from exc
+    return Retrainer(settings)
+
+
+def serve(
+    settings: Settings,
+    streams: Sequence[str] | None = None,
+    detector: str | None = None,
+    retrain: bool = False,
+    metrics_port: int | None = None,
+    instance_id: str | None = None,
+) -> int:
+    """``anomstream drift``: run a monitor in this process until SIGTERM/SIGINT."""
+    DriftMonitor(settings, streams, detector, retrain, metrics_port, instance_id=instance_id).run()
+    return 0
