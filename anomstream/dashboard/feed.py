@@ -23,12 +23,12 @@ from typing import Any
 import msgspec
 from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
-from anomstream.dashboard.aggregate import Aggregator
+from anomstream.dashboard.aggregate import Aggregator, decode_alert_head
 from anomstream.dashboard.metrics import DashboardMetrics
 from models.registry import Registry, RegistryError
 from stream.health import Readiness
 from stream.kafka import check_message, make_consumer, make_reader, partitions_of, watermarks
-from stream.messages import DriftEvent, ModelUpdate, decode_alert, decode_score_record
+from stream.messages import DriftEvent, ModelUpdate, decode_score_record
 from stream.settings import Settings
 from stream.signals import StopFlag
 
@@ -202,7 +202,7 @@ class Feed:
                 if kind == "scores":
                     scores.append(decode_score_record(value))
                 elif kind == "alerts":
-                    alerts.append(decode_alert(value))
+                    alerts.append((decode_alert_head(value), value))
                 elif kind == "drift":
                     drift.append(
                         (*_decode_with_extra(value, DriftEvent, _drift_fields), self._is_new(message))
@@ -223,8 +223,8 @@ class Feed:
             agg.counts["invalid"] += invalid
             for record in scores:
                 agg.add_score_record(record, now)
-            for alert in alerts:
-                agg.add_alert(alert)
+            for head, raw in alerts:
+                agg.add_alert(raw, head)
             for event, extra, _ in drift:
                 agg.add_drift_event(event, extra)
             for update, extra, _ in updates:
@@ -243,7 +243,7 @@ class Feed:
             self.metrics.records.labels(topic).inc(n)
         if invalid:
             self.metrics.invalid.inc(invalid)
-        for (stream, severity), n in Tally((a.stream, a.severity) for a in alerts).items():
+        for (stream, severity), n in Tally((a.stream, a.severity) for a, _ in alerts).items():
             self.metrics.alerts.labels(stream, severity).inc(n)
         for event, _, new in drift:
             if new:

@@ -24,6 +24,7 @@ from stream.messages import (
     ModelUpdate,
     ScoreRecord,
     SourceRef,
+    encode,
 )
 
 T0 = 1_800_000_000.0
@@ -129,7 +130,7 @@ def test_threshold_comes_from_alerts_else_an_estimate() -> None:
     agg = Aggregator(("kdd",))
     agg.add_score_record(record([0, 1, 2], [0.01, 0.2, 0.5], [False, True, True], [None] * 3), T0)
     assert agg.streams["kdd"].threshold == 0.2 and agg.streams["kdd"].threshold_source == "estimate"
-    agg.add_alert(alert(1))
+    agg.add_alert(encode(alert(1)))
     assert agg.streams["kdd"].threshold == 0.1 and agg.streams["kdd"].threshold_source == "alerts"
 
 
@@ -147,9 +148,10 @@ def test_stragglers_of_a_replaced_model_do_not_switch_back() -> None:
 def test_alerts_newest_per_severity_and_no_duplicates_across_snapshot_and_delta() -> None:
     agg = Aggregator(("kdd",))
     for offset in range(40):
-        agg.add_alert(alert(offset, "low"))
-    agg.add_alert(alert(100, "critical", score=5.0))
+        agg.add_alert(encode(alert(offset, "low")))
+    agg.add_alert(encode(alert(100, "critical", score=5.0)))
     snapshot_ids = {a.alert_id for a in agg.snapshot(T0)["alerts"]}
+    assert all(isinstance(a, Alert) for a in agg.snapshot(T0)["alerts"])  # whole alerts for the page
     delta = agg.delta(T0)["alerts"]
     # A rare severity is not crowded out by a common one.
     assert [a.severity for a in delta].count("critical") == 1
@@ -195,7 +197,7 @@ def test_model_update_kinds(status: str, reason: str, kind: str) -> None:
 def test_frames_encode_as_json() -> None:
     agg = Aggregator(("kdd", "ecg"))
     agg.add_score_record(record([0, 1], [0.1, 0.2], [False, True], ["normal", "smurf"]), T0)
-    agg.add_alert(alert(1))
+    agg.add_alert(encode(alert(1)))
     for frame in (agg.snapshot(T0), agg.delta(T0 + 0.4)):
         decoded = msgspec.json.decode(msgspec.json.encode(frame))
         assert decoded["streams"]["kdd"]["scored"] == 2 and decoded["streams"]["ecg"]["scored"] == 0
@@ -218,3 +220,14 @@ def test_vendored_uplot_matches_its_recorded_hashes() -> None:
     for name, digest in recorded.items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
     assert "MIT License" in (folder / "LICENSE").read_text()
+
+
+def test_the_alert_head_is_a_view_of_the_alert_contract() -> None:
+    """The fields the aggregation decodes are the alert's own, with the same types."""
+    from typing import get_type_hints
+
+    from anomstream.dashboard.aggregate import AlertHead
+
+    alert_types = get_type_hints(Alert, include_extras=True)
+    for name, kind in get_type_hints(AlertHead, include_extras=True).items():
+        assert alert_types[name] == kind, name
