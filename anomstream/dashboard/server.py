@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from anomstream.dashboard.aggregate import Aggregator
 from anomstream.dashboard.feed import Feed
 from anomstream.dashboard.metrics import DashboardMetrics
-from stream.health import Health
+from stream.health import Health, Readiness
 from stream.settings import STREAMS, Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class FrameHub:
         self.latest = b""
         self.clients = 0
         self.closed = asyncio.Event()
+        self.failure: str | None = None  # why frames stopped, when they did (then /readyz says 503)
         self._changed = asyncio.Condition()
         self._encoder = msgspec.json.Encoder()
 
@@ -82,6 +83,14 @@ class FrameHub:
                 self.seq, self.latest = frame["seq"], data
                 self._changed.notify_all()
             self.metrics.frames.inc()
+
+    def finished(self, task: asyncio.Task) -> None:
+        """Frames stopped: say why in the log and in /readyz (a bug, not a state to carry on in)."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("frames stopped: %s", exc, exc_info=exc)
+        self.failure = f"stopped: {type(exc).__name__}: {exc}"
 
     async def close(self) -> None:
         self.closed.set()
@@ -134,12 +143,19 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
     feed = Feed(settings, aggregator, metrics, from_beginning)
     aggregator.thresholds = feed.threshold
     hub = FrameHub(aggregator, metrics, interval)
-    health = Health(metrics.registry, feed.readiness)
+
+    def readiness() -> Readiness:
+        answer = feed.readiness()
+        checks = {**answer.checks, "frames": hub.failure or f"every {hub.interval:.1f}s"}
+        return Readiness(answer.ready and hub.failure is None, checks)
+
+    health = Health(metrics.registry, readiness)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         feed.start()
         task = asyncio.create_task(hub.run(), name="frames")
+        task.add_done_callback(hub.finished)
         try:
             yield
         finally:
