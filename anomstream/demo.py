@@ -116,13 +116,17 @@ class Demo:
         """The web dashboard as a process of its own (its own GIL: it never slows the replay)."""
         if self.dashboard_port is None:
             return
+        address = f"http://127.0.0.1:{self.dashboard_port}/"
+        if port_open("127.0.0.1", self.dashboard_port):
+            taken = f"port {self.dashboard_port} is taken (a dashboard already at {address}?)"
+            self.console.print(f"[yellow]{taken}: the demo starts none[/]")
+            return
         log_path = self.settings.state_dir / "dashboard.log"
         command = dashboard_command("--port", str(self.dashboard_port))
         self._dashboard = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "COLUMNS": "160"},
         )  # fmt: skip
-        address = f"http://127.0.0.1:{self.dashboard_port}/"
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self._dashboard.poll() is None:
             if port_open("127.0.0.1", self.dashboard_port):
@@ -132,8 +136,8 @@ class Demo:
         if self._dashboard.poll() is None:
             self.console.print(f"dashboard starting at {address} (log {log_path})")
         else:
-            self.console.print(f"[yellow]the dashboard did not start (port {self.dashboard_port} taken?): "
-                               f"see {log_path}; the demo goes on without it[/]")  # fmt: skip
+            self.console.print(f"[yellow]the dashboard did not start: see {log_path}; the demo goes on "
+                               "without it[/]")  # fmt: skip
 
     def _replay(self) -> None:
         from producers.kdd import kdd_events, load_kdd_replay
