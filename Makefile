@@ -13,7 +13,12 @@ export ANOMSTREAM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../share
 # pytest: -x would hide later failures; durations show what makes CI slow.
 PYTEST_ARGS ?= -ra --durations=15
 
-.PHONY: venv demo test lint lint-docker unit integration data clean
+# Debian packages the tests need: headless Chromium and its WebDriver (the dashboard's browser test),
+# Prometheus (a real server scraping a worker; promtool checks its configuration) and a font for the
+# screenshots. Installed with apt when missing (as root, as CI runs); otherwise says what to install.
+DEB_PACKAGES := chromium chromium-driver prometheus fonts-dejavu-core
+
+.PHONY: venv demo test lint lint-docker unit integration data clean system-deps
 
 $(BIN)/anomstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,12 +47,25 @@ lint-docker: venv
 unit: venv
 	$(BIN)/pytest tests/unit anomstream stream producers consumers models $(PYTEST_ARGS)
 
-integration: venv
+integration: venv system-deps
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # pytest exits 5 when it collects no tests, which fails this target like any other failure.
-test: lint
+test: system-deps lint
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+system-deps:
+	@missing=""; \
+	for pkg in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "missing Debian packages:$$missing; install them: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	fi
 
 clean:
 	rm -rf $(VENV) .anomstream .pytest_cache .ruff_cache .mypy_cache

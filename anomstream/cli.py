@@ -586,6 +586,26 @@ def bench(
     console.print(f"wrote {out / 'bench.json'}")
 
 
+# -- the dashboard --------------------------------------------------------------------------------
+@app.command()
+def dashboard(
+    port: Annotated[int, typer.Option(help="web port (also /metrics, /healthz, /readyz)")] = 8050,
+    host: Annotated[str, typer.Option(help="address to bind; 0.0.0.0 exposes it to the network")] = (
+        "127.0.0.1"
+    ),
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="aggregate the scores and alerts topics from their start")
+    ] = False,
+) -> None:
+    """Live web dashboard: throughput, lag, scores, alerts, precision/recall and the drift timeline."""
+    from anomstream.dashboard import DashboardError, serve
+
+    try:
+        serve(settings(), host, port, from_beginning, announce=console.print)
+    except DashboardError as exc:
+        raise fail(str(exc)) from None
+
+
 # -- the demo -------------------------------------------------------------------------------------
 @app.command()
 def up(

@@ -1,8 +1,9 @@
 """``anomstream up``: the whole pipeline on one machine, with a live summary.
 
 broker (unless ANOMSTREAM_BOOTSTRAP_SERVERS) -> topics -> KDD model (trained if missing) ->
-worker process(es) -> replay of real ``corrected`` connections -> live events/s, alerts, precision
-and recall read back from the ``scores`` topic -> summary table. Ctrl-C stops everything it started.
+worker process(es) -> the web dashboard (http://127.0.0.1:8050) -> replay of real ``corrected``
+connections -> live events/s, alerts, precision and recall read back from the ``scores`` topic ->
+summary table. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from anomstream.dashboard import DEFAULT_PORT, dashboard_command
 from consumers.supervisor import worker_command
 from consumers.tally import ScoreTally, Tally
 from producers.replay import ReplayProducer, ReplayStats
-from stream.broker import EmbeddedBroker
+from stream.broker import EmbeddedBroker, port_open
 from stream.kafka import create_topics, wait_for_broker
 from stream.settings import Settings
 from stream.signals import StopFlag
@@ -39,7 +41,8 @@ class DemoState:
 
 class Demo:
     def __init__(self, settings: Settings, rate: float = 5000.0, limit: int = 300_000, replicas: int = 1,
-                 eos: bool = False, console: Console | None = None) -> None:  # fmt: skip
+                 eos: bool = False, console: Console | None = None,
+                 dashboard_port: int | None = DEFAULT_PORT) -> None:  # fmt: skip
         self.settings = settings
         self.rate = rate
         self.limit = limit
@@ -50,6 +53,8 @@ class Demo:
         self.state = DemoState()
         self._broker: EmbeddedBroker | None = None
         self._worker: subprocess.Popen | None = None
+        self.dashboard_port = dashboard_port  # None: no dashboard
+        self._dashboard: subprocess.Popen | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
     def _ensure_broker(self) -> None:
@@ -107,6 +112,33 @@ class Demo:
         )  # fmt: skip
         self.console.print(f"worker: {self.replicas} replica(s), pid {self._worker.pid}, log {log_path}")
 
+    def _start_dashboard(self) -> None:
+        """The web dashboard as a process of its own (its own GIL: it never slows the replay)."""
+        if self.dashboard_port is None:
+            return
+        address = f"http://127.0.0.1:{self.dashboard_port}/"
+        if port_open("127.0.0.1", self.dashboard_port):
+            taken = f"port {self.dashboard_port} is taken (a dashboard already at {address}?)"
+            self.console.print(f"[yellow]{taken}: the demo starts none[/]")
+            return
+        log_path = self.settings.state_dir / "dashboard.log"
+        command = dashboard_command("--port", str(self.dashboard_port))
+        self._dashboard = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "COLUMNS": "160"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self._dashboard.poll() is None:
+            if port_open("127.0.0.1", self.dashboard_port):
+                self.console.print(f"[green]dashboard[/] at [bold]{address}[/] (log {log_path})")
+                return
+            time.sleep(0.2)
+        if self._dashboard.poll() is None:
+            self.console.print(f"dashboard starting at {address} (log {log_path})")
+        else:
+            self.console.print(f"[yellow]the dashboard did not start: see {log_path}; the demo goes on "
+                               "without it[/]")  # fmt: skip
+
     def _replay(self) -> None:
         from producers.kdd import kdd_events, load_kdd_replay
 
@@ -129,6 +161,7 @@ class Demo:
             self._ensure_model()
             tally = ScoreTally(self.settings).start()
             self._start_worker()
+            self._start_dashboard()
             replay = threading.Thread(target=self._replay, name="replay", daemon=True)
             replay.start()
             self._watch(tally, replay)
@@ -195,12 +228,13 @@ class Demo:
 
     def _shutdown(self) -> None:
         self.stop.set()
-        if self._worker is not None and self._worker.poll() is None:
-            os.killpg(self._worker.pid, signal.SIGTERM)
-            try:
-                self._worker.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._worker.pid, signal.SIGKILL)
+        for process, grace in ((self._dashboard, 10), (self._worker, 60)):
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(grace)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
         if self._broker is not None:
             with self.console.status("stopping Kafka..."):
                 self._broker.stop()

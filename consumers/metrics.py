@@ -1,22 +1,37 @@
 """Prometheus metrics of a scoring worker: throughput, alerts, dead letters, batch latency, lag.
 
-``anomstream worker --metrics-port 9464`` serves them at http://HOST:9464/metrics; with
-``--replicas N`` replica i listens on port + i. Each worker has its own registry, so several
-workers in one process (tests, benchmarks) never collide.
+``anomstream worker --metrics-port 9464`` serves them at http://HOST:9464/metrics, beside
+``/healthz`` (alive: the consume loop turns) and ``/readyz`` (models loaded, joined the group,
+broker reachable: see :func:`worker_readiness`); with ``--replicas N`` replica i listens on
+port + i. Each worker has its own registry, so several workers in one process (tests, benchmarks)
+never collide.
+
+The health server answers from its own thread and never calls the worker's consumer: a
+confluent-kafka consumer serialises its calls, and one that polls in a tight loop would keep a
+probe waiting for seconds. The loop itself records what a probe needs (:meth:`update_lag`), and
+the broker check uses a client of its own.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from stream.health import HealthServer, Readiness, ReadinessCheck, always_ready, serve_health
+from stream.kafka import make_admin
 
 LAG_REFRESH_S = 2.0
+BROKER_CHECK_TIMEOUT_S = 2.0
+LOOP_STALE_S = 30.0  # not ready: the consume loop has not turned for this long
+LOOP_DEAD_S = 120.0  # not alive: longer than any batch, retry back-off or rebalance takes
 
 
 class WorkerMetrics:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, readiness: ReadinessCheck = always_ready) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
         self.events = Counter("anomstream_events_total", "Events scored", ["stream"], registry=reg)
@@ -39,19 +54,74 @@ class WorkerMetrics:
             "anomstream_model_version", "Version in use", ["stream", "detector"], registry=reg
         )
         self._last_lag = 0.0
+        # Written by the consume loop (update_lag), read by the health server's thread.
+        self.loop_seen: float | None = None
+        self.member_id: str | None = None
+        self.assigned: list[str] = []
+        self._admin: Any = None
+        self._admin_lock = threading.Lock()
         self.port = port
+        self.server: HealthServer | None = None
         if port is not None:
-            start_http_server(port, registry=self.registry)
+            self.server = serve_health(self.registry, port, readiness, liveness=self.alive)
 
     def update_lag(self, consumer: Consumer, force: bool = False) -> None:
-        """Lag per assigned partition from cached watermarks (no broker round trip per batch)."""
+        """Lag per assigned partition from cached watermarks (no broker round trip per batch).
+
+        Called by the worker's loop after every ``consume()``; it also notes that the loop turns,
+        and (every LAG_REFRESH_S) the group membership, for ``/healthz`` and ``/readyz``.
+        """
+        self.loop_seen = time.monotonic()
         if not force and time.monotonic() - self._last_lag < LAG_REFRESH_S:
             return
+        self._last_lag = time.monotonic()
         assigned = consumer.assignment()
+        self.member_id = consumer.memberid() or None
+        self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)
         if not assigned:
             return
-        self._last_lag = time.monotonic()
         for tp in consumer.position(assigned):
             _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)
             if high >= 0 and tp.offset >= 0:
                 self.lag.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
+
+    def alive(self) -> Readiness:
+        """Alive until the consume loop, once started, stops turning for LOOP_DEAD_S."""
+        if self.loop_seen is None:
+            return Readiness(True, {"loop": "starting"})
+        age = time.monotonic() - self.loop_seen
+        return Readiness(age < LOOP_DEAD_S, {"loop_seen_s_ago": round(age, 1)})
+
+    def broker_reachable(self, settings: Any) -> str | None:
+        """None when the broker answers a metadata request now, else why not (a client of its own)."""
+        with self._admin_lock:
+            if self._admin is None:
+                self._admin = make_admin(settings)
+            try:
+                self._admin.list_topics(timeout=BROKER_CHECK_TIMEOUT_S)
+            except KafkaException as exc:
+                return str(exc.args[0].str() if exc.args else exc)
+        return None
+
+
+def worker_readiness(worker: Any) -> Readiness:
+    """A scoring worker is ready when its models are loaded, its consume loop turns, it has joined
+    its consumer group and the broker answers. A replica with no partitions (more replicas than
+    partitions) is ready: a warm standby that a rebalance hands work at once.
+
+    ``worker`` is a :class:`consumers.worker.ScoringWorker` (duck-typed: ``models``, ``settings``,
+    ``metrics``); called from the health server's thread.
+    """
+    metrics: WorkerMetrics = worker.metrics
+    models = {stream: f"{m.detector_name} v{m.version}" for stream, m in worker.models.items()}
+    checks: dict[str, Any] = {"models": models}
+    if metrics.loop_seen is None:
+        return Readiness(False, {**checks, "loop": "not consuming yet"})
+    age = time.monotonic() - metrics.loop_seen
+    checks["loop_seen_s_ago"] = round(age, 1)
+    checks["group"] = "joined" if metrics.member_id else "joining"
+    checks["assigned_partitions"] = metrics.assigned
+    problem = metrics.broker_reachable(worker.settings)
+    checks["broker"] = problem or "reachable"
+    ready = bool(models) and age < LOOP_STALE_S and metrics.member_id is not None and problem is None
+    return Readiness(ready, checks)

@@ -29,7 +29,7 @@ import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from consumers.decoding import DECODERS
-from consumers.metrics import WorkerMetrics
+from consumers.metrics import WorkerMetrics, worker_readiness
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter_headers
 from models.registry import Registry, RegistryError
 from models.scoring import ScoringModel
@@ -94,7 +94,7 @@ class ScoringWorker:
         self.routes = {settings.topic(stream): stream for stream in self.models}
         self.stats = WorkerStats()
         self.tracker = DeliveryTracker()
-        self.metrics = WorkerMetrics(metrics_port)
+        self.metrics = WorkerMetrics(metrics_port, readiness=lambda: worker_readiness(self))
         # Crash injection for recovery tests: SIGKILL ourselves with batch N published and not committed.
         self._crash_before_commit = int(os.environ.get("ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT") or 0)
         for stream, model in self.models.items():

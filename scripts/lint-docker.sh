@@ -12,6 +12,8 @@
 #    COPY sources that exist and are not excluded by .dockerignore, a non-root USER.
 # 4. Each compose command against the installed `anomstream` CLI (`--help`): verbs and options exist.
 # 5. `docker compose config -q`, when a Docker Compose v2 (or docker-compose) is on PATH.
+# 6. `promtool check config` on deploy/prometheus/prometheus.yml (Debian's `prometheus` package, which
+#    `make system-deps` installs; required under CI=true, skipped with a note elsewhere).
 #
 # Linters are installed into the project venv (.venv) on first use, with pinned versions; no
 # root, no Docker engine needed. Exit status: 0 clean, 1 findings, 2 setup problem.
@@ -381,6 +383,16 @@ print("\n".join(sorted({p for svc in services.values() for p in svc.get("profile
     fi
 else
     echo "skipped: neither 'docker compose' nor 'docker-compose' is installed"
+fi
+
+step "promtool check config: deploy/prometheus/prometheus.yml"
+if command -v promtool >/dev/null 2>&1; then
+    promtool check config deploy/prometheus/prometheus.yml || failed=1
+elif [[ ${CI:-} == true || ${CI:-} == 1 ]]; then
+    echo "promtool not found: run 'make system-deps' (Debian package prometheus)" >&2
+    failed=1
+else
+    echo "skipped: promtool not installed (make system-deps, or apt-get install prometheus)"
 fi
 
 echo

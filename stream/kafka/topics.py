@@ -97,9 +97,18 @@ def partitions_of(client: Consumer | AdminClient, topic: str) -> list[int]:
     return sorted(found.partitions)
 
 
-def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-    return int(low), int(high)
+def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float = 15.0) -> tuple[int, int]:
+    """(low, high) offsets of a partition. A retriable error (a leader still moving right after the
+    topic was created: NOT_LEADER_FOR_PARTITION) is retried until ``timeout``, not raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def end_offsets(settings: Settings, topic: str) -> dict[int, int]:

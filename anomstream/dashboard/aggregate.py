@@ -1,0 +1,531 @@
+"""Server-side aggregation for the dashboard: whatever rate the worker scores at, the browser gets a
+few kilobytes per update.
+
+:class:`Aggregator` is fed decoded messages (score records, alerts, drift events, model updates) and
+offset samples, and is asked for a *frame* a few times a second:
+
+* per stream: events/s in (input end offsets) and scored, group lag, totals, precision / recall / F1
+  so far and over the last minute, the threshold and the model that is scoring;
+* a uniform sample of the scores that arrived since the last frame (at most ``points_per_frame``
+  per stream), coloured by ground truth, for the scrolling chart;
+* a histogram of log10(score / threshold), normal vs anomalous, per model version;
+* the newest alerts of every (stream, severity) since the last frame, so a filter for a rare
+  severity still shows its latest alerts when common ones arrive by the thousand;
+* new timeline entries (drift events, retrains, shadow results, promotions, rollbacks).
+
+It never keeps a per-event structure: memory is bounded whatever the stream's length. Duplicates
+(a retried batch re-published after a crash) are recognised per partition by offset and counted
+once. Not thread-safe by itself: the feed and the server share it under :attr:`lock`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import msgspec
+import numpy as np
+
+from consumers.tally import NORMAL_LABELS
+from stream.messages import Alert, DateTime, DriftEvent, ModelUpdate, ScoreRecord, Severity, decode_alert
+
+SEVERITIES = ("low", "medium", "high", "critical")
+# Classes of a scored event: ground truth normal, ground truth anomalous, no label in the replay.
+NORMAL, ANOMALY, UNLABELLED = 0, 1, 2
+HIST_DECADES = 3.0  # the histogram spans threshold / 1000 .. threshold * 1000
+HIST_BINS = 60
+RATE_WINDOW_S = 5.0
+MINUTE_S = 60
+POINTS_WINDOW_S = 60.0  # the scrolling chart's width, kept for a page that opens mid-replay
+RATE_HISTORY = 300  # one point per second: the throughput chart's last five minutes
+RECENT_ALERTS = 50  # per (stream, severity), for a page that opens mid-replay
+NEW_ALERTS_PER_FRAME = 8  # per (stream, severity)
+TIMELINE_LENGTH = 200
+MIN_SCORE = 1e-9  # the score chart's y axis is logarithmic
+
+ThresholdLookup = Callable[[str, str, int], "float | None"]
+
+
+class AlertHead(msgspec.Struct, gc=False):
+    """The fields of an alert (:class:`stream.messages.Alert`) that the aggregation needs.
+
+    Alerts come by the ten thousand a second; decoding these few fields is about 4x cheaper than the
+    whole alert, which is decoded only for the handful a page is shown.
+    """
+
+    stream: str
+    severity: Severity
+    detector: str
+    model_version: int
+    threshold: float
+    detected_at: DateTime
+
+
+decode_alert_head = msgspec.json.Decoder(AlertHead).decode
+
+
+class KeptAlert(NamedTuple):
+    detected_at: str
+    raw: bytes
+
+
+def label_class(label: str | None) -> int:
+    if label is None:
+        return UNLABELLED
+    return NORMAL if label in NORMAL_LABELS else ANOMALY
+
+
+@dataclass
+class Confusion:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def add(self, other: Confusion) -> None:
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+        self.tn += other.tn
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Precision, recall and F1 (None while undefined: no alert yet, no attack yet)."""
+        precision = self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+        recall = self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+        f1 = None
+        if precision is not None and recall is not None:
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"precision": precision, "recall": recall, "f1": f1, **vars(self)}
+
+    @classmethod
+    def of(cls, flagged: np.ndarray, classes: np.ndarray) -> Confusion:
+        attack, normal = classes == ANOMALY, classes == NORMAL
+        return cls(
+            tp=int(np.count_nonzero(flagged & attack)),
+            fp=int(np.count_nonzero(flagged & normal)),
+            fn=int(np.count_nonzero(~flagged & attack)),
+            tn=int(np.count_nonzero(~flagged & normal)),
+        )
+
+
+class PerSecond:
+    """Counts in one-second buckets over a sliding window (rates, the last minute's confusion)."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        self.buckets: deque[tuple[int, Any]] = deque()
+
+    def bucket(self, now: float, make: Callable[[], Any]) -> Any:
+        second = int(now)
+        if not self.buckets or self.buckets[-1][0] != second:
+            self.buckets.append((second, make()))
+        while self.buckets and self.buckets[0][0] <= second - self.seconds:
+            self.buckets.popleft()
+        return self.buckets[-1][1]
+
+    def within(self, now: float, seconds: float) -> list[Any]:
+        oldest = now - seconds
+        return [value for second, value in self.buckets if second >= oldest - 1]
+
+
+@dataclass
+class Histogram:
+    """Counts of log10(score / threshold) per class, in HIST_BINS bins; outliers land in the end bins."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros((3, HIST_BINS), dtype=np.int64))
+
+    def add(self, scores: np.ndarray, classes: np.ndarray, threshold: float) -> None:
+        ratio = np.log10(np.maximum(scores, MIN_SCORE) / max(threshold, MIN_SCORE))
+        bins = ((ratio + HIST_DECADES) * HIST_BINS / (2 * HIST_DECADES)).astype(np.int64)
+        np.clip(bins, 0, HIST_BINS - 1, out=bins)
+        np.add.at(self.counts, (classes, bins), 1)
+
+
+def histogram_edges() -> list[float]:
+    return np.linspace(-HIST_DECADES, HIST_DECADES, HIST_BINS + 1).round(6).tolist()
+
+
+@dataclass
+class StreamState:
+    name: str
+    scored: int = 0
+    alerts: int = 0
+    duplicates: int = 0
+    confusion: Confusion = field(default_factory=Confusion)
+    per_second: PerSecond = field(default_factory=lambda: PerSecond(MINUTE_S + 1))
+    threshold: float | None = None
+    threshold_source: str = ""
+    detector: str | None = None
+    model_version: int | None = None
+    replaced: set[tuple[str, int]] = field(default_factory=set)
+    # Highest offset seen per source partition: a re-published record below it is a duplicate.
+    high_water: dict[tuple[str, int], int] = field(default_factory=dict)
+    histograms: dict[tuple[str, int], Histogram] = field(default_factory=dict)
+    # Scores since the last frame, sampled when the frame is made.
+    pending: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
+    points: deque[tuple[float, dict[str, list]]] = field(default_factory=deque)
+    end_offsets: deque[tuple[float, int]] = field(default_factory=deque)
+    lag: int | None = None
+    rates: deque[tuple[float, float | None, float]] = field(
+        default_factory=lambda: deque(maxlen=RATE_HISTORY)
+    )
+    alerts_by_severity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+
+
+class Aggregator:
+    """Everything the dashboard shows, kept as counters, windows and samples."""
+
+    def __init__(
+        self,
+        streams: tuple[str, ...],
+        thresholds: ThresholdLookup | None = None,
+        points_per_frame: int = 150,
+        seed: int = 0,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.streams: dict[str, StreamState] = {name: StreamState(name) for name in streams}
+        self.thresholds = thresholds
+        self.points_per_frame = points_per_frame
+        self._rng = np.random.default_rng(seed)
+        self.recent_alerts: dict[tuple[str, str], deque[KeptAlert]] = defaultdict(
+            lambda: deque(maxlen=RECENT_ALERTS)
+        )
+        self.new_alerts: dict[tuple[str, str], deque[KeptAlert]] = defaultdict(
+            lambda: deque(maxlen=NEW_ALERTS_PER_FRAME)
+        )
+        self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE_LENGTH)
+        self.new_timeline: list[dict[str, Any]] = []
+        self.production: dict[str, dict[str, Any]] = {}
+        self.seq = 0
+        self.last_frame_at = time.time()
+        self.counts = {"score_records": 0, "alerts": 0, "drift_events": 0, "model_updates": 0, "invalid": 0}
+        self.status: dict[str, Any] = {"broker": "connecting"}
+
+    def stream(self, name: str) -> StreamState:
+        if name not in self.streams:
+            self.streams[name] = StreamState(name)
+        return self.streams[name]
+
+    # -- inputs -------------------------------------------------------------------------------
+    def add_score_record(self, record: ScoreRecord, now: float | None = None) -> int:
+        """Count a record's events once (duplicates by offset), sample it; returns the new events."""
+        now = time.time() if now is None else now
+        self.counts["score_records"] += 1
+        state = self.stream(record.stream)
+        offsets = np.asarray(record.offsets, dtype=np.int64)
+        if offsets.size == 0:
+            return 0
+        key = (record.topic, record.partition)
+        fresh = offsets > state.high_water.get(key, -1)
+        state.high_water[key] = max(state.high_water.get(key, -1), int(offsets.max()))
+        n_fresh = int(np.count_nonzero(fresh))
+        state.duplicates += offsets.size - n_fresh
+        if n_fresh == 0:
+            return 0
+        scores = np.asarray(record.scores, dtype=np.float64)
+        flagged = np.asarray(record.is_alert, dtype=bool)
+        classes = np.fromiter((label_class(x) for x in record.labels), dtype=np.int64, count=offsets.size)
+        if n_fresh < offsets.size:
+            scores, flagged, classes = scores[fresh], flagged[fresh], classes[fresh]
+        n_alerts = int(np.count_nonzero(flagged))
+        confusion = Confusion.of(flagged, classes)
+        state.scored += n_fresh
+        state.alerts += n_alerts
+        state.confusion.add(confusion)
+        bucket = state.per_second.bucket(now, lambda: {"scored": 0, "alerts": 0, "confusion": Confusion()})
+        bucket["scored"] += n_fresh
+        bucket["alerts"] += n_alerts
+        bucket["confusion"].add(confusion)
+        current = self._follow_model(state, record.detector, record.model_version)
+        if current and state.threshold is None and n_alerts:
+            # No registry and no alert yet: the lowest flagged score is the threshold, near enough.
+            state.threshold, state.threshold_source = float(scores[flagged].min()), "estimate"
+        if current and state.threshold is not None:
+            model = (record.detector, record.model_version)
+            if model not in state.histograms:
+                # Keep the current model and the one before.
+                for old in list(state.histograms)[:-1]:
+                    del state.histograms[old]
+                state.histograms[model] = Histogram()
+            state.histograms[model].add(scores, classes, state.threshold)
+        state.pending.append((scores, classes, now))
+        return n_fresh
+
+    def _follow_model(self, state: StreamState, detector: str, version: int) -> bool:
+        """Whether (detector, version) is the stream's current model, switching to it when it is new.
+
+        Replicas reload a promoted model one after the other: records of the model it replaced may
+        still arrive for a moment, and must not switch the stream back.
+        """
+        model = (detector, version)
+        if model == (state.detector, state.model_version):
+            return True
+        if model in state.replaced:
+            return False
+        if state.detector is not None and state.model_version is not None:
+            state.replaced.add((state.detector, state.model_version))
+        state.detector, state.model_version = model
+        state.threshold, state.threshold_source = None, ""
+        looked_up = self.thresholds(state.name, detector, version) if self.thresholds else None
+        if looked_up is not None:
+            state.threshold, state.threshold_source = looked_up, "registry"
+        return True
+
+    def add_alert(self, raw: bytes, head: AlertHead | None = None) -> None:
+        """Count an alert (its encoded JSON; ``head`` when the caller decoded it already)."""
+        alert = decode_alert_head(raw) if head is None else head
+        self.counts["alerts"] += 1
+        state = self.stream(alert.stream)
+        state.alerts_by_severity[alert.severity] = state.alerts_by_severity.get(alert.severity, 0) + 1
+        if self._follow_model(state, alert.detector, alert.model_version):
+            # What the worker compared against: exact, and it follows a sliding threshold.
+            state.threshold, state.threshold_source = alert.threshold, "alerts"
+        group = (alert.stream, alert.severity)
+        kept = KeptAlert(alert.detected_at, raw)
+        self.recent_alerts[group].append(kept)
+        self.new_alerts[group].append(kept)
+
+    def _decoded(self, kept: list[KeptAlert]) -> list[Alert]:
+        """Whole alerts, newest first, for a page (the few a frame carries)."""
+        alerts = []
+        for item in sorted(kept, key=lambda k: k.detected_at, reverse=True):
+            try:
+                alerts.append(decode_alert(item.raw))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                self.counts["invalid"] += 1
+        return alerts
+
+    def add_drift_event(self, event: DriftEvent, extra: dict[str, Any]) -> None:
+        self.counts["drift_events"] += 1
+        self._add_timeline(timeline_entry_of_drift(event, extra))
+
+    def add_model_update(self, update: ModelUpdate, extra: dict[str, Any]) -> None:
+        self.counts["model_updates"] += 1
+        entry = timeline_entry_of_update(update, extra)
+        self._add_timeline(entry)
+        if update.status == "production":
+            # A rollback may bring a replaced model back: let the stream follow it again.
+            self.stream(update.stream).replaced.discard((update.detector, update.version))
+            self.production[update.stream] = {
+                "detector": update.detector,
+                "version": update.version,
+                "since": update.promoted_at,
+                "reason": update.reason,
+            }
+
+    def _add_timeline(self, entry: dict[str, Any]) -> None:
+        self.timeline.append(entry)
+        self.new_timeline.append(entry)
+
+    def set_production(self, stream: str, alias: dict[str, Any]) -> None:
+        """The registry's production alias (what workers load), read at start and after each update."""
+        known = self.production.get(stream, {})
+        self.production[stream] = {
+            "detector": alias["detector"],
+            "version": alias["version"],
+            "since": alias.get("promoted_at") or known.get("since"),
+            "reason": known.get("reason", "registry"),
+        }
+
+    def add_offsets(self, stream: str, end_total: int, committed_total: int | None, now: float) -> None:
+        """One sample of the input topic's end offsets (summed) and the workers' committed offsets."""
+        state = self.stream(stream)
+        state.end_offsets.append((now, end_total))
+        while len(state.end_offsets) > 2 and now - state.end_offsets[0][0] > RATE_WINDOW_S:
+            state.end_offsets.popleft()
+        state.lag = None if committed_total is None else max(end_total - committed_total, 0)
+        state.rates.append((now, self.input_rate(state), self.scored_rate(state, now)))
+
+    # -- derived figures ------------------------------------------------------------------------
+    @staticmethod
+    def input_rate(state: StreamState) -> float | None:
+        if len(state.end_offsets) < 2:
+            return None
+        (t0, n0), (t1, n1) = state.end_offsets[0], state.end_offsets[-1]
+        return max(n1 - n0, 0) / (t1 - t0) if t1 > t0 else None
+
+    @staticmethod
+    def scored_rate(state: StreamState, now: float, key: str = "scored") -> float:
+        buckets = state.per_second.within(now, RATE_WINDOW_S)
+        return sum(b[key] for b in buckets) / RATE_WINDOW_S
+
+    def stream_view(self, state: StreamState, now: float) -> dict[str, Any]:
+        minute = Confusion()
+        for bucket in state.per_second.within(now, MINUTE_S):
+            minute.add(bucket["confusion"])
+        model = (state.detector, state.model_version)
+        histogram = state.histograms.get(model) if None not in model else None  # type: ignore[arg-type]
+        return {
+            "scored": state.scored,
+            "alerts": state.alerts,
+            "duplicates": state.duplicates,
+            "in_rate": self.input_rate(state),
+            "scored_rate": self.scored_rate(state, now),
+            "alert_rate": self.scored_rate(state, now, "alerts"),
+            "lag": state.lag,
+            "end_offset": state.end_offsets[-1][1] if state.end_offsets else None,
+            "so_far": state.confusion.summary(),
+            "last_minute": minute.summary(),
+            "threshold": state.threshold,
+            "threshold_source": state.threshold_source,
+            "model": None
+            if state.detector is None
+            else {"detector": state.detector, "version": state.model_version},
+            "severity_counts": dict(state.alerts_by_severity),
+            "hist": None if histogram is None else histogram.counts.tolist(),
+        }
+
+    def _sample_points(self, state: StreamState, since: float, now: float) -> dict[str, list]:
+        """A uniform sample of the scores since the last frame, spread over the interval in arrival order."""
+        if not state.pending:
+            return {"t": [], "score": [], "cls": []}
+        since = max(since, state.pending[0][2])  # the first frame: from the first arrival
+        scores = np.concatenate([p[0] for p in state.pending])
+        classes = np.concatenate([p[1] for p in state.pending])
+        state.pending.clear()
+        if scores.size > self.points_per_frame:
+            keep = np.sort(self._rng.choice(scores.size, self.points_per_frame, replace=False))
+            scores, classes = scores[keep], classes[keep]
+        times = np.linspace(since, now, scores.size, endpoint=False) if scores.size else np.empty(0)
+        return {
+            "t": np.round(times, 3).tolist(),
+            "score": np.maximum(scores, MIN_SCORE).tolist(),
+            "cls": classes.tolist(),
+        }
+
+    # -- frames -------------------------------------------------------------------------------
+    def delta(self, now: float | None = None) -> dict[str, Any]:
+        """What changed since the previous delta; drains the per-frame buffers. Call under ``lock``."""
+        now = time.time() if now is None else now
+        since, self.last_frame_at = self.last_frame_at, now
+        self.seq += 1
+        points = {}
+        for name, state in self.streams.items():
+            sample = self._sample_points(state, since, now)
+            if sample["t"]:
+                state.points.append((now, sample))
+            while state.points and now - state.points[0][0] > POINTS_WINDOW_S:
+                state.points.popleft()
+            points[name] = sample
+        alerts = self._decoded([a for group in self.new_alerts.values() for a in group])
+        self.new_alerts.clear()
+        timeline, self.new_timeline = self.new_timeline[::-1], []
+        return {
+            "type": "delta",
+            **self._common(now),
+            "points": points,
+            "rates": {name: list(s.rates)[-1:] for name, s in self.streams.items()},
+            "alerts": alerts,
+            "timeline": timeline,
+        }
+
+    def snapshot(self, now: float | None = None) -> dict[str, Any]:
+        """Everything a page that just opened needs (the last minute of points, recent alerts, the
+        whole timeline). Does not drain what the next delta sends. Call under ``lock``."""
+        now = time.time() if now is None else now
+        points = {}
+        for name, state in self.streams.items():
+            merged: dict[str, list] = {"t": [], "score": [], "cls": []}
+            for _, sample in state.points:
+                for key in merged:
+                    merged[key].extend(sample[key])
+            points[name] = merged
+        # What the next delta brings is left to it, so a page never sees an alert or entry twice.
+        pending = {id(a) for group in self.new_alerts.values() for a in group}
+        alerts = self._decoded(
+            [a for group in self.recent_alerts.values() for a in group if id(a) not in pending]
+        )
+        timeline = list(self.timeline)[: len(self.timeline) - len(self.new_timeline)]
+        return {
+            "type": "snapshot",
+            **self._common(now),
+            "points": points,
+            "rates": {name: list(s.rates) for name, s in self.streams.items()},
+            "alerts": alerts,
+            "timeline": timeline[::-1],
+        }
+
+    def _common(self, now: float) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "time": now,
+            "streams": {name: self.stream_view(s, now) for name, s in self.streams.items()},
+            "production": self.production,
+            "hist_edges": histogram_edges(),
+            "counts": dict(self.counts),
+            "status": dict(self.status),
+        }
+
+
+# -- the timeline ---------------------------------------------------------------------------------
+def timeline_entry_of_drift(event: DriftEvent, extra: dict[str, Any]) -> dict[str, Any]:
+    detail = (
+        f"event {event.event_id} · {event.detector}: {event.statistic:.4g} vs threshold {event.threshold:.4g}"
+    )
+    if event.action and event.action != "none":
+        detail += f"; {event.action.replace('_', ' ')}"
+    return {
+        "kind": "drift",
+        "time": event.detected_at,
+        "stream": event.stream,
+        "title": f"drift detected on {event.stream} (model v{event.model_version})",
+        "detail": detail,
+        "id": event.event_id,
+        "action": event.action,
+        "version": event.model_version,
+        "change": {"topic": event.change.topic, "event_time": event.change.event_time},
+        "extra": extra,
+    }
+
+
+def update_kind(update: ModelUpdate) -> str:
+    """promotion, rollback, retrain (a candidate was trained), shadow (rejected after its shadow run)
+    or retired."""
+    if update.status == "production":
+        return "rollback" if update.reason == "rollback" else "promotion"
+    return {"candidate": "retrain", "rejected": "shadow", "retired": "retired"}.get(
+        update.status, update.status
+    )
+
+
+def timeline_entry_of_update(update: ModelUpdate, extra: dict[str, Any]) -> dict[str, Any]:
+    kind = update_kind(update)
+    model = f"{update.detector} v{update.version}"
+    title = {
+        "promotion": f"{model} promoted to production",
+        "rollback": f"rolled back to {model}",
+        "retrain": f"{model} trained: candidate in shadow",
+        "shadow": f"{model} rejected by its shadow evaluation",
+        "retired": f"{model} retired",
+    }.get(kind, f"{model}: {update.status}")
+    reason = update.reason
+    drift_id = reason.split(":", 1)[1] if reason.startswith("drift:") else None
+    detail = f"after drift event {drift_id}" if drift_id else reason
+    if extra:
+        detail += " · " + ", ".join(f"{k}={_short(v)}" for k, v in extra.items())
+    return {
+        "kind": kind,
+        "time": update.promoted_at,
+        "stream": update.stream,
+        "title": title,
+        "detail": detail,
+        "detector": update.detector,
+        "version": update.version,
+        "status": update.status,
+        "reason": reason,
+        "drift_id": drift_id,
+        "extra": extra,
+    }
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in list(value.items())[:6]) + "}"
+    return str(value)[:80]

@@ -1,0 +1,325 @@
+"""The dashboard's Kafka side: one reader of the output topics, one poller of offsets.
+
+* The reader (read_committed, no consumer group, no commits) follows ``scores`` and ``alerts`` from
+  their end (or from the beginning with ``--from-beginning``) and ``drift-events`` and
+  ``model-updates`` from the beginning: they are small, and the timeline shows their history.
+  A topic that does not exist yet is picked up when it appears.
+* The poller asks the broker once a second for the input topics' end offsets and the worker group's
+  committed offsets: events/s in, and lag.
+
+Both decode with the message structs of :mod:`stream.messages` and hand the result to the
+:class:`~anomstream.dashboard.aggregate.Aggregator` in batches, under its lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter as Tally
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
+
+from anomstream.dashboard.aggregate import Aggregator, decode_alert_head
+from anomstream.dashboard.metrics import DashboardMetrics
+from models.registry import Registry, RegistryError
+from stream.health import Readiness
+from stream.kafka import check_message, make_consumer, make_reader, partitions_of, watermarks
+from stream.messages import DriftEvent, ModelUpdate, decode_score_record
+from stream.settings import Settings
+from stream.signals import StopFlag
+
+log = logging.getLogger(__name__)
+
+BATCH = 5000
+RETRY_TOPICS_S = 5.0
+OFFSETS_EVERY_S = 1.0
+STALE_AFTER_S = 10.0  # no successful offsets poll for this long: the broker is unreachable
+
+_drift_fields = set(DriftEvent.__struct_fields__)
+_update_fields = set(ModelUpdate.__struct_fields__)
+
+
+def _decode_with_extra(raw: bytes, kind: Any, fields: set[str]) -> tuple[Any, dict[str, Any]]:
+    """The struct, plus the fields it does not know (a drift monitor's shadow metrics, say)."""
+    data = msgspec.json.decode(raw)
+    if not isinstance(data, dict):
+        raise msgspec.ValidationError(f"expected a JSON object, got {type(data).__name__}")
+    return msgspec.convert(data, kind), {k: v for k, v in data.items() if k not in fields}
+
+
+class Feed:
+    """Keeps an :class:`Aggregator` up to date from Kafka, in two daemon threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        aggregator: Aggregator,
+        metrics: DashboardMetrics,
+        from_beginning: bool = False,
+        stop: StopFlag | None = None,
+    ) -> None:
+        self.settings = settings
+        self.aggregator = aggregator
+        self.metrics = metrics
+        self.from_beginning = from_beginning
+        self.stop = stop if stop is not None else StopFlag(install=False)
+        self.registry = Registry(settings.registry_dir)
+        self.topics = {
+            settings.topic("scores"): "scores",
+            settings.topic("alerts"): "alerts",
+            settings.topic("drift"): "drift",
+            settings.topic("model_updates"): "model_updates",
+        }
+        self.inputs = {stream: settings.topic(stream) for stream in aggregator.streams}
+        self.assigned: set[str] = set()
+        # Offsets at start: drift events and model updates below them are history (on the timeline,
+        # not counted again by the metrics after a restart).
+        self.history_end: dict[tuple[str, int], int] = {}
+        self.last_offsets_ok: float | None = None
+        self._threads = [
+            threading.Thread(target=self._read, name="dashboard-reader", daemon=True),
+            threading.Thread(target=self._poll_offsets, name="dashboard-offsets", daemon=True),
+        ]
+        self._threshold = lru_cache(maxsize=64)(self._registry_threshold)
+
+    def start(self) -> Feed:
+        for stream in self.aggregator.streams:
+            self._refresh_production(stream)
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def readiness(self) -> Readiness:
+        """Ready when every output topic is assigned and the broker answered within STALE_AFTER_S."""
+        missing = sorted(set(self.topics) - self.assigned)
+        age = None if self.last_offsets_ok is None else round(time.monotonic() - self.last_offsets_ok, 1)
+        checks: dict[str, Any] = {
+            "topics": "assigned" if not missing else f"waiting for {', '.join(missing)}",
+            "broker": self.aggregator.status.get("broker"),
+            "last_offsets_s_ago": age,
+        }
+        reading = self._threads[0].is_alive()
+        checks["reader"] = self.aggregator.status.get("reader", "starting") if reading else "stopped"
+        return Readiness(reading and not missing and age is not None and age < STALE_AFTER_S, checks)
+
+    # -- registry -------------------------------------------------------------------------------
+    def _registry_threshold(self, stream: str, detector: str, version: int) -> float | None:
+        try:
+            return float(self.registry.manifest(stream, detector, version)["threshold"]["threshold"])
+        except (RegistryError, KeyError, TypeError, ValueError, OSError):
+            return None
+
+    def threshold(self, stream: str, detector: str, version: int) -> float | None:
+        return self._threshold(stream, detector, version)
+
+    def _refresh_production(self, stream: str) -> None:
+        try:
+            alias = self.registry.production(stream)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the production alias of %s: %s", stream, exc)
+            return
+        if alias is None:
+            return
+        with self.aggregator.lock:
+            self.aggregator.set_production(stream, alias)
+        self.metrics.production_version.labels(stream).set(alias["version"])
+
+    # -- the reader -----------------------------------------------------------------------------
+    def _read(self) -> None:
+        reader = make_reader(self.settings, **{"fetch.max.bytes": 16 * 1024 * 1024})
+        next_try = 0.0
+        try:
+            while not self.stop:
+                if len(self.assigned) < len(self.topics) and time.monotonic() >= next_try:
+                    self._assign_missing(reader)
+                    next_try = time.monotonic() + RETRY_TOPICS_S
+                if not self.assigned:
+                    self.stop.wait(0.5)
+                    continue
+                try:
+                    messages = [m for m in reader.consume(BATCH, 0.2) if check_message(m)]
+                except KafkaException as exc:
+                    # A page that says so beats a dead reader thread: log it, wait, read on.
+                    log.error("reading failed: %s; retrying in 2s", exc)
+                    self.aggregator.status["reader"] = f"error: {exc}"
+                    self.stop.wait(2.0)
+                    continue
+                self.aggregator.status["reader"] = "reading"
+                if messages:
+                    self._handle(messages)
+        finally:
+            reader.close()
+
+    def _assign_missing(self, reader: Any) -> None:
+        # Offsets are asked of a reader of their own: the main reader's requests queue behind its
+        # long-polling fetches (half a second per partition once something is assigned).
+        probe = make_reader(self.settings)
+        try:
+            assignment = []
+            for topic, kind in self.topics.items():
+                if topic in self.assigned:
+                    continue
+                try:
+                    partitions = partitions_of(probe, topic)
+                    ends = {p: watermarks(probe, topic, p)[1] for p in partitions}
+                except KafkaException as exc:
+                    log.info("topic %s not readable yet (%s): retrying in %.0fs", topic, exc, RETRY_TOPICS_S)
+                    continue
+                history = kind in ("drift", "model_updates")
+                for p, end in ends.items():
+                    self.history_end[(topic, p)] = end
+                    # "The end" resolved now, so nothing published after this call is missed.
+                    assignment.append(
+                        TopicPartition(topic, p, OFFSET_BEGINNING if history or self.from_beginning else end)
+                    )
+                self.assigned.add(topic)
+                start = "the beginning" if history or self.from_beginning else "the end"
+                log.info("reading %s (%d partitions) from %s", topic, len(partitions), start)
+        finally:
+            probe.close()
+        if assignment:
+            reader.incremental_assign(assignment)
+
+    def _handle(self, messages: list[Any]) -> None:
+        scores, alerts, drift, updates = [], [], [], []
+        per_topic: Tally[str] = Tally()
+        invalid = 0
+        for message in messages:
+            topic = message.topic()
+            per_topic[topic] += 1
+            kind = self.topics.get(topic)
+            value = message.value() or b""
+            try:
+                if kind == "scores":
+                    scores.append(decode_score_record(value))
+                elif kind == "alerts":
+                    alerts.append((decode_alert_head(value), value))
+                elif kind == "drift":
+                    drift.append(
+                        (*_decode_with_extra(value, DriftEvent, _drift_fields), self._is_new(message))
+                    )
+                elif kind == "model_updates":
+                    updates.append(
+                        (*_decode_with_extra(value, ModelUpdate, _update_fields), self._is_new(message))
+                    )
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                invalid += 1
+                if self.aggregator.counts["invalid"] + invalid <= 10:
+                    log.warning(
+                        "%s[%d]@%d does not decode: %s", topic, message.partition(), message.offset(), exc
+                    )
+        now = time.time()
+        agg = self.aggregator
+        with agg.lock:
+            agg.counts["invalid"] += invalid
+            for record in scores:
+                agg.add_score_record(record, now)
+            for head, raw in alerts:
+                agg.add_alert(raw, head)
+            for event, extra, _ in drift:
+                agg.add_drift_event(event, extra)
+            for update, extra, _ in updates:
+                agg.add_model_update(update, extra)
+        self._count(per_topic, invalid, alerts, drift, updates)
+        for update, _, _ in updates:
+            if update.status == "production":
+                self._refresh_production(update.stream)
+
+    def _is_new(self, message: Any) -> bool:
+        return bool(message.offset() >= self.history_end.get((message.topic(), message.partition()), 0))
+
+    def _count(self, per_topic: Tally[str], invalid: int, alerts: list, drift: list, updates: list) -> None:
+        # One inc() per label set and batch, not per message: alerts come by the ten thousand.
+        for topic, n in per_topic.items():
+            self.metrics.records.labels(topic).inc(n)
+        if invalid:
+            self.metrics.invalid.inc(invalid)
+        for (stream, severity), n in Tally((a.stream, a.severity) for a, _ in alerts).items():
+            self.metrics.alerts.labels(stream, severity).inc(n)
+        for event, _, new in drift:
+            if new:
+                self.metrics.drift_events.labels(event.stream).inc()
+        for update, _, new in updates:
+            if new:
+                self.metrics.model_updates.labels(update.stream, update.status).inc()
+
+    # -- the offsets poller ---------------------------------------------------------------------
+    def _poll_offsets(self) -> None:
+        # A consumer with the workers' group id asks for their committed offsets; it never subscribes,
+        # so it never joins their group. (Not the admin client: its list_consumer_group_offsets()
+        # segfaults in confluent-kafka 2.16 for a group that has committed nothing yet.)
+        offsets = make_consumer(self.settings, self.settings.group_id)
+        partitions: dict[str, list[int]] = {}
+        next_meta = 0.0
+        try:
+            while not self.stop:
+                started = time.monotonic()
+                try:
+                    if time.monotonic() >= next_meta or len(partitions) < len(self.inputs):
+                        partitions = self._input_partitions(offsets)
+                        next_meta = time.monotonic() + RETRY_TOPICS_S
+                    ends, committed = self._offsets(offsets, partitions)
+                except KafkaException as exc:
+                    self._set_broker(f"unavailable: {exc.args[0].str() if exc.args else exc}")
+                else:
+                    self.last_offsets_ok = time.monotonic()
+                    self._set_broker("reachable")
+                    self._record_offsets(partitions, ends, committed)
+                self.stop.wait(max(0.0, OFFSETS_EVERY_S - (time.monotonic() - started)))
+        finally:
+            offsets.close()
+
+    def _record_offsets(
+        self,
+        partitions: dict[str, list[int]],
+        ends: dict[tuple[str, int], int],
+        committed: dict[tuple[str, int], int],
+    ) -> None:
+        now = time.time()
+        with self.aggregator.lock:
+            for stream, topic in self.inputs.items():
+                if topic in partitions:
+                    end = sum(ends.get((topic, p), 0) for p in partitions[topic])
+                    done = sum(max(committed.get((topic, p), 0), 0) for p in partitions[topic])
+                    self.aggregator.add_offsets(stream, end, done, now)
+        for stream, topic in self.inputs.items():
+            state = self.aggregator.streams[stream]
+            if topic in partitions and state.end_offsets:
+                self.metrics.input_end_offset.labels(stream).set(state.end_offsets[-1][1])
+            if topic in partitions and state.lag is not None:
+                self.metrics.group_lag.labels(stream).set(state.lag)
+
+    def _set_broker(self, status: str) -> None:
+        if self.aggregator.status.get("broker") != status:
+            say = log.info if status == "reachable" else log.warning
+            say("broker %s: %s", self.settings.bootstrap, status)
+        self.aggregator.status["broker"] = status
+
+    def _input_partitions(self, consumer: Any) -> dict[str, list[int]]:
+        meta = consumer.list_topics(timeout=5)
+        return {
+            topic: sorted(meta.topics[topic].partitions)
+            for topic in self.inputs.values()
+            if topic in meta.topics and meta.topics[topic].error is None
+        }
+
+    @staticmethod
+    def _offsets(
+        consumer: Any, partitions: dict[str, list[int]]
+    ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+        """End offsets (high watermarks) and the group's committed offsets (-1001 where none)."""
+        tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
+        if not tps:
+            return {}, {}
+        ends = {(tp.topic, tp.partition): watermarks(consumer, tp.topic, tp.partition)[1] for tp in tps}
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=5)}
+        return ends, committed
