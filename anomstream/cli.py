@@ -161,6 +161,23 @@ RateOpt = Annotated[
 ]
 LimitOpt = Annotated[int | None, typer.Option(help="stop after this many events", min=1)]
 LoopOpt = Annotated[bool, typer.Option(help="start over at the end of the data")]
+DriftAtOpt = Annotated[
+    int, typer.Option("--drift-at", help="event index of the change (the first changed event)")
+]
+DriftSpanOpt = Annotated[
+    int, typer.Option("--drift-span", help="events over which the change unfolds (gradual; sensor: a ramp)")
+]
+
+
+def _drift_spec(stream: str, scenario: str, at: int, span: int, loop: bool):  # noqa: ANN202 - DriftSpec
+    from producers.drift import DriftSpec
+
+    if loop:
+        raise fail("--drift replays one pass with a single change: drop --loop")
+    try:
+        return DriftSpec(scenario, at, span).check(stream)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 @replay_app.command("kdd")
@@ -172,8 +189,30 @@ def replay_kdd(
     limit: LimitOpt = None,
     loop: LoopOpt = False,
     synthetic: Annotated[bool, typer.Option(help="use the synthetic generator even if data exists")] = False,
+    drift: Annotated[
+        str | None,
+        typer.Option(help="drift scenario: abrupt (10% normal, then corrected) or gradual (a growing mix)"),
+    ] = None,
+    drift_at: DriftAtOpt = 50_000,
+    drift_span: DriftSpanOpt = 0,
 ) -> None:
-    """Replay KDD Cup 99 connections into the kdd.connections topic."""
+    """Replay KDD Cup 99 connections into the kdd.connections topic (with --drift: a known change
+    point, marked in each event's drift.phase header)."""
+    if drift is not None:
+        from producers.drift import replay_kdd_drift
+        from stream.datasets import DatasetMissingError
+
+        spec = _drift_spec("kdd", drift, drift_at, drift_span, loop)
+        if file != "test" or synthetic:
+            raise fail(
+                "--drift replays its own files (the 10% file's normal traffic, then corrected): drop --file"
+            )
+        try:
+            stats = replay_kdd_drift(settings(), spec, rate, limit)
+        except (DatasetMissingError, ValueError) as exc:
+            raise fail(str(exc)) from None
+        _report_replay(stats)
+        return
     from producers.kdd import replay_kdd as replay
 
     _report_replay(replay(settings(), file, rate, limit, loop, synthetic, announce=console.print))
@@ -218,11 +257,26 @@ def replay_sensor(
     ] = 0.0,
     limit: LimitOpt = None,
     loop: LoopOpt = False,
+    drift: Annotated[
+        str | None, typer.Option(help="drift scenario: level (shift by 3 std) or variance (deviations x3)")
+    ] = None,
+    drift_at: DriftAtOpt = 1_000,
+    drift_span: DriftSpanOpt = 0,
 ) -> None:
-    """Replay a sensor series as sliding windows (one window per message) into sensor.windows."""
+    """Replay a sensor series as sliding windows (one window per message) into sensor.windows (with
+    --drift: a level or variance shift from event --drift-at on, marked in the drift.phase header)."""
     from producers.sensor import replay_sensor as replay
 
-    _report_replay(replay(settings(), series, bearing, window, stride, speedup, max_gap, rate, limit, loop))
+    if drift is not None:
+        from producers.drift import replay_sensor_drift
+
+        spec = _drift_spec("sensor", drift, drift_at, drift_span, loop)
+        if speedup is not None:
+            raise fail("--drift paces by --rate only: drop --speedup")
+        stats = replay_sensor_drift(settings(), spec, series, bearing, window, stride, rate, limit)
+    else:
+        stats = replay(settings(), series, bearing, window, stride, speedup, max_gap, rate, limit, loop)
+    _report_replay(stats)
 
 
 def _report_replay(stats) -> None:  # noqa: ANN001 - ReplayStats, imported lazily
@@ -275,12 +329,14 @@ def train(
     from models.training import TrainingRequest
     from models.training import train as train_model
 
+    if epochs is not None and epochs < 1:
+        raise fail(f"--epochs must be at least 1, got {epochs}: nothing was trained or saved")
     s = settings()
     registry = Registry(s.registry_dir)
-    if if_missing and registry.production(stream) is not None:
-        console.print(f"stream {stream} already has a production model: nothing to do")
-        return
     try:
+        if if_missing and registry.production(stream) is not None:
+            console.print(f"stream {stream} already has a production model: nothing to do")
+            return
         request = TrainingRequest(
             stream=stream, detector=detector, protocol=protocol, series=series, bearing=bearing,
             window=window, threshold=threshold, fpr=fpr, threshold_params=parse_assignments(threshold_param),
@@ -303,7 +359,10 @@ def evaluate(
     ] = None,
     window: Annotated[int, typer.Option(help="sensor: window length")] = 16,
     protocol: Annotated[
-        str | None, typer.Option(help="KDD: ffl (FFL report's protocol) or full (default: ffl)")
+        str | None,
+        typer.Option(
+            help="KDD: ffl (FFL report's protocol), full, or stream (the 10% file in order, drift loop)"
+        ),
     ] = None,
     detectors: Annotated[
         str | None, typer.Option(help="comma-separated detectors (default: all; kdd: all but seq_ae)")
@@ -317,6 +376,10 @@ def evaluate(
         list[str] | None, typer.Option(help="detector argument DETECTOR.KEY=JSON, e.g. ae.hidden=[32,8]")
     ] = None,
     seed: int = 0,
+    warmup: Annotated[
+        int, typer.Option(help="stream protocol: connections the initial model learns from, labels unread")
+    ] = 5_000,
+    limit: Annotated[int | None, typer.Option(help="stream protocol: only this many connections")] = None,
 ) -> None:
     """Offline evaluation: train, threshold on training data, score the test set; table and plots."""
     from anomstream.options import epoch_override, parse_assignments
@@ -334,6 +397,9 @@ def evaluate(
         Console().print(nab_table(result))
         console.print(f"[green]wrote[/] {out / 'nab.json'}, {out / 'report.md'} and plots")
         return
+    if stream == "kdd" and protocol == "stream":
+        _evaluate_stream(out, names, warmup, limit, epochs, seed)
+        return
     names = names or evaluation.default_detectors(stream)
     try:
         overrides: dict[str, dict] = {name: epoch_override(name, epochs) for name in names}
@@ -348,14 +414,45 @@ def evaluate(
     console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and plots")
 
 
+def _evaluate_stream(
+    out: Path, names: list[str], warmup: int, limit: int | None, epochs: int | None, seed: int
+) -> None:
+    from anomstream.options import epoch_override
+    from anomstream.views import evaluation_table
+    from models.evaluation.stream_report import write_stream_report
+    from models.evaluation.streaming import StreamProtocol, evaluate_stream
+    from stream.datasets import DatasetMissingError
+
+    if len(names) > 1:
+        raise fail("the stream protocol runs one detector: give --detectors NAME")
+    detector = names[0] if names else "ae"
+    if epochs is not None and epochs < 1:
+        raise fail(f"--epochs must be at least 1, got {epochs}")
+    try:
+        protocol = StreamProtocol(
+            detector, warmup, limit, overrides=epoch_override(detector, epochs), seed=seed
+        )
+        figures = evaluate_stream(settings().data_dir, protocol, progress=console.print)
+    except (DatasetMissingError, KeyError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    write_stream_report(out, figures)
+    Console().print(evaluation_table(figures["metrics"]))
+    console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and {out / 'stream.png'}")
+
+
 @models_app.command("list")
 def models_list(stream: Annotated[str | None, typer.Option(help="only this stream")] = None) -> None:
-    """Every registry version, production ones marked."""
+    """Every registry version with its status (production, candidate, rejected, retired), why, and a
+    retrained candidate's shadow evaluation."""
     from anomstream.views import models_table
     from models.detectors import DETECTORS
-    from models.registry import Registry
+    from models.registry import Registry, RegistryError
 
-    Console().print(models_table(Registry(settings().registry_dir).list(stream)))
+    try:
+        rows = Registry(settings().registry_dir).list(stream)
+    except RegistryError as exc:
+        raise fail(str(exc)) from None
+    Console().print(models_table(rows))
     console.print(f"detectors: {', '.join(sorted(DETECTORS))}")
 
 
@@ -378,7 +475,8 @@ def models_promote(stream: str, detector: str, version: int) -> None:
 
 @models_app.command("rollback")
 def models_rollback(stream: str) -> None:
-    """Return the stream to its previous production model."""
+    """Return the stream to its previous production model (verified first); the version rolled back
+    from becomes `rejected`. Running workers reload the production alias."""
     from consumers.model_updates import rollback
 
     _report_promotion(rollback(settings(), stream))

@@ -31,8 +31,12 @@ def parse_assignments(items: list[str] | None) -> dict[str, Any]:
 
 
 def epoch_override(detector: str, epochs: int | None) -> dict[str, Any]:
-    """``{"epochs": epochs}`` for deep (Keras) detectors, nothing for the others."""
-    return {"epochs": epochs} if epochs and is_deep(detector) else {}
+    """``{"epochs": epochs}`` for deep (Keras) detectors, nothing for the others.
+
+    Any value given is passed on, 0 and negatives too, so training refuses them with a clear error
+    instead of silently training with the default.
+    """
+    return {"epochs": epochs} if epochs is not None and is_deep(detector) else {}
 
 
 def finite_non_negative(value: float | None) -> float | None:

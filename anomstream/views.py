@@ -38,10 +38,37 @@ def nab_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def shadow_summary(shadow: dict[str, Any] | None) -> str:
+    """One line of a retrained candidate's shadow evaluation: alert rate on recent normal-looking
+    data and recall on the validation attacks, production -> candidate.
+
+    >>> shadow_summary({"alert_rate": {"production": 0.052, "candidate": 0.011},
+    ...                 "recall": {"production": 0.991, "candidate": 0.987}, "passed": True})
+    'alerts 5.20%->1.10%, recall 0.991->0.987: passed'
+    """
+    if not shadow:
+        return ""
+    parts = []
+    rate, recall = shadow.get("alert_rate") or {}, shadow.get("recall") or {}
+    if "production" in rate:
+        parts.append(f"alerts {rate['production']:.2%}->{rate['candidate']:.2%}")
+    if recall.get("production") is not None:
+        parts.append(f"recall {recall['production']:.3f}->{recall['candidate']:.3f}")
+    verdict = "passed" if shadow.get("passed") else "failed"
+    return ", ".join(parts) + f": {verdict}"
+
+
+STATUS_STYLE = {"production": "bold green", "candidate": "yellow", "rejected": "red", "retired": "dim"}
+
+
 def models_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table("stream", "detector", "version", "created", "threshold", "training", "production")
+    table = Table("stream", "detector", "version", "created", "threshold", "training", "status", "why",
+                  "shadow (production -> candidate)")  # fmt: skip
     for m in rows:
+        status = m.get("status", "production" if m.get("is_production") else "candidate")
+        style = STATUS_STYLE.get(status, "")
+        data = m["training"].get("data")
         table.add_row(m["stream"], m["detector"], str(m["version"]), m["created_at"][:19],
-                      f"{m['threshold']['threshold']:.4g}", str(m["training"].get("data")),
-                      "*" if m["is_production"] else "")  # fmt: skip
+                      f"{m['threshold']['threshold']:.4g}", str(data), f"[{style}]{status}[/]",
+                      m.get("status_reason") or "", shadow_summary(m.get("shadow")))  # fmt: skip
     return table

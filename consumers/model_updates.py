@@ -42,14 +42,21 @@ def announce(settings: Settings, update: ModelUpdate) -> bool:
 def promote(
     settings: Settings, stream: str, detector: str, version: int, reason: str = "manual"
 ) -> Promotion:
-    """Make ``detector`` v``version`` the stream's production model and tell running workers."""
-    Registry(settings.registry_dir).promote(stream, detector, version)
+    """Make ``detector`` v``version`` the stream's production model and tell running workers.
+
+    The registry verifies the version's checksums before it switches: a tampered or incomplete
+    version raises :class:`~models.registry.RegistryIntegrityError` and production stays as it was.
+    ``reason`` is ``manual``, ``drift:<event_id>`` (a retrain that passed its shadow evaluation) or
+    ``rollback``; it is recorded in the alias and in the announcement.
+    """
+    Registry(settings.registry_dir).promote(stream, detector, version, reason=reason)
     update = ModelUpdate(stream, detector, version, datetime.now(UTC).isoformat(), reason=reason)
     return Promotion(update, announce(settings, update))
 
 
 def rollback(settings: Settings, stream: str) -> Promotion:
-    """Return the stream to its previous production model and tell running workers."""
+    """Return the stream to its previous production model (verified first) and tell running workers.
+    The version rolled back from becomes ``rejected``."""
     alias = Registry(settings.registry_dir).rollback(stream)
     now = datetime.now(UTC).isoformat()
     update = ModelUpdate(stream, alias["detector"], alias["version"], now, reason="rollback")

@@ -3,30 +3,48 @@
 Layout::
 
     REGISTRY/<stream>/<detector>/v0003/manifest.json   stream, detector, version, features, training
-                                      /encoder.json     description, metrics, sha256 of every artifact
-                                      /threshold.json
-                                      /detector/...     whatever the detector's save() wrote
-    REGISTRY/<stream>/production.json                   alias: {detector, version, history}
+                                      /encoder.json     description, metrics, shadow results, and the
+                                      /threshold.json   sha256 of every artifact   (sealed)
+                                      /detector/...     whatever the detector's save() wrote (sealed)
+                                      /status.json      candidate | rejected | retired, and why (mutable)
+    REGISTRY/<stream>/production.json                   alias: {detector, version, reason, history}
 
-Writes are atomic (a temporary folder renamed into place), so a worker never sees half a model.
-Loading verifies every artifact's sha256 before any of them is read.
+Writes are atomic (a temporary folder or file renamed into place), so a worker never sees half a
+model. A version folder is sealed once published: its manifest lists every artifact with its sha256.
+What changes afterwards (the version's status) lives in ``status.json`` beside it, never in the
+manifest. Loading and promoting verify the seal before anything is read or switched:
+
+- every artifact name is a plain relative name inside its version folder (no ``..``, no absolute
+  path, no symbolic link that leads outside);
+- every artifact the detector kind needs (:data:`REQUIRED_ARTIFACTS`) is listed and present, and
+  every listed file matches its sha256; only listed files are ever read;
+- every registry file that is not what it should be (truncated JSON, wrong types, a detector name
+  that is not in the zoo) raises one :class:`RegistryError` that names the file.
+
+Statuses: the version the alias names is ``production``; a version that production replaced is
+``retired``; one that failed its shadow evaluation, or that a rollback removed from production, is
+``rejected``; anything else (trained, not promoted) is a ``candidate``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from models.detectors import Detector, detector_class
+from models.detectors import DETECTORS, Detector, detector_class
 from models.features import FeatureEncoder, encoder_from_dict
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
@@ -34,15 +52,39 @@ from stream.errors import AnomstreamError
 
 MANIFEST = "manifest.json"
 ALIAS = "production.json"
+STATUS = "status.json"
 CALIBRATION = "calibration_scores.npy"
+STATUSES = ("production", "candidate", "rejected", "retired")
+MUTABLE = frozenset({STATUS})  # files of a version folder outside the seal
+
+# What each detector kind's save() writes (inside ``detector/``), beside the encoder and threshold.
+_KERAS = ("params.json", "model.weights.h5")
+_SKOPS = ("params.json", "model.skops")
+REQUIRED_ARTIFACTS: dict[str, tuple[str, ...]] = {
+    "ae": _KERAS,
+    "vae": _KERAS,
+    "seq_ae": _KERAS,
+    "bigan": _KERAS,
+    "ocsvm": _SKOPS,
+    "iforest": _SKOPS,
+    "pca": _SKOPS,
+    "hst": ("params.json", "state.json"),
+    # Plus every member's own artifacts under members/<i>-<name>/ (see required_artifacts).
+    "ensemble": ("params.json", "calibration.json"),
+}
+COMMON_ARTIFACTS = ("encoder.json", "threshold.json")
+
+_STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class RegistryError(AnomstreamError, RuntimeError):
-    """The registry has no such model, or cannot do what was asked."""
+    """The registry has no such model, cannot do what was asked, or holds a malformed file."""
 
 
 class RegistryIntegrityError(RegistryError):
-    """An artifact is missing or its checksum does not match the manifest: the model is not loaded."""
+    """An artifact is missing, unlisted, outside its folder, or does not match its sha256: the model
+    is neither loaded nor promoted."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +105,84 @@ def _sha256(path: Path) -> str:
 
 def _write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=2, default=str)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def read_json_file(path: Path, what: str) -> dict[str, Any]:
+    """A registry JSON object, or one RegistryError naming the file (missing, unreadable, not JSON,
+    not an object)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RegistryError(f"{what} {path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{what} {path} is unreadable or not valid JSON ({exc}): restore it") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{what} {path} must hold a JSON object, not {type(data).__name__}: restore it")
+    return data
+
+
+def check_stream(stream: str) -> str:
+    """A stream name is a plain name (it becomes a folder): letters, digits, ``_`` and ``-``."""
+    if not isinstance(stream, str) or not _STREAM_NAME.match(stream):
+        raise RegistryError(f"{stream!r} is not a stream name (letters, digits, '_' or '-')")
+    return stream
+
+
+def check_detector(name: Any, where: str = "") -> str:
+    """A detector name must be one of the zoo's: it becomes a folder and picks the class to load."""
+    if not isinstance(name, str) or name not in DETECTORS:
+        place = f" in {where}" if where else ""
+        raise RegistryError(f"unknown detector {name!r}{place}; known: {', '.join(sorted(DETECTORS))}")
+    return name
+
+
+def check_version(value: Any, where: str = "") -> int:
+    """A version is a positive integer (a JSON number, not a string or a boolean)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        place = f" in {where}" if where else ""
+        raise RegistryError(f"version {value!r}{place} is not a positive integer")
+    return value
+
+
+def plain_artifact_name(name: Any, where: str) -> PurePosixPath:
+    """An artifact name as listed in a manifest: relative, POSIX, no ``..``, no empty or hidden part."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        raise RegistryIntegrityError(f"{where}: artifact name {name!r} is not a plain relative name")
+    path = PurePosixPath(name)
+    if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
+        raise RegistryIntegrityError(
+            f"{where}: artifact name {name!r} leaves its version folder: only plain names inside it"
+        )
+    return path
+
+
+def required_artifacts(detector: str, read_params: Any = None, prefix: str = "detector") -> list[str]:
+    """The artifacts a version of ``detector`` must list: encoder, threshold and what the detector
+    kind's save() writes. An ensemble also needs each member's artifacts; ``read_params(relative)``
+    returns a verified params.json, from which the member names come."""
+    check_detector(detector)
+    names = [f"{prefix}/{file}" for file in REQUIRED_ARTIFACTS[detector]]
+    if detector == "ensemble" and read_params is not None:
+        members = read_params(f"{prefix}/params.json").get("member_names")
+        if not isinstance(members, list):
+            raise RegistryError(f"{prefix}/params.json of an ensemble must list its member_names")
+        for i, member in enumerate(members):
+            names += required_artifacts(check_detector(member), read_params, f"{prefix}/members/{i}-{member}")
+    return names if prefix != "detector" else [*COMMON_ARTIFACTS, *names]
 
 
 class Registry:
@@ -87,12 +200,16 @@ class Registry:
         metrics: dict[str, Any] | None = None,
         promote: bool | None = None,
         calibration_scores: np.ndarray | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> ModelRef:
         """Write a new version; promote it when asked, or when the stream has no production model.
 
         ``calibration_scores`` (the detector's scores of held-out normal rows) are kept beside the
-        model: the NAB mapping and drift calibration read them back.
+        model: the NAB mapping and drift calibration read them back. ``extra`` adds sealed manifest
+        entries (a retrained candidate's ``shadow`` results and ``retrain`` origin).
         """
+        check_stream(stream)
+        check_detector(detector.name)
         folder = self.root / stream / detector.name
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
@@ -103,9 +220,12 @@ class Registry:
             if calibration_scores is not None:
                 np.save(staging / CALIBRATION, np.asarray(calibration_scores, dtype=np.float64))
             artifacts = {
-                str(p.relative_to(staging)): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()
+                p.relative_to(staging).as_posix(): _sha256(p)
+                for p in sorted(staging.rglob("*"))
+                if p.is_file()
             }
             manifest = {
+                **(extra or {}),
                 "stream": stream,
                 "detector": detector.name,
                 "detector_class": type(detector).__name__,
@@ -143,37 +263,59 @@ class Registry:
 
     # -- reading --------------------------------------------------------------------------------
     def versions(self, stream: str, detector: str) -> list[int]:
-        folder = self.root / stream / detector
+        folder = self.root / check_stream(stream) / check_detector(detector)
         if not folder.is_dir():
             return []
-        return sorted(int(p.name[1:]) for p in folder.glob("v[0-9]*") if (p / MANIFEST).is_file())
+        found = (p.name[1:] for p in folder.glob("v[0-9]*") if (p / MANIFEST).is_file())
+        return sorted(int(v) for v in found if v.isdigit())
+
+    def _version_dir(self, stream: str, detector: str, version: int) -> Path:
+        check_stream(stream)
+        check_detector(detector)
+        return self.root / stream / detector / f"v{check_version(version):04d}"
 
     def manifest(self, stream: str, detector: str, version: int) -> dict[str, Any]:
-        path = self.root / stream / detector / f"v{version:04d}" / MANIFEST
+        path = self._version_dir(stream, detector, version) / MANIFEST
         if not path.is_file():
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.root}")
-        return json.loads(path.read_text())
+        return read_json_file(path, "manifest")
 
     def list(self, stream: str | None = None) -> list[dict[str, Any]]:
-        """Every version's manifest (without artifact hashes), with an ``is_production`` flag."""
+        """Every version's manifest (without artifact hashes), with its ``status`` (and why) and an
+        ``is_production`` flag."""
         rows = []
-        streams = [stream] if stream else sorted(p.name for p in self.root.glob("*") if p.is_dir())
+        streams = (
+            [check_stream(stream)]
+            if stream
+            else sorted(p.name for p in self.root.glob("*") if p.is_dir() and _STREAM_NAME.match(p.name))
+        )
         for s in streams:
-            prod = self.production(s)
-            for det_dir in sorted(p for p in (self.root / s).glob("*") if p.is_dir()):
+            for det_dir in sorted(p for p in (self.root / s).glob("*") if p.is_dir() and p.name in DETECTORS):
                 for version in self.versions(s, det_dir.name):
                     m = self.manifest(s, det_dir.name, version)
                     m.pop("artifacts", None)
-                    m["is_production"] = prod is not None and (prod["detector"], prod["version"]) == (
-                        det_dir.name,
-                        version,
-                    )
+                    record = self.status(s, det_dir.name, version)
+                    m["status"], m["status_reason"] = record["status"], record.get("reason", "")
+                    m["is_production"] = record["status"] == "production"
                     rows.append(m)
         return rows
 
     def production(self, stream: str) -> dict[str, Any] | None:
-        path = self.root / stream / ALIAS
-        return json.loads(path.read_text()) if path.is_file() else None
+        """The stream's production alias, validated; None when the stream has none."""
+        path = self.root / check_stream(stream) / ALIAS
+        if not path.exists():
+            return None
+        alias = read_json_file(path, "production alias")
+        where = str(path)
+        check_detector(alias.get("detector"), where)
+        check_version(alias.get("version"), where)
+        history = alias.setdefault("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise RegistryError(f"{where}: history must be a list of {{detector, version}} objects")
+        for entry in history:
+            check_detector(entry.get("detector"), where)
+            check_version(entry.get("version"), where)
+        return alias
 
     def resolve(self, stream: str, detector: str | None = None, version: int | None = None) -> ModelRef:
         """Production model by default; else the newest version of ``detector`` (or ``version``)."""
@@ -190,57 +332,178 @@ class Registry:
             if not known:
                 raise RegistryError(f"no {detector!r} model for stream {stream!r} in {self.root}")
             version = known[-1]
-        path = self.root / stream / detector / f"v{version:04d}"
+        path = self._version_dir(stream, detector, version)
         if not (path / MANIFEST).is_file():
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.root}")
         return ModelRef(stream, detector, version, path)
 
     def verify(self, ref: ModelRef) -> dict[str, Any]:
-        """Check every artifact against the manifest's sha256; return the manifest."""
-        manifest = json.loads((ref.path / MANIFEST).read_text())
-        for relative, expected in manifest["artifacts"].items():
+        """Check the seal of a version: plain artifact names inside its folder, every artifact its
+        detector kind needs listed, every listed file present with its sha256. Returns the manifest."""
+        manifest = read_json_file(ref.path / MANIFEST, "manifest")
+        label = f"{ref.stream}/{ref.detector} v{ref.version}"
+        artifacts = manifest.get("artifacts")
+        if not isinstance(artifacts, dict) or not artifacts:
+            raise RegistryIntegrityError(f"{label}: the manifest lists no artifacts: retrain or restore it")
+        for key, expected in (("stream", ref.stream), ("detector", ref.detector), ("version", ref.version)):
+            if manifest.get(key) != expected:
+                raise RegistryIntegrityError(
+                    f"{label}: its manifest says {key} {manifest.get(key)!r}; a version folder must not be "
+                    "copied or renamed: retrain instead"
+                )
+        root = ref.path.resolve()
+        checked: set[str] = set()
+        for name, expected in artifacts.items():
+            relative = plain_artifact_name(name, label)
             path = ref.path / relative
+            if relative.name in MUTABLE and len(relative.parts) == 1:
+                raise RegistryIntegrityError(f"{label}: {name} is mutable and cannot be a sealed artifact")
+            if not isinstance(expected, str) or not _SHA256.match(expected):
+                raise RegistryIntegrityError(f"{label}: the manifest's sha256 of {name} is malformed")
+            if not path.resolve().is_relative_to(root):
+                raise RegistryIntegrityError(f"{label}: {name} leads outside its version folder: refusing it")
             if not path.is_file():
                 raise RegistryIntegrityError(f"{path} is missing: the model folder is incomplete")
             if _sha256(path) != expected:
                 raise RegistryIntegrityError(
-                    f"{path} does not match its sha256 in the manifest: refusing to load "
-                    f"{ref.stream}/{ref.detector} v{ref.version}; retrain or restore the folder"
+                    f"{path} does not match its sha256 in the manifest: refusing {label}; "
+                    "retrain or restore the folder"
                 )
+            checked.add(relative.as_posix())
+
+        def verified_params(relative: str) -> dict[str, Any]:
+            if relative not in checked:
+                raise RegistryIntegrityError(f"{label}: {relative} is not listed in the manifest")
+            return read_json_file(ref.path / relative, "detector parameters")
+
+        missing = [n for n in required_artifacts(ref.detector, verified_params) if n not in checked]
+        if missing:
+            raise RegistryIntegrityError(
+                f"{label}: the manifest does not list {', '.join(missing)}, which a {ref.detector} model "
+                "needs (all artifacts must be checksummed): retrain or restore the folder"
+            )
         return manifest
 
     def load(self, stream: str, detector: str | None = None, version: int | None = None) -> ScoringModel:
         ref = self.resolve(stream, detector, version)
         manifest = self.verify(ref)
         cls = detector_class(ref.detector)
-        calibration = ref.path / CALIBRATION
+        try:
+            calibration = (
+                np.load(ref.path / CALIBRATION, allow_pickle=False)
+                if CALIBRATION in manifest["artifacts"]
+                else None
+            )
+            encoder = encoder_from_dict(read_json_file(ref.path / "encoder.json", "encoder"))
+            threshold = threshold_from_dict(read_json_file(ref.path / "threshold.json", "threshold"))
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise RegistryError(f"cannot load {stream}/{ref.detector} v{ref.version}: {exc}") from exc
+        # The detector's own checks (an untrusted type in a skops file: UntrustedModelError) say more
+        # than a wrapper would, so they pass through as raised.
         return ScoringModel(
             stream=stream,
             detector_name=ref.detector,
             version=ref.version,
-            encoder=encoder_from_dict(json.loads((ref.path / "encoder.json").read_text())),
+            encoder=encoder,
             detector=cls.load(ref.path / "detector"),
-            threshold=threshold_from_dict(json.loads((ref.path / "threshold.json").read_text())),
+            threshold=threshold,
             manifest=manifest,
-            calibration_scores=np.load(calibration, allow_pickle=False) if calibration.is_file() else None,
+            calibration_scores=calibration,
         )
 
-    # -- aliases --------------------------------------------------------------------------------
-    def promote(self, stream: str, detector: str, version: int) -> dict[str, Any]:
+    # -- statuses -------------------------------------------------------------------------------
+    def status(self, stream: str, detector: str, version: int) -> dict[str, Any]:
+        """``{"status", "reason", "updated_at"}`` of a version. The alias decides ``production``;
+        a version without a status record is ``retired`` if it was production once, else a
+        ``candidate``."""
+        prod = self.production(stream)
+        if prod is not None and (prod["detector"], prod["version"]) == (detector, version):
+            return {
+                "status": "production",
+                "reason": prod.get("reason", "manual"),
+                "updated_at": prod.get("promoted_at"),
+            }
+        path = self._version_dir(stream, detector, version) / STATUS
+        if path.exists():
+            record = read_json_file(path, "status")
+            if record.get("status") not in STATUSES:
+                raise RegistryError(
+                    f"{path}: status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
+                )
+            if record["status"] == "production":  # the alias moved on without a record (crash): replaced
+                record = {**record, "status": "retired"}
+            return record
+        was_production = prod is not None and {"detector": detector, "version": version} in [
+            {"detector": h["detector"], "version": h["version"]} for h in prod["history"]
+        ]
+        return {"status": "retired" if was_production else "candidate", "reason": "", "updated_at": None}
+
+    def set_status(self, stream: str, detector: str, version: int, status: str, reason: str = "") -> None:
+        """Record a version's status (``candidate``, ``rejected``, ``retired``) and why; the sealed
+        artifacts stay untouched. ``production`` is set by :meth:`promote` only."""
+        if status not in STATUSES or status == "production":
+            raise RegistryError(
+                f"status must be candidate, rejected or retired, not {status!r}: production is set by promote"
+            )
         self.resolve(stream, detector, version)
-        current = self.production(stream)
-        history = []
-        if current is not None:
-            history = [*current.get("history", []), {k: current[k] for k in ("detector", "version")}]
-        alias = {"detector": detector, "version": version, "promoted_at": _now(), "history": history}
-        _write_json_atomic(self.root / stream / ALIAS, alias)
+        self._write_status(stream, detector, version, status, reason)
+
+    def _write_status(self, stream: str, detector: str, version: int, status: str, reason: str) -> None:
+        path = self._version_dir(stream, detector, version) / STATUS
+        previous = read_json_file(path, "status") if path.exists() else {}
+        history = previous.get("history", []) if isinstance(previous.get("history"), list) else []
+        if previous.get("status"):
+            history = [*history, {k: previous.get(k) for k in ("status", "reason", "updated_at")}]
+        record = {"status": status, "reason": reason, "updated_at": _now(), "history": history}
+        _write_json_atomic(path, record)
+
+    # -- aliases --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _alias_lock(self, stream: str) -> Iterator[None]:
+        """Promotions and rollbacks of one stream (CLI, drift monitor) run one at a time."""
+        folder = self.root / check_stream(stream)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def promote(self, stream: str, detector: str, version: int, reason: str = "manual") -> dict[str, Any]:
+        """Make ``detector`` v``version`` production, after verifying its seal (a tampered or
+        incomplete version is refused with :class:`RegistryIntegrityError` and nothing changes).
+        The version it replaces becomes ``retired``."""
+        ref = self.resolve(stream, detector, version)
+        self.verify(ref)
+        with self._alias_lock(stream):
+            current = self.production(stream)
+            history = []
+            if current is not None:
+                if (current["detector"], current["version"]) == (detector, version):
+                    return current
+                history = [*current["history"], {k: current[k] for k in ("detector", "version")}]
+            alias = {"detector": detector, "version": version, "promoted_at": _now(), "reason": reason,
+                     "history": history}  # fmt: skip
+            _write_json_atomic(self.root / stream / ALIAS, alias)
+            if current is not None:
+                self._write_status(
+                    stream, current["detector"], current["version"], "retired", f"replaced: {reason}"
+                )
         return alias
 
     def rollback(self, stream: str) -> dict[str, Any]:
-        current = self.production(stream)
-        if not current or not current.get("history"):
-            raise RegistryError(f"stream {stream!r} has no earlier production model to roll back to")
-        previous = current["history"][-1]
-        alias = {**previous, "promoted_at": _now(), "history": current["history"][:-1]}
-        _write_json_atomic(self.root / stream / ALIAS, alias)
+        """Return to the previous production version (verified first). The version rolled back from
+        becomes ``rejected``: it was judged bad in production, so nothing promotes it again by
+        itself (``models promote`` still can)."""
+        with self._alias_lock(stream):
+            current = self.production(stream)
+            if not current or not current["history"]:
+                raise RegistryError(f"stream {stream!r} has no earlier production model to roll back to")
+            previous = current["history"][-1]
+            self.verify(self.resolve(stream, previous["detector"], previous["version"]))
+            alias = {"detector": previous["detector"], "version": previous["version"], "promoted_at": _now(),
+                     "reason": "rollback", "history": current["history"][:-1]}  # fmt: skip
+            _write_json_atomic(self.root / stream / ALIAS, alias)
+            self._write_status(stream, current["detector"], current["version"], "rejected", "rollback")
         return alias

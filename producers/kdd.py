@@ -31,6 +31,11 @@ def _encoded_columns(frame: pd.DataFrame) -> list[list[object]]:
 _TEMPLATE = "{" + ",".join(f'"{name}":%s' for name in KDD_FEATURES) + "}"
 
 
+def encode_rows(frame: pd.DataFrame) -> list[bytes]:
+    """Each row of ``frame`` as the JSON value of one ``kdd.connections`` message."""
+    return [(_TEMPLATE % values).encode() for values in zip(*_encoded_columns(frame), strict=True)]
+
+
 def kdd_events(
     frame: pd.DataFrame, source: str, loop: bool = False, limit: int | None = None
 ) -> Iterator[Event]:

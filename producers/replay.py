@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One message to replay. ``label`` goes into the ``label`` header, never into the value."""
+    """One message to replay. ``label`` goes into the ``label`` header, never into the value;
+    ``headers`` are added after it (a drift scenario's ``drift.phase``)."""
 
     key: bytes | None
     value: bytes
     label: str | None = None
     timestamp_ms: int = 0  # 0: the broker-side CreateTime is "now"
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -122,9 +124,16 @@ class ReplayProducer:
                     if self.stop:
                         stats.interrupted = True
                         break
-                    headers = [("label", event.label.encode())] if event.label is not None else None
+                    headers = [("label", event.label.encode())] if event.label is not None else []
+                    headers += event.headers
                     produce(
-                        producer, self.topic, event.value, event.key, headers, tracker, event.timestamp_ms
+                        producer,
+                        self.topic,
+                        event.value,
+                        event.key,
+                        headers or None,
+                        tracker,
+                        event.timestamp_ms,
                     )
                     stats.sent += 1
                     if stats.sent % chunk == 0:

@@ -17,6 +17,7 @@ from models.features import FeatureEncoder
 from models.thresholds import Threshold, threshold_for
 from models.training.data import TrainingData
 from models.training.recipes import Recipe
+from stream.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,36 @@ def fit_threshold(
     if kind != "fbeta":
         return threshold.fit(calibration_scores)
     if data.labelled is None:
-        raise ValueError(f"fbeta needs labelled validation data; the {data.stream} training data has none")
+        raise ConfigurationError(
+            f"fbeta needs labelled validation data; the {data.stream} training data has none"
+        )
     return threshold.fit(detector.score(data.labelled), data.labelled_anomaly)
+
+
+# Constructor arguments that count something: a value below 1 would leave a detector untrained (zero
+# epochs, or -1 which Keras reads as "no epochs") or fail deep inside a library.
+POSITIVE_PARAMS = ("epochs", "batch_size", "n_estimators", "n_trees", "window_size", "max_samples")
+
+
+def check_params(detector: str, params: dict[str, Any]) -> None:
+    """Refuse parameters that would train nothing, before any data is read or anything is saved.
+
+    >>> check_params("ae", {"epochs": 0})
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigurationError: ae: epochs must be a whole number of at least 1, got 0
+    """
+    for name in POSITIVE_PARAMS:
+        if name not in params:
+            continue
+        value = params[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(
+                f"{detector}: {name} must be a whole number of at least 1, got {value!r}"
+            )
+    for member in params.get("members") or ():
+        if isinstance(member, list | tuple) and len(member) == 2 and isinstance(member[1], dict):
+            check_params(f"{detector} member {member[0]}", member[1])
 
 
 def fit_model(
@@ -64,6 +93,7 @@ def fit_model(
     threshold_params: dict[str, Any] | None = None,
 ) -> FittedModel:
     """Fit the recipe's detector on the fit rows (early stopping on its own rows), then its threshold."""
+    check_params(recipe.detector, recipe.params)
     detector: Detector = detector_class(recipe.detector)(**recipe.params)
     rows = data.fit
     if recipe.repeat_rows and len(rows) < recipe.repeat_rows:

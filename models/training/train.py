@@ -17,9 +17,10 @@ from models.training.data import (
     load_kdd_training,
     sensor_training_data,
 )
-from models.training.fit import FittedModel, fit_model
+from models.training.fit import FittedModel, check_params, fit_model
 from models.training.recipes import resolve
 from stream.datasets.sensor import load_sensor_series
+from stream.errors import ConfigurationError
 from stream.settings import STREAMS
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,22 @@ class TrainingRequest:
         return self.detector or DEFAULT_DETECTOR[self.stream]
 
 
+def check_request(request: TrainingRequest) -> None:
+    """Refuse a request that cannot train a usable model, before any data is read (ConfigurationError,
+    one line: what is wrong and what to use instead)."""
+    if request.stream not in STREAMS:
+        raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+    if request.stream == "kdd" and request.protocol not in ("full", "ffl"):
+        raise ConfigurationError(f"unknown KDD protocol {request.protocol!r}: use full or ffl")
+    if not 0.0 < request.fpr < 1.0:
+        raise ConfigurationError(f"--fpr must lie between 0 and 1 (exclusive), got {request.fpr}")
+    if request.stream == "sensor" and request.window < 2:
+        raise ConfigurationError(f"--window must be at least 2 rows, got {request.window}")
+    if request.training_rows is not None and request.training_rows < 1:
+        raise ConfigurationError(f"training rows must be at least 1, got {request.training_rows}")
+    check_params(request.detector_name, request.detector_params)
+
+
 def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
     """The stream's training data as the request describes it."""
     if request.stream == "kdd":
@@ -60,10 +77,10 @@ def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
         return ecg_training_data(data_dir, request.seed)
     if request.stream == "sensor":
         if (request.series is None) == (not request.bearing):
-            raise ValueError("sensor training needs exactly one of --series NAME or --bearing")
+            raise ConfigurationError("sensor training needs exactly one of --series NAME or --bearing")
         chosen = load_sensor_series(data_dir, request.series, request.bearing)
         return sensor_training_data(chosen, request.window, rows=request.training_rows)
-    raise ValueError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+    raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
 
 
 def fit_request(data: TrainingData, request: TrainingRequest) -> FittedModel:
@@ -82,6 +99,7 @@ def train(
 
     The first version of a stream becomes production unless ``promote=False``.
     """
+    check_request(request)
     fitted = fit_request(training_data(data_dir, request), request)
     return save(registry, fitted, promote)
 

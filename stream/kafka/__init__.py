@@ -7,7 +7,7 @@ back-pressure and delivery accounting is :mod:`stream.kafka.delivery`; topic adm
 
 from stream.kafka.clients import make_admin, make_consumer, make_producer, make_reader
 from stream.kafka.delivery import DeliveryTracker, Headers, flush_or_raise, produce
-from stream.kafka.reading import check_message, follow_from_end, header, iter_topic, read_all
+from stream.kafka.reading import check_message, follow_from_end, header, iter_topic, read_all, read_ranges
 from stream.kafka.topics import (
     BrokerUnavailableError,
     TopicMissingError,
@@ -37,6 +37,7 @@ __all__ = [
     "partitions_of",
     "produce",
     "read_all",
+    "read_ranges",
     "wait_for_broker",
     "watermarks",
 ]

@@ -105,3 +105,37 @@ def iter_topic(
 def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list[Message]:
     """Every message of ``topic`` up to its end offsets at the time of the call."""
     return list(iter_topic(settings, topic, timeout=timeout))
+
+
+def read_ranges(
+    settings: Settings,
+    topic: str,
+    ranges: dict[int, tuple[int, int]],
+    timeout: float = 60.0,
+    batch: int = 5000,
+) -> list[Message]:
+    """The messages of ``topic`` at offsets ``[start, end)`` of each partition (no group, no commits),
+    partition by partition in offset order. Stops at ``timeout``: what was read is returned (a
+    compacted or transactional topic may hold fewer messages than offsets).
+    """
+    wanted = {p: (start, end) for p, (start, end) in ranges.items() if end > start}
+    if not wanted:
+        return []
+    consumer = make_reader(settings)
+    got: dict[int, list[Message]] = {p: [] for p in wanted}
+    try:
+        consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in wanted.items()])
+        pending = set(wanted)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(batch, 0.2):
+                if not check_message(message):
+                    continue
+                p, offset = message.partition(), message.offset()
+                if p in pending and offset < wanted[p][1]:
+                    got[p].append(message)
+            positions = consumer.position([TopicPartition(topic, p) for p in pending])
+            pending -= {tp.partition for tp in positions if tp.offset >= wanted[tp.partition][1]}
+    finally:
+        consumer.close()
+    return [m for p in sorted(got) for m in got[p]]

@@ -61,7 +61,7 @@ def test_models_list_shows_the_production_model(kafka_settings: Settings) -> Non
     listed = _cli(kafka_settings, "models", "list", "--stream", "kdd")
     assert listed.returncode == 0, listed.stderr
     row = next(line for line in listed.stdout.splitlines() if " ae " in line)
-    assert "kdd" in row and "*" in row
+    assert "kdd" in row and "production" in row
 
 
 def test_unknown_stream_and_missing_model_errors_are_clear(kafka_settings: Settings, tmp_path) -> None:  # noqa: ANN001

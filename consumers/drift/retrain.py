@@ -1,0 +1,290 @@
+"""The drift loop's retrain, Kafka side: drift event in, a judged candidate (and maybe a promotion) out.
+
+:class:`Retrainer` takes drift events from the monitor (``submit``, non-blocking) and runs each
+retrain in ONE separate, niced process, so the monitor and the scoring workers on the same machine
+keep their CPU. The job (:func:`retrain_job`)::
+
+    wait until min_events post-change events exist (change.partition_offsets -> end offsets)
+    -> read them from the input topic by offset range -> decode, encode with the production encoder
+    -> models.retraining.retrain_after_change: filter (non-alerting, score quantile, repeats capped),
+       train with the production recipe, shadow-evaluate against production on the newest events
+    -> save the candidate (shadow results in its sealed manifest; status candidate, or rejected)
+
+``poll`` returns finished jobs and promotes the ones that passed (``model-updates`` reason
+``drift:<event_id>``), unless production changed while the job ran.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from consumers.decoding import DECODERS
+from consumers.model_updates import promote
+from models.registry import Registry, RegistryError
+from models.retraining import (
+    INSUFFICIENT,
+    PASSED,
+    LabelledValidation,
+    RetrainPolicy,
+    rebuild_training_data,
+    retrain_after_change,
+)
+from stream.kafka import end_offsets, header, read_ranges
+from stream.messages import DriftEvent
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("promoted", "rejected", "failed", "insufficient_data", "skipped")
+CHILD_NICENESS = 10
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """One finished retrain. ``outcome``: promoted | rejected | failed | insufficient_data | skipped;
+    ``shadow``: the shadow evaluation's figures, flat (full results in the candidate's manifest)."""
+
+    event_id: str
+    stream: str
+    outcome: str
+    candidate_version: int | None
+    shadow: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
+
+
+@dataclass
+class _Job:
+    event: DriftEvent
+    production: tuple[str, int]
+    future: Future
+
+
+def flat_shadow(shadow: dict[str, Any]) -> dict[str, float]:
+    """``{"alert_rate": {"production": .05, ...}, ...}`` -> ``{"alert_rate_production": .05, ...}``."""
+    flat: dict[str, float] = {}
+    for key in ("alert_rate", "alert_rate_all", "recall", "validation_fpr", "threshold"):
+        for side, value in (shadow.get(key) or {}).items():
+            if side in ("production", "candidate"):
+                flat[f"{key}_{side}"] = float(value)
+    if "passed" in shadow:
+        flat["passed"] = float(shadow["passed"])
+    return flat
+
+
+class Retrainer:
+    """Retrains a stream's model after a drift event, in a separate process; see the module docstring.
+
+    >>> retrainer = Retrainer(Settings())                        # doctest: +SKIP
+    >>> retrainer.submit(event)                                  # doctest: +SKIP
+    True
+    >>> retrainer.poll()          # later, from the monitor's loop   doctest: +SKIP
+    [RetrainResult(event_id='...', stream='kdd', outcome='promoted', candidate_version=2, ...)]
+    """
+
+    def __init__(self, settings: Settings, policy: RetrainPolicy | None = None) -> None:
+        self.settings = settings
+        self.policy = policy or RetrainPolicy()
+        self.registry = Registry(settings.registry_dir)
+        self._pool: ProcessPoolExecutor | None = None
+        self._jobs: list[_Job] = []
+        self._last_start: dict[str, float] = {}
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: a fresh interpreter, no copy of the parent's Kafka clients or TensorFlow state.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_child_setup)
+        return self._pool
+
+    def submit(self, event: DriftEvent) -> bool:
+        """Start a retrain for ``event`` in the background; False (logged) when it is ignored: a
+        retrain is already running, the stream is in its cooldown, or the event is about a model
+        that is no longer in production."""
+        stream = event.stream
+        if self._jobs:
+            log.info("drift event %s: a retrain is already running, ignored", event.event_id)
+            return False
+        since = time.monotonic() - self._last_start.get(stream, -float("inf"))
+        if since < self.policy.cooldown_s:
+            log.info(
+                "drift event %s: %s retrained %.0fs ago (cooldown), ignored", event.event_id, stream, since
+            )
+            return False
+        try:
+            prod = self.registry.production(stream)
+        except RegistryError as exc:
+            log.warning("drift event %s: %s", event.event_id, exc)
+            return False
+        if prod is None or prod["version"] != event.model_version:
+            log.info("drift event %s is about %s v%d, not the production model: ignored",
+                     event.event_id, stream, event.model_version)  # fmt: skip
+            return False
+        payload = msgspec.json.encode(event)
+        future = self._executor().submit(retrain_job, self.settings, payload, self.policy)
+        self._jobs.append(_Job(event, (prod["detector"], prod["version"]), future))
+        self._last_start[stream] = time.monotonic()
+        log.info("drift event %s: retraining %s/%s v%d in the background",
+                 event.event_id, stream, prod["detector"], prod["version"])  # fmt: skip
+        return True
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs)
+
+    def poll(self) -> list[RetrainResult]:
+        """Finished retrains since the last poll; candidates that passed are promoted here."""
+        finished = [job for job in self._jobs if job.future.done()]
+        self._jobs = [job for job in self._jobs if not job.future.done()]
+        return [self._finish(job) for job in finished]
+
+    def _finish(self, job: _Job) -> RetrainResult:
+        event = job.event
+        try:
+            outcome = job.future.result()
+        except BrokenProcessPool as exc:
+            self._pool = None  # the child died (killed, out of memory): a fresh one next time
+            return self._log(
+                RetrainResult(
+                    event.event_id, event.stream, "failed", None, {}, f"retrain process died: {exc}"
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever the job raised is reported as a failure, once
+            log.exception("retrain for drift event %s failed", event.event_id)
+            return self._log(
+                RetrainResult(
+                    event.event_id, event.stream, "failed", None, {}, f"{type(exc).__name__}: {exc}"
+                )
+            )
+        shadow = flat_shadow(outcome.get("shadow") or {})
+        result = RetrainResult(event.event_id, event.stream, outcome["outcome"], outcome.get("version"),
+                               shadow, outcome.get("detail", ""))  # fmt: skip
+        if result.outcome == PASSED:
+            result = self._promote(job, result)
+        return self._log(result)
+
+    def _promote(self, job: _Job, result: RetrainResult) -> RetrainResult:
+        stream, detector = job.event.stream, job.production[0]
+        assert result.candidate_version is not None
+        try:
+            current = self.registry.production(stream)
+            if current is None or (current["detector"], current["version"]) != job.production:
+                moved = "none" if current is None else f"{current['detector']} v{current['version']}"
+                detail = f"production changed to {moved} while retraining: candidate kept, not promoted"
+                return replace(result, outcome="skipped", detail=detail)
+            promotion = promote(
+                self.settings, stream, detector, result.candidate_version, f"drift:{job.event.event_id}"
+            )
+        except RegistryError as exc:
+            return replace(result, outcome="failed", detail=f"promotion refused: {exc}")
+        told = "announced on model-updates" if promotion.announced else "no broker reachable to announce it"
+        detail = f"{result.detail}; promoted {detector} v{result.candidate_version} ({told})"
+        return replace(result, outcome="promoted", detail=detail)
+
+    @staticmethod
+    def _log(result: RetrainResult) -> RetrainResult:
+        level = logging.WARNING if result.outcome == "failed" else logging.INFO
+        version = f" v{result.candidate_version}" if result.candidate_version else ""
+        log.log(level, "retrain %s of %s%s: %s (%s)", result.event_id, result.stream, version, result.outcome,
+                result.detail)  # fmt: skip
+        return result
+
+    def close(self) -> None:
+        """Stop: a running retrain is cancelled with its process (its candidate was not saved yet,
+        or stays in the registry as a candidate)."""
+        if self._pool is not None:
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._jobs = []
+
+
+# -- the job, in the child process ------------------------------------------------------------------
+def _child_setup() -> None:
+    # Below the workers and the monitor in the CPU scheduler: a retrain uses idle CPU first.
+    os.nice(CHILD_NICENESS)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s retrain[%(process)d] %(message)s")
+
+
+def post_change_ranges(
+    settings: Settings, event: DriftEvent, policy: RetrainPolicy
+) -> dict[int, tuple[int, int]]:
+    """Offset range per partition of the post-change events to collect, waiting (up to
+    ``policy.wait_s``) until ``min_events`` of them exist; at most ``max_events`` in all."""
+    starts = {int(p): int(offset) for p, offset in event.change.partition_offsets.items()}
+    deadline = time.monotonic() + policy.wait_s
+    while True:
+        ends = end_offsets(settings, event.change.topic)
+        available = sum(max(0, ends.get(p, 0) - start) for p, start in starts.items())
+        if available >= policy.min_events or time.monotonic() >= deadline:
+            break
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+    share = policy.max_events // max(len(starts), 1)
+    return {p: (start, min(ends.get(p, 0), start + share)) for p, start in starts.items()}
+
+
+def _labels(messages: list) -> np.ndarray:
+    values = [header(m, "label") for m in messages]
+    return np.array([v.decode("utf-8", "replace") if v is not None else None for v in values], dtype=object)
+
+
+def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> dict[str, Any]:
+    """One retrain, run in the child process; returns outcome, candidate version, shadow, detail."""
+    event = msgspec.json.decode(payload, type=DriftEvent)
+    registry = Registry(settings.registry_dir)
+    production = registry.load(event.stream)
+    if production.version != event.model_version:
+        return {
+            "outcome": "skipped",
+            "detail": f"production is v{production.version} now, not v{event.model_version}",
+        }
+    ranges = post_change_ranges(settings, event, policy)
+    messages = read_ranges(settings, event.change.topic, ranges, timeout=max(60.0, policy.wait_s))
+    # Offset order within each partition; across partitions, by broker timestamp: the newest last.
+    messages.sort(key=lambda m: (m.timestamp()[1], m.partition(), m.offset()))
+    batch = DECODERS[event.stream](messages, getattr(production.encoder, "length", None))
+    X = production.encoder.transform(batch.raw) if batch.messages else np.zeros((0, 1), np.float32)
+    log.info("drift event %s: %d post-change events read (%d undecodable)",
+             event.event_id, len(batch.messages), len(batch.rejected))  # fmt: skip
+    data = rebuild_training_data(production, settings.data_dir)
+    validation = LabelledValidation.of(data) if data is not None else None
+    origin = {
+        "event_id": event.event_id,
+        "topic": event.change.topic,
+        "ranges": {str(p): list(r) for p, r in ranges.items()},
+        "production": {"detector": production.detector_name, "version": production.version},
+    }
+    description = {"data": f"post-change events of {event.change.topic}", "drift_event": event.event_id}
+    report = retrain_after_change(production, X, policy, validation, data.fit if data is not None else None,
+                                  _labels(batch.messages), description)  # fmt: skip
+    if report.fitted is None:
+        return {"outcome": INSUFFICIENT, "detail": report.detail}
+    fitted = report.fitted
+    cut = float(fitted.threshold.threshold_)
+    ref = registry.save(
+        fitted.stream, fitted.detector, fitted.encoder, fitted.threshold, fitted.description,
+        {"calibration_fpr": float(np.mean(fitted.calibration_scores >= cut))}, promote=False,
+        calibration_scores=fitted.calibration_scores, extra=report.manifest_entries(origin),
+    )  # fmt: skip
+    if report.outcome != PASSED:
+        registry.set_status(ref.stream, ref.detector, ref.version, "rejected", f"shadow: {report.detail}")
+    else:
+        registry.set_status(
+            ref.stream, ref.detector, ref.version, "candidate", f"shadow passed: drift:{event.event_id}"
+        )
+    return {
+        "outcome": report.outcome,
+        "version": ref.version,
+        "shadow": report.shadow,
+        "detail": report.detail,
+    }

@@ -1,0 +1,233 @@
+"""Drift scenarios for ``anomstream replay``: streams with a known change point.
+
+- KDD ``abrupt``: normal connections of the 10% training file (the traffic the model learnt), in
+  file order, then from event ``at`` on the whole ``corrected`` file in its order (its own normal
+  traffic and its attack mix, 17 attack types unseen in training among them).
+- KDD ``gradual``: the same two sources mixed over ``span`` events: event ``at + i`` comes from
+  ``corrected`` with probability ``(i + 1) / span`` (seeded), then ``corrected`` only.
+- sensor ``level``: from window ``at`` on, every row of the series moves up by ``magnitude``
+  standard deviations of its rows before the change (ramped over ``span`` events if given).
+- sensor ``variance``: from window ``at`` on, deviations from the pre-change mean grow ``magnitude``
+  times (ramped likewise).
+
+Each event carries the true change in its ``drift.phase`` header: ``before``, ``after``, or during a
+gradual change the share of the new source (``"0.250"``), so detection delay can be measured from
+the input topic alone: :func:`true_change_offsets` finds the first changed offset per partition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from producers.kdd import encode_rows
+from producers.replay import Event, ReplayProducer, ReplayStats
+from producers.sensor import event_count, sensor_events
+from stream.datasets import find_kdd_file, is_attack, read_kdd
+from stream.datasets.sensor import SensorSeries, load_sensor_series
+from stream.errors import ConfigurationError
+from stream.kafka import header, iter_topic
+from stream.settings import Settings
+from stream.windows import WindowSpec, window_end_rows
+
+PHASE_HEADER = "drift.phase"
+BEFORE, AFTER = "before", "after"
+SCENARIOS: dict[str, tuple[str, ...]] = {"kdd": ("abrupt", "gradual"), "sensor": ("level", "variance")}
+DEFAULT_MAGNITUDE = {"level": 3.0, "variance": 3.0}
+
+
+@dataclass(frozen=True)
+class DriftSpec:
+    """A change of kind ``scenario`` at event ``at`` (0-based: the first changed event), unfolding over
+    ``span`` events (0: at once; required > 0 for KDD ``gradual``)."""
+
+    scenario: str
+    at: int
+    span: int = 0
+    magnitude: float | None = None  # sensor: standard deviations (level) or variance factor
+    seed: int = 0
+
+    def check(self, stream: str) -> DriftSpec:
+        if self.scenario not in SCENARIOS[stream]:
+            raise ConfigurationError(
+                f"unknown {stream} drift scenario {self.scenario!r}: "
+                f"use one of {', '.join(SCENARIOS[stream])}"
+            )
+        if self.at < 0 or self.span < 0:
+            raise ConfigurationError(
+                f"--drift-at and --drift-span must not be negative, got {self.at}, {self.span}"
+            )
+        if self.scenario == "gradual" and self.span < 1:
+            raise ConfigurationError(
+                "a gradual drift needs --drift-span N (events over which the mixture grows)"
+            )
+        return self
+
+    def share(self, index: int | np.ndarray) -> np.ndarray:
+        """Share of the new regime at event ``index``: 0 before ``at``, growing to 1 over ``span``.
+
+        >>> DriftSpec("gradual", at=10, span=4).share(np.arange(9, 16)).tolist()
+        [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+        """
+        i = np.asarray(index, dtype=np.float64)
+        if self.span == 0:
+            return (i >= self.at).astype(np.float64)
+        return np.clip((i - self.at + 1) / self.span, 0.0, 1.0) * (i >= self.at)
+
+    def phase(self, index: int) -> str:
+        """The ``drift.phase`` header of event ``index``.
+
+        >>> spec = DriftSpec("gradual", at=2, span=4)
+        >>> [spec.phase(i) for i in range(7)]
+        ['before', 'before', '0.250', '0.500', '0.750', 'after', 'after']
+        """
+        share = float(self.share(index))
+        if share <= 0.0:
+            return BEFORE
+        return AFTER if share >= 1.0 else f"{share:.3f}"
+
+
+def with_phases(events: Iterable[Event], spec: DriftSpec, per_step: int = 1) -> Iterator[Event]:
+    """``events`` with the ``drift.phase`` header; ``per_step`` events share one step (interleaved
+    sensor channels advance one window together)."""
+    for index, event in enumerate(events):
+        phase = spec.phase(index // per_step)
+        yield replace(event, headers=(*event.headers, (PHASE_HEADER, phase.encode())))
+
+
+# -- KDD --------------------------------------------------------------------------------------------
+def _events(frame: pd.DataFrame, source: str) -> list[Event]:
+    labels = frame["label"].astype(str).tolist()
+    rows = frame.index.tolist()
+    return [
+        Event(f"{source}-{row:07d}".encode(), value, label)
+        for row, value, label in zip(rows, encode_rows(frame), labels, strict=True)
+    ]
+
+
+def kdd_drift_events(
+    before: pd.DataFrame, after: pd.DataFrame, spec: DriftSpec, limit: int | None = None
+) -> list[Event]:
+    """The events of a KDD scenario: ``before`` rows (in order) until the change, ``after`` rows
+    from it, mixed over ``span`` events for ``gradual``; every event with its phase header."""
+    spec.check("kdd")
+    old, new = _events(before, "kddcup.data_10_percent"), _events(after, "corrected")
+    needed_old = spec.at + (spec.span if spec.scenario == "gradual" else 0)
+    if needed_old > len(old):
+        raise ConfigurationError(
+            f"--drift-at {spec.at:,} (+ span) needs {needed_old:,} events before the change; the 10% file "
+            f"has {len(old):,} normal connections"
+        )
+    draws = np.random.default_rng(spec.seed).random(spec.span)
+    out: list[Event] = []
+    i_old = i_new = 0
+    total = len(new) + spec.at + (spec.span if spec.scenario == "gradual" else 0)
+    for index in range(total if limit is None else min(limit, total)):
+        share = float(spec.share(index)) if spec.scenario == "gradual" else float(index >= spec.at)
+        from_new = share >= 1.0 or (share > 0.0 and draws[index - spec.at] < share)
+        if from_new and i_new < len(new):
+            out.append(new[i_new])
+            i_new += 1
+        elif not from_new and i_old < len(old):
+            out.append(old[i_old])
+            i_old += 1
+        else:
+            break
+    return list(with_phases(out, spec))
+
+
+def load_kdd_drift_sources(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Normal connections of the 10% file (original row numbers kept), and ``corrected`` whole."""
+    train = read_kdd(find_kdd_file(data_dir, "train"))
+    test = read_kdd(find_kdd_file(data_dir, "test"))
+    return train[~is_attack(train["label"])], test
+
+
+def replay_kdd_drift(
+    settings: Settings, spec: DriftSpec, rate: float = 0.0, limit: int | None = None
+) -> ReplayStats:
+    """``anomstream replay kdd --drift abrupt|gradual --drift-at N [--drift-span M]``."""
+    spec.check("kdd")
+    before, after = load_kdd_drift_sources(settings.data_dir)
+    events = kdd_drift_events(before, after, spec, limit)
+    producer = ReplayProducer(settings, settings.topic("kdd"), rate=rate)
+    return producer.run(events, len(events), f"kdd {spec.scenario} drift at {spec.at:,}")
+
+
+# -- sensor -----------------------------------------------------------------------------------------
+def drifted_series(
+    series: Sequence[SensorSeries], spec: DriftSpec, window: int, stride: int = 1
+) -> list[SensorSeries]:
+    """Copies of ``series`` with the change applied from the rows of window ``at // len(series)``
+    on (the last row of that window is the first changed row), ramped over ``span`` events."""
+    spec.check("sensor")
+    magnitude = spec.magnitude if spec.magnitude is not None else DEFAULT_MAGNITUDE[spec.scenario]
+    per_step = max(len(series), 1)
+    step_spec = DriftSpec(spec.scenario, math.ceil(spec.at / per_step), math.ceil(spec.span / per_step))
+    out = []
+    for item in series:
+        ends = window_end_rows(len(item), window, stride)
+        if step_spec.at >= len(ends):
+            raise ConfigurationError(
+                f"--drift-at {spec.at:,} is past the {len(ends) * per_step:,} events of {item.name}"
+            )
+        # Share of the change per row: the share of the first window that ends at or after the row.
+        window_of_row = np.searchsorted(ends, np.arange(len(item)), side="left")
+        share = step_spec.share(window_of_row)
+        reference = item.values[: ends[step_spec.at]]
+        mean, std = float(np.mean(reference)), float(np.std(reference)) or 1.0
+        if spec.scenario == "level":
+            values = item.values + share * magnitude * std
+        else:
+            values = mean + (item.values - mean) * (1.0 + share * (magnitude - 1.0))
+        out.append(replace(item, values=values))
+    return out
+
+
+def sensor_drift_events(
+    series: Sequence[SensorSeries], spec: DriftSpec, window: int, stride: int = 1, limit: int | None = None
+) -> Iterator[Event]:
+    """The events of a sensor scenario: the windows of the drifted series, interleaved as
+    ``replay sensor`` does, each with its phase header."""
+    chosen = drifted_series(series, spec, window, stride)
+    per_step = len(chosen)
+    step_spec = DriftSpec(spec.scenario, math.ceil(spec.at / per_step), math.ceil(spec.span / per_step))
+    return with_phases(sensor_events(chosen, window, stride, limit=limit), step_spec, per_step=per_step)
+
+
+def replay_sensor_drift(
+    settings: Settings,
+    spec: DriftSpec,
+    series: str | None = None,
+    bearing: bool = False,
+    window: int = 16,
+    stride: int = 1,
+    rate: float = 0.0,
+    limit: int | None = None,
+) -> ReplayStats:
+    """``anomstream replay sensor --drift level|variance --drift-at N [--drift-span M]``."""
+    spec.check("sensor")
+    WindowSpec(window, stride)
+    chosen = load_sensor_series(settings.data_dir, series, bearing)
+    events = sensor_drift_events(chosen, spec, window, stride, limit)
+    total = event_count(chosen, window, stride) if limit is None else limit
+    producer = ReplayProducer(settings, settings.topic("sensor"), rate=rate)
+    return producer.run(events, total, f"sensor {spec.scenario} drift at {spec.at:,}")
+
+
+# -- measuring --------------------------------------------------------------------------------------
+def true_change_offsets(settings: Settings, topic: str, timeout: float = 60.0) -> dict[int, int]:
+    """First offset per partition whose ``drift.phase`` is not ``before``: the true change point on
+    the topic (partitions without a changed event are left out)."""
+    first: dict[int, int] = {}
+    for message in iter_topic(settings, topic, timeout=timeout):
+        phase = header(message, PHASE_HEADER)
+        if phase is not None and phase != BEFORE.encode():
+            p = message.partition()
+            first[p] = min(first.get(p, message.offset()), message.offset())
+    return first
