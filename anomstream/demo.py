@@ -1,9 +1,11 @@
 """``anomstream up``: the whole pipeline on one machine, with a live summary.
 
 broker (unless ANOMSTREAM_BOOTSTRAP_SERVERS) -> topics -> KDD model (trained if missing) ->
-worker process(es) -> the web dashboard (http://127.0.0.1:8050) -> replay of real ``corrected``
-connections -> live events/s, alerts, precision and recall read back from the ``scores`` topic ->
-summary table. Ctrl-C stops everything it started.
+worker process(es) -> the drift monitor with --retrain -> the web dashboard (http://127.0.0.1:8050)
+-> replay of real ``corrected`` connections (traffic the model, trained on the 10% file, has not seen:
+a drift) -> live events/s, alerts, precision and recall read back from the ``scores`` topic, drift
+events and promotions from ``drift-events`` and ``model-updates`` -> summary table. Ctrl-C stops
+everything it started.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from rich.console import Console, Group
@@ -24,11 +28,52 @@ from consumers.supervisor import worker_command
 from consumers.tally import ScoreTally, Tally
 from producers.replay import ReplayProducer, ReplayStats
 from stream.broker import EmbeddedBroker, port_open
-from stream.kafka import create_topics, wait_for_broker
+from stream.kafka import create_topics, iter_topic, wait_for_broker
+from stream.messages import decode_drift_event, decode_model_update
 from stream.settings import Settings
 from stream.signals import StopFlag
 
 DRAIN_TIMEOUT_S = 120.0
+
+
+DRIFT_METRICS_PORT = 9465
+
+
+class ControlFeed:
+    """Follows ``drift-events`` and ``model-updates`` from now on, for the live panel and the summary."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = StopFlag(install=False)
+        self.drift_events: Counter[str] = Counter()  # by detector
+        self.promotions: list[str] = []  # "v2 (drift:...)"
+        self._threads = [
+            threading.Thread(target=self._follow, args=(name,), name=f"follow-{name}", daemon=True)
+            for name in ("drift", "model_updates")
+        ]
+
+    def start(self) -> ControlFeed:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _follow(self, name: str) -> None:
+        messages = iter_topic(self.settings, self.settings.topic(name), from_beginning=False, follow=True,
+                              stop=self.stop)  # fmt: skip
+        for message in messages:
+            try:
+                if name == "drift":
+                    self.drift_events[decode_drift_event(message.value()).detector] += 1
+                else:
+                    update = decode_model_update(message.value())
+                    self.promotions.append(f"{update.detector} v{update.version} ({update.reason})")
+            except ValueError:  # a malformed control message says nothing about the demo
+                continue
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(5)
 
 
 @dataclass
@@ -55,6 +100,8 @@ class Demo:
         self._worker: subprocess.Popen | None = None
         self.dashboard_port = dashboard_port  # None: no dashboard
         self._dashboard: subprocess.Popen | None = None
+        self._drift: subprocess.Popen | None = None
+        self.control: ControlFeed | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
     def _ensure_broker(self) -> None:
@@ -112,6 +159,18 @@ class Demo:
         )  # fmt: skip
         self.console.print(f"worker: {self.replicas} replica(s), pid {self._worker.pid}, log {log_path}")
 
+    def _start_drift_monitor(self) -> None:
+        """The drift monitor with --retrain: drift events, guarded retrains and promotions, live."""
+        log_path = self.settings.state_dir / "drift.log"
+        command = [sys.executable, "-m", "anomstream", "drift", "--stream", "kdd", "--retrain"]
+        if not port_open("127.0.0.1", DRIFT_METRICS_PORT):
+            command += ["--metrics-port", str(DRIFT_METRICS_PORT)]
+        self._drift = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "COLUMNS": "160"},
+        )  # fmt: skip
+        self.console.print(f"drift monitor (--retrain): pid {self._drift.pid}, log {log_path}")
+
     def _start_dashboard(self) -> None:
         """The web dashboard as a process of its own (its own GIL: it never slows the replay)."""
         if self.dashboard_port is None:
@@ -160,7 +219,9 @@ class Demo:
             self._ensure_data()
             self._ensure_model()
             tally = ScoreTally(self.settings).start()
+            self.control = ControlFeed(self.settings).start()
             self._start_worker()
+            self._start_drift_monitor()
             self._start_dashboard()
             replay = threading.Thread(target=self._replay, name="replay", daemon=True)
             replay.start()
@@ -175,6 +236,8 @@ class Demo:
         finally:
             if tally is not None:
                 tally.close()
+            if self.control is not None:
+                self.control.close()
             self._shutdown()
 
     def _watch(self, tally: ScoreTally, replay: threading.Thread) -> None:
@@ -204,8 +267,18 @@ class Demo:
         table.add_row("events/s (last 5s)", f"{rate:,.0f}")
         table.add_row("alerts", f"{snapshot.alerts:,}")
         table.add_row("precision / recall", f"{snapshot.precision:.3f} / {snapshot.recall:.3f}")
+        self._control_rows(table)
         table.add_row("elapsed", f"{elapsed:.0f}s")
         return Group(table)
+
+    def _control_rows(self, table: Table) -> None:
+        if self.control is None:
+            return
+        events = sum(self.control.drift_events.values())
+        detail = ", ".join(f"{n} {d}" for d, n in sorted(self.control.drift_events.items()))
+        table.add_row("drift events", f"{events}" + (f" ({detail})" if detail else ""))
+        promotions = self.control.promotions
+        table.add_row("promotions / rollbacks", ", ".join(promotions[-3:]) if promotions else "none")
 
     def _summary(self, final: Tally) -> Table:
         table = Table(title="anomstream up: summary")
@@ -223,12 +296,13 @@ class Demo:
         table.add_row("missed attacks", f"{final.fn:,}")
         table.add_row("precision", f"{final.precision:.4f}")
         table.add_row("recall", f"{final.recall:.4f}")
+        self._control_rows(table)
         table.add_row("wall time", f"{time.monotonic() - self.state.started:.0f}s")
         return table
 
     def _shutdown(self) -> None:
         self.stop.set()
-        for process, grace in ((self._dashboard, 10), (self._worker, 60)):
+        for process, grace in ((self._dashboard, 10), (self._drift, 30), (self._worker, 60)):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:
