@@ -12,8 +12,11 @@ Guarantees, unchanged by the overlap:
 
 * at-least-once: a batch's offsets are committed only after every one of its outputs was
   acknowledged, and batches are committed in the order they were consumed. The worker thread commits
-  them, because it is the thread that polls the consumer: librdkafka serves a commit issued from
-  another thread only when the polling thread next gets to it (measured: seconds);
+  them: it is the thread that polls the consumer, and this client serves a consumer call made from
+  another thread while one polls late or never (measured: ``commit`` and
+  ``consumer_group_metadata`` from a second thread hung for minutes). The publisher never calls the
+  consumer: what it needs from it (the group metadata a transaction commits offsets under, the
+  assignment) it asks the worker thread for, which answers between polls (:meth:`Publisher.serve`);
 * exactly-once: one transaction per batch, and one at a time (a producer holds one open
   transaction): scoring of N+1 overlaps the ``commit_transaction`` of N;
 * ``drain()`` returns once every submitted batch is acknowledged (under --eos: committed); the worker
@@ -87,6 +90,7 @@ class ScoredBatch:
     by_stream: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (events, alerts)
     learn: list[tuple[ScoringModel, np.ndarray]] = field(default_factory=list)
     arrived: float = 0.0  # monotonic time its first message was handed over
+    group_metadata: Any = None  # --eos: the consumer group metadata when the batch was consumed
     undeliverable: int = 0  # outputs replaced by dead letters (set by the publisher)
     stand_ins: list[Output] = field(default_factory=list)  # those dead letters
 
@@ -125,6 +129,9 @@ class Publisher:
         self._finished = 0
         self._progress = threading.Condition()
         self._failures: list[tuple[KafkaError, Message]] = []
+        self._asked = threading.Event()
+        self._answered = threading.Event()
+        self._answer: tuple[Any, set[tuple[str, int]]] | None = None
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 
     # -- the producer's delivery callback (set as its ``on_delivery``, errors only) --------------
@@ -143,12 +150,22 @@ class Publisher:
         with self._progress:
             return self._submitted - self._finished
 
+    def serve(self) -> None:
+        """Answer the publisher's question for the consumer's group state, if it asked. Called by the
+        thread that polls the consumer, between polls and while it waits for the publisher."""
+        if self._asked.is_set():
+            self._asked.clear()
+            assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            self._answer = (self.consumer.consumer_group_metadata(), assigned)
+            self._answered.set()
+
     def submit(self, batch: ScoredBatch) -> None:
         """Queue a batch; blocks while one is already waiting (back-pressure on the worker)."""
         while True:
             self.raise_if_failed()
+            self.serve()
             try:
-                self.inbox.put(batch, timeout=0.1)
+                self.inbox.put(batch, timeout=0.01)
                 break
             except queue.Full:
                 continue
@@ -157,9 +174,12 @@ class Publisher:
 
     def drain(self) -> None:
         """Wait until every submitted batch is published (or the publisher failed: raised)."""
-        with self._progress:
-            while self._finished < self._submitted and self.error is None:
-                self._progress.wait(0.1)
+        while True:
+            self.serve()
+            with self._progress:
+                if self._finished >= self._submitted or self.error is not None:
+                    break
+                self._progress.wait(0.01)
         self.raise_if_failed()
 
     def raise_if_failed(self) -> None:
@@ -168,9 +188,17 @@ class Publisher:
 
     def close(self, timeout: float = 120.0) -> None:
         """Publish what is queued, then stop the thread."""
-        if self._thread.is_alive():
-            self.inbox.put(None)
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self.serve()
+            try:
+                self.inbox.put(None, timeout=0.01)
+                break
+            except queue.Full:
+                continue
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self.serve()
+            self._thread.join(0.01)
 
     # -- the publisher thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -216,14 +244,24 @@ class Publisher:
             if transient:
                 self._back_off(attempt, batch, error)
 
+    def _group_state(self) -> tuple[Any, set[tuple[str, int]]]:
+        """The consumer's group metadata and assignment now, from the thread that polls it."""
+        self._answered.clear()
+        self._asked.set()
+        deadline = time.monotonic() + 300
+        while not self._answered.wait(0.1):
+            if time.monotonic() > deadline:
+                raise DeliveryFailedError("the worker thread did not answer for the consumer's group state")
+        assert self._answer is not None
+        return self._answer
+
     def _publish_transaction(self, batch: ScoredBatch) -> None:
-        outputs, offsets = batch.outputs, batch.offsets
+        outputs, offsets, metadata = batch.outputs, batch.offsets, batch.group_metadata
         for attempt in range(MAX_DELIVERY_RETRIES + 1):
             self._failures = []
             self.producer.begin_transaction()
             try:
                 outputs = self._produce(outputs, batch, singly=attempt > 0)
-                metadata = self.consumer.consumer_group_metadata()
                 self.producer.send_offsets_to_transaction(offsets, metadata, 30)
                 self._maybe_crash(batch)
                 self.producer.commit_transaction(FLUSH_TIMEOUT_S)
@@ -236,7 +274,8 @@ class Publisher:
                 # Permanently refused outputs are replaced; partitions lost meanwhile are left to
                 # their new owner (committing their offsets here would be fenced anyway).
                 outputs = self._replace_refused(outputs, batch)
-                outputs, offsets = self._still_assigned(outputs, offsets)
+                metadata, assigned = self._group_state()  # a rebalance may have moved on
+                outputs, offsets = self._still_assigned(outputs, offsets, assigned)
                 self._back_off(attempt, batch, error)
 
     def _produce(self, outputs: list[Output], batch: ScoredBatch, singly: bool = False) -> list[Output]:
@@ -329,10 +368,10 @@ class Publisher:
                 kept.append(stand_in)
         return kept
 
+    @staticmethod
     def _still_assigned(
-        self, outputs: list[Output], offsets: list[TopicPartition]
+        outputs: list[Output], offsets: list[TopicPartition], assigned: set[tuple[str, int]]
     ) -> tuple[list[Output], list[TopicPartition]]:
-        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
         kept = [o for o in outputs if (o[4].topic(), o[4].partition()) in assigned]
         return kept, [tp for tp in offsets if (tp.topic, tp.partition) in assigned]
 

@@ -192,6 +192,7 @@ class ScoringWorker:
                 messages = self.batcher.next_batch()
                 if messages:
                     self._submit(messages)
+                self.publisher.serve()
                 self._maybe_crash()
                 self.publisher.raise_if_failed()
                 self.metrics.update_lag(self.consumer)
@@ -221,6 +222,8 @@ class ScoringWorker:
         self._batch_number += 1
         batch = self._score(messages, self._batch_number)
         batch.arrived = arrived
+        if self.eos:  # taken here: the publisher thread never calls the consumer
+            batch.group_metadata = self.consumer.consumer_group_metadata()
         self.metrics.batch_events.observe(len(messages))
         self._submitted_events += batch.events + batch.dead_letters
         log.debug("batch %d: %d messages scored in %.1f ms", batch.number, len(messages),

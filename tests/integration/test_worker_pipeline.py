@@ -9,25 +9,29 @@ from __future__ import annotations
 
 import re
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
 from consumers.batching import DynamicBatcher
+from consumers.worker import ScoringWorker
 from stream.kafka import make_consumer, make_producer, read_all
 from stream.settings import Settings
+from stream.signals import StopFlag
 from tests.support import (
     committed_count,
     corrected_sample,
     input_offsets,
     replay,
-    run_worker,
     score_records,
     scored_offsets,
     spawn_worker,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -41,25 +45,46 @@ def test_sigkill_with_two_batches_in_flight(kafka_settings: Settings, tmp_path: 
     replay(settings, corrected_sample(settings.data_dir, TOTAL, seed=31))
     log = tmp_path / "worker.log"
     args = ["--eos", "--worker-id", "crashing"] if eos else []
-    worker = spawn_worker(settings, *args, log_path=log, env={"ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT": "3"})
+    # Its open transaction is aborted by the broker 10 s after the crash; until then read_committed
+    # readers (and the successor) wait at it.
+    env = {"ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT": "3", "ANOMSTREAM_KAFKA__TRANSACTION_TIMEOUT_MS": "10000"}
+    worker = spawn_worker(settings, *args, log_path=log, env=env)
     assert worker.wait(120) == -signal.SIGKILL, log.read_text()[-3000:]
     text = " ".join(log.read_text().split())  # the console handler wraps long lines
     found = re.search(r"before committing batch 3 \((\d+) batches in flight\)", text)
     assert found and int(found.group(1)) >= 2, log.read_text()[-3000:]
-    # Under --eos the killed transaction holds the group's offsets "unstable" until it is fenced, so
-    # what was committed is read from the committed score records instead.
-    committed = sum(scored_offsets(score_records(settings)).values()) if eos else committed_count(settings)
-    assert 0 < committed < TOTAL
-
-    # The successor takes the same transactional id under --eos: the open transaction is fenced.
-    stats = run_worker(settings, max_events=TOTAL - committed, eos=eos, timeout=120)
-    assert stats.events == TOTAL - committed
+    if eos:
+        # The broker aborts the killed worker's transaction once it times out (10 s); until then the
+        # group's offsets read as unstable.
+        assert wait_until(lambda: _stable_offsets(settings), 90)
+    assert 0 < committed_count(settings) < TOTAL
+    stop = StopFlag(install=False)
+    successor = ScoringWorker(settings, ["kdd"], eos=eos, worker_id="successor", stop=stop)
+    thread = threading.Thread(target=successor.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(
+            lambda: set(scored_offsets(score_records(settings))) == input_offsets(settings), 120
+        )
+    finally:
+        stop.set()
+        thread.join(60)
     counts = scored_offsets(score_records(settings))
     assert set(counts) == input_offsets(settings), "an event was lost across the crash"
     if eos:
         assert max(counts.values()) == 1, "exactly-once: no offset in two committed score records"
         alerts = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("alerts"))]
         assert len(alerts) == len({a["alert_id"] for a in alerts}), "exactly-once: no alert twice"
+
+
+def _stable_offsets(settings: Settings) -> bool:
+    from confluent_kafka import KafkaException
+
+    try:
+        committed_count(settings)
+    except KafkaException:
+        return False
+    return True
 
 
 def test_dynamic_batches_are_full_under_a_backlog_and_immediate_when_idle(kafka_settings: Settings) -> None:
@@ -90,3 +115,50 @@ def test_dynamic_batches_are_full_under_a_backlog_and_immediate_when_idle(kafka_
         assert waited < 1.0, f"an idle worker scored one event {waited:.3f} s after it arrived"
     finally:
         consumer.close()
+
+
+def test_a_learning_threshold_learns_each_committed_event_once_in_stream_order(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """Scoring of batch N+1 overlaps delivery of batch N, but learning follows commits: every event
+    once, and each partition's events in offset order."""
+    import shutil
+
+    from models.registry import Registry
+    from models.thresholds import SlidingPercentileThreshold
+    from stream.messages import KDD_FEATURES
+
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(kafka_settings.registry_dir, registry_dir)
+    registry = Registry(registry_dir)
+    model = registry.load("kdd")
+    initial = [0.001, 0.002, 0.003]
+    threshold = SlidingPercentileThreshold(window=100_000, percentile=99).fit(np.array(initial))
+    registry.save("kdd", model.detector, model.encoder, threshold, {"recipe": "test"}, promote=True)
+    settings = kafka_settings.model_copy(update={"registry_dir": registry_dir, "batch_size": 300})
+    # Distinct connections only, so each score names its event.
+    frame = corrected_sample(settings.data_dir, 20_000, seed=33).drop_duplicates(subset=list(KDD_FEATURES))
+    assert len(frame) >= 3000
+    replay(settings, frame.head(3000).reset_index(drop=True))
+
+    stop = StopFlag(install=False)
+    worker = ScoringWorker(settings, ["kdd"], worker_id="learner", stop=stop)
+    timer = threading.Timer(120, stop.set)
+    timer.start()
+    try:
+        stats = worker.run(max_events=3000)
+    finally:
+        timer.cancel()
+    assert stats.events == 3000 and stats.batches >= 5
+    learnt = list(worker.models["kdd"].threshold.state()["recent"])[len(initial) :]
+    assert len(learnt) == 3000, "each committed event is learnt exactly once"
+    where: dict[float, tuple[int, int]] = {}
+    for record in score_records(settings):
+        for offset, score in zip(record["offsets"], record["scores"], strict=True):
+            where[score] = (record["partition"], offset)
+    assert len(where) == 3000 and sorted(learnt) == sorted(where)
+    last: dict[int, int] = {}
+    for score in learnt:
+        partition, offset = where[score]
+        assert offset > last.get(partition, -1), "learnt out of stream order"
+        last[partition] = offset
