@@ -1,14 +1,24 @@
 """``anomstream bench``: how fast the pipeline is, as ratios that survive a change of machine.
 
-Measured in one run, on one broker, with the production KDD model and real connections:
+Measured in one run, on one broker, with the production KDD model and real connections, each figure
+the median of ``repetitions`` (3) with its [min, max] under ``spread``:
 
 * ``wire_limit_eps``: a bare consumer reading the same messages (no decoding, no scoring): the most
   any Python worker could consume here.
 * ``worker_eps`` / ``worker_eos_eps``: the scoring worker (at-least-once / exactly-once) on a
-  pre-filled topic, from its first batch to its last commit.
+  pre-filled topic, from its first batch to its last commit: on ``corrected`` (80% of events alert)
+  and, under ``streams``, on a mostly-normal stream as well (about 1% alert).
 * ``naive_predict_eps``: the anti-pattern: decode one message, call ``model.predict`` on it, repeat.
-* ``latency_ms``: event time -> alert published, for a worker process under a steady replay.
-* ``worker_rss_mb``: that worker process's resident memory before and after the replay.
+* ``latency_curve``: event time -> alert acknowledged by the broker (the alerts topic stamps
+  LogAppendTime), p50 and p99 for a worker process under a steady replay at 1,000, 5,000 and 20,000
+  events/s and at the worker's measured maximum; ``latency_ms`` is its 5,000 events/s point. The
+  curve is drawn in ``latency_curve.png`` beside ``bench.json``.
+* ``worker_rss_mb``: that worker process's resident memory before and after the latency replays.
+* ``--soak``: 2,000,000 events through a worker process as fast as the replay goes; its RSS from
+  the end of warm-up (the first 10% of events) to the end (``soak``, ``soak_rss.png``).
+* ``--profile``: µs per event in each stage of the worker (``profile_us_per_event``).
+* ``--sweep``: the model call alone at batch sizes 1 to 16,384 on whatever device the Keras backend
+  sees (``sweep.json``; no broker needed).
 """
 
 from __future__ import annotations
@@ -18,36 +28,55 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
+import pandas as pd
+from confluent_kafka.admin import NewTopic
 from rich.console import Console
 from rich.table import Table
 
+from anomstream.measurements import (
+    alert_delays_ms,
+    median_and_spread,
+    percentiles,
+    plot_latency_curve,
+    plot_soak,
+    profile_stages,
+    scoring_sweep,
+)
 from consumers.supervisor import worker_command
 from consumers.worker import ScoringWorker
 from models.registry import Registry
 from producers.kdd import kdd_events, load_kdd_replay
 from producers.replay import ReplayProducer
 from stream.broker import EmbeddedBroker, temporary_broker
-from stream.kafka import check_message, create_topics, iter_topic, make_consumer
+from stream.kafka import check_message, create_topics, end_offsets, make_admin, make_consumer
 from stream.settings import Settings
 from stream.signals import StopFlag
+
+LATENCY_RATES = (1_000, 5_000, 20_000)
+HEADLINE_RATE = 5_000
 
 
 @dataclass
 class BenchConfig:
     events: int = 200_000
     naive_events: int = 300
-    latency_seconds: float = 20.0
-    # Default: a quarter of the measured worker rate. The replay producer and the broker share the
-    # machine with the worker; at half its rate a 2-core machine measured queueing, not the pipeline.
+    repetitions: int = 3
+    latency_seconds: float = 10.0
+    # Offered rates of the latency curve; the worker's measured maximum is added when ``curve_max``.
+    latency_rates: tuple[float, ...] = LATENCY_RATES
+    curve_max: bool = True
+    mostly_normal: bool = True
+    soak_events: int = 0  # --soak: 2,000,000
+    profile_events: int = 0  # --profile: 50,000
+    # Kept for the old option: a single latency point at this rate (the curve's only point).
     latency_rate: float | None = None
 
 
@@ -58,11 +87,45 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+class _CommittedCounter:
+    """How many input events a worker group has committed (its offsets, summed over partitions)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from confluent_kafka import TopicPartition
+
+        self.consumer = make_consumer(settings, settings.group_id)
+        topic = settings.topic("kdd")
+        self.partitions = [TopicPartition(topic, p) for p in end_offsets(settings, topic)]
+
+    def count(self) -> int:
+        try:
+            return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
+        except Exception:  # noqa: BLE001 - a slow broker answer: counted again on the next call
+            return 0
+
+    def __enter__(self) -> _CommittedCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.consumer.close()
+
+
+def mostly_normal_frame(frame: pd.DataFrame, attack_share: float = 0.005, seed: int = 0) -> pd.DataFrame:
+    """Every normal connection of ``frame`` plus a seeded sprinkle of attacks, shuffled: a stream on
+    which about 1% of events alert (the threshold's 1% false-positive rate and the attacks)."""
+    normal = frame[frame["label"] == "normal"]
+    attacks = frame[frame["label"] != "normal"].sample(
+        n=max(1, int(len(normal) * attack_share)), random_state=seed
+    )
+    return pd.concat([normal, attacks]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
 class Benchmark:
     def __init__(self, settings: Settings, config: BenchConfig, console: Console) -> None:
         self.base = settings
         self.config = config
         self.console = console
+        self.spread: dict[str, list[float]] = {}
 
     # -- set-up ---------------------------------------------------------------------------------
     def _cluster(self, stack: contextlib.ExitStack) -> Settings:
@@ -80,21 +143,38 @@ class Benchmark:
                 "group_id": f"bench-{tag}-{uuid.uuid4().hex[:6]}",
             }
         )
+        # The broker stamps each alert when it appends it: latency is measured to that moment.
+        alerts = NewTopic(
+            fresh.topic("alerts"),
+            fresh.topic_partitions,
+            fresh.replication_factor,
+            config={"message.timestamp.type": "LogAppendTime"},
+        )
+        admin = make_admin(fresh)  # held until the future resolves: a collected client cancels it
+        admin.create_topics([alerts])[fresh.topic("alerts")].result()
         create_topics(fresh)
         return fresh
 
-    def _prefill(self, settings: Settings) -> float:
-        frame, source = load_kdd_replay(settings.data_dir, "test", announce=self.console.print)
-        events = kdd_events(frame, source, loop=True, limit=self.config.events)
+    def _frame(self, settings: Settings) -> tuple[pd.DataFrame, str]:
+        if not hasattr(self, "_kdd"):
+            self._kdd = load_kdd_replay(settings.data_dir, "test", announce=self.console.print)
+        return self._kdd
+
+    def _prefill(self, settings: Settings, frame: pd.DataFrame, source: str, n: int) -> float:
+        events = kdd_events(frame, source, loop=True, limit=n)
         producer = ReplayProducer(
             settings, settings.topic("kdd"), rate=0, progress=True, stop=StopFlag(False)
         )
-        stats = producer.run(events, self.config.events, description="prefill")
-        return stats.rate
+        return producer.run(events, n, description="prefill").rate
+
+    def _figure(self, name: str, values: list[float], digits: int = 0) -> float:
+        median, spread = median_and_spread(values)
+        self.spread[name] = [round(v, digits) for v in spread]
+        return round(median, digits) if digits else round(median)
 
     # -- measurements ---------------------------------------------------------------------------
-    def _wire_limit(self, settings: Settings) -> float:
-        consumer = make_consumer(settings, settings.group_id + "-wire")
+    def _wire_limit(self, settings: Settings, tag: str) -> float:
+        consumer = make_consumer(settings, f"{settings.group_id}-wire-{tag}")
         consumer.subscribe([settings.topic("kdd")])
         seen, first = 0, None
         deadline = time.monotonic() + 120
@@ -110,13 +190,39 @@ class Benchmark:
         consumer.close()
         return seen / elapsed if elapsed else 0.0
 
-    def _worker(self, settings: Settings, eos: bool) -> float:
-        tagged = settings.model_copy(update={"group_id": settings.group_id + ("-eos" if eos else "-alo")})
+    def _worker(self, settings: Settings, eos: bool, tag: str) -> tuple[float, float]:
+        """(events/s, share of events that alerted) of one in-process worker run."""
+        group = f"{settings.group_id}-{'eos' if eos else 'alo'}-{tag}"
         worker = ScoringWorker(
-            tagged, ["kdd"], eos=eos, worker_id=f"bench-{os.getpid()}", stop=StopFlag(False)
+            settings.model_copy(update={"group_id": group}),
+            ["kdd"],
+            eos=eos,
+            worker_id=f"bench-{os.getpid()}-{tag}",
+            stop=StopFlag(False),
         )
         stats = worker.run(max_events=self.config.events)
-        return stats.rate
+        return stats.rate, stats.alerts / max(stats.events, 1)
+
+    def _throughput(self, cluster: Settings, name: str, frame: pd.DataFrame, source: str) -> dict[str, Any]:
+        settings = self._fresh(cluster, name.replace("_", "-"))
+        produce_eps = self._prefill(settings, frame, source, self.config.events)
+        wire, alo, eos, share = [], [], [], []
+        for rep in range(self.config.repetitions):
+            with self.console.status(f"{name} {rep + 1}/{self.config.repetitions}: bare consumer..."):
+                wire.append(self._wire_limit(settings, f"{rep}"))
+            with self.console.status(f"{name} {rep + 1}/{self.config.repetitions}: worker, at-least-once..."):
+                rate, alert_share = self._worker(settings, False, f"{rep}")
+                alo.append(rate)
+                share.append(alert_share)
+            with self.console.status(f"{name} {rep + 1}/{self.config.repetitions}: worker, exactly-once..."):
+                eos.append(self._worker(settings, True, f"{rep}")[0])
+        return {
+            "alert_share": round(float(np.median(share)), 4),
+            "wire_limit_eps": self._figure(f"streams.{name}.wire_limit_eps", wire),
+            "worker_eps": self._figure(f"streams.{name}.worker_eps", alo),
+            "worker_eos_eps": self._figure(f"streams.{name}.worker_eos_eps", eos),
+            "produce_eps": round(produce_eps),
+        }
 
     def _naive(self, settings: Settings) -> float:
         """One message at a time: decode, encode, ``model.predict`` (the anti-pattern batching replaces)."""
@@ -140,13 +246,13 @@ class Benchmark:
                 model.detector.score(X)
         return self.config.naive_events / (time.perf_counter() - started)
 
-    def _latency_and_memory(self, settings: Settings, rate: float) -> tuple[dict, dict]:
-        env = settings.environment()
-        log = settings.state_dir / "bench-worker.log"
+    @contextlib.contextmanager
+    def _worker_process(self, settings: Settings, name: str) -> Any:
+        log = settings.state_dir / f"bench-{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             worker_command("--streams", "kdd"),
-            env=env,
+            env=settings.environment(),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
@@ -154,34 +260,113 @@ class Benchmark:
             deadline = time.monotonic() + 120
             while "assigned" not in log.read_text() and time.monotonic() < deadline:
                 time.sleep(0.5)
-            rss_start = _rss_mb(worker.pid)
-            n = int(rate * self.config.latency_seconds)
-            frame, source = load_kdd_replay(settings.data_dir, "test", announce=lambda _: None)
-            replay = ReplayProducer(
-                settings, settings.topic("kdd"), rate=rate, progress=True, stop=StopFlag(False)
-            )
-            replay.run(
-                kdd_events(frame, source, loop=True, limit=n), n, description=f"replay at {rate:,.0f}/s"
-            )
-            time.sleep(3)  # let the last batches land
-            rss_end = _rss_mb(worker.pid)
+            yield worker
         finally:
             worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
-        delays = []
-        for message in iter_topic(settings, settings.topic("alerts")):
-            alert = orjson.loads(message.value())
-            if alert["event_time"]:
-                detected = datetime.fromisoformat(alert["detected_at"])
-                delays.append((detected - datetime.fromisoformat(alert["event_time"])).total_seconds() * 1000)
-        p50, p99 = (float(np.percentile(delays, q)) for q in (50, 99)) if delays else (float("nan"),) * 2
-        return (
-            {"p50": round(p50, 1), "p99": round(p99, 1), "rate_eps": round(rate)},
-            {"start": round(rss_start, 1), "end": round(rss_end, 1), "events": n},
-        )
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+    def _latency_curve(self, cluster: Settings, max_rate: float) -> tuple[list[dict], dict]:
+        settings = self._fresh(cluster, "latency")
+        frame, _ = self._frame(settings)
+        rates = [self.config.latency_rate] if self.config.latency_rate else list(self.config.latency_rates)
+        if self.config.curve_max and not self.config.latency_rate and max_rate > max(rates):
+            rates.append(round(max_rate, -2))
+        prefix_of: dict[str, str] = {}
+        total = 0
+        with self._worker_process(settings, "latency") as worker:
+            rss_start = _rss_mb(worker.pid)
+            for rate in rates:
+                for rep in range(self.config.repetitions):
+                    tag = f"r{int(rate)}x{rep}"
+                    prefix_of[tag] = tag
+                    n = max(1, int(rate * self.config.latency_seconds))
+                    replay = ReplayProducer(
+                        settings, settings.topic("kdd"), rate=rate, progress=True, stop=StopFlag(False)
+                    )
+                    replay.run(
+                        kdd_events(frame, tag, loop=True, limit=n), n, description=f"replay at {rate:,.0f}/s"
+                    )
+                    total += n
+                    self._wait_scored(settings, total)
+            rss_end = _rss_mb(worker.pid)
+        delays = alert_delays_ms(settings, prefix_of)
+        curve = []
+        for rate in rates:
+            reps = [percentiles(delays[f"r{int(rate)}x{rep}"]) for rep in range(self.config.repetitions)]
+            p50s, p99s = [r[0] for r in reps], [r[1] for r in reps]
+            spread = {
+                "p50": [round(v, 1) for v in median_and_spread(p50s)[1]],
+                "p99": [round(v, 1) for v in median_and_spread(p99s)[1]],
+            }
+            point: dict[str, Any] = {
+                "rate_eps": round(rate),
+                "p50": round(median_and_spread(p50s)[0], 1),
+                "p99": round(median_and_spread(p99s)[0], 1),
+                "alerts": sum(len(delays[f"r{int(rate)}x{rep}"]) for rep in range(self.config.repetitions)),
+                "spread": spread,
+            }
+            curve.append(point)
+            self.spread[f"latency_curve.{round(rate)}.p50"] = spread["p50"]
+            self.spread[f"latency_curve.{round(rate)}.p99"] = spread["p99"]
+        rss = {"start": round(rss_start, 1), "end": round(rss_end, 1), "events": total}
+        return curve, rss
+
+    @staticmethod
+    def _wait_scored(settings: Settings, total: int, timeout: float = 120.0) -> None:
+        """Wait until the worker group has committed ``total`` input events (the replay drained)."""
+        with _CommittedCounter(settings) as counter:
+            deadline = time.monotonic() + timeout
+            while counter.count() < total and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    def _soak(self, cluster: Settings) -> dict[str, Any]:
+        settings = self._fresh(cluster, "soak")
+        frame, source = self._frame(settings)
+        n = self.config.soak_events
+        samples: list[list[float]] = []  # [seconds, RSS MB, events committed]
+        with self._worker_process(settings, "soak") as worker, _CommittedCounter(settings) as counter:
+            started = time.monotonic()
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.is_set():
+                    samples.append([round(time.monotonic() - started, 1), round(_rss_mb(worker.pid), 1),
+                                    counter.count()])  # fmt: skip
+                    stop.wait(1.0)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            replay = ReplayProducer(
+                settings, settings.topic("kdd"), rate=0, progress=True, stop=StopFlag(False)
+            )
+            replay.run(kdd_events(frame, source, loop=True, limit=n), n, description="soak")
+            deadline = time.monotonic() + 1800
+            while (not samples or samples[-1][2] < n) and time.monotonic() < deadline:
+                time.sleep(1.0)
+            rss_end = _rss_mb(worker.pid)
+            stop.set()
+            sampler.join(5)
+        # Warm-up ends once the worker has committed the first 10% of the events.
+        warm = next((s for s in samples if s[2] >= n // 10), samples[0] if samples else [0.0, rss_end, 0])
+        warmup_s, after_warmup = warm[0], warm[1]
+        return {
+            "events": n,
+            "rss_mb": {
+                "after_warmup": after_warmup,
+                "end": round(rss_end, 1),
+                "growth_pct": round((rss_end - after_warmup) / after_warmup * 100, 1),
+            },
+            "warmup_s": warmup_s,
+            "seconds": round(time.monotonic() - started, 1),
+            "samples": [s[:2] for s in samples],
+        }
 
     # -- run ------------------------------------------------------------------------------------
     def run(self, out: Path) -> dict[str, Any]:
+        out.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
             cluster = self._cluster(stack)
             if Registry(cluster.registry_dir).production("kdd") is None:
@@ -190,58 +375,120 @@ class Benchmark:
                 self.console.print("no KDD model: training the default autoencoder first")
                 request = TrainingRequest("kdd", "ae", allow_synthetic=True)
                 train(Registry(cluster.registry_dir), cluster.data_dir, request)
-            settings = self._fresh(cluster, "load")
-            produce_eps = self._prefill(settings)
-            with self.console.status("measuring: bare consumer (wire limit)..."):
-                wire = self._wire_limit(settings)
-            with self.console.status("measuring: scoring worker, at-least-once..."):
-                alo = self._worker(settings, eos=False)
-            with self.console.status("measuring: scoring worker, exactly-once..."):
-                eos = self._worker(settings, eos=True)
+            frame, source = self._frame(cluster)
+            streams = {"corrected": self._throughput(cluster, "corrected", frame, source)}
+            if self.config.mostly_normal:
+                normal = mostly_normal_frame(frame)
+                streams["mostly_normal"] = self._throughput(cluster, "mostly_normal", normal, "normal")
+            main = streams["corrected"]
+            naive_settings = self._fresh(cluster, "naive")
+            self._prefill(naive_settings, frame, source, self.config.naive_events)
             with self.console.status(f"measuring: model.predict per message ({self.config.naive_events})..."):
-                naive = self._naive(settings)
-            rate = self.config.latency_rate or round(alo / 4, -2)
-            latency, rss = self._latency_and_memory(self._fresh(cluster, "latency"), rate)
-        result = {
-            "wire_limit_eps": round(wire),
-            "worker_eps": round(alo),
-            "worker_eos_eps": round(eos),
-            "naive_predict_eps": round(naive, 1),
-            "latency_ms": latency,
+                naive = self._figure(
+                    "naive_predict_eps",
+                    [self._naive(naive_settings) for _ in range(self.config.repetitions)],
+                    1,
+                )
+            curve, rss = self._latency_curve(cluster, main["worker_eps"])
+            profile = soak = None
+            if self.config.profile_events:
+                profile_settings = self._fresh(cluster, "profile")
+                self._prefill(profile_settings, frame, source, self.config.profile_events)
+                with self.console.status("profiling the worker's stages..."):
+                    profile = profile_stages(profile_settings, self.config.profile_events)
+            if self.config.soak_events:
+                soak = self._soak(cluster)
+        headline = next((p for p in curve if p["rate_eps"] == HEADLINE_RATE), curve[0])
+        for key in ("wire_limit_eps", "worker_eps", "worker_eos_eps"):
+            self.spread[key] = self.spread[f"streams.corrected.{key}"]
+        result: dict[str, Any] = {
+            "wire_limit_eps": main["wire_limit_eps"],
+            "worker_eps": main["worker_eps"],
+            "worker_eos_eps": main["worker_eos_eps"],
+            "naive_predict_eps": naive,
+            "latency_ms": {"p50": headline["p50"], "p99": headline["p99"], "rate_eps": headline["rate_eps"]},
             "worker_rss_mb": rss,
-            "produce_eps": round(produce_eps),
+            "latency_curve": [{k: p[k] for k in ("rate_eps", "p50", "p99", "alerts")} for p in curve],
+            "streams": streams,
+            "spread": self.spread,
+            "produce_eps": main["produce_eps"],
             "events": self.config.events,
+            "repetitions": self.config.repetitions,
             "batch_size": cluster.batch_size,
+            "max_queue_delay_ms": cluster.max_queue_delay_ms,
             "cpu_count": os.cpu_count(),
         }
-        out.mkdir(parents=True, exist_ok=True)
+        if profile is not None:
+            result["profile_us_per_event"] = profile
+        if soak is not None:
+            result["soak"] = soak
+            plot_soak(soak["samples"], soak["warmup_s"], out / "soak_rss.png")
+        plot_latency_curve(curve, out / "latency_curve.png")
         (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
         self.console.print(self.table(result))
         return result
 
     @staticmethod
     def table(result: dict[str, Any]) -> Table:
-        table = Table(title="anomstream bench (KDD, production model)")
+        table = Table(title="anomstream bench (KDD, production model; medians)")
         table.add_column("measure")
         table.add_column("value", justify="right")
         table.add_column("ratio", justify="right")
-        wire, alo = result["wire_limit_eps"], result["worker_eps"]
-        table.add_row("wire limit (bare consumer)", f"{wire:,} ev/s", "1.00 x wire")
-        table.add_row("worker, at-least-once", f"{alo:,} ev/s", f"{alo / wire:.2f} x wire")
-        table.add_row(
-            "worker, exactly-once",
-            f"{result['worker_eos_eps']:,} ev/s",
-            f"{result['worker_eos_eps'] / alo:.2f} x ALO",
-        )
+        for name, figures in result["streams"].items():
+            wire, alo = figures["wire_limit_eps"], figures["worker_eps"]
+            label = f"{name} ({figures['alert_share']:.0%} alerts)"
+            table.add_row(f"{label}: wire limit", f"{wire:,} ev/s", "1.00 x wire")
+            table.add_row(
+                f"{label}: worker, at-least-once", f"{alo:,} ev/s", f"{alo / max(wire, 1):.2f} x wire"
+            )
+            table.add_row(
+                f"{label}: worker, exactly-once",
+                f"{figures['worker_eos_eps']:,} ev/s",
+                f"{figures['worker_eos_eps'] / max(alo, 1):.2f} x ALO",
+            )
         table.add_row(
             "naive model.predict per message",
             f"{result['naive_predict_eps']:,} ev/s",
-            f"worker is {alo / result['naive_predict_eps']:,.0f} x faster",
+            f"worker is {result['worker_eps'] / max(result['naive_predict_eps'], 1e-9):,.0f} x faster",
         )
-        lat = result["latency_ms"]
-        table.add_row(
-            f"latency at {lat['rate_eps']:,} ev/s", f"p50 {lat['p50']} ms / p99 {lat['p99']} ms", ""
-        )
+        for point in result["latency_curve"]:
+            table.add_row(
+                f"latency at {point['rate_eps']:,} ev/s", f"p50 {point['p50']} ms / p99 {point['p99']} ms", ""
+            )
         rss = result["worker_rss_mb"]
         table.add_row("worker RSS", f"{rss['start']} -> {rss['end']} MB", f"over {rss['events']:,} events")
+        if "soak" in result:
+            soak = result["soak"]["rss_mb"]
+            table.add_row(
+                f"soak ({result['soak']['events']:,} events)",
+                f"{soak['after_warmup']} -> {soak['end']} MB",
+                f"{soak['growth_pct']:+.1f}% after warm-up",
+            )
+        for stage, micros in result.get("profile_us_per_event", {}).items():
+            table.add_row(f"profile: {stage}", f"{micros:.2f} us/event", "")
         return table
+
+
+def run_sweep(settings: Settings, out: Path, console: Console) -> dict[str, Any]:
+    """``anomstream bench --sweep``: the scoring stage alone per batch size (no broker needed)."""
+    from models.detectors.backend import device_description
+    from models.features import KddRaw
+
+    model = Registry(settings.registry_dir).load("kdd")
+    frame, _ = load_kdd_replay(settings.data_dir, "test", announce=console.print)
+
+    X = model.encoder.transform(KddRaw.from_frame(frame.head(16_384)))
+    points = scoring_sweep(model, X)
+    result = {"device": device_description(), "detector": model.detector_name, "points": points}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"scoring stage on {result['device']}")
+    for column in ("batch", "events/s", "ms per call"):
+        table.add_column(column, justify="right")
+    for point in points:
+        table.add_row(f"{point['batch']:,}", f"{point['eps']:,}", f"{point['ms_per_call']}")
+    console.print(table)
+    return result
+
+
+__all__ = ["BenchConfig", "Benchmark", "mostly_normal_frame", "run_sweep"]

@@ -571,19 +571,40 @@ def alerts_tail(
 
 @app.command()
 def bench(
-    out: Annotated[Path, typer.Option(help="folder for bench.json")] = Path("out/bench"),
+    out: Annotated[Path, typer.Option(help="folder for bench.json and latency_curve.png")] = Path(
+        "out/bench"
+    ),
     events: Annotated[int, typer.Option(help="events for the throughput measurements", min=1000)] = 200_000,
-    latency_seconds: Annotated[float, typer.Option(help="duration of the latency replay", min=1.0)] = 20.0,
+    repetitions: Annotated[int, typer.Option(min=1, help="repetitions of each figure (median kept)")] = 3,
+    latency_seconds: Annotated[
+        float, typer.Option(help="replay duration of each latency point", min=1.0)
+    ] = 10.0,
     latency_rate: Annotated[
-        float | None, typer.Option(help="replay rate for latency (default: a quarter of the worker rate)")
+        float | None, typer.Option(help="one latency point at this rate instead of the curve")
     ] = None,
+    soak: Annotated[bool, typer.Option("--soak", help="also replay 2,000,000 events: RSS growth")] = False,
+    profile: Annotated[bool, typer.Option("--profile", help="also profile the worker's stages")] = False,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="only the model call per batch size, on the backend's device")
+    ] = False,
 ) -> None:
-    """Benchmark: wire limit, worker (at-least-once and exactly-once), naive baseline, latency, memory."""
-    from anomstream.bench import BenchConfig, Benchmark
+    """Benchmark: wire limit, workers (at-least-once, exactly-once), naive baseline, latency curve, memory."""
+    from anomstream.bench import BenchConfig, Benchmark, run_sweep
 
-    config = BenchConfig(events=events, latency_seconds=latency_seconds, latency_rate=latency_rate)
+    if sweep:
+        run_sweep(settings(), out, console)
+        console.print(f"wrote {out / 'sweep.json'}")
+        return
+    config = BenchConfig(
+        events=events,
+        repetitions=repetitions,
+        latency_seconds=latency_seconds,
+        latency_rate=latency_rate,
+        soak_events=2_000_000 if soak else 0,
+        profile_events=50_000 if profile else 0,
+    )
     Benchmark(settings(), config, console).run(out)
-    console.print(f"wrote {out / 'bench.json'}")
+    console.print(f"wrote {out / 'bench.json'} and {out / 'latency_curve.png'}")
 
 
 # -- the dashboard --------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Prometheus metrics of a scoring worker: throughput, alerts, dead letters, batch latency, lag.
+"""Prometheus metrics of a scoring worker: throughput, alerts, dead letters, batch sizes and latency,
+lag.
 
 ``anomstream worker --metrics-port 9464`` serves them at http://HOST:9464/metrics, beside
 ``/healthz`` (alive: the consume loop turns) and ``/readyz`` (models loaded, joined the group,
@@ -45,6 +46,21 @@ class WorkerMetrics:
             "anomstream_batch_seconds",
             "Time from a batch's arrival to its commit",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=reg,
+        )
+        self.batch_events = Histogram(
+            "anomstream_batch_events",
+            "Messages per scored batch (dynamic batching: small when idle, large under a backlog)",
+            buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384),
+            registry=reg,
+        )
+        self.in_flight = Gauge(
+            "anomstream_batches_in_flight", "Batches scored and not yet committed", registry=reg
+        )
+        self.undeliverable = Counter(
+            "anomstream_undeliverable_outputs_total",
+            "Outputs the broker refused for good, dead-lettered instead",
+            ["topic", "reason"],
             registry=reg,
         )
         self.lag = Gauge(

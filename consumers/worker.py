@@ -1,15 +1,20 @@
 """The scoring worker: a consumer-group member that scores every input stream in batches.
 
-Per batch::
+Two stages in two threads, so the next batch is scored while the previous one is delivered::
 
-    consume(batch_size, timeout) -> group by topic -> decode + validate (bad ones -> dead-letter)
-        -> ONE model call per stream -> alerts above threshold + one score record per partition
-        -> outputs delivered -> offsets committed          (at-least-once, the default)
-        -> or all of it in one Kafka transaction            (--eos, exactly-once)
-        -> learning thresholds learn the committed scores (a retried batch is never learnt twice)
+    worker thread      dynamic batch (full, or oldest message waited max_queue_delay_ms)
+                       -> group by topic -> decode + validate (bad ones -> dead-letter)
+                       -> ONE model call per stream -> alerts + one score record per partition
+                       -> submit to the publisher (at most one batch waits there)
+    publisher thread   produce -> all acknowledged -> commit offsets   (at-least-once, the default)
+                       or one Kafka transaction per batch              (--eos, exactly-once)
+    worker thread      committed batches: count them, and let learning thresholds learn their
+                       scores (in order, once: a retried batch is never learnt twice)
 
-SIGTERM/SIGINT finish the batch in hand, commit it and leave the group. A promotion on the
-``model-updates`` topic swaps the stream's model between batches.
+Rebalances and SIGTERM/SIGINT drain in-flight batches (published and committed) before partitions
+are given up or the worker leaves the group. A promotion on ``model-updates`` reloads the stream's
+production model from the registry in the background and swaps it in between batches
+(:mod:`consumers.reloading`); a stream that gets its first model that way is subscribed live.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
+import queue
 import socket
 import time
 from collections import defaultdict
@@ -25,34 +30,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from consumers.batching import DynamicBatcher
 from consumers.decoding import DECODERS
 from consumers.metrics import WorkerMetrics, worker_readiness
-from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter_headers
+from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter
+from consumers.pipeline import (
+    MAX_DELIVERY_RETRIES,
+    DeliveryFailedError,
+    Output,
+    Publisher,
+    ScoredBatch,
+    kill_before_commit,
+)
+from consumers.reloading import ModelWatcher
+from models.detectors.backend import warm_up_sizes
 from models.registry import Registry, RegistryError
 from models.scoring import ScoringModel
-from stream.kafka import (
-    DeliveryTracker,
-    check_message,
-    flush_or_raise,
-    follow_from_end,
-    make_consumer,
-    make_producer,
-    produce,
-)
-from stream.messages import decode_model_update
+from stream.kafka import make_consumer, make_producer
 from stream.settings import STREAMS, Settings
 from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
 
-MAX_DELIVERY_RETRIES = 5
-
-
-class DeliveryFailedError(RuntimeError):
-    """Outputs of a batch were not acknowledged; its offsets were not committed."""
+__all__ = ["MAX_DELIVERY_RETRIES", "DeliveryFailedError", "ScoringWorker", "WorkerStats", "serve"]
 
 
 @dataclass
@@ -62,6 +64,7 @@ class WorkerStats:
     dead_letters: int = 0
     batches: int = 0
     retried_batches: int = 0
+    undeliverable: int = 0
     by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started: float = field(default_factory=time.monotonic)
     busy_from: float | None = None  # when the first batch with data arrived
@@ -86,6 +89,7 @@ class ScoringWorker:
         metrics_port: int | None = None,
     ) -> None:
         self.settings = settings
+        self.streams = tuple(streams)
         self.eos = eos
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
@@ -93,10 +97,13 @@ class ScoringWorker:
         self.models = self._load_models(streams)
         self.routes = {settings.topic(stream): stream for stream in self.models}
         self.stats = WorkerStats()
-        self.tracker = DeliveryTracker()
         self.metrics = WorkerMetrics(metrics_port, readiness=lambda: worker_readiness(self))
         # Crash injection for recovery tests: SIGKILL ourselves with batch N published and not committed.
         self._crash_before_commit = int(os.environ.get("ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT") or 0)
+        self._submitted_events = 0
+        self._batch_number = 0
+        self._crash_pending = 0  # the batch withheld from commit before the test crash
+        self._crash_deadline: float | None = None
         for stream, model in self.models.items():
             self.metrics.model_version.labels(stream, model.detector_name).set(model.version)
 
@@ -104,7 +111,12 @@ class ScoringWorker:
         models = {}
         for stream in streams:
             if self.registry.production(stream) is None:
-                log.warning("no production model for stream %r: its topic is not consumed", stream)
+                log.warning(
+                    "no production model for stream %r: its topic is consumed once one is promoted "
+                    "(`anomstream train --stream %s`)",
+                    stream,
+                    stream,
+                )
                 continue
             models[stream] = self.registry.load(stream)
             log.info("stream %s -> %s v%d", stream, models[stream].detector_name, models[stream].version)
@@ -119,7 +131,14 @@ class ScoringWorker:
     def run(self, max_events: int | None = None) -> WorkerStats:
         """Consume until stopped (or until ``max_events`` were handled); returns the counters."""
         transactional_id = f"{self.settings.group_id}-{self.worker_id}" if self.eos else None
-        self.producer = make_producer(self.settings, transactional_id=transactional_id)
+        # Delivery reports for failures only: success is "flush() left nothing behind", so a batch
+        # costs no Python callback per output.
+        self.producer = make_producer(
+            self.settings,
+            transactional_id=transactional_id,
+            on_delivery=self._on_delivery,
+            **{"delivery.report.only.error": True},
+        )
         if self.eos:
             self.producer.init_transactions(30)
         # A crashed replica's partitions move after the session timeout: 10 s instead of librdkafka's
@@ -129,8 +148,27 @@ class ScoringWorker:
             self.settings.group_id,
             **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000},
         )
-        self.consumer.subscribe(list(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke)
-        updates = self._model_update_reader()
+        self.batcher = DynamicBatcher(
+            self.consumer,
+            self.settings.batch_size,
+            self.settings.max_queue_delay_ms / 1000,
+            self.settings.batch_timeout_s,
+        )
+        self.publisher = Publisher(
+            self.producer,
+            self.consumer,
+            eos=self.eos,
+            worker_id=self.worker_id,
+            dead_letter_topic=self.settings.topic("dead_letter"),
+            crash_before_commit=self._crash_before_commit,
+            on_undeliverable=lambda topic, reason: self.metrics.undeliverable.labels(topic, reason).inc(),
+        ).start()
+        sizes = warm_up_sizes(self.settings.batch_size)
+        for model in self.models.values():
+            model.warm_up(sizes)  # compile before the first event, not on it
+        serving = {s: (m.detector_name, m.version) for s, m in self.models.items()}
+        self.watcher = ModelWatcher(self.settings, self.registry, serving, self.streams, sizes).start()
+        self._subscribe()
         # Models, TensorFlow and clients are loaded: move them out of the garbage collector's view.
         # Every batch allocates ~10 containers per event, and each collection would otherwise scan
         # TensorFlow's object graph (measured: 18k -> 30k events/s on KDD).
@@ -142,20 +180,22 @@ class ScoringWorker:
             "exactly-once" if self.eos else "at-least-once",
         )
         last_report = time.monotonic()
+        clean = False
         try:
             while not self.stop:
-                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_s)
-                data = [m for m in messages if check_message(m)]
-                if data:
-                    arrived = time.monotonic()
-                    if self.stats.busy_from is None:
-                        self.stats.busy_from = arrived
-                    self._handle_batch(data)
-                    self.stats.busy_until = time.monotonic()
-                    self.metrics.batch_seconds.observe(self.stats.busy_until - arrived)
+                self._swap_models()
+                self._commit_published()
+                if max_events is not None and self._submitted_events >= max_events:
+                    self.publisher.drain()
+                    self._commit_published(sync=True)
+                    break
+                messages = self.batcher.next_batch()
+                if messages:
+                    self._submit(messages)
+                self.publisher.serve()
+                self._maybe_crash()
+                self.publisher.raise_if_failed()
                 self.metrics.update_lag(self.consumer)
-                if updates is not None:
-                    self._apply_model_updates(updates)
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     log.info(
@@ -165,196 +205,193 @@ class ScoringWorker:
                         self.stats.alerts,
                         self.stats.dead_letters,
                     )
-                if max_events is not None and self.stats.events + self.stats.dead_letters >= max_events:
-                    break
+            clean = True
         finally:
-            self._shutdown(updates)
+            self._shutdown(clean)
         return self.stats
 
-    def _handle_batch(self, data: list[Message]) -> None:
-        for attempt in range(MAX_DELIVERY_RETRIES + 1):
-            try:
-                self._score_and_publish(data)
-                return
-            except (DeliveryFailedError, KafkaException) as exc:
-                if isinstance(exc, KafkaException) and exc.args[0].fatal():
-                    raise
-                if attempt == MAX_DELIVERY_RETRIES:
-                    raise
-                self.stats.retried_batches += 1
-                self.metrics.retries.inc()
-                log.warning(
-                    "batch of %d failed (%s): rewinding to retry (%d/%d)",
-                    len(data),
-                    exc,
-                    attempt + 1,
-                    MAX_DELIVERY_RETRIES,
-                )
-                if self.eos:
-                    self.producer.abort_transaction(30)
-                self._rewind(data)
-                time.sleep(min(2**attempt * 0.2, 5))
-                data = self._refill(data)
-                if not data:
-                    return
+    def _subscribe(self) -> None:
+        self.consumer.subscribe(
+            list(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
-    def _score_and_publish(self, data: list[Message]) -> None:
-        if self.eos:
-            self.producer.begin_transaction()
-        self.tracker.reset()
-        counts = self._publish_outputs(data)
-        offsets = self._next_offsets(data)
-        if self.eos:
-            self.producer.send_offsets_to_transaction(offsets, self.consumer.consumer_group_metadata(), 30)
-            self._maybe_crash()
-            self.producer.commit_transaction(60)
-        else:
-            flush_or_raise(self.producer)
-            if self.tracker.failed:
-                raise DeliveryFailedError(f"{self.tracker.failed} outputs failed: {self.tracker.first_error}")
-            self._maybe_crash()
-            try:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as exc:
-                # A rebalance took the partitions away: the next owner re-scores them and
-                # re-publishes the same alert ids. At-least-once, as documented.
-                log.warning("offset commit failed (%s): another replica will redeliver", exc)
-        # Counted and learnt only once the batch is committed, so a retried batch is neither counted
-        # nor learnt twice.
-        for stream, scores in counts.pop("learn").items():
-            self.models[stream].learn(scores)
-        self.stats.batches += 1
-        self.metrics.batches.inc()
-        self.metrics.dead_letters.inc(counts["dead_letters"])
-        for stream, (n_events, n_alerts) in counts.pop("by_stream").items():
-            self.stats.by_stream[stream] += n_events
-            self.metrics.events.labels(stream).inc(n_events)
-            self.metrics.alerts.labels(stream).inc(n_alerts)
-        for key, value in counts.items():
-            setattr(self.stats, key, getattr(self.stats, key) + value)
+    def _submit(self, messages: list[Message]) -> None:
+        arrived = time.monotonic()
+        if self.stats.busy_from is None:
+            self.stats.busy_from = arrived
+        self._batch_number += 1
+        batch = self._score(messages, self._batch_number)
+        batch.arrived = arrived
+        if self.eos:  # taken here: the publisher thread never calls the consumer
+            batch.group_metadata = self.consumer.consumer_group_metadata()
+        self.metrics.batch_events.observe(len(messages))
+        self._submitted_events += batch.events + batch.dead_letters
+        log.debug("batch %d: %d messages scored in %.1f ms", batch.number, len(messages),
+                  (time.monotonic() - arrived) * 1000)  # fmt: skip
+        self.publisher.submit(batch)
+        self.metrics.in_flight.set(self.publisher.in_flight)
 
-    def _publish_outputs(self, data: list[Message]) -> dict:
+    def _score(self, data: list[Message], number: int) -> ScoredBatch:
+        """Decode, score and serialise one batch (nothing is published here)."""
         by_stream: dict[str, list[Message]] = defaultdict(list)
         for message in data:
             by_stream[self.routes[message.topic()]].append(message)
         alerts_topic, scores_topic = self.settings.topic("alerts"), self.settings.topic("scores")
         dlq_topic = self.settings.topic("dead_letter")
-        counts: dict = {"events": 0, "alerts": 0, "dead_letters": 0, "by_stream": {}, "learn": {}}
+        batch = ScoredBatch(number, [], _next_offsets(data))
+        outputs: list[Output] = batch.outputs
         detected_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         for stream, messages in by_stream.items():
             model = self.models[stream]
-            width = getattr(model.encoder, "length", None)
-            batch = DECODERS[stream](messages, width)
-            for rejected in batch.rejected:
-                produce(
-                    self.producer,
-                    dlq_topic,
-                    rejected.message.value(),
-                    rejected.message.key(),
-                    dead_letter_headers(rejected, self.worker_id),
-                    self.tracker,
-                )
-            counts["dead_letters"] += len(batch.rejected)
-            if not batch.messages:
+            decoded = DECODERS[stream](messages, getattr(model.encoder, "length", None))
+            for rejected in decoded.rejected:
+                key, value, headers = dead_letter(rejected, self.worker_id)
+                outputs.append((dlq_topic, value, key, headers, rejected.message))
+            batch.dead_letters += len(decoded.rejected)
+            if not decoded.messages:
                 continue
-            scored = model.score(batch.raw)
-            meta = BatchMeta.of(batch.messages, batch.event_times)
-            for key, value in build_alerts(model, meta, scored, detected_at):
-                produce(self.producer, alerts_topic, value, key, on_delivery=self.tracker)
+            scored = model.score(decoded.raw)
+            valid = decoded.messages
+            meta = BatchMeta.of(valid, decoded.event_times, decoded.labels, decoded.keys)
+            rows = scored.alert_rows.tolist()
+            for row, (key, value) in zip(rows, build_alerts(model, meta, scored, detected_at), strict=True):
+                outputs.append((alerts_topic, value, key, None, valid[row]))
+            first_of: dict[bytes, Message] = {}
+            for message in valid:
+                first_of.setdefault(f"{message.topic()}:{message.partition()}".encode(), message)
             for key, value in build_score_records(model, meta, scored):
-                produce(self.producer, scores_topic, value, key, on_delivery=self.tracker)
-            self.producer.poll(0)
-            counts["events"] += len(batch.messages)
-            counts["alerts"] += len(scored.alert_rows)
-            counts["by_stream"][stream] = (len(batch.messages), len(scored.alert_rows))
+                outputs.append((scores_topic, value, key, None, first_of[key]))
+            batch.events += len(valid)
+            batch.alerts += len(rows)
+            batch.by_stream[stream] = (len(valid), len(rows))
             if model.learns:
-                counts["learn"][stream] = scored.scores
-        return counts
+                batch.learn.append((model, scored.scores))
+        return batch
+
+    def _commit_published(self, sync: bool = False) -> None:
+        """Commit the batches the publisher has delivered, in order (at-least-once; under --eos their
+        transactions committed them), then count them and let learning thresholds learn their
+        scores. Commits are asynchronous on the hot path, synchronous before partitions go."""
+        while True:
+            try:
+                batch = self.publisher.done.get_nowait()
+            except queue.Empty:
+                break
+            if not self.eos:
+                if self._crash_before_commit and self.stats.batches + 1 >= self._crash_before_commit:
+                    self._crash_pending = batch.number
+                if self._crash_pending:
+                    continue  # withheld: the crash test kills the worker with this batch uncommitted
+                try:
+                    self.consumer.commit(offsets=batch.offsets, asynchronous=not sync)
+                except KafkaException as exc:
+                    # A rebalance took the partitions away: the next owner re-scores them and
+                    # re-publishes the same alert ids. At-least-once, as documented.
+                    log.warning("offset commit failed (%s): another replica will redeliver", exc)
+            self._account(batch)
+        self.metrics.in_flight.set(self.publisher.in_flight)
+
+    def _account(self, batch: ScoredBatch) -> None:
+        for model, scores in batch.learn:
+            model.learn(scores)
+        now = time.monotonic()
+        stats = self.stats
+        stats.busy_until = now
+        stats.batches += 1
+        stats.events += batch.events
+        stats.alerts += batch.alerts
+        stats.dead_letters += batch.dead_letters
+        stats.undeliverable += batch.undeliverable
+        if self.publisher.retried_batches > stats.retried_batches:
+            self.metrics.retries.inc(self.publisher.retried_batches - stats.retried_batches)
+            stats.retried_batches = self.publisher.retried_batches
+        self.metrics.batches.inc()
+        self.metrics.batch_seconds.observe(now - batch.arrived)
+        self.metrics.dead_letters.inc(batch.dead_letters)
+        for stream, (n_events, n_alerts) in batch.by_stream.items():
+            stats.by_stream[stream] += n_events
+            self.metrics.events.labels(stream).inc(n_events)
+            self.metrics.alerts.labels(stream).inc(n_alerts)
 
     def _maybe_crash(self) -> None:
-        if self._crash_before_commit and self.stats.batches + 1 >= self._crash_before_commit:
-            log.warning("ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: killing this worker before its commit")
-            self.producer.flush(30)  # the batch's outputs are written (under --eos: not committed)
-            os.kill(os.getpid(), signal.SIGKILL)
+        """ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT=N (at-least-once): batch N is published and withheld
+        from commit; the worker dies once batch N+1 was scored and handed over too (two in flight),
+        or after 10 s when the stream has nothing more."""
+        if not self._crash_pending:
+            return
+        if self._crash_deadline is None:
+            self._crash_deadline = time.monotonic() + 10
+        if self._batch_number > self._crash_pending or time.monotonic() > self._crash_deadline:
+            self.producer.flush(30)
+            kill_before_commit(self._crash_pending, self._batch_number - self._crash_pending + 1)
 
-    @staticmethod
-    def _next_offsets(data: list[Message]) -> list[TopicPartition]:
-        highest: dict[tuple[str, int], int] = {}
-        for m in data:
-            key = (m.topic(), m.partition())
-            highest[key] = max(highest.get(key, -1), m.offset())
-        return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
-
-    def _rewind(self, data: list[Message]) -> None:
-        lowest: dict[tuple[str, int], int] = {}
-        for m in data:
-            key = (m.topic(), m.partition())
-            lowest[key] = min(lowest.get(key, m.offset()), m.offset())
-        assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-        for (topic, partition), offset in lowest.items():
-            if (topic, partition) in assigned:
-                self.consumer.seek(TopicPartition(topic, partition, offset))
-
-    def _refill(self, data: list[Message]) -> list[Message]:
-        """Re-read the rewound batch (the same messages, minus partitions lost to a rebalance)."""
-        wanted = len(data)
-        refilled: list[Message] = []
-        deadline = time.monotonic() + 10
-        while len(refilled) < wanted and time.monotonic() < deadline and not self.stop:
-            refilled += [m for m in self.consumer.consume(wanted - len(refilled), 0.5) if check_message(m)]
-        return refilled
+    # -- hot reload -----------------------------------------------------------------------------
+    def _swap_models(self) -> None:
+        while not self.watcher.ready.empty():
+            model = self.watcher.ready.get_nowait()
+            new_stream = model.stream not in self.models
+            self.models[model.stream] = model
+            self.metrics.model_version.labels(model.stream, model.detector_name).set(model.version)
+            log.info("hot-reloaded stream %s -> %s v%d", model.stream, model.detector_name, model.version)
+            if new_stream:
+                self.routes[self.settings.topic(model.stream)] = model.stream
+                log.info("stream %s has its first model: consuming %s", model.stream, sorted(self.routes))
+                self._subscribe()
 
     # -- group membership and shutdown -----------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Batches are committed before the next consume(), so nothing is in flight here.
-        log.info("revoked %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
-
-    def _shutdown(self, updates: Consumer | None) -> None:
+        # Before the partitions go: forget what was collected from them and not yet scored (their next
+        # owner reads it from the committed offset), and publish and commit what was scored.
+        dropped = self.batcher.discard(partitions)
+        self.publisher.drain()
+        self._commit_published(sync=True)
         log.info(
-            "stopping: %d events scored, %d alerts, %d dead letters",
-            self.stats.events,
-            self.stats.alerts,
-            self.stats.dead_letters,
+            "revoked %s (in-flight batches committed first%s)",
+            sorted(f"{p.topic}[{p.partition}]" for p in partitions),
+            f"; {dropped} collected messages left to the next owner" if dropped else "",
         )
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        dropped = self.batcher.discard(partitions)
+        log.warning(
+            "lost %s (session timed out): %d collected messages dropped, the next owner re-reads them",
+            sorted(f"{p.topic}[{p.partition}]" for p in partitions),
+            dropped,
+        )
+
+    def _on_delivery(self, error, message) -> None:  # noqa: ANN001 - confluent-kafka callback
+        self.publisher.on_delivery(error, message)
+
+    def _shutdown(self, clean: bool) -> None:
         try:
+            if clean:
+                self.publisher.drain()  # SIGTERM: in-flight batches are published and committed
+            self.publisher.close()
+            self._commit_published(sync=True)
+            log.info(
+                "stopping: %d events scored, %d alerts, %d dead letters",
+                self.stats.events,
+                self.stats.alerts,
+                self.stats.dead_letters,
+            )
             self.producer.flush(30)
             self.metrics.update_lag(self.consumer, force=True)
         finally:
             self.consumer.close()  # leaves the group at once, so partitions move without a timeout
-            if updates is not None:
-                updates.close()
+            self.watcher.close()
 
-    # -- hot reload -----------------------------------------------------------------------------
-    def _model_update_reader(self) -> Consumer | None:
-        """Every replica must see every promotion, so this reader has no group: it reads from the end."""
-        topic = self.settings.topic("model_updates")
-        reader = follow_from_end(self.settings, topic)
-        if reader is None:
-            log.warning("topic %s missing: promotions will not be hot-reloaded", topic)
-        return reader
 
-    def _apply_model_updates(self, reader: Consumer) -> None:
-        for message in reader.consume(100, 0):
-            if not check_message(message):
-                continue
-            try:
-                update = decode_model_update(message.value() or b"")
-            except msgspec.DecodeError as exc:
-                log.warning("ignoring malformed model update: %s", exc)
-                continue
-            if update.stream not in self.models:
-                continue
-            try:
-                model = self.registry.load(update.stream, update.detector, update.version)
-            except RegistryError as exc:
-                log.error("cannot hot-reload %s v%d: %s", update.detector, update.version, exc)
-                continue
-            self.models[update.stream] = model
-            self.metrics.model_version.labels(update.stream, model.detector_name).set(model.version)
-            log.info("hot-reloaded stream %s -> %s v%d", update.stream, update.detector, update.version)
+def _next_offsets(data: list[Message]) -> list[TopicPartition]:
+    highest: dict[tuple[str, int], int] = {}
+    for m in data:
+        key = (m.topic(), m.partition())
+        offset = m.offset()
+        if offset > highest.get(key, -1):
+            highest[key] = offset
+    return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
 
 
 def serve(

@@ -3,11 +3,15 @@
 Scoring is pure: ``score`` judges a batch and changes nothing, so a retried batch is judged the same
 way. What learns while scoring (a sliding threshold) learns in ``learn``, which the worker calls only
 once the batch's outputs are committed.
+
+Explanations stay arrays (feature indices and contributions per alerting row) until an alert is
+serialised: no Python object per feature per alert on the hot path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -28,7 +32,18 @@ class BatchScores:
     is_alert: np.ndarray  # (n,) bool
     alert_rows: np.ndarray  # indices of alerting rows
     severities: list[str]  # per alert row
-    top_features: list[list[FeatureContribution]]  # per alert row, largest first
+    top_index: np.ndarray  # (alerts, k) int: feature indices, largest contribution first
+    top_values: np.ndarray  # (alerts, k) float: their contributions
+    feature_names: list[str] = field(default_factory=list)
+
+    @cached_property
+    def top_features(self) -> list[list[FeatureContribution]]:
+        """The top features as message structs (for callers that want objects, not the hot path)."""
+        names = self.feature_names
+        return [
+            [FeatureContribution(names[i], v) for i, v in zip(idx, vals, strict=True)]
+            for idx, vals in zip(self.top_index.tolist(), self.top_values.tolist(), strict=True)
+        ]
 
 
 @dataclass
@@ -53,7 +68,10 @@ class ScoringModel:
 
     def score(self, raw: Any) -> BatchScores:
         """Score a raw batch in ONE detector call; explain only the rows that alert."""
-        X = self.encoder.transform(raw)
+        return self.score_encoded(self.encoder.transform(raw))
+
+    def score_encoded(self, X: np.ndarray) -> BatchScores:
+        """Score an encoded batch (what ``encoder.transform`` returned)."""
         explain = getattr(self.detector, "explain", None)
         if explain is not None:
             scores, contributions = explain(X)
@@ -62,29 +80,34 @@ class ScoringModel:
         scores = np.asarray(scores, dtype=np.float64)
         is_alert = self.threshold.classify(scores)
         rows = np.flatnonzero(is_alert)
-        top: list[list[FeatureContribution]] = [[] for _ in rows]
+        names = self.encoder.feature_names_
         if contributions is not None and rows.size:
-            top = top_contributions(contributions[rows], self.feature_names)
-        return BatchScores(scores, is_alert, rows, self.threshold.severity(scores[rows]), top)
+            top_index, top_values = top_contributions(np.asarray(contributions)[rows])
+        else:
+            top_index, top_values = np.zeros((rows.size, 0), np.int64), np.zeros((rows.size, 0))
+        severities = self.threshold.severity(scores[rows]) if rows.size else []
+        return BatchScores(scores, is_alert, rows, severities, top_index, top_values, names)
+
+    def warm_up(self, sizes: tuple[int, ...] = (1,)) -> None:
+        """Run the detector once per batch size, so compilation happens before the first event."""
+        width = len(self.encoder.feature_names_)
+        for n in sizes:
+            self.detector.score(np.zeros((n, width), np.float32))
 
     def learn(self, scores: np.ndarray) -> None:
         """Learn from the scores of a committed batch, in stream order."""
         self.threshold.learn(scores)
 
 
-def top_contributions(
-    contributions: np.ndarray, names: list[str], k: int = TOP_FEATURES
-) -> list[list[FeatureContribution]]:
-    """The ``k`` largest contributions of each row, largest first."""
+def top_contributions(contributions: np.ndarray, k: int = TOP_FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest contributions of each row, largest first.
+
+    >>> index, values = top_contributions(np.array([[0.1, 0.5, 0.2]]), k=2)
+    >>> index.tolist(), values.tolist()
+    ([[1, 2]], [[0.5, 0.2]])
+    """
     k = min(k, contributions.shape[1])
     part = np.argpartition(-contributions, k - 1, axis=1)[:, :k]
     values = np.take_along_axis(contributions, part, axis=1)
-    order = np.argsort(-values, axis=1)
-    part, values = np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)
-    # Index a names array once for the whole batch instead of looking names up row by row, and
-    # build the alert's contribution objects directly (no intermediate tuples).
-    top_names = np.asarray(names, dtype=object)[part].tolist()
-    return [
-        [FeatureContribution(n, c) for n, c in zip(row_names, row_values, strict=True)]
-        for row_names, row_values in zip(top_names, values.tolist(), strict=True)
-    ]
+    order = np.argsort(-values, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1), np.take_along_axis(values, order, axis=1)

@@ -101,19 +101,25 @@ KddConnection = msgspec.defstruct(
 KddConnection.__doc__ = "One KDD Cup 99 connection record: the 41 features of kddcup.names."
 
 
+# Strings copied from an input into alerts and score records are bounded, so no input can make an
+# output larger than a Kafka message may be.
+Name = Annotated[str, Meta(max_length=256)]
+TimeText = Annotated[str, Meta(max_length=64)]
+
+
 class EcgBeat(Struct, frozen=True, gc=False):
     """One heartbeat window (ECG5000: 140 samples)."""
 
-    record: str
+    record: Name
     values: Annotated[list[Sample], Meta(min_length=8, max_length=4096)]
 
 
 class SensorWindow(Struct, frozen=True, gc=False):
     """One window of a sensor series; ``start`` / ``end`` are the series' own timestamps."""
 
-    sensor_id: str
-    start: str
-    end: str
+    sensor_id: Name
+    start: TimeText
+    end: TimeText
     values: Annotated[list[Sample], Meta(min_length=2, max_length=4096)]
 
 
@@ -174,17 +180,26 @@ class DeadLetterHeaders(Struct, rename="kebab"):
     """Headers a dead letter carries beside the original key, value and headers.
 
     On the wire each field is one Kafka header, named with dots (``error.type``, ``source.offset``).
+
+    ``Oversize``: the input's key or label is larger than an output may carry, or an output built from
+    it was too large to publish. ``Undeliverable``: an output the broker refused for good (not for
+    size); ``output.topic`` names where it was meant to go. When the dead letter could not carry the
+    original value whole, its value is the first bytes only and ``original.size`` / ``original.sha256``
+    describe the full value.
     """
 
-    error_type: Literal["InvalidJSON", "ValidationError", "EmptyMessage", "Oversize"]
+    error_type: Literal["InvalidJSON", "ValidationError", "EmptyMessage", "Oversize", "Undeliverable"]
     error_message: str
     source_topic: str
     source_partition: int
     source_offset: int
     worker: str
+    output_topic: str | None = None
+    original_size: int | None = None
+    original_sha256: str | None = None
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        headers = [
             ("error.type", self.error_type.encode()),
             ("error.message", self.error_message.encode("utf-8", "replace")[:4000]),
             ("source.topic", self.source_topic.encode()),
@@ -192,6 +207,13 @@ class DeadLetterHeaders(Struct, rename="kebab"):
             ("source.offset", str(self.source_offset).encode()),
             ("worker", self.worker.encode()),
         ]
+        if self.output_topic is not None:
+            headers.append(("output.topic", self.output_topic.encode()))
+        if self.original_size is not None:
+            headers.append(("original.size", str(self.original_size).encode()))
+        if self.original_sha256 is not None:
+            headers.append(("original.sha256", self.original_sha256.encode()))
+        return headers
 
 
 ModelStatus = Literal["production", "candidate", "rejected", "retired"]

@@ -131,8 +131,15 @@ class Settings(BaseSettings):
     broker_port: int = Field(default=9092, ge=1, le=65535)
 
     group_id: str = "anomstream-workers"
-    batch_size: int = Field(default=5000, ge=1, description="messages per consume() call")
-    batch_timeout_s: float = Field(default=0.2, gt=0, description="longest wait to fill a batch")
+    # Dynamic batching (as in Triton and TF Serving): a batch is scored as soon as it holds
+    # ``batch_size`` messages or its oldest message has waited ``max_queue_delay_ms``.
+    batch_size: int = Field(default=5000, ge=1, description="largest batch scored in one model call")
+    max_queue_delay_ms: float = Field(
+        default=5.0, ge=0, description="longest a message waits for its batch to fill before scoring"
+    )
+    batch_timeout_s: float = Field(
+        default=0.2, gt=0, description="how long an idle worker waits for a message between checks"
+    )
     drift: DriftSettings = Field(default_factory=DriftSettings)
 
     @field_validator("kafka", mode="before")
@@ -179,7 +186,8 @@ class Settings(BaseSettings):
         """
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
         for name in ("topic_prefix", "topic_partitions", "replication_factor", "data_dir", "registry_dir",
-                     "state_dir", "broker_port", "group_id", "batch_size", "batch_timeout_s"):  # fmt: skip
+                     "state_dir", "broker_port", "group_id", "batch_size", "max_queue_delay_ms",
+                     "batch_timeout_s"):  # fmt: skip
             env[f"ANOMSTREAM_{name.upper()}"] = str(getattr(self, name))
         if self.bootstrap_servers:
             env["ANOMSTREAM_BOOTSTRAP_SERVERS"] = self.bootstrap_servers

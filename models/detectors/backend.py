@@ -1,8 +1,11 @@
 """Keras backend isolation: the one place that knows which backend runs the deep models.
 
 Models are written with ``keras.ops`` only, so TensorFlow (default), JAX and PyTorch all run them.
-Inference goes through :func:`compiled_forward`, which compiles the forward pass once with a fixed
-input signature so that batches of varying size do not retrace.
+Inference goes through :func:`compiled_forward`, which compiles the forward pass so that batches of
+varying size never retrace: TensorFlow compiles one graph for any batch size (input signature
+``(None, n_features)``); JAX compiles one program per input shape, so batches are padded up to a
+fixed set of sizes (:func:`bucket`: powers of two from 16 to 4,096, larger batches in chunks of
+4,096), and a worker compiles them all before its first event (:func:`warm_up_sizes`).
 """
 
 from __future__ import annotations
@@ -115,13 +118,38 @@ def device_description() -> str:
     return backend
 
 
-def _bucket(n: int) -> int:
-    """Next power of two: JAX compiles one program per shape, so pad to a handful of shapes."""
-    return 1 << max(n - 1, 0).bit_length()
+MIN_BUCKET, MAX_BUCKET = 16, 4096
+
+
+def bucket(n: int) -> int:
+    """The padded batch size for ``n`` rows: the next power of two within [16, 4096].
+
+    >>> [bucket(n) for n in (1, 16, 17, 3000, 4096)]
+    [16, 16, 32, 4096, 4096]
+    """
+    return min(max(MIN_BUCKET, 1 << max(n - 1, 0).bit_length()), MAX_BUCKET)
+
+
+def pads_batches() -> bool:
+    """Whether the backend compiles one program per batch shape (so batches are padded)."""
+    return keras_module().backend.backend() == "jax"
+
+
+def warm_up_sizes(max_batch: int) -> tuple[int, ...]:
+    """Batch sizes to run once before the first event so that no event waits for a compilation:
+    every bucket up to ``max_batch`` where shapes are compiled one by one, else a single call."""
+    if not pads_batches():
+        return (1,)
+    sizes, size = [], MIN_BUCKET
+    while size < min(max_batch, MAX_BUCKET):
+        sizes.append(size)
+        size *= 2
+    return (*sizes, bucket(max_batch))
 
 
 def compiled_forward(model: Any, n_features: int, chunk: int = 65536) -> Forward:
-    """Return ``f(X) -> model(X)`` as NumPy, compiled once for ``(None, n_features)`` float32 inputs."""
+    """Return ``f(X) -> model(X)`` as NumPy, compiled once for ``(None, n_features)`` float32 inputs
+    (under JAX: once per bucket size)."""
     keras = keras_module()
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -137,10 +165,11 @@ def compiled_forward(model: Any, n_features: int, chunk: int = 65536) -> Forward
         import jax
 
         jitted = jax.jit(lambda tv, ntv, x: model.stateless_call(tv, ntv, x, training=False)[0])
+        chunk = MAX_BUCKET
 
         def run(X: np.ndarray) -> np.ndarray:
             n = X.shape[0]
-            padded = np.zeros((_bucket(n), n_features), np.float32)
+            padded = np.zeros((bucket(n), n_features), np.float32)
             padded[:n] = X
             tv = [v.value for v in model.trainable_variables]
             ntv = [v.value for v in model.non_trainable_variables]

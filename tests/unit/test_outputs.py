@@ -112,3 +112,67 @@ def test_dead_letter_headers_keep_the_originals_and_say_why() -> None:
     assert headers[0] == ("label", b"smurf")
     schema_validator("dead-letter-headers").validate(as_text)
     assert as_text["source.offset"] == "7" and as_text["error.type"] == "InvalidJSON"
+
+
+def test_alerts_serialised_from_the_template_equal_the_alert_struct(model: ScoringModel) -> None:
+    """The per-batch template writes exactly what stream.messages.Alert describes, field by field."""
+    import msgspec
+
+    from stream.messages import Alert, FeatureContribution, SourceRef, decode_alert
+
+    meta, raw = _batch(model, 60)
+    scored = model.score(raw)
+    detected_at = "2026-11-30T12:00:00.000+00:00"
+    built = list(build_alerts(model, meta, scored, detected_at))
+    assert len(built) == len(scored.alert_rows) > 0
+    for (key, value), row, severity, top in zip(
+        built, scored.alert_rows.tolist(), scored.severities, scored.top_features, strict=True
+    ):
+        expected = Alert(
+            alert_id=alert_id(meta.topics[row], meta.partitions[row], meta.offsets[row]),
+            stream=model.stream,
+            event_id=key.decode(),
+            source=SourceRef(meta.topics[row], meta.partitions[row], meta.offsets[row], key.decode()),
+            event_time=meta.event_times[row],
+            detected_at=detected_at,
+            detector=model.detector_name,
+            model_version=model.version,
+            score=float(scored.scores[row]),
+            threshold=float(model.threshold.threshold_),
+            severity=severity,  # type: ignore[arg-type]
+            top_features=[FeatureContribution(f.name, f.contribution) for f in top],
+            label=meta.labels[row],
+        )
+        assert msgspec.structs.asdict(decode_alert(value)) == msgspec.structs.asdict(expected)
+
+
+def test_a_dead_letter_too_large_for_one_message_keeps_a_prefix_its_size_and_sha256() -> None:
+    import hashlib
+
+    from consumers.outputs import DEAD_LETTER_PREFIX_BYTES, MAX_OUTPUT_BYTES, dead_letter
+
+    value = b"x" * 999_800
+    message = Message(topic="kdd.connections", partition=1, offset=9, key=b"pill", value=value)
+    key, kept, headers = dead_letter(Rejected(message, "InvalidJSON", "not JSON"), "w")
+    as_text = {k: v.decode() for k, v in headers}
+    schema_validator("dead-letter-headers").validate(as_text)
+    assert key == b"pill" and kept == value[:DEAD_LETTER_PREFIX_BYTES]
+    assert as_text["original.size"] == "999800"
+    assert as_text["original.sha256"] == hashlib.sha256(value).hexdigest()
+    assert len(kept) + sum(len(k) + len(v) for k, v in headers) < MAX_OUTPUT_BYTES
+
+    small = Message(topic="kdd.connections", partition=1, offset=10, value=b"{oops")
+    _, untouched, small_headers = dead_letter(Rejected(small, "InvalidJSON", "bad"), "w")
+    assert untouched == b"{oops" and "original.size" not in dict(small_headers)
+
+
+def test_score_records_split_by_size_when_labels_are_long(model: ScoringModel) -> None:
+    from consumers.outputs import SCORE_RECORD_MAX_BYTES
+
+    meta, raw = _batch(model, 4000)
+    long_labels = BatchMeta(
+        meta.topics, [0] * 4000, meta.offsets, meta.keys, ["l" * 250] * 4000, meta.event_times
+    )
+    records = [value for _, value in build_score_records(model, long_labels, model.score(raw))]
+    assert len(records) > 1 and all(len(v) < 2 * SCORE_RECORD_MAX_BYTES for v in records)
+    assert sum(len(orjson.loads(v)["offsets"]) for v in records) == 4000

@@ -1,0 +1,417 @@
+"""The delivery stage of the pipelined worker: publishes scored batches and commits them, in order,
+in its own thread, while the worker decodes and scores the next batch.
+
+::
+
+    worker thread:    collect N+1 -> decode -> score -> build outputs --submit-->  (waits if 1 queued)
+    publisher thread: produce N's outputs -> all acknowledged -> done(N)
+                      (--eos: begin -> produce -> send offsets -> commit_transaction, one per batch)
+    worker thread:    done(N) -> commit N's offsets (at-least-once)
+
+Guarantees, unchanged by the overlap:
+
+* at-least-once: a batch's offsets are committed only after every one of its outputs was
+  acknowledged, and batches are committed in the order they were consumed. The worker thread commits
+  them: it is the thread that polls the consumer, and this client serves a consumer call made from
+  another thread while one polls late or never (measured: ``commit`` and
+  ``consumer_group_metadata`` from a second thread hung for minutes). The publisher never calls the
+  consumer: what it needs from it (the group metadata a transaction commits offsets under, the
+  assignment) it asks the worker thread for, which answers between polls (:meth:`Publisher.serve`);
+* exactly-once: one transaction per batch, and one at a time (a producer holds one open
+  transaction): scoring of N+1 overlaps the ``commit_transaction`` of N;
+* ``drain()`` returns once every submitted batch is acknowledged (under --eos: committed); the worker
+  calls it, and commits, before partitions are revoked and before it stops.
+
+Delivery failures are sorted by what they are. A transient one (broker gone, timeout) is retried with
+the batch's own outputs: they are deterministic, so nothing is re-read or re-scored. A permanent one
+(message too large, a record the broker refuses for good) can never succeed: the output is replaced by
+a bounded dead letter that says what it was and why it could not be published, and the batch moves on,
+so one bad output never becomes a crash loop. Only a fatal producer error, or transient errors that
+outlast the retries, stop the worker, with the batch uncommitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from consumers.outputs import undeliverable
+from models.scoring import ScoringModel
+from stream.kafka import Headers
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVERY_RETRIES = 5
+FLUSH_TIMEOUT_S = 60.0
+
+# Produce errors that no retry can cure: the output is dead-lettered (or, failing that, recorded).
+PERMANENT_PRODUCE_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError._INVALID_ARG,
+    }
+)
+SIZE_ERRORS = frozenset(
+    {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE}
+)
+
+# topic, value, key, headers, and the input message it was made from (for a stand-in dead letter).
+Output = tuple[str, bytes | None, bytes | None, Headers | None, Message]
+
+
+class DeliveryFailedError(RuntimeError):
+    """Outputs of a batch were not acknowledged; its offsets were not committed."""
+
+
+@dataclass
+class ScoredBatch:
+    """A batch scored by the worker thread, waiting to be published and committed."""
+
+    number: int  # 1, 2, ... in consumption order
+    outputs: list[Output]
+    offsets: list[TopicPartition]  # the next offset to consume, per source partition
+    events: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    by_stream: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (events, alerts)
+    learn: list[tuple[ScoringModel, np.ndarray]] = field(default_factory=list)
+    arrived: float = 0.0  # monotonic time its first message was handed over
+    group_metadata: Any = None  # --eos: the consumer group metadata when the batch was consumed
+    undeliverable: int = 0  # outputs replaced by dead letters (set by the publisher)
+    stand_ins: list[Output] = field(default_factory=list)  # those dead letters
+
+
+def is_permanent(error: KafkaError) -> bool:
+    return error.code() in PERMANENT_PRODUCE_ERRORS
+
+
+class Publisher:
+    """Publishes and commits submitted batches in order, in a thread of its own."""
+
+    def __init__(
+        self,
+        producer: Producer,
+        consumer: Consumer,
+        *,
+        eos: bool,
+        worker_id: str,
+        dead_letter_topic: str,
+        crash_before_commit: int = 0,
+        on_undeliverable: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.producer = producer
+        self.consumer = consumer
+        self.eos = eos
+        self.worker_id = worker_id
+        self.dead_letter_topic = dead_letter_topic
+        self.crash_before_commit = crash_before_commit
+        self.on_undeliverable = on_undeliverable
+        self.inbox: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=1)
+        self.done: queue.Queue[ScoredBatch] = queue.Queue()
+        self.error: BaseException | None = None
+        self.committed = 0  # batches done (published; under --eos committed)
+        self.retried_batches = 0
+        self._submitted = 0
+        self._finished = 0
+        self._progress = threading.Condition()
+        self._failures: list[tuple[KafkaError, Message]] = []
+        self._asked = threading.Event()
+        self._answered = threading.Event()
+        self._answer: tuple[Any, set[tuple[str, int]]] | None = None
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    # -- the producer's delivery callback (set as its ``on_delivery``, errors only) --------------
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failures.append((error, message))
+
+    # -- the worker thread's side -----------------------------------------------------------------
+    def start(self) -> Publisher:
+        self._thread.start()
+        return self
+
+    @property
+    def in_flight(self) -> int:
+        """Batches submitted and not yet published (under --eos: committed)."""
+        with self._progress:
+            return self._submitted - self._finished
+
+    def serve(self) -> None:
+        """Answer the publisher's question for the consumer's group state, if it asked. Called by the
+        thread that polls the consumer, between polls and while it waits for the publisher."""
+        if self._asked.is_set():
+            self._asked.clear()
+            assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            self._answer = (self.consumer.consumer_group_metadata(), assigned)
+            self._answered.set()
+
+    def submit(self, batch: ScoredBatch) -> None:
+        """Queue a batch; blocks while one is already waiting (back-pressure on the worker)."""
+        while True:
+            self.raise_if_failed()
+            self.serve()
+            try:
+                self.inbox.put(batch, timeout=0.01)
+                break
+            except queue.Full:
+                continue
+        with self._progress:
+            self._submitted += 1
+
+    def drain(self) -> None:
+        """Wait until every submitted batch is published (or the publisher failed: raised)."""
+        while True:
+            self.serve()
+            with self._progress:
+                if self._finished >= self._submitted or self.error is not None:
+                    break
+                self._progress.wait(0.01)
+        self.raise_if_failed()
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise DeliveryFailedError(f"the publisher stopped: {self.error}") from self.error
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Publish what is queued, then stop the thread."""
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self.serve()
+            try:
+                self.inbox.put(None, timeout=0.01)
+                break
+            except queue.Full:
+                continue
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self.serve()
+            self._thread.join(0.01)
+
+    # -- the publisher thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while True:
+                batch = self.inbox.get()
+                if batch is None:
+                    return
+                started = time.monotonic()
+                if self.eos:
+                    self._publish_transaction(batch)
+                else:
+                    self._publish(batch)
+                log.debug(
+                    "batch %d: %d outputs published in %.1f ms",
+                    batch.number,
+                    len(batch.outputs),
+                    (time.monotonic() - started) * 1000,
+                )
+                self.committed += 1
+                self.done.put(batch)
+                with self._progress:
+                    self._finished += 1
+                    self._progress.notify_all()
+        except BaseException as exc:  # handed to the worker thread, which raises it
+            self.error = exc
+            with self._progress:
+                self._progress.notify_all()
+
+    def _publish(self, batch: ScoredBatch) -> None:
+        """At-least-once: produce until every output is acknowledged (the worker commits)."""
+        outputs = batch.outputs
+        for attempt in range(MAX_DELIVERY_RETRIES + 1):
+            self._failures = []
+            self._produce(outputs, batch, singly=attempt > 0)
+            self._flush()
+            if not self._failures:
+                return
+            error = self._failures[0][0]
+            outputs, transient = self._retry_list(batch)
+            if transient and attempt == MAX_DELIVERY_RETRIES:
+                raise DeliveryFailedError(f"{len(outputs)} outputs of batch {batch.number} failed: {error}")
+            if transient:
+                self._back_off(attempt, batch, error)
+
+    def _group_state(self) -> tuple[Any, set[tuple[str, int]]]:
+        """The consumer's group metadata and assignment now, from the thread that polls it."""
+        self._answered.clear()
+        self._asked.set()
+        deadline = time.monotonic() + 300
+        while not self._answered.wait(0.1):
+            if time.monotonic() > deadline:
+                raise DeliveryFailedError("the worker thread did not answer for the consumer's group state")
+        assert self._answer is not None
+        return self._answer
+
+    def _publish_transaction(self, batch: ScoredBatch) -> None:
+        outputs, offsets, metadata = batch.outputs, batch.offsets, batch.group_metadata
+        for attempt in range(MAX_DELIVERY_RETRIES + 1):
+            self._failures = []
+            self.producer.begin_transaction()
+            try:
+                outputs = self._produce(outputs, batch, singly=attempt > 0)
+                self.producer.send_offsets_to_transaction(offsets, metadata, 30)
+                self._maybe_crash(batch)
+                self.producer.commit_transaction(FLUSH_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.fatal() or attempt == MAX_DELIVERY_RETRIES:
+                    raise
+                self.producer.abort_transaction(30)
+                # Permanently refused outputs are replaced; partitions lost meanwhile are left to
+                # their new owner (committing their offsets here would be fenced anyway).
+                outputs = self._replace_refused(outputs, batch)
+                metadata, assigned = self._group_state()  # a rebalance may have moved on
+                outputs, offsets = self._still_assigned(outputs, offsets, assigned)
+                self._back_off(attempt, batch, error)
+
+    def _produce(self, outputs: list[Output], batch: ScoredBatch, singly: bool = False) -> list[Output]:
+        """Produce every output (``singly``: each in a request of its own, flushed before the next);
+        returns what was produced, permanent refusals already replaced."""
+        produce, poll = self.producer.produce, self.producer.poll
+        produced = outputs
+        for index, output in enumerate(outputs):
+            topic, value, key, headers, _ = output
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers)
+                    break
+                except BufferError:  # the local queue is full: serve delivery reports, then retry
+                    poll(0.05)
+                except KafkaException as exc:
+                    if not is_permanent(exc.args[0]):
+                        raise
+                    if produced is outputs:
+                        produced = list(outputs)
+                    stand_in = self._stand_in(output, exc.args[0], batch)
+                    if stand_in is None:
+                        produced[index] = None  # type: ignore[call-overload]
+                        break
+                    output = produced[index] = stand_in
+                    topic, value, key, headers, _ = stand_in
+            if singly:
+                self.producer.flush(FLUSH_TIMEOUT_S)
+        poll(0)
+        return [o for o in produced if o is not None] if produced is not outputs else outputs
+
+    def _stand_in(self, output: Output, error: KafkaError, batch: ScoredBatch) -> Output | None:
+        """The dead letter that replaces an output refused for good; None when the refused output was
+        a dead letter itself (then it is recorded in the log and the metric only)."""
+        topic, value, key, _, source = output
+        reason = "Oversize" if error.code() in SIZE_ERRORS else "Undeliverable"
+        batch.undeliverable += 1
+        if self.on_undeliverable is not None:
+            self.on_undeliverable(topic, reason)
+        where = f"{source.topic()} [{source.partition()}] offset {source.offset()}"
+        if topic == self.dead_letter_topic:
+            log.error("dead letter for %s refused for good (%s): recorded here only", where, error)
+            return None
+        log.warning("%s output of %s refused for good (%s): dead-lettered instead", topic, where, error)
+        message = f"{error.name()}: {error.str()}"
+        dl_key, dl_value, dl_headers = undeliverable(
+            topic, key, value, source, reason, message, self.worker_id
+        )
+        stand_in = (self.dead_letter_topic, dl_value, dl_key, dl_headers, source)
+        batch.stand_ins.append(stand_in)
+        return stand_in
+
+    def _retry_list(self, batch: ScoredBatch) -> tuple[list[Output], bool]:
+        """At-least-once: what to produce again after failures (the failed outputs only, refused ones
+        replaced by dead letters), and whether any failure was transient."""
+        failures, self._failures = self._failures, []
+        by_content = {(o[0], o[1]): o for o in (*batch.outputs, *batch.stand_ins)}
+        again: list[Output] = []
+        transient = False
+        for error, message in failures:
+            original = by_content.get((message.topic(), message.value()))
+            if original is None:
+                raise DeliveryFailedError(f"a delivery report for an output of no batch: {error}")
+            if is_permanent(error):
+                stand_in = self._stand_in(original, error, batch)
+                if stand_in is not None:
+                    again.append(stand_in)
+            else:
+                transient = True
+                again.append(original)
+        # librdkafka does not split a message set the broker refused as a whole: outputs produced
+        # again go one at a time (see _produce), so a small one batched with a large one gets its
+        # own chance.
+        return again, transient
+
+    def _replace_refused(self, outputs: list[Output], batch: ScoredBatch) -> list[Output]:
+        """In a transaction every output is produced again; those refused for good are replaced."""
+        failures, self._failures = self._failures, []
+        refused = {(m.topic(), m.value()): e for e, m in failures if is_permanent(e)}
+        if not refused:
+            return outputs
+        kept: list[Output] = []
+        for output in outputs:
+            error = refused.get((output[0], output[1]))
+            if error is None:
+                kept.append(output)
+                continue
+            stand_in = self._stand_in(output, error, batch)
+            if stand_in is not None:
+                kept.append(stand_in)
+        return kept
+
+    @staticmethod
+    def _still_assigned(
+        outputs: list[Output], offsets: list[TopicPartition], assigned: set[tuple[str, int]]
+    ) -> tuple[list[Output], list[TopicPartition]]:
+        kept = [o for o in outputs if (o[4].topic(), o[4].partition()) in assigned]
+        return kept, [tp for tp in offsets if (tp.topic, tp.partition) in assigned]
+
+    def _flush(self) -> None:
+        deadline = time.monotonic() + 2 * FLUSH_TIMEOUT_S
+        while self.producer.flush(min(FLUSH_TIMEOUT_S, max(deadline - time.monotonic(), 0.1))):
+            if time.monotonic() > deadline:
+                raise DeliveryFailedError(f"{len(self.producer)} outputs still unacknowledged")
+
+    def _back_off(self, attempt: int, batch: ScoredBatch, error: Any) -> None:
+        self.retried_batches += 1
+        log.warning(
+            "batch %d: delivery failed (%s): retrying (%d/%d)",
+            batch.number,
+            error,
+            attempt + 1,
+            MAX_DELIVERY_RETRIES,
+        )
+        time.sleep(min(2**attempt * 0.2, 5))
+
+    def _maybe_crash(self, batch: ScoredBatch) -> None:
+        """ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT=N under --eos: SIGKILL with batch N's transaction open
+        and (when the stream has more) batch N+1 scored behind it: two batches in flight."""
+        if not self.crash_before_commit or self.committed + 1 < self.crash_before_commit:
+            return
+        self.producer.flush(30)  # batch N's outputs are written (under --eos: not committed)
+        deadline = time.monotonic() + 10
+        while self.inbox.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        kill_before_commit(batch.number, 1 + self.inbox.qsize())
+
+
+def kill_before_commit(number: int, in_flight: int) -> None:
+    """The crash of ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: SIGKILL, as a machine failure would."""
+    log.warning(
+        "ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: killing this worker before committing batch %d "
+        "(%d batches in flight)",
+        number,
+        in_flight,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
