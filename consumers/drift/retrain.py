@@ -87,7 +87,7 @@ class Retrainer:
     >>> retrainer = Retrainer(Settings())                        # doctest: +SKIP
     >>> retrainer.submit(event)                                  # doctest: +SKIP
     True
-    >>> retrainer.poll()          # later, from the monitor's loop   doctest: +SKIP
+    >>> retrainer.poll()  # later, from the monitor's loop  # doctest: +SKIP
     [RetrainResult(event_id='...', stream='kdd', outcome='promoted', candidate_version=2, ...)]
     """
 
