@@ -42,11 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumers.outputs import undeliverable
-from models.scoring import ScoringModel
+from models.scoring import BatchScores, ScoringModel
 from stream.kafka import Headers
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class ScoredBatch:
     alerts: int = 0
     dead_letters: int = 0
     by_stream: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (events, alerts)
-    learn: list[tuple[ScoringModel, np.ndarray]] = field(default_factory=list)
+    learn: list[tuple[ScoringModel, BatchScores]] = field(default_factory=list)
     arrived: float = 0.0  # monotonic time its first message was handed over
     group_metadata: Any = None  # --eos: the consumer group metadata when the batch was consumed
     undeliverable: int = 0  # outputs replaced by dead letters (set by the publisher)

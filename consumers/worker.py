@@ -45,14 +45,17 @@ from consumers.pipeline import (
     kill_before_commit,
 )
 from consumers.reloading import ModelWatcher
+from models.checkpoints import OnlineStateStore
 from models.detectors.backend import warm_up_sizes
 from models.registry import Registry, RegistryError
 from models.scoring import ScoringModel
-from stream.kafka import make_consumer, make_producer
+from stream.kafka import make_consumer, make_producer, wait_for_broker
 from stream.settings import STREAMS, Settings
 from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0  # at most this much learning is lost to a crash (never learnt twice)
 
 __all__ = ["MAX_DELIVERY_RETRIES", "DeliveryFailedError", "ScoringWorker", "WorkerStats", "serve"]
 
@@ -94,6 +97,11 @@ class ScoringWorker:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
         self.registry = Registry(settings.registry_dir)
+        # What models learn while scoring is checkpointed under a stable owner, so a restart resumes
+        # it: the --worker-id (replicas are replica-0, replica-1, ...), else this host.
+        self.online = OnlineStateStore(settings.state_dir, worker_id or socket.gethostname())
+        self._checkpointed = time.monotonic()
+        self._learnt: dict[str, int] = {}  # committed events learnt, per stream (current model)
         self.models = self._load_models(streams)
         self.routes = {settings.topic(stream): stream for stream in self.models}
         self.stats = WorkerStats()
@@ -120,6 +128,7 @@ class ScoringWorker:
                 continue
             models[stream] = self.registry.load(stream)
             log.info("stream %s -> %s v%d", stream, models[stream].detector_name, models[stream].version)
+            self._resume(models[stream])
         if not models:
             raise RegistryError(
                 f"no production model in {self.settings.registry_dir} for any of {list(streams)}: "
@@ -130,6 +139,9 @@ class ScoringWorker:
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_events: int | None = None) -> WorkerStats:
         """Consume until stopped (or until ``max_events`` were handled); returns the counters."""
+        # One clear error when the cluster cannot be reached or authenticated to, before any client
+        # starts retrying on its own (a wrong SASL setting once surfaced as "topic missing").
+        wait_for_broker(self.settings, timeout=30)
         transactional_id = f"{self.settings.group_id}-{self.worker_id}" if self.eos else None
         # Delivery reports for failures only: success is "flush() left nothing behind", so a batch
         # costs no Python callback per output.
@@ -265,7 +277,7 @@ class ScoringWorker:
             batch.alerts += len(rows)
             batch.by_stream[stream] = (len(valid), len(rows))
             if model.learns:
-                batch.learn.append((model, scored.scores))
+                batch.learn.append((model, scored))
         return batch
 
     def _commit_published(self, sync: bool = False) -> None:
@@ -292,8 +304,11 @@ class ScoringWorker:
         self.metrics.in_flight.set(self.publisher.in_flight)
 
     def _account(self, batch: ScoredBatch) -> None:
-        for model, scores in batch.learn:
-            model.learn(scores)
+        for model, scored in batch.learn:
+            model.learn(scored)
+            self._learnt[model.stream] = self._learnt.get(model.stream, 0) + len(scored.scores)
+        if batch.learn and time.monotonic() - self._checkpointed > CHECKPOINT_INTERVAL_S:
+            self._checkpoint()
         now = time.monotonic()
         stats = self.stats
         stats.busy_until = now
@@ -325,11 +340,32 @@ class ScoringWorker:
             self.producer.flush(30)
             kill_before_commit(self._crash_pending, self._batch_number - self._crash_pending + 1)
 
+    # -- online state -----------------------------------------------------------------------------
+    def _resume(self, model: ScoringModel) -> None:
+        """Restore what this model version learnt in an earlier run of this worker (checkpoint)."""
+        resumed = self.online.restore(model)
+        if resumed is not None:
+            self._learnt[model.stream] = resumed
+            log.info("%s %s v%d resumes its online state (%d committed events learnt)",
+                     model.stream, model.detector_name, model.version, resumed)  # fmt: skip
+
+    def _checkpoint(self) -> None:
+        self._checkpointed = time.monotonic()
+        for model in self.models.values():
+            try:
+                self.online.save(model, self._learnt.get(model.stream, 0))
+            except OSError as exc:  # a full disk must not stop scoring; the next checkpoint retries
+                log.warning("online state of %s not checkpointed: %s", model.stream, exc)
+
     # -- hot reload -----------------------------------------------------------------------------
     def _swap_models(self) -> None:
         while not self.watcher.ready.empty():
             model = self.watcher.ready.get_nowait()
             new_stream = model.stream not in self.models
+            if not new_stream:
+                self._checkpoint()  # what the outgoing version learnt stays with that version
+            self._learnt[model.stream] = 0
+            self._resume(model)
             self.models[model.stream] = model
             self.metrics.model_version.labels(model.stream, model.detector_name).set(model.version)
             log.info("hot-reloaded stream %s -> %s v%d", model.stream, model.detector_name, model.version)
@@ -378,6 +414,7 @@ class ScoringWorker:
                 self.stats.dead_letters,
             )
             self.producer.flush(30)
+            self._checkpoint()
             self.metrics.update_lag(self.consumer, force=True)
         finally:
             self.consumer.close()  # leaves the group at once, so partitions move without a timeout

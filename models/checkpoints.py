@@ -33,16 +33,11 @@ from models.scoring import ScoringModel
 log = logging.getLogger(__name__)
 
 
-def learns(model: ScoringModel) -> bool:
-    """Whether scoring moves anything in ``model`` (a learning threshold, an online detector)."""
-    return bool(model.threshold.learns or getattr(model.detector, "learns", False))
-
-
 def online_state(model: ScoringModel) -> dict[str, Any]:
     state: dict[str, Any] = {}
     if model.threshold.learns:
         state["threshold"] = model.threshold.state()
-    if getattr(model.detector, "learns", False):
+    if model.detector_learns:
         state["detector"] = model.detector.state()  # type: ignore[attr-defined]
     return state
 
@@ -58,7 +53,7 @@ class OnlineStateStore:
 
     def save(self, model: ScoringModel, committed_events: int) -> None:
         """Write the model's online state atomically (a crash mid-write leaves the previous one)."""
-        if not learns(model):
+        if not model.learns:
             return
         path = self.path(model)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,13 +66,13 @@ class OnlineStateStore:
     def restore(self, model: ScoringModel) -> int | None:
         """Apply the last checkpoint of this model version; the committed events it covers, or None."""
         path = self.path(model)
-        if not learns(model) or not path.is_file():
+        if not model.learns or not path.is_file():
             return None
         try:
             payload = json.loads(path.read_text())
             if "threshold" in payload and model.threshold.learns:
                 model.threshold.set_state(payload["threshold"])
-            if "detector" in payload and getattr(model.detector, "learns", False):
+            if "detector" in payload and model.detector_learns:
                 model.detector.set_state(payload["detector"])  # type: ignore[attr-defined]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable online state %s (%s): starting as trained", path, exc)

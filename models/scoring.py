@@ -1,8 +1,9 @@
 """A loaded model as a worker uses it: encoder -> detector -> threshold -> explanations.
 
 Scoring is pure: ``score`` judges a batch and changes nothing, so a retried batch is judged the same
-way. What learns while scoring (a sliding threshold) learns in ``learn``, which the worker calls only
-once the batch's outputs are committed.
+way. What learns while scoring (a sliding threshold, Half-Space Trees) learns in ``learn``, which the
+worker calls only once the batch's outputs are committed; an online detector learns only the rows that
+did not alert, so an attack never becomes normal by being seen.
 
 Explanations stay arrays (feature indices and contributions per alerting row) until an alert is
 serialised: no Python object per feature per alert on the hot path.
@@ -35,6 +36,7 @@ class BatchScores:
     top_index: np.ndarray  # (alerts, k) int: feature indices, largest contribution first
     top_values: np.ndarray  # (alerts, k) float: their contributions
     feature_names: list[str] = field(default_factory=list)
+    encoded: np.ndarray | None = None  # the encoded rows, kept only when the detector learns online
 
     @cached_property
     def top_features(self) -> list[list[FeatureContribution]]:
@@ -62,9 +64,13 @@ class ScoringModel:
         return list(self.encoder.feature_names_)
 
     @property
+    def detector_learns(self) -> bool:
+        return bool(getattr(self.detector, "learns", False))
+
+    @property
     def learns(self) -> bool:
-        """Whether committed scores move this model (a learning threshold)."""
-        return self.threshold.learns
+        """Whether committed batches move this model (a learning threshold, an online detector)."""
+        return self.threshold.learns or self.detector_learns
 
     def score(self, raw: Any) -> BatchScores:
         """Score a raw batch in ONE detector call; explain only the rows that alert."""
@@ -86,7 +92,8 @@ class ScoringModel:
         else:
             top_index, top_values = np.zeros((rows.size, 0), np.int64), np.zeros((rows.size, 0))
         severities = self.threshold.severity(scores[rows]) if rows.size else []
-        return BatchScores(scores, is_alert, rows, severities, top_index, top_values, names)
+        encoded = X if self.detector_learns else None
+        return BatchScores(scores, is_alert, rows, severities, top_index, top_values, names, encoded)
 
     def warm_up(self, sizes: tuple[int, ...] = (1,)) -> None:
         """Run the detector once per batch size, so compilation happens before the first event."""
@@ -94,9 +101,15 @@ class ScoringModel:
         for n in sizes:
             self.detector.score(np.zeros((n, width), np.float32))
 
-    def learn(self, scores: np.ndarray) -> None:
-        """Learn from the scores of a committed batch, in stream order."""
-        self.threshold.learn(scores)
+    def learn(self, scored: BatchScores | np.ndarray) -> None:
+        """Learn from a committed batch, in stream order: the threshold its scores, an online detector
+        its rows that did not alert. (A bare score array teaches the threshold only.)"""
+        if isinstance(scored, np.ndarray):
+            self.threshold.learn(scored)
+            return
+        self.threshold.learn(scored.scores)
+        if self.detector_learns and scored.encoded is not None:
+            self.detector.learn(scored.encoded[~scored.is_alert])  # type: ignore[attr-defined]
 
 
 def top_contributions(contributions: np.ndarray, k: int = TOP_FEATURES) -> tuple[np.ndarray, np.ndarray]:
