@@ -524,26 +524,16 @@ def drift(
     ] = None,
 ) -> None:
     """Drift monitor: calibrated detectors on every watched stream's scores; events on drift-events."""
-    from consumers.drift.monitor import RetrainUnavailableError, serve
-    from consumers.drift.state import InstanceInUseError
-    from models.registry import RegistryError
-    from stream.kafka import BrokerUnavailableError, wait_for_broker
+    from consumers.drift.monitor import serve
+    from stream.kafka import wait_for_broker
 
     s = settings()
     unknown = sorted(set(stream or []) - set(STREAMS))
     if unknown:
-        raise fail(f"unknown stream {', '.join(unknown)}: choose from {', '.join(STREAMS)}")
-    try:
-        wait_for_broker(s, timeout=30)
-        raise typer.Exit(serve(s, stream or None, detector, retrain, metrics_port, instance_id))
-    except (
-        RegistryError,
-        RetrainUnavailableError,
-        BrokerUnavailableError,
-        InstanceInUseError,
-        ValueError,
-    ) as exc:
-        raise fail(str(exc)) from None
+        raise typer.BadParameter(f"unknown stream {', '.join(unknown)}: choose from {', '.join(STREAMS)}",
+                                 param_hint="'--stream'")  # fmt: skip
+    wait_for_broker(s, timeout=30)
+    raise typer.Exit(serve(s, stream or None, detector, retrain, metrics_port, instance_id))
 
 
 @alerts_app.command("tail")

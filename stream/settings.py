@@ -105,6 +105,14 @@ class DriftSettings(BaseModel):
     feature_test: bool = Field(default=True, description="also test a sample of encoded input features")
     feature_window: int = Field(default=2000, ge=100, description="sampled events per feature test")
     feature_sample_every: int = Field(default=10, ge=1, description="sample one in N normal events")
+    # The retrain loop (`anomstream drift --retrain`); the rest of its policy is models.retraining's.
+    retrain_min_events: int = Field(default=20_000, ge=100, description="post-change events before a retrain")
+    retrain_max_events: int = Field(
+        default=100_000, ge=100, description="post-change events it reads at most"
+    )
+    retrain_min_fit_rows: int = Field(default=2_000, ge=50, description="rows left after filtering, at least")
+    retrain_wait_s: float = Field(default=600.0, gt=0, description="how long a retrain waits for its data")
+    retrain_cooldown_s: float = Field(default=600.0, ge=0, description="no retrain of a stream within this")
 
 
 class Settings(BaseSettings):

@@ -35,9 +35,11 @@ from consumers.drift.events import build_drift_event
 from consumers.drift.features import FEATURE_KS, FeatureSampler
 from consumers.drift.merge import Pending, RecordMerger
 from consumers.drift.metrics import DriftMetrics
+from consumers.drift.retrain import Retrainer
 from consumers.drift.state import CheckpointStore, SpanLog, Unit
 from models.drift import DETECTORS, DriftWatch, WatchEvent
 from models.registry import RegistryError
+from stream.errors import ConfigurationError
 from stream.kafka import check_message, flush_or_raise, follow_from_end, make_consumer, make_producer, produce
 from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
 from stream.settings import STREAMS, Settings
@@ -48,10 +50,6 @@ log = logging.getLogger(__name__)
 _decode_record = msgspec.json.Decoder(ScoreRecord).decode
 ALIAS_RECHECK_S = 2.0
 MAX_QUEUED = 500  # score records queued per partition before its fetching pauses
-
-
-class RetrainUnavailableError(RuntimeError):
-    """--retrain was asked for, but this installation has no retrain loop."""
 
 
 @dataclass
@@ -82,7 +80,9 @@ class DriftMonitor:
         self.instance = instance_id or socket.gethostname()
         self.kind = detector or settings.drift.detector
         if self.kind not in DETECTORS:
-            raise ValueError(f"unknown drift detector {self.kind!r}: choose one of {', '.join(DETECTORS)}")
+            raise ConfigurationError(
+                f"unknown drift detector {self.kind!r}: choose one of {', '.join(DETECTORS)}"
+            )
         self.stop = stop if stop is not None else StopFlag()
         self.retrainer = _make_retrainer(settings) if retrain else None
         self.calibrations = Calibrations(settings, self.kind)
@@ -492,14 +492,7 @@ class DriftMonitor:
             self.store.close()
 
 
-def _make_retrainer(settings: Settings):  # noqa: ANN202 - the type lives in an optional module
-    try:
-        from consumers.drift.retrain import Retrainer  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise RetrainUnavailableError(
-            "--retrain needs the retrain loop (consumers/drift/retrain.py), which this installation "
-            "does not have: run `anomstream drift` without --retrain"
-        ) from exc
+def _make_retrainer(settings: Settings) -> Retrainer:
     return Retrainer(settings)
 
 

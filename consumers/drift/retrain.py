@@ -81,6 +81,18 @@ def flat_shadow(shadow: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
+def policy_from(settings: Settings) -> RetrainPolicy:
+    """The retrain policy with the amounts and times an operator sets (ANOMSTREAM_DRIFT__RETRAIN_*)."""
+    drift = settings.drift
+    return RetrainPolicy(
+        min_events=drift.retrain_min_events,
+        max_events=max(drift.retrain_max_events, drift.retrain_min_events),
+        min_fit_rows=drift.retrain_min_fit_rows,
+        wait_s=drift.retrain_wait_s,
+        cooldown_s=drift.retrain_cooldown_s,
+    )
+
+
 class Retrainer:
     """Retrains a stream's model after a drift event, in a separate process; see the module docstring.
 
@@ -93,7 +105,7 @@ class Retrainer:
 
     def __init__(self, settings: Settings, policy: RetrainPolicy | None = None) -> None:
         self.settings = settings
-        self.policy = policy or RetrainPolicy()
+        self.policy = policy or policy_from(settings)
         self.registry = Registry(settings.registry_dir)
         self._pool: ProcessPoolExecutor | None = None
         self._jobs: list[_Job] = []

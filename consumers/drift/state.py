@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from models.drift import DriftWatch
+from stream.errors import AnomstreamError
 
 SPAN_HISTORY = 400_000  # events whose offsets are kept, to place a change (> max_burst)
 
@@ -145,7 +146,7 @@ class Unit:
         }
 
 
-class InstanceInUseError(RuntimeError):
+class InstanceInUseError(AnomstreamError, RuntimeError):
     """Another running drift monitor holds this instance id's checkpoint."""
 
 
