@@ -48,7 +48,8 @@ class Calibrations:
         reference = model_reference(self.registry, stream, detector, version)
         score = self._score_config(reference)
         d = self.settings.drift
-        config = WatchConfig(score, d.burst_window, d.burst_rate, d.max_burst, d.cooldown)
+        max_burst = d.max_burst.get(stream, WatchConfig.max_burst)
+        config = WatchConfig(score, d.burst_window, d.burst_rate, max_burst, d.cooldown)
         return WatchSpec(stream, (reference.detector, reference.version), config)
 
     def _score_config(self, reference: ModelReference) -> DriftConfig:

@@ -17,7 +17,6 @@ from consumers.drift.retrain import Retrainer, RetrainResult
 from consumers.model_updates import rollback
 from models.registry import Registry
 from models.retraining import RetrainPolicy
-from models.training import TrainingRequest, train
 from producers.drift import (
     DriftSpec,
     kdd_drift_events,
@@ -31,12 +30,13 @@ from stream.kafka import create_topics, read_all
 from stream.messages import ChangePoint, DriftEvent
 from stream.settings import Settings
 from stream.signals import StopFlag
-from tests.support import make_settings, require_data, schema_validator
+from tests.support import make_settings, schema_validator
+from tests.support.plugin import SENSOR_SERIES as SERIES
+from tests.support.plugin import SENSOR_WINDOW as WINDOW
 
 pytestmark = pytest.mark.integration
 
-SERIES = "nyc_taxi"
-WINDOW = 16
+
 CHANGE_AT = 3000
 
 
@@ -66,15 +66,6 @@ def replay(settings: Settings, topic: str, events) -> None:  # noqa: ANN001
     producer = ReplayProducer(settings, topic, progress=False, stop=StopFlag(False))
     stats = producer.run(events)
     assert stats.failed == 0 and stats.delivered == stats.sent > 0
-
-
-@pytest.fixture(scope="module")
-def sensor_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = require_data("nab")
-    root = tmp_path_factory.mktemp("sensor-registry")
-    request = TrainingRequest("sensor", "ae", series=SERIES, window=WINDOW, detector_params={"verbose": 0})
-    train(Registry(root), data.parent, request)
-    return root
 
 
 def test_drift_retrain_promotes_announces_and_rolls_back(

@@ -60,6 +60,24 @@ def kdd_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+SENSOR_SERIES, SENSOR_WINDOW = "nyc_taxi", 16
+
+
+@pytest.fixture(scope="session")
+def sensor_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with a sensor autoencoder (windows of 16) trained on the probation of NAB nyc_taxi."""
+    data = require_data("nab")
+    from models.registry import Registry
+    from models.training import TrainingRequest, train
+
+    root = tmp_path_factory.mktemp("sensor-registry")
+    request = TrainingRequest(
+        "sensor", "ae", series=SENSOR_SERIES, window=SENSOR_WINDOW, detector_params={"verbose": 0}
+    )
+    train(Registry(root), data.parent, request)
+    return root
+
+
 @pytest.fixture
 def kafka_settings(kafka_bootstrap: str, kdd_registry: Path) -> Settings:
     from stream.kafka import create_topics
