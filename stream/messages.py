@@ -234,9 +234,13 @@ class ModelUpdate(Struct):
 
 
 class ChangePoint(Struct):
+    """Where a change began (estimated) and, to measure the delay from the topics alone, where the
+    detector had read up to when it fired: input offsets per partition."""
+
     topic: str
     partition_offsets: dict[str, int]
     event_time: DateTime | None
+    detected_offsets: dict[str, int] | None = None
 
 
 class DriftEvent(Struct):

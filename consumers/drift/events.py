@@ -29,6 +29,7 @@ def build_drift_event(
     topic: str,
     partition_offsets: dict[str, int],
     event_time: str | None,
+    detected_offsets: dict[str, int] | None = None,
 ) -> DriftEvent:
     return DriftEvent(
         event_id=drift_event_id(stream, model, instance, event),
@@ -37,6 +38,6 @@ def build_drift_event(
         detector=event.detector,
         statistic=float(event.statistic),
         threshold=float(event.threshold),
-        change=ChangePoint(topic=topic, partition_offsets=partition_offsets, event_time=event_time),
+        change=ChangePoint(topic, partition_offsets, event_time, detected_offsets),
         detected_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
     )

@@ -361,17 +361,17 @@ class DriftMonitor:
 
     def _publish_event(self, unit: Unit, event: WatchEvent, offsets: dict[str, int], when: str | None,
                        detail: str = "") -> None:  # fmt: skip
+        detected, detected_time = unit.spans.locate(event.position, unit.high)
+        if detected_time is not None:
+            detected = unit.spans.locate_time(detected_time, unit.high)
         drift = build_drift_event(unit.stream, unit.model, self.instance, event,
-                                  self.settings.topic(unit.stream), offsets, when)  # fmt: skip
+                                  self.settings.topic(unit.stream), offsets, when, detected)  # fmt: skip
         if self.retrainer is not None and self.retrainer.submit(drift):
             drift = msgspec.structs.replace(drift, action="retrain_started")
         produce(self.producer, self.settings.topic("drift"), encode(drift), unit.stream.encode())
         self.producer.poll(0)
         self.published.add(drift.event_id)
         self.stats.events.append(drift)
-        detected, detected_time = unit.spans.locate(event.position, unit.high)
-        if detected_time is not None:
-            detected = unit.spans.locate_time(detected_time, unit.high)
         self.stats.detected_at_offsets.append(detected)
         self.metrics.drift_events.labels(unit.stream, event.detector).inc()
         log.warning(

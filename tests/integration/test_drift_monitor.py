@@ -105,6 +105,7 @@ def test_a_drifting_replay_yields_exactly_one_drift_event(kafka_settings: Settin
     assert sum(abs(estimated[p] - offset) for p, offset in truth.items()) <= 1_200, (estimated, truth)
     # Detection delay: events of the new traffic watched up to the one that completed the detection.
     detected = stats.detected_at_offsets[0]
+    assert event["change"]["detected_offsets"] == detected, "the delay is measurable from the topics"
     delay = sum(max(detected[p] - truth[p], 0) for p in truth)
     assert delay <= 2_000, (detected, truth)
     assert event["change"]["topic"] == settings.topic("kdd")
