@@ -24,8 +24,10 @@ from stream.kafka import check_message
 class DynamicBatcher:
     """Collects the next batch from ``consumer``.
 
-    >>> batcher = DynamicBatcher(consumer, max_size=5000, max_delay_s=0.005)  # doctest: +SKIP
-    >>> batch = batcher.next_batch()   # [] after ``idle_wait_s`` without a message  # doctest: +SKIP
+    For example::
+
+        batcher = DynamicBatcher(consumer, max_size=5000, max_delay_s=0.005)
+        batch = batcher.next_batch()  # [] after ``idle_wait_s`` without a message
     """
 
     def __init__(

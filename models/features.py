@@ -104,11 +104,13 @@ class MinMaxScaler:
 class KddEncoder:
     """KDD records -> scaled matrix, under protocol ``full`` (41 features, one-hot) or ``ffl`` (18).
 
-    >>> import pandas as pd
-    >>> from stream.datasets import read_kdd  # doctest: +SKIP
-    >>> enc = KddEncoder("full").fit(KddRaw.from_frame(train_frame))  # doctest: +SKIP
-    >>> enc.transform(KddRaw.from_frame(test_frame)).shape  # doctest: +SKIP
-    (311029, 75)
+    For example::
+
+        import pandas as pd
+        from stream.datasets import read_kdd
+        enc = KddEncoder("full").fit(KddRaw.from_frame(train_frame))
+        enc.transform(KddRaw.from_frame(test_frame)).shape
+        # -> (311029, 75)
     """
 
     kind = "kdd"

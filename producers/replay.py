@@ -81,9 +81,11 @@ class Pacer:
 class ReplayProducer:
     """Produces events to ``topic`` with an idempotent producer; Ctrl-C flushes and returns.
 
-    >>> stats = ReplayProducer(Settings(), "kdd.connections", rate=1000).run(events)  # doctest: +SKIP
-    >>> stats.delivered == stats.sent                                                  # doctest: +SKIP
-    True
+    For example::
+
+        stats = ReplayProducer(Settings(), "kdd.connections", rate=1000).run(events)
+        stats.delivered == stats.sent
+        # -> True
     """
 
     def __init__(

@@ -4,9 +4,11 @@ The broker's jars come from Maven Central (``mvn dependency:copy-dependencies`` 
 ``stream/kafka_runtime``) into the user's cache directory, once. Storage is formatted with Kafka's
 StorageTool; the broker is started with ``java -cp <jars> kafka.Kafka server.properties``.
 
->>> broker = EmbeddedBroker(Path(".anomstream/kafka-9092"), port=9092)  # doctest: +SKIP
->>> broker.start()                                                        # doctest: +SKIP
-'127.0.0.1:9092'
+For example::
+
+    broker = EmbeddedBroker(Path(".anomstream/kafka-9092"), port=9092)
+    broker.start()
+    # -> '127.0.0.1:9092'
 """
 
 from __future__ import annotations

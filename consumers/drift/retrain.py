@@ -96,11 +96,13 @@ def policy_from(settings: Settings) -> RetrainPolicy:
 class Retrainer:
     """Retrains a stream's model after a drift event, in a separate process; see the module docstring.
 
-    >>> retrainer = Retrainer(Settings())                        # doctest: +SKIP
-    >>> retrainer.submit(event)                                  # doctest: +SKIP
-    True
-    >>> retrainer.poll()  # later, from the monitor's loop  # doctest: +SKIP
-    [RetrainResult(event_id='...', stream='kdd', outcome='promoted', candidate_version=2, ...)]
+    For example::
+
+        retrainer = Retrainer(Settings())
+        retrainer.submit(event)
+        # -> True
+        retrainer.poll()  # later, from the monitor's loop
+        # -> [RetrainResult(event_id='...', stream='kdd', outcome='promoted', candidate_version=2, ...)]
     """
 
     def __init__(self, settings: Settings, policy: RetrainPolicy | None = None) -> None:

@@ -4,7 +4,9 @@ threshold it on validation data from the training set, score the protocol's test
 Writes to ``out``: ``metrics.json`` (its keys are a contract), ``report.md``, ``details.json`` (data
 descriptions, parameters, thresholds, per-label flag rates) and the PNG plots.
 
->>> evaluate("kdd", "ffl", ["ae", "pca"], Path("eval/kdd-ffl"), Path("data"))  # doctest: +SKIP
+For example::
+
+    evaluate("kdd", "ffl", ["ae", "pca"], Path("eval/kdd-ffl"), Path("data"))
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@ and ``labels`` int8 of shape (n,) in the UCR convention, 1 = normal beat, 2-5 = 
 classes; ``ecg.csv`` folds the four abnormal classes into one, which is read as 0 ("abnormal, class
 unknown"). So ``labels != ECG_NORMAL`` is the anomaly mask for every format.
 
->>> values, labels = read_ecg(find_ecg_file(Path("../shared/data")))  # doctest: +SKIP
->>> values.shape, int((labels == ECG_NORMAL).sum())                   # doctest: +SKIP
-((4998, 140), 2919)
+For example::
+
+    values, labels = read_ecg(find_ecg_file(Path("../shared/data")))
+    values.shape, int((labels == ECG_NORMAL).sum())
+    # -> ((4998, 140), 2919)
 """
 
 from __future__ import annotations

@@ -37,9 +37,11 @@ def find_kdd_file(data_dir: Path, which: str = "train") -> Path:
 def read_kdd(path: Path, limit: int | None = None) -> pd.DataFrame:
     """Read a KDD Cup 99 or NSL-KDD file (plain or gzipped) into the 41 features plus ``label``.
 
-    >>> df = read_kdd(find_kdd_file(Path("../shared/data"), "test"), limit=5)  # doctest: +SKIP
-    >>> list(df.columns[-2:]), df.label.iloc[0]                               # doctest: +SKIP
-    (['dst_host_srv_rerror_rate', 'label'], 'normal')
+    For example::
+
+        df = read_kdd(find_kdd_file(Path("../shared/data"), "test"), limit=5)
+        list(df.columns[-2:]), df.label.iloc[0]
+        # -> (['dst_host_srv_rerror_rate', 'label'], 'normal')
     """
     dtypes: dict[str, object] = {name: "category" for name in KDD_CATEGORICAL}
     expected = "a KDD Cup 99 or NSL-KDD file (42 or 43 comma-separated columns, no header)"

@@ -3,9 +3,12 @@
 Every reader returns :class:`SensorSeries` objects in *file order*: NAB scores by row position, and
 some series repeat timestamps or step backwards (daylight-saving changes), so rows are never sorted.
 
->>> series = load_nab_series(Path("../shared/data"), "machine_temperature_system_failure")  # doctest: +SKIP
->>> series.name, series.sensor_id, len(series), series.probation                           # doctest: +SKIP
-('realKnownCause/machine_temperature_system_failure.csv', 'machine_temperature_system_failure', 22695, 750)
+For example::
+
+    series = load_nab_series(Path("../shared/data"), "machine_temperature_system_failure")
+    series.name, series.sensor_id, len(series), series.probation
+    # -> ('realKnownCause/machine_temperature_system_failure.csv', 'machine_temperature_system_failure',
+    #     22695, 750)
 """
 
 from __future__ import annotations
@@ -61,8 +64,10 @@ def nab_root(data_dir: Path) -> Path:
 def resolve_series(root: Path, name: str) -> str:
     """The NAB key of ``name``: a key (``realKnownCause/nyc_taxi.csv``), a file name, or a stem.
 
-    >>> resolve_series(nab_root(Path("../shared/data")), "nyc_taxi")  # doctest: +SKIP
-    'realKnownCause/nyc_taxi.csv'
+    For example::
+
+        resolve_series(nab_root(Path("../shared/data")), "nyc_taxi")
+        # -> 'realKnownCause/nyc_taxi.csv'
     """
     keys = list_series(root)
     wanted = name.strip().removeprefix("data/")

@@ -11,8 +11,10 @@ optimiser) and the normalised scores next to the published scoreboard. ``DIR/nab
 figures and per-series breakdown, ``DIR/report.md`` the tables, PNGs a few series with their anomaly
 windows and detections, ``DIR/raw_scores.npz`` every raw window score (``"<detector>|<series>"``).
 
->>> result = run_benchmark(Path("../shared/data"), Path("eval/nab"))  # doctest: +SKIP
->>> result["detectors"]["seq_ae"]["profiles"]["standard"]["score"]      # doctest: +SKIP
+For example::
+
+    result = run_benchmark(Path("../shared/data"), Path("eval/nab"))
+    result["detectors"]["seq_ae"]["profiles"]["standard"]["score"]
 """
 
 from __future__ import annotations
