@@ -22,5 +22,5 @@ def test_kafka_properties_override_tuning_but_never_the_guarantees() -> None:
 def test_queued_memory_is_capped_by_default() -> None:
     assert PRODUCER_TUNING["queue.buffering.max.kbytes"] <= 65_536
     assert CONSUMER_TUNING["queued.max.messages.kbytes"] <= 65_536
-    assert CONSUMER_TUNING["queued.min.messages"] <= 20_000
+    assert CONSUMER_TUNING["queued.min.messages"] <= 50_000
     assert CONSUMER_TUNING["fetch.max.bytes"] <= CONSUMER_TUNING["queued.max.messages.kbytes"] * 1024
