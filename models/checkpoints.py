@@ -4,6 +4,10 @@ file per stream, model version and owner (a worker id)::
 
     STATE_DIR/online/<stream>/<detector>/v0003/<owner>.json
 
+A checkpoint also names the exact model it was learnt on (a digest of the sealed manifest: creation
+time and artifact sha256s), so one left by another registry's "v3", or by a version that was deleted
+and written again, is never resumed: version numbers repeat, models do not.
+
 A worker learns only from committed batches, so a checkpoint never holds a batch twice; it writes a
 checkpoint at most every ``interval`` seconds and when it stops, and a restarted worker with the same
 owner id resumes from it (a crash loses at most the last interval of learning, never doubles it).
@@ -21,6 +25,7 @@ owner id resumes from it (a crash loses at most the last interval of learning, n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -31,6 +36,19 @@ from typing import Any
 from models.scoring import ScoringModel
 
 log = logging.getLogger(__name__)
+
+
+def model_identity(model: ScoringModel) -> str:
+    """A digest of what makes this model version itself: its manifest's creation time and artifacts."""
+    manifest = model.manifest or {}
+    basis = {
+        "stream": model.stream,
+        "detector": model.detector_name,
+        "version": model.version,
+        "created_at": manifest.get("created_at"),
+        "artifacts": manifest.get("artifacts"),
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
 def online_state(model: ScoringModel) -> dict[str, Any]:
@@ -57,7 +75,11 @@ class OnlineStateStore:
             return
         path = self.path(model)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"committed_events": committed_events, **online_state(model)}
+        payload = {
+            "model": model_identity(model),
+            "committed_events": committed_events,
+            **online_state(model),
+        }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle)
@@ -70,6 +92,10 @@ class OnlineStateStore:
             return None
         try:
             payload = json.loads(path.read_text())
+            if payload.get("model") != model_identity(model):
+                log.info("online state %s was learnt on another model with this version number: "
+                         "starting as trained", path)  # fmt: skip
+                return None
             if "threshold" in payload and model.threshold.learns:
                 model.threshold.set_state(payload["threshold"])
             if "detector" in payload and model.detector_learns:

@@ -29,6 +29,7 @@ class WatchSpec:
     stream: str
     model: tuple[str, int]
     config: WatchConfig
+    checksum: str = ""  # sha256 of the model's calibration scores: this exact sealed version
 
 
 class Calibrations:
@@ -50,7 +51,7 @@ class Calibrations:
         d = self.settings.drift
         max_burst = d.max_burst.get(stream, WatchConfig.max_burst)
         config = WatchConfig(score, d.burst_window, d.burst_rate, max_burst, d.cooldown)
-        return WatchSpec(stream, (reference.detector, reference.version), config)
+        return WatchSpec(stream, (reference.detector, reference.version), config, reference.checksum)
 
     def _score_config(self, reference: ModelReference) -> DriftConfig:
         d = self.settings.drift

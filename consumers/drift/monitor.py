@@ -40,7 +40,15 @@ from consumers.drift.state import CheckpointStore, SpanLog, Unit
 from models.drift import DETECTORS, DriftWatch, WatchEvent
 from models.registry import RegistryError
 from stream.errors import ConfigurationError
-from stream.kafka import check_message, flush_or_raise, follow_from_end, make_consumer, make_producer, produce
+from stream.kafka import (
+    check_message,
+    flush_or_raise,
+    follow_from_end,
+    make_consumer,
+    make_producer,
+    produce,
+    topic_id,
+)
 from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
 from stream.settings import STREAMS, Settings
 from stream.signals import StopFlag
@@ -116,11 +124,13 @@ class DriftMonitor:
         self._alias_checked: dict[str, float] = {}
         for stream, spec in self.specs.items():
             self.metrics.model_version.labels(stream).set(spec.model[1])
-        self._restore(self.store.load())
+        self.scores_topic_id: str | None = None
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_records: int | None = None) -> MonitorStats:
         """Watch until stopped (or until ``max_records`` score records were read)."""
+        self.scores_topic_id = topic_id(self.settings, self.scores_topic)
+        self._restore(self.store.load())
         self.producer = make_producer(self.settings)
         self.consumer = make_consumer(
             self.settings, self.settings.drift.group_id, **{"session.timeout.ms": 10_000}
@@ -289,7 +299,9 @@ class DriftMonitor:
             return None
         unit = self.units.get(record.stream)
         if unit is None:
-            unit = self.units[record.stream] = Unit(record.stream, spec.model, DriftWatch(spec.config))
+            unit = self.units[record.stream] = Unit(
+                record.stream, spec.model, DriftWatch(spec.config), checksum=spec.checksum
+            )
         elif unit.model != spec.model:
             self._reset(unit, spec)
         return unit
@@ -331,6 +343,7 @@ class DriftMonitor:
     def _reset(unit: Unit, spec: WatchSpec) -> None:
         # The offsets high-water marks stay: a new model does not make old input new.
         unit.model, unit.watch, unit.spans = spec.model, DriftWatch(spec.config), SpanLog()
+        unit.checksum = spec.checksum
 
     def _follow_model_updates(self, reader: Consumer) -> None:
         for message in reader.consume(100, 0):
@@ -412,7 +425,7 @@ class DriftMonitor:
         if not self.dirty and not (commit - set(self.saved_offsets)):
             return
         flush_or_raise(self.producer)
-        self.store.save(self.next_offsets, list(self.units.values()))
+        self.store.save(self.next_offsets, list(self.units.values()), self.scores_topic_id)
         self.saved_offsets = dict(self.next_offsets)
         self.stats.checkpoints += 1
         self.dirty = False
@@ -429,14 +442,21 @@ class DriftMonitor:
     def _restore(self, saved: dict | None) -> None:
         if saved is None:
             return
+        saved_topic = saved.get("topic_id")
+        if saved_topic and self.scores_topic_id and saved_topic != self.scores_topic_id:
+            log.warning("checkpoint %s was taken on another %s (topic id %s, now %s: a new cluster or a "
+                        "recreated topic): its offsets and watches do not apply; starting fresh",
+                        self.store.path, self.scores_topic, saved_topic, self.scores_topic_id)  # fmt: skip
+            return
         self.saved_offsets = {int(p): int(o) for p, o in saved["offsets"].items()}
         for state in saved["units"]:
             spec = self.specs.get(state["stream"])
             if spec is None:
                 continue
-            unit = Unit(spec.stream, spec.model, DriftWatch(spec.config),
-                        high={int(k): int(v) for k, v in state["high"].items()})  # fmt: skip
-            if tuple(state["model"]) == spec.model and state["kind"] == spec.config.score.kind:
+            high = {int(k): int(v) for k, v in state["high"].items()}
+            unit = Unit(spec.stream, spec.model, DriftWatch(spec.config), high=high, checksum=spec.checksum)
+            same_model = tuple(state["model"]) == spec.model and state.get("checksum") == spec.checksum
+            if same_model and state["kind"] == spec.config.score.kind:
                 unit.watch.set_state(state["watch"])
                 unit.spans = SpanLog.from_state(state["spans"])
             self.units[spec.stream] = unit

@@ -134,11 +134,13 @@ class Unit:
     spans: SpanLog = field(default_factory=SpanLog)
     high: dict[int, int] = field(default_factory=dict)  # input partition -> highest offset watched
     skipped_stale: int = 0  # scores of another model version, not watched
+    checksum: str = ""  # the watched version's calibration sha256 (version numbers repeat, models do not)
 
     def state(self) -> dict[str, Any]:
         return {
             "stream": self.stream,
             "model": list(self.model),
+            "checksum": self.checksum,
             "kind": self.watch.config.score.kind,
             "watch": self.watch.state(),
             "spans": self.spans.state(),
@@ -170,8 +172,9 @@ class CheckpointStore:
     def load(self) -> dict[str, Any] | None:
         return json.loads(self.path.read_text()) if self.path.is_file() else None
 
-    def save(self, offsets: dict[int, int], units: list[Unit]) -> None:
+    def save(self, offsets: dict[int, int], units: list[Unit], topic_id: str | None = None) -> None:
         data = {
+            "topic_id": topic_id,
             "offsets": {str(p): o for p, o in sorted(offsets.items())},
             "units": [u.state() for u in units],
         }

@@ -14,6 +14,7 @@ from stream.kafka.topics import (
     create_topics,
     end_offsets,
     partitions_of,
+    topic_id,
     wait_for_broker,
     watermarks,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "produce",
     "read_all",
     "read_ranges",
+    "topic_id",
     "wait_for_broker",
     "watermarks",
 ]

@@ -65,6 +65,19 @@ def create_topics(settings: Settings, partitions: int | None = None, topics: lis
     return status
 
 
+def topic_id(settings: Settings, topic: str, timeout: float = 15.0) -> str | None:
+    """The cluster's id of ``topic`` (it changes when the topic is deleted and created again), or
+    None when the broker cannot say (too old, unreachable, not authorised to describe)."""
+    from confluent_kafka import TopicCollection
+
+    admin = make_admin(settings)  # held until the answer came: a collected client cancels its requests
+    try:
+        future = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+        return str(future.result(timeout=timeout).topic_id)
+    except (KafkaException, TimeoutError, ValueError):
+        return None
+
+
 def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.0) -> None:
     # A freshly created topic has no partition leader for a moment; producing then fails.
     deadline = time.monotonic() + timeout

@@ -173,3 +173,36 @@ def test_a_second_monitor_with_the_same_instance_id_is_refused(
     assert second.returncode == 1
     assert "another drift monitor uses instance id 'twin'" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_a_checkpoint_taken_on_a_recreated_scores_topic_is_not_resumed(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """Offsets and watches in a checkpoint belong to one scores topic: after the topic is deleted and
+    created again (or the cluster is new), the monitor starts fresh instead of counting old scores."""
+    from stream.kafka import create_topics, make_admin
+
+    settings = kafka_settings.model_copy(update={"state_dir": tmp_path / "state"})
+    events = drifting_events(settings.data_dir)[:8000]
+    replay_events(settings, events[:6000])
+    run_worker(settings, 6000)
+    first, _ = watch(settings, 6000)
+    assert first.units["kdd"].watch.n == 6000
+
+    scores = settings.topic("scores")
+    admin = make_admin(settings)
+    admin.delete_topics([scores], operation_timeout=30)[scores].result()
+    assert wait_until(lambda: scores not in admin.list_topics(timeout=10).topics, 60)
+
+    def recreated() -> bool:
+        try:
+            return create_topics(settings, topics=[scores])[scores] == "created"
+        except Exception:  # the deletion is still being applied: try again
+            return False
+
+    assert wait_until(recreated, 60)
+    replay_events(settings, events[6000:])
+    run_worker(settings, 2000)
+    second, stats = watch(settings, 2000)
+    assert stats.scores == 2000 and stats.duplicates == 0
+    assert second.units["kdd"].watch.n == 2000, "the old topic's watch was resumed"

@@ -15,9 +15,20 @@ from pathlib import Path
 import pytest
 
 from stream.settings import Settings
-from tests.support.data import require_data
+from tests.support.data import data_root, require_data
 from tests.support.report import MEASUREMENTS
 from tests.support.streams import make_settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never touch the user's own registry or state (``~/.local/share``, ``~/.local/state``): a
+    checkpoint left there by one run would be resumed by the next. Worker subprocesses inherit this."""
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="anomstream-test-home-"))
+    os.environ["XDG_DATA_HOME"] = str(home / "share")
+    os.environ["XDG_STATE_HOME"] = str(home / "state")
+    os.environ.setdefault("ANOMSTREAM_DATA_DIR", str(data_root()))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

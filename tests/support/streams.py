@@ -4,6 +4,7 @@ processes), read the topics back."""
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -36,6 +37,7 @@ def make_settings(bootstrap: str, registry: Path, **overrides: object) -> Settin
         "data_dir": data_root(),
         "topic_partitions": 3,
         "batch_size": 2000,
+        "state_dir": Path(tempfile.mkdtemp(prefix=f"anomstream-state-{tag}-")),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
