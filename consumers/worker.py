@@ -290,7 +290,8 @@ class ScoringWorker:
             except queue.Empty:
                 break
             if not self.eos:
-                if self._crash_before_commit and self.stats.batches + 1 >= self._crash_before_commit:
+                due = self._crash_before_commit and self.stats.batches + 1 >= self._crash_before_commit
+                if due and not self._crash_pending:  # the first withheld batch stays the one named
                     self._crash_pending = batch.number
                 if self._crash_pending:
                     continue  # withheld: the crash test kills the worker with this batch uncommitted
