@@ -3,8 +3,9 @@
     PYTHONPATH=. .venv/bin/python scripts/drift-figures.py --out out/drift-figures
 
 Runs the verbs users run, as processes, against a temporary embedded broker: `anomstream train`,
-`worker --eos`, `drift --retrain`, `replay kdd --drift abrupt --drift-at N`, then a stable replay of
-1,000,000 shuffled normal connections. Everything below is read back from the topics afterwards:
+`worker --eos`, `drift --retrain`; a stable replay of 1,000,000 shuffled normal connections of the
+10% file (first: the model in production then is the one trained on them), then
+`replay kdd --drift abrupt --drift-at N --rate R`. Everything below is read back from the topics afterwards:
 
 - detection delay: the drift event's ``detected_offsets`` minus the true change (the ``drift.phase``
   headers of the input topic), in events;
@@ -84,11 +85,14 @@ def true_change(settings: Settings) -> dict[str, int]:
     return first
 
 
-def rates(settings: Settings, change: dict[str, int]) -> dict[str, object]:
-    """Alert rate on normal traffic and attack recall, by phase and model version; recovery point."""
-    rows = []  # (stream position, partition, offset, after change, version, alert, attack)
+def rates(settings: Settings, change: dict[str, int], start: dict[str, int]) -> dict[str, object]:
+    """Alert rate on normal traffic and attack recall of the scenario's events (from ``start``), by
+    phase and model version; the recovery point."""
+    rows = []  # (partition, offset, after change, version, alert, attack)
     for record in scored(settings):
         for offset, flagged, label in zip(record.offsets, record.is_alert, record.labels, strict=True):
+            if offset < start.get(str(record.partition), 0):
+                continue
             after = offset >= change.get(str(record.partition), 1 << 62)
             rows.append((record.partition, offset, after, record.model_version, flagged, label != "normal"))
     data = np.array(rows, dtype=np.int64)
@@ -172,8 +176,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=Path("out/drift-figures"))
     parser.add_argument("--drift-at", type=int, default=20_000)
-    parser.add_argument("--limit", type=int, default=150_000, help="events of the drifting replay")
-    parser.add_argument("--rate", type=float, default=5000.0)
+    parser.add_argument("--limit", type=int, default=120_000, help="events of the drifting replay")
+    parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--stable", type=int, default=1_000_000)
     parser.add_argument("--load-events", type=int, default=200_000)
     args = parser.parse_args()
@@ -197,15 +201,28 @@ def main() -> None:
                       log=out / "drift.log", wait=False)  # fmt: skip
         try:
             time.sleep(15)
+            # A stationary stream first, scored by the model it is stationary for (v1, trained on the
+            # 10% file's normal traffic): a million of its normal connections in random order. Any
+            # drift event during it is a false alarm.
+            path = stable_file(data_dir, out, args.stable)
+            cli(env, "replay", "kdd", "--file", str(path), "--rate", "0", log=out / "replay-stable.log")
+            wait_scored(settings, args.stable, timeout=1800)
+            time.sleep(15)
+            stable_events = read_all(settings, settings.topic("drift"))
+            figures["stable"] = {"events": args.stable, "false_alarms": len(stable_events)}
+            print(json.dumps(figures["stable"]), flush=True)
+
+            start = {str(p): o for p, o in end_offsets(settings, settings.topic("kdd")).items()}
             cli(env, "replay", "kdd", "--drift", "abrupt", "--drift-at", str(args.drift_at),
                 "--limit", str(args.limit), "--rate", str(args.rate), log=out / "replay.log")  # fmt: skip
-            wait_scored(settings, args.limit)
+            wait_scored(settings, args.stable + args.limit)
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline and "retrain of kdd" not in (out / "drift.log").read_text():
                 time.sleep(5)
             time.sleep(10)
             change = true_change(settings)
-            events = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("drift"))]
+            drift = read_all(settings, settings.topic("drift"))[len(stable_events) :]
+            events = [orjson.loads(m.value()) for m in drift]
             updates = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("model_updates"))]
             first = events[0] if events else None
             delay = None
@@ -213,20 +230,10 @@ def main() -> None:
                 detected = first["change"]["detected_offsets"]
                 delay = sum(max(detected[p] - change[p], 0) for p in change if p in detected)
             figures["abrupt"] = {
-                "drift_at": args.drift_at, "events": args.limit, "true_change_offsets": change,
-                "drift_events": len(events), "first_event": first, "detection_delay_events": delay,
-                "model_updates": updates, **rates(settings, change),
+                "drift_at": args.drift_at, "events": args.limit, "rate": args.rate,
+                "true_change_offsets": change, "drift_events": len(events), "first_event": first,
+                "detection_delay_events": delay, "model_updates": updates, **rates(settings, change, start),
             }  # fmt: skip
-            # A stationary stream: a million normal connections in random order, scored by what is in
-            # production now; any drift event during it is a false alarm.
-            before_stable = len(events)
-            path = stable_file(data_dir, out, args.stable)
-            ends = sum(end_offsets(settings, settings.topic("kdd")).values())
-            cli(env, "replay", "kdd", "--file", str(path), "--rate", "0", log=out / "replay-stable.log")
-            wait_scored(settings, ends + args.stable, timeout=1800)
-            time.sleep(15)
-            events = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("drift"))]
-            figures["stable"] = {"events": args.stable, "false_alarms": len(events) - before_stable}
             stop(worker)
             stop(monitor)
             figures["worker_with_monitor_and_retrain"] = worker_rates(settings, env, out, args.load_events)
