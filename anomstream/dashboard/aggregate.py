@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter as Tally
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,9 +33,9 @@ import msgspec
 import numpy as np
 
 from consumers.tally import NORMAL_LABELS
+from models.thresholds import DEFAULT_RATIOS, SEVERITIES
 from stream.messages import Alert, DateTime, DriftEvent, ModelUpdate, ScoreRecord, Severity, decode_alert
 
-SEVERITIES = ("low", "medium", "high", "critical")
 # Classes of a scored event: ground truth normal, ground truth anomalous, no label in the replay.
 NORMAL, ANOMALY, UNLABELLED = 0, 1, 2
 HIST_DECADES = 3.0  # the histogram spans threshold / 1000 .. threshold * 1000
@@ -203,6 +204,8 @@ class Aggregator:
         self.production: dict[str, dict[str, Any]] = {}
         self.seq = 0
         self.last_frame_at = time.time()
+        # Alerts counted per (stream, severity) since the feed last exported them as metrics.
+        self.severity_counted: Tally[tuple[str, str]] = Tally()
         self.counts = {"score_records": 0, "alerts": 0, "drift_events": 0, "model_updates": 0, "invalid": 0}
         self.status: dict[str, Any] = {"broker": "connecting"}
 
@@ -234,6 +237,12 @@ class Aggregator:
             scores, flagged, classes = scores[fresh], flagged[fresh], classes[fresh]
         n_alerts = int(np.count_nonzero(flagged))
         confusion = Confusion.of(flagged, classes)
+        current = self._follow_model(state, record.detector, record.model_version)
+        if current and state.threshold is None and n_alerts:
+            # No registry and no alert yet: the lowest flagged score is the threshold, near enough.
+            state.threshold, state.threshold_source = float(scores[flagged].min()), "estimate"
+        if n_alerts:
+            self._count_severities(state, scores[flagged], record.detector, record.model_version)
         state.scored += n_fresh
         state.alerts += n_alerts
         state.confusion.add(confusion)
@@ -241,10 +250,6 @@ class Aggregator:
         bucket["scored"] += n_fresh
         bucket["alerts"] += n_alerts
         bucket["confusion"].add(confusion)
-        current = self._follow_model(state, record.detector, record.model_version)
-        if current and state.threshold is None and n_alerts:
-            # No registry and no alert yet: the lowest flagged score is the threshold, near enough.
-            state.threshold, state.threshold_source = float(scores[flagged].min()), "estimate"
         if current and state.threshold is not None:
             model = (record.detector, record.model_version)
             if model not in state.histograms:
@@ -276,12 +281,33 @@ class Aggregator:
             state.threshold, state.threshold_source = looked_up, "registry"
         return True
 
+    def _count_severities(
+        self, state: StreamState, alerting: np.ndarray, detector: str, version: int
+    ) -> None:
+        """Severities of a record's alerting scores, as the worker grades them (``Threshold.severity``:
+        the multiple of the threshold), against the threshold of the model that scored them: exact for
+        a fixed threshold, the newest one an alert carried for a sliding one."""
+        if (detector, version) == (state.detector, state.model_version) and state.threshold is not None:
+            threshold = state.threshold
+        else:  # a record of the model before a switch
+            looked_up = self.thresholds(state.name, detector, version) if self.thresholds else None
+            threshold = looked_up if looked_up is not None else state.threshold
+        if threshold is None:
+            return
+        ratio = alerting / max(threshold, 1e-12)
+        levels = np.clip(np.searchsorted(DEFAULT_RATIOS, ratio, side="right") - 1, 0, len(SEVERITIES) - 1)
+        for level, n in enumerate(np.bincount(levels, minlength=len(SEVERITIES)).tolist()):
+            if n:
+                state.alerts_by_severity[SEVERITIES[level]] += n
+                self.severity_counted[(state.name, SEVERITIES[level])] += n
+
     def add_alert(self, raw: bytes, head: AlertHead | None = None) -> None:
-        """Count an alert (its encoded JSON; ``head`` when the caller decoded it already)."""
+        """Keep an alert for the feed (its encoded JSON; ``head`` when the caller decoded it already).
+        Alerts are counted from the score records, which carry every event: the feed reads only the
+        newest alerts of each partition."""
         alert = decode_alert_head(raw) if head is None else head
         self.counts["alerts"] += 1
         state = self.stream(alert.stream)
-        state.alerts_by_severity[alert.severity] = state.alerts_by_severity.get(alert.severity, 0) + 1
         if self._follow_model(state, alert.detector, alert.model_version):
             # What the worker compared against: exact, and it follows a sliding threshold.
             state.threshold, state.threshold_source = alert.threshold, "alerts"

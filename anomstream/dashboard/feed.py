@@ -1,9 +1,13 @@
 """The dashboard's Kafka side: one reader of the output topics, one poller of offsets.
 
-* The reader (read_committed, no consumer group, no commits) follows ``scores`` and ``alerts`` from
-  their end (or from the beginning with ``--from-beginning``) and ``drift-events`` and
-  ``model-updates`` from the beginning: they are small, and the timeline shows their history.
-  A topic that does not exist yet is picked up when it appears.
+* The reader (read_committed, no consumer group, no commits) follows ``scores`` from its end (or
+  from the beginning with ``--from-beginning``) and ``drift-events`` and ``model-updates`` from the
+  beginning: they are small, and the timeline shows their history. A topic that does not exist yet
+  is picked up when it appears.
+* ``alerts`` is not read whole: alerts come by the ten thousand a second and the score records
+  already say which events alerted and by how much (the counts, severities included, come from
+  them). A few times a second the reader fetches only the newest ``TAIL_PER_PARTITION`` alerts of
+  each partition that it has not seen, for the feed.
 * The poller asks the broker once a second for the input topics' end offsets and the worker group's
   committed offsets: events/s in, and lag.
 
@@ -38,6 +42,9 @@ BATCH = 5000
 RETRY_TOPICS_S = 5.0
 OFFSETS_EVERY_S = 1.0
 STALE_AFTER_S = 10.0  # no successful offsets poll for this long: the broker is unreachable
+TAIL_EVERY_S = 0.4  # how often the newest alerts are fetched for the feed
+TAIL_PER_PARTITION = 200  # at most this many of each partition's newest alerts, each time
+TAIL_BUDGET_S = 0.25
 
 _drift_fields = set(DriftEvent.__struct_fields__)
 _update_fields = set(ModelUpdate.__struct_fields__)
@@ -76,6 +83,7 @@ class Feed:
         }
         self.inputs = {stream: settings.topic(stream) for stream in aggregator.streams}
         self.assigned: set[str] = set()
+        self.alert_next: dict[tuple[str, int], int] = {}  # alerts partition -> next offset not seen
         # Offsets at start: drift events and model updates below them are history (on the timeline,
         # not counted again by the metrics after a restart).
         self.history_end: dict[tuple[str, int], int] = {}
@@ -136,7 +144,8 @@ class Feed:
     # -- the reader -----------------------------------------------------------------------------
     def _read(self) -> None:
         reader = make_reader(self.settings, **{"fetch.max.bytes": 16 * 1024 * 1024})
-        next_try = 0.0
+        tail = make_reader(self.settings)
+        next_try = next_tail = 0.0
         try:
             while not self.stop:
                 if len(self.assigned) < len(self.topics) and time.monotonic() >= next_try:
@@ -146,7 +155,12 @@ class Feed:
                     self.stop.wait(0.5)
                     continue
                 try:
-                    messages = [m for m in reader.consume(BATCH, 0.2) if check_message(m)]
+                    if self.alert_next and time.monotonic() >= next_tail:
+                        next_tail = time.monotonic() + TAIL_EVERY_S
+                        newest = self._newest_alerts(tail)
+                        if newest:
+                            self._handle(newest)
+                    messages = [m for m in reader.consume(BATCH, 0.1) if check_message(m)]
                 except KafkaException as exc:
                     # A page that says so beats a dead reader thread: log it, wait, read on.
                     log.error("reading failed: %s; retrying in 2s", exc)
@@ -158,6 +172,38 @@ class Feed:
                     self._handle(messages)
         finally:
             reader.close()
+            tail.close()
+
+    def _newest_alerts(self, tail: Any) -> list[Any]:
+        """The alerts of each partition not seen yet, at most the newest TAIL_PER_PARTITION."""
+        assignment, goal = [], {}
+        for (topic, partition), seen in self.alert_next.items():
+            low, high = watermarks(tail, topic, partition)
+            start = max(seen, high - TAIL_PER_PARTITION, low)
+            if start < high:
+                assignment.append(TopicPartition(topic, partition, start))
+                goal[(topic, partition)] = high
+        if not assignment:
+            return []
+        newest: list[Any] = []
+        tail.assign(assignment)
+        try:
+            deadline = time.monotonic() + TAIL_BUDGET_S
+            while goal and time.monotonic() < deadline:
+                batch = tail.consume(1000, 0.05)
+                if not batch:
+                    break  # caught up (under exactly-once the last offsets are transaction markers)
+                for message in batch:
+                    if not check_message(message):
+                        continue
+                    key = (message.topic(), message.partition())
+                    self.alert_next[key] = max(self.alert_next.get(key, 0), message.offset() + 1)
+                    newest.append(message)
+                    if message.offset() + 1 >= goal.get(key, 0):
+                        goal.pop(key, None)
+        finally:
+            tail.unassign()
+        return newest
 
     def _assign_missing(self, reader: Any) -> None:
         # Offsets are asked of a reader of their own: the main reader's requests queue behind its
@@ -174,6 +220,12 @@ class Feed:
                 except KafkaException as exc:
                     log.info("topic %s not readable yet (%s): retrying in %.0fs", topic, exc, RETRY_TOPICS_S)
                     continue
+                self.assigned.add(topic)
+                if kind == "alerts":  # read by _newest_alerts, for the feed only
+                    for p, end in ends.items():
+                        self.alert_next[(topic, p)] = max(0, end - TAIL_PER_PARTITION)
+                    log.info("following the newest alerts of %s (%d partitions)", topic, len(partitions))
+                    continue
                 history = kind in ("drift", "model_updates")
                 for p, end in ends.items():
                     self.history_end[(topic, p)] = end
@@ -181,7 +233,6 @@ class Feed:
                     assignment.append(
                         TopicPartition(topic, p, OFFSET_BEGINNING if history or self.from_beginning else end)
                     )
-                self.assigned.add(topic)
                 start = "the beginning" if history or self.from_beginning else "the end"
                 log.info("reading %s (%d partitions) from %s", topic, len(partitions), start)
         finally:
@@ -229,7 +280,8 @@ class Feed:
                 agg.add_drift_event(event, extra)
             for update, extra, _ in updates:
                 agg.add_model_update(update, extra)
-        self._count(per_topic, invalid, alerts, drift, updates)
+            severities, agg.severity_counted = agg.severity_counted, Tally()
+        self._count(per_topic, invalid, severities, drift, updates)
         for update, _, _ in updates:
             if update.status == "production":
                 self._refresh_production(update.stream)
@@ -237,13 +289,20 @@ class Feed:
     def _is_new(self, message: Any) -> bool:
         return bool(message.offset() >= self.history_end.get((message.topic(), message.partition()), 0))
 
-    def _count(self, per_topic: Tally[str], invalid: int, alerts: list, drift: list, updates: list) -> None:
+    def _count(
+        self,
+        per_topic: Tally[str],
+        invalid: int,
+        severities: Tally[tuple[str, str]],
+        drift: list,
+        updates: list,
+    ) -> None:
         # One inc() per label set and batch, not per message: alerts come by the ten thousand.
         for topic, n in per_topic.items():
             self.metrics.records.labels(topic).inc(n)
         if invalid:
             self.metrics.invalid.inc(invalid)
-        for (stream, severity), n in Tally((a.stream, a.severity) for a, _ in alerts).items():
+        for (stream, severity), n in severities.items():
             self.metrics.alerts.labels(stream, severity).inc(n)
         for event, _, new in drift:
             if new:

@@ -20,7 +20,7 @@ class DashboardMetrics:
         self.registry = CollectorRegistry()
         reg = self.registry
         self.alerts = Counter(
-            "anomstream_observed_alerts_total", "Alerts read from the alerts topic", ["stream", "severity"],
+            "anomstream_observed_alerts_total", "Alerts by severity", ["stream", "severity"],
             registry=reg,
         )  # fmt: skip
         self.drift_events = Counter(
