@@ -287,9 +287,9 @@ class Aggregator:
         """Severities of a record's alerting scores, as the worker grades them (``Threshold.severity``:
         the multiple of the threshold), against the threshold of the model that scored them: exact for
         a fixed threshold, the newest one an alert carried for a sliding one."""
-        if (detector, version) == (state.detector, state.model_version) and state.threshold is not None:
-            threshold = state.threshold
-        else:  # a record of the model before a switch
+        threshold: float | None = state.threshold
+        if (detector, version) != (state.detector, state.model_version) or threshold is None:
+            # A record of the model before a switch: its own threshold, from the registry.
             looked_up = self.thresholds(state.name, detector, version) if self.thresholds else None
             threshold = looked_up if looked_up is not None else state.threshold
         if threshold is None:
