@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,6 +40,21 @@ def broker(settings: Settings) -> Iterator[str]:
         return
     with temporary_broker() as embedded:
         yield embedded.bootstrap
+
+
+def browser_cpu_seconds() -> float:
+    """CPU seconds used so far by every Chromium and chromedriver process (the headless page)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        if "chrom" in name:
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return total
 
 
 def wait_ready(url: str, timeout: float = 60) -> None:
@@ -76,8 +92,9 @@ def main() -> None:
                 page = headless_chromium()
                 page.get(f"http://127.0.0.1:{port}/")
                 time.sleep(2)
-                cpu0, frames0 = (
+                cpu0, browser0, frames0 = (
                     cpu_seconds(dashboard.pid),
+                    browser_cpu_seconds(),
                     page.execute_script("return window.anomstream.frames"),
                 )
             group = settings.model_copy(update={"group_id": f"{settings.topic_prefix}workers-{run}"})
@@ -89,6 +106,7 @@ def main() -> None:
             line: dict = {"dashboard": with_dashboard, "worker_eps": round(stats.rate)}
             if dashboard is not None and page is not None:
                 line["dashboard_cpu_pct"] = round(100 * (cpu_seconds(dashboard.pid) - cpu0) / wall, 1)
+                line["browser_cpu_pct"] = round(100 * (browser_cpu_seconds() - browser0) / wall, 1)
                 line["page_updates_per_s"] = round(
                     (page.execute_script("return window.anomstream.frames") - frames0) / wall, 2
                 )
