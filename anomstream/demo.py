@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -148,27 +149,28 @@ class Demo:
         ref = train(registry, self.settings.data_dir, TrainingRequest("kdd", "ae", allow_synthetic=True))
         self.console.print(f"[green]trained[/] kdd/ae v{ref.version}")
 
-    def _start_worker(self) -> None:
-        log_path = self.settings.state_dir / "worker.log"
+    def _spawn(self, command: list[str], log_name: str) -> tuple[subprocess.Popen, Path]:
+        """A process of the demo in its own session (Ctrl-C is not sent to it: the shutdown sends its
+        group one SIGTERM), its output appended to ``log_name`` under the state folder."""
+        log_path = self.settings.state_dir / log_name
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        args = ["--streams", "kdd", "--replicas", str(self.replicas)] + (["--eos"] if self.eos else [])
-        command = worker_command(*args)
-        self._worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "COLUMNS": "160"},
         )  # fmt: skip
+        return process, log_path
+
+    def _start_worker(self) -> None:
+        args = ["--streams", "kdd", "--replicas", str(self.replicas)] + (["--eos"] if self.eos else [])
+        self._worker, log_path = self._spawn(worker_command(*args), "worker.log")
         self.console.print(f"worker: {self.replicas} replica(s), pid {self._worker.pid}, log {log_path}")
 
     def _start_drift_monitor(self) -> None:
         """The drift monitor with --retrain: drift events, guarded retrains and promotions, live."""
-        log_path = self.settings.state_dir / "drift.log"
         command = [sys.executable, "-m", "anomstream", "drift", "--stream", "kdd", "--retrain"]
         if not port_open("127.0.0.1", DRIFT_METRICS_PORT):
             command += ["--metrics-port", str(DRIFT_METRICS_PORT)]
-        self._drift = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "COLUMNS": "160"},
-        )  # fmt: skip
+        self._drift, log_path = self._spawn(command, "drift.log")
         self.console.print(f"drift monitor (--retrain): pid {self._drift.pid}, log {log_path}")
 
     def _start_dashboard(self) -> None:
@@ -180,12 +182,9 @@ class Demo:
             taken = f"port {self.dashboard_port} is taken (a dashboard already at {address}?)"
             self.console.print(f"[yellow]{taken}: the demo starts none[/]")
             return
-        log_path = self.settings.state_dir / "dashboard.log"
-        command = dashboard_command("--port", str(self.dashboard_port))
-        self._dashboard = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "COLUMNS": "160"},
-        )  # fmt: skip
+        self._dashboard, log_path = self._spawn(
+            dashboard_command("--port", str(self.dashboard_port)), "dashboard.log"
+        )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and self._dashboard.poll() is None:
             if port_open("127.0.0.1", self.dashboard_port):

@@ -2,16 +2,16 @@
 
 ``anomstream drift --metrics-port 9470`` serves ``/metrics``, ``/healthz`` (the loop is alive) and
 ``/readyz`` (its streams' detectors are calibrated and it is consuming), on every interface, as the
-worker's metrics are.
+worker's metrics are (the same :mod:`stream.health` server).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from stream.health import HealthServer, Readiness, serve_health
 
 STALL_S = 60.0  # a loop silent for this long is not healthy
 
@@ -51,9 +51,9 @@ class DriftMetrics:
         self.alive_at = time.monotonic()
         self.ready = False
         self.port = port
-        self._server: ThreadingHTTPServer | None = None
+        self._server: HealthServer | None = None
         if port is not None:
-            self._server = _serve(self, port)
+            self._server = serve_health(self.registry, port, self.readiness, liveness=self.liveness)
 
     def beat(self) -> None:
         self.alive_at = time.monotonic()
@@ -61,37 +61,14 @@ class DriftMetrics:
     def healthy(self) -> bool:
         return time.monotonic() - self.alive_at < STALL_S
 
+    def liveness(self) -> Readiness:
+        """Alive while the loop turns (beat() at least every STALL_S)."""
+        return Readiness(self.healthy(), {"loop_seen_s_ago": round(time.monotonic() - self.alive_at, 1)})
+
+    def readiness(self) -> Readiness:
+        """Ready once its streams' detectors are calibrated and it is consuming, while alive."""
+        return Readiness(self.ready and self.healthy(), {"consuming": self.ready, "alive": self.healthy()})
+
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-
-def _serve(metrics: DriftMetrics, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok = metrics.healthy()
-                self._send(200 if ok else 503, b"ok\n" if ok else b"stalled\n")
-            elif path == "/readyz":
-                ok = metrics.ready and metrics.healthy()
-                self._send(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
-            else:
-                self._send(404, b"not found\n")
-
-        def _send(self, code: int, body: bytes, kind: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet access log
-            return
-
-    server = ThreadingHTTPServer(("", port), Handler)
-    threading.Thread(target=server.serve_forever, name="drift-metrics", daemon=True).start()
-    return server
+            self._server.close()
