@@ -231,6 +231,10 @@ class ModelUpdate(Struct):
     promoted_at: DateTime
     status: ModelStatus = "production"
     reason: str = "manual"
+    # Retrain outcomes (status candidate / rejected): the shadow evaluation's figures, flat
+    # ("alert_rate_production": 0.055, ...), and why a candidate was rejected.
+    shadow: dict[str, float] | None = None
+    detail: str | None = None
 
 
 class ChangePoint(Struct):
@@ -257,6 +261,29 @@ class DriftEvent(Struct):
     action: str = "none"
 
 
+Verdict = Literal["benign", "malicious"]
+
+
+class Feedback(Struct):
+    """An analyst's verdict on one alert (``feedback`` topic, keyed by the alert id).
+
+    ``benign``: the alerted event is normal traffic the model should learn at its next retrain;
+    ``malicious``: a confirmed attack, never learnt, and added to the attacks a candidate must still
+    detect. The alert's coordinates and model are copied in so the verdict is auditable (who, when,
+    on which model version) and a retrain finds the event without reading the alerts topic.
+    """
+
+    alert_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    verdict: Verdict
+    by: Annotated[str, Meta(min_length=1, max_length=256)]
+    reason: Annotated[str, Meta(max_length=2000)]
+    given_at: DateTime
+    stream: Name
+    detector: Name
+    model_version: int
+    source: SourceRef
+
+
 # -- codecs ---------------------------------------------------------------------------------------
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
@@ -267,6 +294,7 @@ decode_model_update = msgspec.json.Decoder(ModelUpdate).decode
 decode_alert = msgspec.json.Decoder(Alert).decode
 decode_score_record = msgspec.json.Decoder(ScoreRecord).decode
 decode_drift_event = msgspec.json.Decoder(DriftEvent).decode
+decode_feedback = msgspec.json.Decoder(Feedback).decode
 
 # The JSON Schema files subscribers validate against, by file stem.
 PUBLISHED: dict[str, Any] = {
@@ -275,6 +303,7 @@ PUBLISHED: dict[str, Any] = {
     "dead-letter-headers": DeadLetterHeaders,
     "model-update": ModelUpdate,
     "drift-event": DriftEvent,
+    "feedback": Feedback,
     "kdd-connection": KddConnection,
     "ecg-beat": EcgBeat,
     "sensor-window": SensorWindow,

@@ -76,6 +76,7 @@ class TopicNames(BaseModel):
     dead_letter: str = "dead-letter"
     drift: str = "drift-events"
     model_updates: str = "model-updates"
+    feedback: str = "feedback"
 
 
 class DriftSettings(BaseModel):
