@@ -191,7 +191,10 @@ def replay_kdd(
     synthetic: Annotated[bool, typer.Option(help="use the synthetic generator even if data exists")] = False,
     drift: Annotated[
         str | None,
-        typer.Option(help="drift scenario: abrupt (10% normal, then corrected) or gradual (a growing mix)"),
+        typer.Option(
+            help="drift scenario: abrupt (10% normal, then corrected), gradual (a growing mix), shift (then "
+            "NSL-KDD's normal traffic) or shift-attacks (then NSL-KDD with its attacks)"
+        ),
     ] = None,
     drift_at: DriftAtOpt = 50_000,
     drift_span: DriftSpanOpt = 0,
@@ -205,7 +208,8 @@ def replay_kdd(
         spec = _drift_spec("kdd", drift, drift_at, drift_span, loop)
         if file != "test" or synthetic:
             raise fail(
-                "--drift replays its own files (the 10% file's normal traffic, then corrected): drop --file"
+                "--drift replays its own files (the 10% file's normal traffic, then corrected or NSL-KDD): "
+                "drop --file"
             )
         try:
             stats = replay_kdd_drift(settings(), spec, rate, limit)

@@ -5,6 +5,11 @@
   traffic and its attack mix, 17 attack types unseen in training among them).
 - KDD ``gradual``: the same two sources mixed over ``span`` events: event ``at + i`` comes from
   ``corrected`` with probability ``(i + 1) / span`` (seeded), then ``corrected`` only.
+- KDD ``shift``: a shift of *normal* traffic: the 10% file's normal connections, then from event ``at``
+  the normal connections of NSL-KDD's 20% training file (another capture's normal traffic), in file
+  order, repeated as needed; ``shift-attacks``: the same, with the NSL file's attacks mixed in at
+  the file's own share (its rows in file order). The new phase lasts ``SHIFT_EVENTS`` events unless
+  ``--limit`` says otherwise.
 - sensor ``level``: from window ``at`` on, every row of the series moves up by ``magnitude``
   standard deviations of its rows before the change (ramped over ``span`` events if given).
 - sensor ``variance``: from window ``at`` on, deviations from the pre-change mean grow ``magnitude``
@@ -37,7 +42,12 @@ from stream.windows import WindowSpec, window_end_rows
 
 PHASE_HEADER = "drift.phase"
 BEFORE, AFTER = "before", "after"
-SCENARIOS: dict[str, tuple[str, ...]] = {"kdd": ("abrupt", "gradual"), "sensor": ("level", "variance")}
+SCENARIOS: dict[str, tuple[str, ...]] = {
+    "kdd": ("abrupt", "gradual", "shift", "shift-attacks"),
+    "sensor": ("level", "variance"),
+}
+SHIFTS = ("shift", "shift-attacks")
+SHIFT_EVENTS = 100_000  # events after the change of a shift scenario, when no --limit is given
 DEFAULT_MAGNITUDE = {"level": 3.0, "variance": 3.0}
 
 
@@ -110,8 +120,32 @@ def _events(frame: pd.DataFrame, source: str) -> list[Event]:
     ]
 
 
+def _repeated(events: list[Event], count: int) -> list[Event]:
+    """``count`` events: ``events`` in order, again and again; each pass's keys say which pass.
+
+    >>> events = [Event(b"nsl-0000001", b"{}", "normal"), Event(b"nsl-0000002", b"{}", "normal")]
+    >>> [e.key for e in _repeated(events, 3)]
+    [b'nsl-0000001', b'nsl-0000002', b'nsl-p1-0000001']
+    """
+    if not events:
+        raise ConfigurationError("the new phase of the shift scenario has no events")
+    out = []
+    for index in range(count):
+        event = events[index % len(events)]
+        passes = index // len(events)
+        if passes:
+            source, _, row = event.key.decode().rpartition("-")
+            event = replace(event, key=f"{source}-p{passes}-{row}".encode())
+        out.append(event)
+    return out
+
+
 def kdd_drift_events(
-    before: pd.DataFrame, after: pd.DataFrame, spec: DriftSpec, limit: int | None = None
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    spec: DriftSpec,
+    limit: int | None = None,
+    source: str = "corrected",
 ) -> list[Event]:
     """The events of a KDD scenario: ``before`` rows until the change, ``after`` rows (in order) from
     it, mixed over ``span`` events for ``gradual``; every event with its phase header.
@@ -121,13 +155,17 @@ def kdd_drift_events(
     designed change must be the only one, or detection delay and false alarms mean nothing."""
     spec.check("kdd")
     before = before.sample(frac=1.0, random_state=spec.seed)
-    old, new = _events(before, "kddcup.data_10_percent"), _events(after, "corrected")
+    old, new = _events(before, "kddcup.data_10_percent"), _events(after, source)
     needed_old = spec.at + (spec.span if spec.scenario == "gradual" else 0)
     if needed_old > len(old):
         raise ConfigurationError(
             f"--drift-at {spec.at:,} (+ span) needs {needed_old:,} events before the change; the 10% file "
             f"has {len(old):,} normal connections"
         )
+    if spec.scenario in SHIFTS:
+        wanted = max(0, (limit if limit is not None else spec.at + SHIFT_EVENTS) - spec.at)
+        out = old[: min(spec.at, limit if limit is not None else spec.at)] + _repeated(new, wanted)
+        return list(with_phases(out, spec))
     draws = np.random.default_rng(spec.seed).random(spec.span)
     out: list[Event] = []
     i_old = i_new = 0
@@ -146,20 +184,27 @@ def kdd_drift_events(
     return list(with_phases(out, spec))
 
 
-def load_kdd_drift_sources(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Normal connections of the 10% file (original row numbers kept), and ``corrected`` whole."""
+def load_kdd_drift_sources(
+    data_dir: Path, scenario: str = "abrupt"
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """Normal connections of the 10% file (original row numbers kept), and the new phase's rows with
+    their source name: ``corrected`` whole, or for a shift NSL-KDD's 20% training file (its normal
+    connections only for ``shift``; its 43rd column, the difficulty, is read and not scored)."""
     train = read_kdd(find_kdd_file(data_dir, "train"))
-    test = read_kdd(find_kdd_file(data_dir, "test"))
-    return train[~is_attack(train["label"])], test
+    before = train[~is_attack(train["label"])]
+    if scenario in SHIFTS:
+        nsl = read_kdd(find_kdd_file(data_dir, "nsl-train"))
+        return before, (nsl[~is_attack(nsl["label"])] if scenario == "shift" else nsl), "nsl-train"
+    return before, read_kdd(find_kdd_file(data_dir, "test")), "corrected"
 
 
 def replay_kdd_drift(
     settings: Settings, spec: DriftSpec, rate: float = 0.0, limit: int | None = None
 ) -> ReplayStats:
-    """``anomstream replay kdd --drift abrupt|gradual --drift-at N [--drift-span M]``."""
+    """``anomstream replay kdd --drift abrupt|gradual|shift|shift-attacks --drift-at N [--drift-span M]``."""
     spec.check("kdd")
-    before, after = load_kdd_drift_sources(settings.data_dir)
-    events = kdd_drift_events(before, after, spec, limit)
+    before, after, source = load_kdd_drift_sources(settings.data_dir, spec.scenario)
+    events = kdd_drift_events(before, after, spec, limit, source)
     producer = ReplayProducer(settings, settings.topic("kdd"), rate=rate)
     return producer.run(events, len(events), f"kdd {spec.scenario} drift at {spec.at:,}")
 

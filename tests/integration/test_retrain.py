@@ -121,7 +121,7 @@ def test_a_candidate_that_fails_its_shadow_evaluation_leaves_production_untouche
     registry_dir = tmp_path / "registry"
     shutil.copytree(kafka_settings.registry_dir, registry_dir)
     settings = kafka_settings.model_copy(update={"registry_dir": registry_dir})
-    before, after = load_kdd_drift_sources(settings.data_dir)
+    before, after, _ = load_kdd_drift_sources(settings.data_dir)
     events = kdd_drift_events(before, after, DriftSpec("abrupt", 10_000), limit=110_000)
     replay(settings, settings.topic("kdd"), events)
     event = drift_event(settings, "kdd")

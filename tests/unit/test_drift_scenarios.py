@@ -73,7 +73,7 @@ def test_kdd_abrupt_on_the_real_files_uses_normal_10_percent_then_corrected() ->
     require_data("kdd99")
     from tests.support import data_root
 
-    before, after = load_kdd_drift_sources(data_root())
+    before, after, _ = load_kdd_drift_sources(data_root())
     assert len(before) == 97_278 and (before["label"] == "normal").all() and len(after) == 311_029
     events = kdd_drift_events(before, after, DriftSpec("abrupt", 5000), limit=6000)
     assert [_phase(e) for e in events].count("before") == 5000
@@ -88,7 +88,7 @@ def test_kdd_the_designed_change_is_the_only_one_before_it_the_traffic_is_statio
 
     from tests.support import data_root
 
-    before, after = load_kdd_drift_sources(data_root())
+    before, after, _ = load_kdd_drift_sources(data_root())
     events = kdd_drift_events(before, after, DriftSpec("abrupt", 30_000), limit=30_000)
     services = [orjson.loads(e.value)["service"] for e in events]
     quarters = [Counter(services[i : i + 7500]) for i in range(0, 30_000, 7500)]
@@ -161,3 +161,38 @@ def test_bad_drift_options_are_one_clear_line(args: list[str], message: str, cap
         main(args)
     output = "".join(capsys.readouterr())
     assert exited.value.code == 1 and message in output and "Traceback" not in output, output
+
+
+def test_kdd_shift_is_normal_10_percent_then_nsl_normal_traffic_repeated_as_needed() -> None:
+    require_data("kdd99")
+    require_data("nslkdd")
+    from tests.support import data_root
+
+    before, after, source = load_kdd_drift_sources(data_root(), "shift")
+    assert source == "nsl-train" and len(after) == 13_449 and (after["label"] == "normal").all()
+    events = kdd_drift_events(
+        before, after, DriftSpec("shift", 1000), limit=1000 + 2 * 13_449 + 10, source=source
+    )
+    phases = [_phase(e) for e in events]
+    assert phases.count("before") == 1000 and phases[1000:] == ["after"] * (len(events) - 1000)
+    after_keys = [e.key for e in events[1000:]]
+    assert len(set(after_keys)) == len(after_keys), "every pass has keys of its own"
+    assert after_keys[0].startswith(b"nsl-train-") and after_keys[13_449].startswith(b"nsl-train-p1-")
+    assert events[1000].value == events[1000 + 13_449].value  # the second pass repeats the first
+    assert {e.label for e in events} == {"normal"}
+
+
+def test_kdd_shift_attacks_mixes_the_nsl_attacks_in_at_the_files_own_share() -> None:
+    require_data("kdd99")
+    require_data("nslkdd")
+    from tests.support import data_root
+
+    before, after, source = load_kdd_drift_sources(data_root(), "shift-attacks")
+    assert len(after) == 25_192
+    events = kdd_drift_events(
+        before, after, DriftSpec("shift-attacks", 500), limit=500 + 25_192, source=source
+    )
+    labels = [e.label for e in events[500:]]
+    share = sum(label != "normal" for label in labels) / len(labels)
+    assert abs(share - 11_743 / 25_192) < 1e-9
+    assert all(e.label == "normal" for e in events[:500])
