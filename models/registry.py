@@ -267,6 +267,15 @@ class Registry:
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.root}")
         return read_json_file(path, "manifest")
 
+    def threshold(self, stream: str, detector: str, version: int) -> Threshold:
+        """A version's threshold as stored in its manifest: its cut and its severity ratios (what the
+        dashboard grades with, as the worker does)."""
+        where = f"manifest of {stream}/{detector} v{version}"
+        try:
+            return threshold_from_dict(self.manifest(stream, detector, version)["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(f"{where}: no readable threshold ({exc})") from None
+
     def list(self, stream: str | None = None) -> list[dict[str, Any]]:
         """Every version's manifest (without artifact hashes), with its ``status`` (and why) and an
         ``is_production`` flag."""
