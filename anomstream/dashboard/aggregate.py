@@ -476,6 +476,7 @@ def timeline_entry_of_drift(event: DriftEvent, extra: dict[str, Any]) -> dict[st
         "title": f"drift detected on {event.stream} (model v{event.model_version})",
         "detail": detail,
         "id": event.event_id,
+        "detector": event.detector,
         "action": event.action,
         "version": event.model_version,
         "change": {"topic": event.change.topic, "event_time": event.change.event_time},
