@@ -31,7 +31,7 @@ from rich.live import Live
 from rich.table import Table
 
 from anomstream.dashboard import DEFAULT_PORT, dashboard_command
-from anomstream.dashboard.aggregate import Aggregator
+from anomstream.dashboard.aggregate import Aggregator, registry_thresholds
 from anomstream.dashboard.feed import Feed
 from anomstream.dashboard.metrics import DashboardMetrics
 from consumers.supervisor import worker_command
@@ -238,7 +238,7 @@ class Demo:
         """The dashboard's feed and aggregation for the kdd stream, positioned before the replay."""
         aggregator = Aggregator(("kdd",))
         feed = Feed(self.settings, aggregator, DashboardMetrics(("kdd",)), stop=StopFlag(install=False))
-        aggregator.thresholds = feed.threshold
+        aggregator.thresholds = registry_thresholds(feed.registry)  # cut and severity ratios
         figures = DemoFigures(aggregator, "kdd", since=datetime.now(UTC))
         feed.start()
         deadline = time.monotonic() + FEED_READY_S

@@ -27,12 +27,14 @@ from collections import Counter as Tally
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 
 from models.evaluation.confusion import Confusion
+from models.registry import Registry, RegistryError
 from models.thresholds import DEFAULT_RATIOS, SEVERITIES, FixedThreshold, Threshold, grade
 from stream.labels import label_classes
 from stream.messages import Alert, DateTime, DriftEvent, ModelUpdate, ScoreRecord, Severity, decode_alert
@@ -51,8 +53,22 @@ TIMELINE_LENGTH = 200
 MIN_SCORE = 1e-9  # the score chart's y axis is logarithmic
 
 # (stream, detector, version) -> the model's threshold: the object stored with it (its cut and its
-# severity ratios: ``Registry.threshold``), or its cut alone (graded with the default ratios).
+# severity ratios: ``registry_thresholds``), or its cut alone (graded with the default ratios).
 ThresholdLookup = Callable[[str, str, int], "Threshold | float | None"]
+
+
+def registry_thresholds(registry: Registry) -> ThresholdLookup:
+    """The lookup to grade with: each version's threshold as stored in the registry, cut and ratios,
+    cached (a published version never changes); None where the registry has none readable."""
+
+    @lru_cache(maxsize=64)
+    def lookup(stream: str, detector: str, version: int) -> Threshold | None:
+        try:
+            return registry.threshold(stream, detector, version)
+        except (RegistryError, OSError):
+            return None
+
+    return lookup
 
 
 class AlertHead(msgspec.Struct, gc=False):

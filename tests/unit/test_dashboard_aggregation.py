@@ -14,6 +14,7 @@ from anomstream.dashboard.aggregate import (
     HIST_BINS,
     NEW_ALERTS_PER_FRAME,
     Aggregator,
+    registry_thresholds,
     timeline_entry_of_update,
 )
 from models.thresholds import SEVERITIES
@@ -280,13 +281,14 @@ def test_a_threshold_with_its_own_ratios_is_graded_on_the_page_as_in_the_alerts(
         in_alerts[severity] += 1
     assert min(in_alerts.values()) > 0  # every severity occurs, so each boundary is exercised
 
-    agg = Aggregator(("ecg",), thresholds=registry.threshold)
+    agg = Aggregator(("ecg",), thresholds=registry_thresholds(registry))
     n = len(batch.scores)
     scored = ScoreRecord("ecg", model.detector_name, model.version, "ecg.beats", 0, list(range(n)),
                          batch.scores.tolist(), batch.is_alert.tolist(), [None] * n, [None] * n)  # fmt: skip
     agg.add_score_record(scored, T0)
     assert agg.streams["ecg"].alerts_by_severity == in_alerts
     assert agg.delta(T0 + 0.5)["streams"]["ecg"]["threshold_source"] == "registry"
+    assert registry_thresholds(registry)("ecg", "pca", 99) is None  # no such version: no threshold
 
 
 def test_a_threshold_value_alone_is_graded_with_the_default_ratios() -> None:
