@@ -237,7 +237,7 @@ class Demo:
     def _start_feed(self) -> tuple[Feed, DemoFigures]:
         """The dashboard's feed and aggregation for the kdd stream, positioned before the replay."""
         aggregator = Aggregator(("kdd",))
-        feed = Feed(self.settings, aggregator, DashboardMetrics(("kdd",)), stop=StopFlag(install=False))
+        feed = Feed(self.settings, aggregator, DashboardMetrics(("kdd",)))
         aggregator.thresholds = registry_thresholds(feed.registry)  # cut and severity ratios
         figures = DemoFigures(aggregator, "kdd", since=datetime.now(UTC))
         feed.start()
