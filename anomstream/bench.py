@@ -57,6 +57,7 @@ from producers.kdd import kdd_events, load_kdd_replay
 from producers.replay import ReplayProducer
 from stream.broker import EmbeddedBroker, temporary_broker
 from stream.kafka import check_message, create_topics, end_offsets, make_admin, make_consumer
+from stream.labels import is_attack
 from stream.settings import Settings
 from stream.signals import StopFlag
 
@@ -114,10 +115,9 @@ def mostly_normal_frame(frame: pd.DataFrame, attack_share: float = 0.005, seed: 
     """Every normal connection of ``frame`` plus a seeded sprinkle of attacks, shuffled: a stream on
     which few events alert (on ``corrected`` about 3%: the model's false positives on that traffic,
     above the 1% it was calibrated to on the training file's, and the attacks)."""
-    normal = frame[frame["label"] == "normal"]
-    attacks = frame[frame["label"] != "normal"].sample(
-        n=max(1, int(len(normal) * attack_share)), random_state=seed
-    )
+    attack = is_attack(frame["label"])
+    normal = frame[~attack]
+    attacks = frame[attack].sample(n=max(1, int(len(normal) * attack_share)), random_state=seed)
     return pd.concat([normal, attacks]).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 

@@ -6,6 +6,10 @@ worker process(es) -> the drift monitor with --retrain -> the web dashboard (htt
 a drift) -> live events/s, alerts, precision and recall read back from the ``scores`` topic, drift
 events and promotions from ``drift-events`` and ``model-updates`` -> summary table. Ctrl-C stops
 everything it started.
+
+The live figures are the dashboard's: the dashboard's :class:`~anomstream.dashboard.feed.Feed` keeps
+an :class:`~anomstream.dashboard.aggregate.Aggregator` up to date in this process, and
+:class:`DemoFigures` reads its frames for the terminal.
 """
 
 from __future__ import annotations
@@ -18,63 +22,84 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from anomstream.dashboard import DEFAULT_PORT, dashboard_command
+from anomstream.dashboard.aggregate import Aggregator, registry_thresholds
+from anomstream.dashboard.feed import Feed
+from anomstream.dashboard.metrics import DashboardMetrics
 from consumers.supervisor import worker_command
-from consumers.tally import ScoreTally, Tally
+from models.evaluation.confusion import Confusion
+from models.evaluation.report import cell
 from producers.replay import ReplayProducer, ReplayStats
 from stream.broker import EmbeddedBroker, port_open
-from stream.kafka import create_topics, iter_topic, wait_for_broker
-from stream.messages import decode_drift_event, decode_model_update
+from stream.kafka import create_topics, wait_for_broker
 from stream.settings import Settings
 from stream.signals import StopFlag
 
 DRAIN_TIMEOUT_S = 120.0
+FEED_READY_S = 15.0  # the feed is positioned at the end of ``scores`` before anything is replayed
 
 
 DRIFT_METRICS_PORT = 9465
 
 
-class ControlFeed:
-    """Follows ``drift-events`` and ``model-updates`` from now on, for the live panel and the summary."""
+@dataclass
+class Figures:
+    """The demo's live figures: those of the dashboard's stream panel, plus the control events."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.stop = StopFlag(install=False)
-        self.drift_events: Counter[str] = Counter()  # by detector
-        self.promotions: list[str] = []  # "v2 (drift:...)"
-        self._threads = [
-            threading.Thread(target=self._follow, args=(name,), name=f"follow-{name}", daemon=True)
-            for name in ("drift", "model_updates")
-        ]
+    scored: int = 0
+    duplicates: int = 0
+    alerts: int = 0
+    rate: float = 0.0  # events scored per second over the last 5 s
+    confusion: Confusion = field(default_factory=Confusion)
+    drift_events: Counter[str] = field(default_factory=Counter)  # by detector
+    model_updates: list[str] = field(default_factory=list)  # timeline titles, oldest first
 
-    def start(self) -> ControlFeed:
-        for thread in self._threads:
-            thread.start()
-        return self
 
-    def _follow(self, name: str) -> None:
-        messages = iter_topic(self.settings, self.settings.topic(name), from_beginning=False, follow=True,
-                              stop=self.stop)  # fmt: skip
-        for message in messages:
-            try:
-                if name == "drift":
-                    self.drift_events[decode_drift_event(message.value()).detector] += 1
-                else:
-                    update = decode_model_update(message.value())
-                    self.promotions.append(f"{update.detector} v{update.version} ({update.reason})")
-            except ValueError:  # a malformed control message says nothing about the demo
+class DemoFigures:
+    """Reads the dashboard's aggregation for the terminal: each :meth:`refresh` takes a frame (as a
+    page would, which also drains what the aggregator buffers for pages) and keeps the drift events
+    and model updates since ``since``: the feed reads those topics from the beginning, for the
+    timeline, and what happened before the demo started is not the demo's."""
+
+    def __init__(self, aggregator: Aggregator, stream: str, since: datetime) -> None:
+        self.aggregator = aggregator
+        self.stream = stream
+        self.since = since
+        self.figures = Figures()
+
+    def refresh(self, now: float | None = None) -> Figures:
+        with self.aggregator.lock:
+            frame = self.aggregator.delta(now)
+        view = frame["streams"].get(self.stream)
+        figures = self.figures
+        if view is not None:
+            counts = view["so_far"]
+            figures.scored, figures.duplicates = view["scored"], view["duplicates"]
+            figures.alerts, figures.rate = view["alerts"], view["scored_rate"]
+            figures.confusion = Confusion(counts["tp"], counts["fp"], counts["fn"], counts["tn"])
+        for entry in reversed(frame["timeline"]):  # newest first in a frame
+            if entry["stream"] != self.stream or not self._new(entry["time"]):
                 continue
+            if entry["kind"] == "drift":
+                figures.drift_events[entry["detector"]] += 1
+            else:
+                figures.model_updates.append(entry["title"])
+        return figures
 
-    def close(self) -> None:
-        self.stop.set()
-        for thread in self._threads:
-            thread.join(5)
+    def _new(self, time_text: Any) -> bool:
+        try:
+            at = datetime.fromisoformat(str(time_text))
+        except ValueError:
+            return True  # a time that does not parse: counted rather than lost
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)) >= self.since
 
 
 @dataclass
@@ -102,7 +127,6 @@ class Demo:
         self.dashboard_port = dashboard_port  # None: no dashboard
         self._dashboard: subprocess.Popen | None = None
         self._drift: subprocess.Popen | None = None
-        self.control: ControlFeed | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
     def _ensure_broker(self) -> None:
@@ -210,47 +234,55 @@ class Demo:
             self.state.replay_error = exc
 
     # -- run ------------------------------------------------------------------------------------
+    def _start_feed(self) -> tuple[Feed, DemoFigures]:
+        """The dashboard's feed and aggregation for the kdd stream, positioned before the replay."""
+        aggregator = Aggregator(("kdd",))
+        feed = Feed(self.settings, aggregator, DashboardMetrics(("kdd",)))
+        aggregator.thresholds = registry_thresholds(feed.registry)  # cut and severity ratios
+        figures = DemoFigures(aggregator, "kdd", since=datetime.now(UTC))
+        feed.start()
+        deadline = time.monotonic() + FEED_READY_S
+        while not feed.readiness().ready and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return feed, figures
+
     def run(self) -> int:
-        tally: ScoreTally | None = None
+        feed: Feed | None = None
         try:
             self._ensure_broker()
             create_topics(self.settings)
             self._ensure_data()
             self._ensure_model()
-            tally = ScoreTally(self.settings).start()
-            self.control = ControlFeed(self.settings).start()
+            feed, figures = self._start_feed()
             self._start_worker()
             self._start_drift_monitor()
             self._start_dashboard()
             replay = threading.Thread(target=self._replay, name="replay", daemon=True)
             replay.start()
-            self._watch(tally, replay)
-            final, _ = tally.snapshot()
+            self._watch(figures, replay)
             self.console.print()
-            self.console.print(self._summary(final))
+            self.console.print(self._summary(figures.refresh()))
             if self.state.replay_error is not None:
                 self.console.print(f"[red]replay failed:[/] {self.state.replay_error}")
                 return 1
             return 130 if self.stop else 0
         finally:
-            if tally is not None:
-                tally.close()
-            if self.control is not None:
-                self.control.close()
+            if feed is not None:
+                feed.close()
             self._shutdown()
 
-    def _watch(self, tally: ScoreTally, replay: threading.Thread) -> None:
+    def _watch(self, figures: DemoFigures, replay: threading.Thread) -> None:
         drained_since: float | None = None
-        with Live(self._live(tally), console=self.console, refresh_per_second=2) as live:
+        with Live(self._live(figures.refresh()), console=self.console, refresh_per_second=2) as live:
             while not self.stop:
-                live.update(self._live(tally))
+                now = figures.refresh()
+                live.update(self._live(now))
                 if self._worker is not None and self._worker.poll() is not None:
                     self.console.print(f"[red]worker exited with {self._worker.returncode}[/]: see its log")
                     return
                 if not replay.is_alive():
-                    snapshot, _ = tally.snapshot()
                     sent = self.state.replay.delivered if self.state.replay else 0
-                    if snapshot.events + snapshot.duplicates >= sent:
+                    if now.scored + now.duplicates >= sent:
                         return
                     drained_since = drained_since or time.monotonic()
                     if time.monotonic() - drained_since > DRAIN_TIMEOUT_S:
@@ -258,28 +290,28 @@ class Demo:
                         return
                 self.stop.wait(0.5)
 
-    def _live(self, tally: ScoreTally) -> Group:
-        snapshot, rate = tally.snapshot()
+    def _live(self, figures: Figures) -> Group:
         table = Table(title="anomstream: KDD Cup 99 live", show_header=False, min_width=60)
         elapsed = time.monotonic() - self.state.started
-        table.add_row("scored events", f"{snapshot.events:,} / {self.limit:,}")
-        table.add_row("events/s (last 5s)", f"{rate:,.0f}")
-        table.add_row("alerts", f"{snapshot.alerts:,}")
-        table.add_row("precision / recall", f"{snapshot.precision:.3f} / {snapshot.recall:.3f}")
-        self._control_rows(table)
+        confusion = figures.confusion
+        table.add_row("scored events", f"{figures.scored:,} / {self.limit:,}")
+        table.add_row("events/s (last 5s)", f"{figures.rate:,.0f}")
+        table.add_row("alerts", f"{figures.alerts:,}")
+        table.add_row("precision / recall", f"{cell('{:.3f}', confusion.precision)} / "
+                                            f"{cell('{:.3f}', confusion.recall)}")  # fmt: skip
+        self._control_rows(table, figures)
         table.add_row("elapsed", f"{elapsed:.0f}s")
         return Group(table)
 
-    def _control_rows(self, table: Table) -> None:
-        if self.control is None:
-            return
-        events = sum(self.control.drift_events.values())
-        detail = ", ".join(f"{n} {d}" for d, n in sorted(self.control.drift_events.items()))
+    @staticmethod
+    def _control_rows(table: Table, figures: Figures) -> None:
+        events = sum(figures.drift_events.values())
+        detail = ", ".join(f"{n} {d}" for d, n in sorted(figures.drift_events.items()))
         table.add_row("drift events", f"{events}" + (f" ({detail})" if detail else ""))
-        promotions = self.control.promotions
-        table.add_row("promotions / rollbacks", ", ".join(promotions[-3:]) if promotions else "none")
+        updates = figures.model_updates
+        table.add_row("promotions / rollbacks", ", ".join(updates[-3:]) if updates else "none")
 
-    def _summary(self, final: Tally) -> Table:
+    def _summary(self, final: Figures) -> Table:
         table = Table(title="anomstream up: summary")
         table.add_column("measure")
         table.add_column("value", justify="right")
@@ -288,14 +320,15 @@ class Demo:
             table.add_row("replayed (source)", f"{replay.sent:,} ({self.state.source})")
             table.add_row("replay rate", f"{replay.rate:,.0f} ev/s")
             table.add_row("delivery failures", f"{replay.failed:,}")
-        table.add_row("scored events", f"{final.events:,}")
+        confusion = final.confusion
+        table.add_row("scored events", f"{final.scored:,}")
         table.add_row("duplicate scores", f"{final.duplicates:,}")
         table.add_row("alerts", f"{final.alerts:,}")
-        table.add_row("true / false positives", f"{final.tp:,} / {final.fp:,}")
-        table.add_row("missed attacks", f"{final.fn:,}")
-        table.add_row("precision", f"{final.precision:.4f}")
-        table.add_row("recall", f"{final.recall:.4f}")
-        self._control_rows(table)
+        table.add_row("true / false positives", f"{confusion.tp:,} / {confusion.fp:,}")
+        table.add_row("missed attacks", f"{confusion.fn:,}")
+        table.add_row("precision", cell("{:.4f}", confusion.precision))
+        table.add_row("recall", cell("{:.4f}", confusion.recall))
+        self._control_rows(table, final)
         table.add_row("wall time", f"{time.monotonic() - self.state.started:.0f}s")
         return table
 

@@ -28,12 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from models.scoring import ScoringModel
+from stream.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +79,7 @@ class OnlineStateStore:
             "committed_events": committed_events,
             **online_state(model),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle)
-        os.replace(tmp, path)
+        write_json_atomic(path, payload)
 
     def restore(self, model: ScoringModel) -> int | None:
         """Apply the last checkpoint of this model version; the committed events it covers, or None."""

@@ -48,6 +48,7 @@ from models.detectors import DETECTORS, Detector, detector_class
 from models.features import FeatureEncoder, encoder_from_dict
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
+from stream.atomic import write_json_atomic
 from stream.errors import AnomstreamError
 
 MANIFEST = "manifest.json"
@@ -101,20 +102,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, default=str)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _now() -> str:
@@ -279,6 +266,15 @@ class Registry:
         if not path.is_file():
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.root}")
         return read_json_file(path, "manifest")
+
+    def threshold(self, stream: str, detector: str, version: int) -> Threshold:
+        """A version's threshold as stored in its manifest: its cut and its severity ratios (what the
+        dashboard grades with, as the worker does)."""
+        where = f"manifest of {stream}/{detector} v{version}"
+        try:
+            return threshold_from_dict(self.manifest(stream, detector, version)["threshold"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(f"{where}: no readable threshold ({exc})") from None
 
     def list(self, stream: str | None = None) -> list[dict[str, Any]]:
         """Every version's manifest (without artifact hashes), with its ``status`` (and why) and an
@@ -455,7 +451,7 @@ class Registry:
         if previous.get("status"):
             history = [*history, {k: previous.get(k) for k in ("status", "reason", "updated_at")}]
         record = {"status": status, "reason": reason, "updated_at": _now(), "history": history}
-        _write_json_atomic(path, record)
+        write_json_atomic(path, record, indent=2, default=str)
 
     # -- aliases --------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -485,7 +481,7 @@ class Registry:
                 history = [*current["history"], {k: current[k] for k in ("detector", "version")}]
             alias = {"detector": detector, "version": version, "promoted_at": _now(), "reason": reason,
                      "history": history}  # fmt: skip
-            _write_json_atomic(self.root / stream / ALIAS, alias)
+            write_json_atomic(self.root / stream / ALIAS, alias, indent=2, default=str)
             if current is not None:
                 self._write_status(
                     stream, current["detector"], current["version"], "retired", f"replaced: {reason}"
@@ -504,6 +500,6 @@ class Registry:
             self.verify(self.resolve(stream, previous["detector"], previous["version"]))
             alias = {"detector": previous["detector"], "version": previous["version"], "promoted_at": _now(),
                      "reason": "rollback", "history": current["history"][:-1]}  # fmt: skip
-            _write_json_atomic(self.root / stream / ALIAS, alias)
+            write_json_atomic(self.root / stream / ALIAS, alias, indent=2, default=str)
             self._write_status(stream, current["detector"], current["version"], "rejected", "rollback")
         return alias

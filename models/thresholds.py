@@ -35,6 +35,21 @@ SEVERITIES = ("low", "medium", "high", "critical")
 DEFAULT_RATIOS = (1.0, 2.0, 5.0, 20.0)
 
 
+def grade(scores: np.ndarray, threshold: float, ratios: tuple[float, ...] = DEFAULT_RATIOS) -> np.ndarray:
+    """The severity grading: each score's index into :data:`SEVERITIES`, by its multiple of
+    ``threshold`` (``ratios`` are the multiples where low, medium, high and critical begin; a score
+    below the threshold grades "low" too). Workers grade alerts with it (``Threshold.severity``), and
+    the dashboard grades score records with it, with the production threshold's own ratios.
+
+    >>> grade(np.array([0.5, 1.0, 2.5, 30.0]), 1.0).tolist()
+    [0, 0, 1, 3]
+    >>> grade(np.array([1.5, 2.5]), 1.0, ratios=(1.0, 1.5, 2.0, 3.0)).tolist()
+    [1, 2]
+    """
+    ratio = np.asarray(scores, dtype=np.float64) / max(threshold, 1e-12)
+    return np.clip(np.searchsorted(ratios, ratio, side="right") - 1, 0, len(SEVERITIES) - 1)
+
+
 class Threshold:
     """Base: a fitted ``threshold_``; ``classify`` flags scores at or above it; severities by ratio.
 
@@ -61,11 +76,13 @@ class Threshold:
     def learn(self, scores: np.ndarray) -> None:
         """Learn from scores of committed events, in stream order (no-op for a fixed cut)."""
 
+    def severity_levels(self, scores: np.ndarray) -> np.ndarray:
+        """Severity of each score as an index into :data:`SEVERITIES` (:func:`grade`, by ``ratios``)."""
+        return grade(scores, self.threshold_, self.ratios)
+
     def severity(self, scores: np.ndarray) -> list[str]:
         """Severity of each score (scores below the threshold get "low" too; filter with classify)."""
-        ratio = np.asarray(scores, dtype=np.float64) / max(self.threshold_, 1e-12)
-        level = np.clip(np.searchsorted(self.ratios, ratio, side="right") - 1, 0, len(SEVERITIES) - 1)
-        return [SEVERITIES[i] for i in level]
+        return [SEVERITIES[i] for i in self.severity_levels(scores)]
 
     def params(self) -> dict[str, Any]:
         """Constructor arguments, as stored (``threshold_from_dict`` passes them back)."""

@@ -27,17 +27,20 @@ from collections import Counter as Tally
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 
-from consumers.tally import NORMAL_LABELS
-from models.thresholds import DEFAULT_RATIOS, SEVERITIES
+from models.evaluation.confusion import Confusion
+from models.registry import Registry, RegistryError
+from models.thresholds import DEFAULT_RATIOS, SEVERITIES, FixedThreshold, Threshold, grade
+from stream.labels import label_classes
 from stream.messages import Alert, DateTime, DriftEvent, ModelUpdate, ScoreRecord, Severity, decode_alert
 
-# Classes of a scored event: ground truth normal, ground truth anomalous, no label in the replay.
-NORMAL, ANOMALY, UNLABELLED = 0, 1, 2
+# A scored event's class (stream.labels: NORMAL 0, ATTACK 1, UNLABELLED 2) indexes the histogram's
+# rows and colours the page's points.
 HIST_DECADES = 3.0  # the histogram spans threshold / 1000 .. threshold * 1000
 HIST_BINS = 60
 RATE_WINDOW_S = 5.0
@@ -49,7 +52,23 @@ NEW_ALERTS_PER_FRAME = 8  # per (stream, severity)
 TIMELINE_LENGTH = 200
 MIN_SCORE = 1e-9  # the score chart's y axis is logarithmic
 
-ThresholdLookup = Callable[[str, str, int], "float | None"]
+# (stream, detector, version) -> the model's threshold: the object stored with it (its cut and its
+# severity ratios: ``registry_thresholds``), or its cut alone (graded with the default ratios).
+ThresholdLookup = Callable[[str, str, int], "Threshold | float | None"]
+
+
+def registry_thresholds(registry: Registry) -> ThresholdLookup:
+    """The lookup to grade with: each version's threshold as stored in the registry, cut and ratios,
+    cached (a published version never changes); None where the registry has none readable."""
+
+    @lru_cache(maxsize=64)
+    def lookup(stream: str, detector: str, version: int) -> Threshold | None:
+        try:
+            return registry.threshold(stream, detector, version)
+        except (RegistryError, OSError):
+            return None
+
+    return lookup
 
 
 class AlertHead(msgspec.Struct, gc=False):
@@ -73,45 +92,6 @@ decode_alert_head = msgspec.json.Decoder(AlertHead).decode
 class KeptAlert(NamedTuple):
     detected_at: str
     raw: bytes
-
-
-def label_class(label: str | None) -> int:
-    if label is None:
-        return UNLABELLED
-    return NORMAL if label in NORMAL_LABELS else ANOMALY
-
-
-@dataclass
-class Confusion:
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
-
-    def add(self, other: Confusion) -> None:
-        self.tp += other.tp
-        self.fp += other.fp
-        self.fn += other.fn
-        self.tn += other.tn
-
-    def summary(self) -> dict[str, float | int | None]:
-        """Precision, recall and F1 (None while undefined: no alert yet, no attack yet)."""
-        precision = self.tp / (self.tp + self.fp) if self.tp + self.fp else None
-        recall = self.tp / (self.tp + self.fn) if self.tp + self.fn else None
-        f1 = None
-        if precision is not None and recall is not None:
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {"precision": precision, "recall": recall, "f1": f1, **vars(self)}
-
-    @classmethod
-    def of(cls, flagged: np.ndarray, classes: np.ndarray) -> Confusion:
-        attack, normal = classes == ANOMALY, classes == NORMAL
-        return cls(
-            tp=int(np.count_nonzero(flagged & attack)),
-            fp=int(np.count_nonzero(flagged & normal)),
-            fn=int(np.count_nonzero(~flagged & attack)),
-            tn=int(np.count_nonzero(~flagged & normal)),
-        )
 
 
 class PerSecond:
@@ -161,6 +141,8 @@ class StreamState:
     per_second: PerSecond = field(default_factory=lambda: PerSecond(MINUTE_S + 1))
     threshold: float | None = None
     threshold_source: str = ""
+    # The severity ratios of the current model's threshold (the registry's, when the lookup has it).
+    ratios: tuple[float, ...] = DEFAULT_RATIOS
     detector: str | None = None
     model_version: int | None = None
     replaced: set[tuple[str, int]] = field(default_factory=set)
@@ -232,11 +214,11 @@ class Aggregator:
             return 0
         scores = np.asarray(record.scores, dtype=np.float64)
         flagged = np.asarray(record.is_alert, dtype=bool)
-        classes = np.fromiter((label_class(x) for x in record.labels), dtype=np.int64, count=offsets.size)
+        classes = label_classes(record.labels).astype(np.int64)
         if n_fresh < offsets.size:
             scores, flagged, classes = scores[fresh], flagged[fresh], classes[fresh]
         n_alerts = int(np.count_nonzero(flagged))
-        confusion = Confusion.of(flagged, classes)
+        confusion = Confusion.of_classes(flagged, classes)
         current = self._follow_model(state, record.detector, record.model_version)
         if current and state.threshold is None and n_alerts:
             # No registry and no alert yet: the lowest flagged score is the threshold, near enough.
@@ -275,27 +257,35 @@ class Aggregator:
         if state.detector is not None and state.model_version is not None:
             state.replaced.add((state.detector, state.model_version))
         state.detector, state.model_version = model
-        state.threshold, state.threshold_source = None, ""
-        looked_up = self.thresholds(state.name, detector, version) if self.thresholds else None
+        state.threshold, state.threshold_source, state.ratios = None, "", DEFAULT_RATIOS
+        looked_up = self._lookup(state.name, detector, version)
         if looked_up is not None:
-            state.threshold, state.threshold_source = looked_up, "registry"
+            state.threshold, state.threshold_source = looked_up.threshold_, "registry"
+            state.ratios = looked_up.ratios
         return True
+
+    def _lookup(self, stream: str, detector: str, version: int) -> Threshold | None:
+        found = self.thresholds(stream, detector, version) if self.thresholds else None
+        if found is None or isinstance(found, Threshold):
+            return found
+        return FixedThreshold(found)  # a cut alone: graded with the default ratios
 
     def _count_severities(
         self, state: StreamState, alerting: np.ndarray, detector: str, version: int
     ) -> None:
-        """Severities of a record's alerting scores, as the worker grades them (``Threshold.severity``:
-        the multiple of the threshold), against the threshold of the model that scored them: exact for
-        a fixed threshold, the newest one an alert carried for a sliding one."""
-        threshold: float | None = state.threshold
+        """Severities of a record's alerting scores, graded as the worker grades its alerts
+        (:func:`models.thresholds.grade`, with the model's own ratios) against the threshold of the
+        model that scored them: exact for a fixed threshold, the newest one an alert carried for a
+        sliding one."""
+        threshold, ratios = state.threshold, state.ratios
         if (detector, version) != (state.detector, state.model_version) or threshold is None:
             # A record of the model before a switch: its own threshold, from the registry.
-            looked_up = self.thresholds(state.name, detector, version) if self.thresholds else None
-            threshold = looked_up if looked_up is not None else state.threshold
+            looked_up = self._lookup(state.name, detector, version)
+            if looked_up is not None:
+                threshold, ratios = looked_up.threshold_, looked_up.ratios
         if threshold is None:
             return
-        ratio = alerting / max(threshold, 1e-12)
-        levels = np.clip(np.searchsorted(DEFAULT_RATIOS, ratio, side="right") - 1, 0, len(SEVERITIES) - 1)
+        levels = grade(alerting, threshold, ratios)
         for level, n in enumerate(np.bincount(levels, minlength=len(SEVERITIES)).tolist()):
             if n:
                 state.alerts_by_severity[SEVERITIES[level]] += n
@@ -502,6 +492,7 @@ def timeline_entry_of_drift(event: DriftEvent, extra: dict[str, Any]) -> dict[st
         "title": f"drift detected on {event.stream} (model v{event.model_version})",
         "detail": detail,
         "id": event.event_id,
+        "detector": event.detector,
         "action": event.action,
         "version": event.model_version,
         "change": {"topic": event.change.topic, "event_time": event.change.event_time},

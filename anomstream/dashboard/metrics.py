@@ -23,9 +23,12 @@ class DashboardMetrics:
             "anomstream_observed_alerts_total", "Alerts by severity", ["stream", "severity"],
             registry=reg,
         )  # fmt: skip
+        # Not the drift monitor's anomstream_drift_events_total: Prometheus scrapes both, and a panel
+        # that sums one name over every job would count each event twice.
         self.drift_events = Counter(
-            "anomstream_drift_events_total", "Drift events read from drift-events", ["stream"], registry=reg
-        )
+            "anomstream_observed_drift_events_total", "Drift events read from drift-events", ["stream"],
+            registry=reg,
+        )  # fmt: skip
         self.model_updates = Counter(
             "anomstream_model_updates_total", "Model updates read from model-updates", ["stream", "status"],
             registry=reg,

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.drift import DriftConfig, ModelReference, WatchConfig, calibrate, ert_for_risk, model_reference
 from models.registry import Registry
+from stream.atomic import write_json_atomic
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,10 +68,7 @@ class Calibrations:
         log.info("calibrated %s for %s v%d: %s, simulated expected run time %s, in %.1fs", self.kind,
                  reference.stream, reference.version, _params(config), config.estimated_ert,
                  time.monotonic() - started)  # fmt: skip
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".calibration-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(config.to_dict(), handle)
-        os.replace(tmp, path)
+        write_json_atomic(path, config.to_dict())
         return config
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from models.drift import DriftWatch
+from stream.atomic import write_json_atomic
 from stream.errors import AnomstreamError
 
 SPAN_HISTORY = 400_000  # events whose offsets are kept, to place a change (> max_burst)
@@ -178,16 +177,7 @@ class CheckpointStore:
             "offsets": {str(p): o for p, o in sorted(offsets.items())},
             "units": [u.state() for u in units],
         }
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.path.stem}.")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(self.path, data)
 
     def close(self) -> None:
         fcntl.flock(self._lock, fcntl.LOCK_UN)

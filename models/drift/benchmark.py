@@ -52,7 +52,7 @@ def score_kdd(registry_dir: Path, data_dir: Path, epochs: int) -> KddScores:
     from models.registry import Registry
     from models.training import TrainingRequest, train
     from models.training.data import _take
-    from stream.datasets import find_kdd_file, read_kdd
+    from stream.datasets import find_kdd_file, is_attack, read_kdd
 
     registry = Registry(registry_dir)
     if registry.production("kdd") is None:
@@ -66,7 +66,7 @@ def score_kdd(registry_dir: Path, data_dir: Path, epochs: int) -> KddScores:
         raw = KddRaw.from_frame(frame)
         chunks = [model.score(_take(raw, np.arange(i, min(i + 50_000, len(frame))))).scores
                   for i in range(0, len(frame), 50_000)]  # fmt: skip
-        out[which] = (np.concatenate(chunks), (frame["label"] == "normal").to_numpy())
+        out[which] = (np.concatenate(chunks), ~is_attack(frame["label"]))
     calibration = model.calibration_scores
     assert calibration is not None, "the production model kept no calibration scores"
     threshold = float(model.threshold.threshold_)

@@ -1,7 +1,8 @@
 """Detection metrics and the cost figures of ``metrics.json``.
 
 ROC AUC and PR AUC (average precision) rank the scores and need no threshold; precision, recall,
-F1 and F2 are those of the alerts the fitted threshold raises.
+F1 and F2 are those of the alerts the fitted threshold raises (:class:`Confusion`: None where
+undefined, e.g. the precision of a threshold that raised no alert).
 
 >>> import numpy as np
 >>> m = detection_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]),
@@ -20,29 +21,23 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from models.evaluation.confusion import Confusion
+
 WARMUP_ROWS = 256
 
 
-def fbeta(precision: float, recall: float, beta: float) -> float:
-    b2 = beta * beta
-    denominator = b2 * precision + recall
-    return (1 + b2) * precision * recall / denominator if denominator > 0 else 0.0
-
-
-def detection_metrics(y: np.ndarray, scores: np.ndarray, flags: np.ndarray) -> dict[str, float]:
+def detection_metrics(y: np.ndarray, scores: np.ndarray, flags: np.ndarray) -> dict[str, float | None]:
     """ROC AUC, PR AUC, and precision / recall / F1 / F2 of ``flags`` (True = alert)."""
-    y, flags = np.asarray(y, dtype=bool), np.asarray(flags, dtype=bool)
+    y = np.asarray(y, dtype=bool)
     scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=np.inf, posinf=np.inf)
-    tp = int(np.sum(flags & y))
-    precision = tp / int(flags.sum()) if flags.any() else 0.0
-    recall = tp / int(y.sum()) if y.any() else 0.0
+    confusion = Confusion.of(flags, y)
     return {
         "roc_auc": float(roc_auc_score(y, scores)),
         "pr_auc": float(average_precision_score(y, scores)),
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(fbeta(precision, recall, 1.0)),
-        "f2": float(fbeta(precision, recall, 2.0)),
+        "precision": confusion.precision,
+        "recall": confusion.recall,
+        "f1": confusion.f1,
+        "f2": confusion.fbeta(2.0),
     }
 
 

@@ -34,6 +34,11 @@ COLUMNS = (
 )
 
 
+def cell(fmt: str, value: Any) -> str:
+    """A table cell: the figure formatted, or "-" where it is undefined (None: no alert, no attack)."""
+    return "-" if value is None else fmt.format(value)
+
+
 def metrics_table(stream: str, protocol: str, detectors: Mapping[str, Mapping[str, Any]]) -> str:
     published = PUBLISHED.get((stream, protocol), {})
     head = ["detector", "ROC AUC", "published ROC AUC", *(title for _, title, _ in COLUMNS[1:])]
@@ -42,7 +47,7 @@ def metrics_table(stream: str, protocol: str, detectors: Mapping[str, Mapping[st
     for name, m in ranked:
         cells = [name, COLUMNS[0][2].format(m["roc_auc"])]
         cells.append(f"{published[name]:.3f}" if name in published else "-")
-        cells += [fmt.format(m[key]) for key, _, fmt in COLUMNS[1:]]
+        cells += [cell(fmt, m[key]) for key, _, fmt in COLUMNS[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

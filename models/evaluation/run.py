@@ -101,7 +101,7 @@ def evaluate_detector(
     stored = {k: v for k, v in fitted.threshold.to_dict().items() if k != "state"}
     # The test set in file order, one event at a time (the finest batching a worker can do).
     flags = judge_stream(fitted.threshold, scores)
-    row = {
+    row: dict[str, Any] = {
         **detection_metrics(exp.test.y, scores, flags),
         "threshold": cut,
         "fit_seconds": round(fitted.fit_seconds, 2),

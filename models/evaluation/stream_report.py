@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from models.detectors.base import n_params
 from models.evaluation.metrics import detection_metrics, saved_size_kb, timed_scores
 from models.evaluation.plots import pyplot, save_figure
+from models.evaluation.report import cell
 from models.training.fit import FittedModel
 from stream.datasets import is_attack
 
@@ -228,8 +229,8 @@ def write_stream_report(out: Path, figures: dict[str, Any]) -> list[Path]:
         "|---|---|---|---|---|---|",
     ]
     for name, m in metrics["detectors"].items():
-        rows.append(f"| {name} | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | {m['precision']:.3f} "
-                    f"| {m['recall']:.3f} | {m['normal_alert_rate']:.2%} |")  # fmt: skip
+        rows.append(f"| {name} | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | {cell('{:.3f}', m['precision'])} "
+                    f"| {cell('{:.3f}', m['recall'])} | {m['normal_alert_rate']:.2%} |")  # fmt: skip
     flood = details.get("flood") or {}
     flood_text = "No attack run of 10,000 connections in this prefix."
     if flood:

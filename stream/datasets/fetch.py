@@ -10,13 +10,12 @@ import gzip
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stream.atomic import atomic_write
 from stream.errors import AnomstreamError
 
 log = logging.getLogger(__name__)
@@ -91,26 +90,26 @@ def fetch_file(
         log.info("%s already present and verified", target)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=60) as response:  # noqa: S310
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            for block in iter(lambda: response.read(1 << 16), b""):
-                out.write(block)
-                done += len(block)
-                if progress:
-                    progress(done, total)
-        if not verified(tmp, remote):
+
+    def check(downloaded: Path) -> None:
+        if not verified(downloaded, remote):
             raise ChecksumError(
                 f"{remote.url} does not match its sha256 {remote.sha256[:16]}...: the file was discarded. "
                 "The source may have changed; report it, or place a verified copy in the data directory."
             )
-        os.replace(tmp, target)
-        return target
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    with (
+        atomic_write(target, "wb", check=check) as out,
+        urllib.request.urlopen(remote.url, timeout=60) as response,  # noqa: S310
+    ):
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        for block in iter(lambda: response.read(1 << 16), b""):
+            out.write(block)
+            done += len(block)
+            if progress:
+                progress(done, total)
+    return target
 
 
 def fetch(name: str, data_dir: Path, progress: Callable[[str, int, int], None] | None = None) -> list[Path]:

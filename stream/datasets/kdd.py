@@ -2,14 +2,13 @@
 
 Both formats carry the 41 features of ``kddcup.names`` then a label; KDD Cup 99 labels end with a dot
 (``normal.``), NSL-KDD labels do not and are followed by a difficulty column. Labels are returned
-without the dot so both read the same.
+without the dot so both read the same; :func:`stream.labels.is_attack` says which are attacks.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from stream.datasets.files import DatasetFormatError, find_named_file
@@ -61,8 +60,3 @@ def read_kdd(path: Path, limit: int | None = None) -> pd.DataFrame:
     for name in KDD_CATEGORICAL:
         frame[name] = frame[name].astype(str)
     return frame
-
-
-def is_attack(labels: pd.Series | np.ndarray) -> np.ndarray:
-    """Boolean attack mask: every label other than ``normal`` is an attack."""
-    return np.asarray(labels) != KDD_NORMAL

@@ -16,6 +16,7 @@ from models.training import TrainingRequest, train
 from producers.ecg import ecg_events, load_ecg_replay
 from producers.replay import ReplayProducer
 from stream.kafka import create_topics, read_all
+from stream.labels import is_attack
 from stream.signals import StopFlag
 from tests.support import make_settings, measure, require_data
 
@@ -62,7 +63,7 @@ def test_held_out_beats_streamed_auc_equals_offline(kafka_bootstrap: str, ecg_re
     assert sorted(streamed) == beats.rows.tolist()
 
     live_scores = np.array([streamed[row][0] for row in beats.rows.tolist()])
-    live_y = np.array([streamed[row][1] != "normal" for row in beats.rows.tolist()])
+    live_y = is_attack([streamed[row][1] for row in beats.rows.tolist()])
     live_auc = roc_auc_score(live_y, live_scores)
 
     model = Registry(ecg_registry).load("ecg")

@@ -14,8 +14,10 @@ from anomstream.dashboard.aggregate import (
     HIST_BINS,
     NEW_ALERTS_PER_FRAME,
     Aggregator,
+    registry_thresholds,
     timeline_entry_of_update,
 )
+from models.thresholds import SEVERITIES
 from stream.messages import (
     Alert,
     ChangePoint,
@@ -252,3 +254,48 @@ def test_severities_are_counted_from_the_score_records_as_the_worker_grades_them
     assert min(expected.values()) > 0  # every severity occurs, so each boundary is exercised
     assert sum(agg.severity_counted.values()) == int(flagged.sum())
     assert agg.delta(T0 + 0.5)["streams"]["kdd"]["severity_counts"] == expected
+
+
+def test_a_threshold_with_its_own_ratios_is_graded_on_the_page_as_in_the_alerts(tmp_path: Path) -> None:
+    """The page grades with the ratios stored with the model (the registry's threshold), not the
+    defaults: the worker's alerts and the page's severity counts agree."""
+    from models.detectors.classical import PCADetector
+    from models.features import WindowEncoder
+    from models.registry import Registry
+    from models.thresholds import DEFAULT_RATIOS, QuantileThreshold
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, 6))
+    encoder = WindowEncoder(6).fit(X)
+    detector = PCADetector(n_components=3).fit(encoder.transform(X))
+    ratios = (1.0, 1.1, 1.3, 1.6)  # not the defaults: a page that grades with those disagrees
+    assert ratios != DEFAULT_RATIOS
+    threshold = QuantileThreshold(0.05, ratios=ratios).fit(detector.score(encoder.transform(X)))
+    registry = Registry(tmp_path)
+    registry.save("ecg", detector, encoder, threshold, {"data": "random"})
+    model = registry.load("ecg")
+
+    batch = model.score(rng.normal(scale=1.6, size=(3000, 6)))  # what a worker scores and alerts on
+    in_alerts = dict.fromkeys(SEVERITIES, 0)
+    for severity in batch.severities:
+        in_alerts[severity] += 1
+    assert min(in_alerts.values()) > 0  # every severity occurs, so each boundary is exercised
+
+    agg = Aggregator(("ecg",), thresholds=registry_thresholds(registry))
+    n = len(batch.scores)
+    scored = ScoreRecord("ecg", model.detector_name, model.version, "ecg.beats", 0, list(range(n)),
+                         batch.scores.tolist(), batch.is_alert.tolist(), [None] * n, [None] * n)  # fmt: skip
+    agg.add_score_record(scored, T0)
+    assert agg.streams["ecg"].alerts_by_severity == in_alerts
+    assert agg.delta(T0 + 0.5)["streams"]["ecg"]["threshold_source"] == "registry"
+    assert registry_thresholds(registry)("ecg", "pca", 99) is None  # no such version: no threshold
+
+
+def test_a_threshold_value_alone_is_graded_with_the_default_ratios() -> None:
+    from models.thresholds import FixedThreshold
+
+    scores = np.array([0.15, 0.25, 0.6, 2.5])
+    agg = Aggregator(("kdd",), thresholds=lambda stream, detector, version: 0.1)
+    agg.add_score_record(record([0, 1, 2, 3], scores.tolist(), [True] * 4, [None] * 4), T0)
+    assert list(agg.streams["kdd"].alerts_by_severity.values()) == [1, 1, 1, 1]
+    assert FixedThreshold(0.1).severity(scores) == list(SEVERITIES)

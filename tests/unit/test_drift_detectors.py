@@ -105,8 +105,12 @@ def kdd_validation_scores(tmp_path_factory: pytest.TempPathFactory) -> np.ndarra
 
 def test_a_million_stable_real_scores_raise_no_alarm(kdd_validation_scores: np.ndarray) -> None:
     # The monitor's default: at most one false alarm per 1,000,000 scores, with a 5% risk of one.
-    config = calibrate("adwin", kdd_validation_scores, target_ert=ert_for_risk(1_000_000, 0.05), seed=0)
-    assert (config.estimated_ert or np.inf) >= 19_000_000
+    target = ert_for_risk(1_000_000, 0.05)
+    config = calibrate("adwin", kdd_validation_scores, target_ert=target, seed=0)
+    # None would mean no simulated run ever alarmed: an estimate of "infinitely quiet", which says
+    # nothing about the target (a detector that never fires passes the false-alarm check below too).
+    assert config.estimated_ert is not None, "the simulation measured a finite run time between alarms"
+    assert target <= config.estimated_ert <= 1.1 * target  # on target: neither trigger-happy nor deaf
     assert false_alarms(config, kdd_validation_scores, 1_000_000, seed=3) == []
 
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
+from prometheus_client import CollectorRegistry
+
+from anomstream.dashboard.metrics import DashboardMetrics
+from consumers.drift.metrics import DriftMetrics
+from consumers.metrics import WorkerMetrics
 from tests.support.operators import (
     COMPOSE,
     GRAFANA_DASHBOARD,
@@ -12,6 +18,7 @@ from tests.support.operators import (
     GRAFANA_PROVIDERS,
     PROMETHEUS_CONFIG,
     grafana_panels,
+    grafana_queries,
     load_yaml,
     metric_names,
     option,
@@ -87,3 +94,27 @@ def test_the_dashboard_shows_what_operators_asked_for() -> None:
                    "anomstream_model_version", "anomstream_drift_events_total"):  # fmt: skip
         assert metric in queries, metric
     assert "by (severity)" in queries
+
+
+def exported(registry: CollectorRegistry) -> set[str]:
+    """The series names a registry exposes, labelled families included (they have no sample yet)."""
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count"),
+                "summary": ("", "_sum", "_count")}  # fmt: skip
+    return {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
+
+
+def test_no_two_processes_export_a_metric_that_a_panel_sums_across_jobs() -> None:
+    """Prometheus scrapes the workers, the drift monitor and the dashboard; a panel that reads a name
+    two of them export, without picking a job, counts the same events twice."""
+    processes = {
+        "anomstream-workers": exported(WorkerMetrics().registry),
+        "anomstream-drift": exported(DriftMetrics().registry),
+        "anomstream-dashboard": exported(DashboardMetrics(("kdd",)).registry),
+    }
+    assert set(processes) <= set(jobs())
+    for query in grafana_queries():
+        for name in metric_names(query) - {"up"}:
+            exporters = sorted(job for job, names in processes.items() if name in names)
+            assert exporters, f"{name} (in {query!r}) is exported by no process"
+            picks_a_job = re.search(rf"\b{name}\s*{{[^}}]*\bjob\s*=", query) is not None
+            assert len(exporters) == 1 or picks_a_job, f"{query!r} sums {name} across {exporters}"
