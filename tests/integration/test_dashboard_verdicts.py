@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from pydantic import SecretStr
 
 from stream.broker import free_port
-from stream.kafka import read_all
+from stream.kafka import flush_or_raise, make_producer, produce, read_all
+from stream.messages import ModelUpdate, encode
 from stream.settings import Settings
 from tests.support import corrected_sample, replay, run_worker, schema_validator, wait_until
 from tests.support.web import get_json, headless_chromium, http_status, spawn_dashboard, stop
@@ -107,6 +109,18 @@ def test_a_click_on_benign_publishes_the_verdict_and_every_page_shows_it(
         # A page opened afterwards shows it too (the dashboard read it back from the feedback topic).
         driver.get(base + "/")
         wait.until(lambda d: d.execute_script(VERDICT_SHOWN, ROW.format(alert_id)) == "benign")
+
+        # A retrain outcome on model-updates shows on the timeline as such, with why and its figures.
+        rejected = ModelUpdate("kdd", "ae", 2, datetime.now(UTC).isoformat(), status="rejected",
+                               reason="drift:d-1", shadow={"alert_rate_candidate": 0.0531},
+                               detail="alert rate must fall by 10%")  # fmt: skip
+        producer = make_producer(settings)
+        produce(producer, settings.topic("model_updates"), encode(rejected), b"kdd")
+        flush_or_raise(producer)
+        item = wait.until(lambda d: d.execute_script(VERDICT_SHOWN, '#timeline li[data-kind="shadow"]'))
+        assert "ae v2 rejected by its shadow evaluation" in item and "must fall by 10%" in item
+        assert "alert_rate_candidate=0.0531" in item
+        assert not driver.execute_script(VERDICT_SHOWN, '#timeline li[data-kind="promotion"]')
         assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         if driver is not None:
