@@ -137,9 +137,9 @@ def test_beyond_localhost_only_the_analysts_token_gives_verdicts(
     token = settings.dashboard.model_copy(update={"analyst_token": SecretStr(TOKEN)})
     guarded = settings.model_copy(update={"dashboard": token})
     open_port, guarded_port = free_port(), free_port()
-    unguarded = spawn_dashboard(settings, open_port, tmp_path / "open.log", "--host", "0.0.0.0")
-    with_token = spawn_dashboard(guarded, guarded_port, tmp_path / "guarded.log", "--host", "0.0.0.0")
+    started = [spawn_dashboard(settings, open_port, tmp_path / "open.log", "--host", "0.0.0.0")]
     try:
+        started.append(spawn_dashboard(guarded, guarded_port, tmp_path / "guarded.log", "--host", "0.0.0.0"))
         for port, log in ((open_port, "open.log"), (guarded_port, "guarded.log")):
             ready = wait_until(lambda p=port: http_status(f"http://127.0.0.1:{p}/readyz") == 200, 60)
             assert ready, (tmp_path / log).read_text()
@@ -163,7 +163,7 @@ def test_beyond_localhost_only_the_analysts_token_gives_verdicts(
         assert wait_until(lambda: len(feedback(settings)) == 1, 30)
         check_verdict_of(feedback(settings)[0], alerts[ids[1]], "malicious", "bob (dashboard)")
     finally:
-        stop(unguarded)
-        stop(with_token)
+        for process in started:
+            stop(process)
     for log in ("open.log", "guarded.log"):
         assert TOKEN not in (tmp_path / log).read_text(), "the token was logged"
