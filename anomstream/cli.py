@@ -563,6 +563,31 @@ def alerts_tail(
     tail(s, stream, severity, as_json, from_beginning, limit)
 
 
+@alerts_app.command("verdict")
+def alerts_verdict(
+    alert_id: Annotated[str, typer.Argument(help="the alert's alert_id (alerts tail --json shows it)")],
+    verdict: Annotated[str, typer.Argument(help="benign (normal traffic: may be learnt) or malicious")],
+    reason: Annotated[str, typer.Option(help="why, for the audit trail")] = "",
+    by: Annotated[str | None, typer.Option(help="the analyst (default: $USER, else 'cli')")] = None,
+) -> None:
+    """An analyst's verdict on an alert, published on the feedback topic (the retrain learns benign
+    events, never malicious ones)."""
+    import os
+
+    from consumers.verdicts import check_verdict, give_verdict
+    from stream.kafka import wait_for_broker
+
+    analyst = by if by is not None else os.environ.get("USER") or "cli"
+    check_verdict(verdict, analyst, reason, alert_id)
+    s = settings()
+    wait_for_broker(s, timeout=10)
+    given = give_verdict(s, alert_id, verdict, analyst, reason)
+    model = f"{given.detector} v{given.model_version}"
+    where = f"{given.source.topic}[{given.source.partition}]@{given.source.offset}"
+    print(f"{given.verdict} on alert {given.alert_id} ({given.stream}, {model}, {where}) by {given.by} "
+          f"at {given.given_at}: published on {s.topic('feedback')}")  # fmt: skip
+
+
 @app.command()
 def bench(
     out: Annotated[Path, typer.Option(help="folder for bench.json and latency_curve.png")] = Path(

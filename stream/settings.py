@@ -131,6 +131,18 @@ class DriftSettings(BaseModel):
     retrain_cooldown_s: float = Field(default=600.0, ge=0, description="no retrain of a stream within this")
 
 
+class DashboardSettings(BaseModel):
+    """The dashboard (``anomstream dashboard``), e.g. ANOMSTREAM_DASHBOARD__ANALYST_TOKEN=..."""
+
+    model_config = ConfigDict(frozen=True)
+
+    # A verdict teaches the model, so it is guarded like the control channel: beyond localhost the
+    # dashboard takes verdicts only with this token (sent as "Authorization: Bearer <token>").
+    analyst_token: SecretStr | None = Field(
+        default=None, description="analysts' token for verdicts; required when listening beyond localhost"
+    )
+
+
 class Settings(BaseSettings):
     """Everything a producer, worker, trainer or CLI verb needs to know about its environment."""
 
@@ -165,6 +177,7 @@ class Settings(BaseSettings):
         default=0.2, gt=0, description="how long an idle worker waits for a message between checks"
     )
     drift: DriftSettings = Field(default_factory=DriftSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @field_validator("kafka", mode="before")
     @classmethod
@@ -223,6 +236,8 @@ class Settings(BaseSettings):
                     env[f"ANOMSTREAM_DRIFT__{field_name.upper()}__{key.upper()}"] = str(item)
             else:
                 env[f"ANOMSTREAM_DRIFT__{field_name.upper()}"] = str(value)
+        if self.dashboard.analyst_token is not None:
+            env["ANOMSTREAM_DASHBOARD__ANALYST_TOKEN"] = self.dashboard.analyst_token.get_secret_value()
         for key, value in self.kafka_config().items():
             if key != "bootstrap.servers":
                 env[f"ANOMSTREAM_KAFKA__{key.replace('.', '_').upper()}"] = str(value)

@@ -11,7 +11,8 @@ offset samples, and is asked for a *frame* a few times a second:
 * a histogram of log10(score / threshold), normal vs anomalous, per model version;
 * the newest alerts of every (stream, severity) since the last frame, so a filter for a rare
   severity still shows its latest alerts when common ones arrive by the thousand;
-* new timeline entries (drift events, retrains, shadow results, promotions, rollbacks).
+* new timeline entries (drift events, retrains, shadow results, promotions, rollbacks);
+* analysts' verdicts on the alerts a page shows (``feedback``), so every page marks them.
 
 It never keeps a per-event structure: memory is bounded whatever the stream's length. Duplicates
 (a retried batch re-published after a crash) are recognised per partition by offset and counted
@@ -24,7 +25,7 @@ import math
 import threading
 import time
 from collections import Counter as Tally
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,7 +38,16 @@ from models.evaluation.confusion import Confusion
 from models.registry import Registry, RegistryError
 from models.thresholds import DEFAULT_RATIOS, SEVERITIES, FixedThreshold, Threshold, grade
 from stream.labels import label_classes
-from stream.messages import Alert, DateTime, DriftEvent, ModelUpdate, ScoreRecord, Severity, decode_alert
+from stream.messages import (
+    Alert,
+    DateTime,
+    DriftEvent,
+    Feedback,
+    ModelUpdate,
+    ScoreRecord,
+    Severity,
+    decode_alert,
+)
 
 # A scored event's class (stream.labels: NORMAL 0, ATTACK 1, UNLABELLED 2) indexes the histogram's
 # rows and colours the page's points.
@@ -50,6 +60,10 @@ RATE_HISTORY = 300  # one point per second: the throughput chart's last five min
 RECENT_ALERTS = 50  # per (stream, severity), for a page that opens mid-replay
 NEW_ALERTS_PER_FRAME = 8  # per (stream, severity)
 TIMELINE_LENGTH = 200
+# Alerts sent to pages, by id: a verdict on one of them needs no search of the alerts topic. A page
+# keeps its newest 400, and frames bring at most 8 per (stream, severity): this covers every page.
+SHOWN_ALERTS_KEPT = 2000
+VERDICTS_KEPT = 5000
 MIN_SCORE = 1e-9  # the score chart's y axis is logarithmic
 
 # (stream, detector, version) -> the model's threshold: the object stored with it (its cut and its
@@ -184,11 +198,15 @@ class Aggregator:
         self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE_LENGTH)
         self.new_timeline: list[dict[str, Any]] = []
         self.production: dict[str, dict[str, Any]] = {}
+        self.shown: OrderedDict[str, Alert] = OrderedDict()
+        self.verdicts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.new_verdicts: dict[str, dict[str, Any]] = {}
         self.seq = 0
         self.last_frame_at = time.time()
         # Alerts counted per (stream, severity) since the feed last exported them as metrics.
         self.severity_counted: Tally[tuple[str, str]] = Tally()
-        self.counts = {"score_records": 0, "alerts": 0, "drift_events": 0, "model_updates": 0, "invalid": 0}
+        self.counts = {"score_records": 0, "alerts": 0, "drift_events": 0, "model_updates": 0, "verdicts": 0,
+                       "invalid": 0}  # fmt: skip
         self.status: dict[str, Any] = {"broker": "connecting"}
 
     def stream(self, name: str) -> StreamState:
@@ -314,7 +332,27 @@ class Aggregator:
                 alerts.append(decode_alert(item.raw))
             except (msgspec.DecodeError, msgspec.ValidationError):
                 self.counts["invalid"] += 1
+        for alert in reversed(alerts):  # the newest last: the oldest is forgotten first
+            self.shown[alert.alert_id] = alert
+            self.shown.move_to_end(alert.alert_id)
+        while len(self.shown) > SHOWN_ALERTS_KEPT:
+            self.shown.popitem(last=False)
         return alerts
+
+    def shown_alert(self, alert_id: str) -> Alert | None:
+        """The alert with this id, if a page was sent it (recently)."""
+        return self.shown.get(alert_id)
+
+    def add_feedback(self, feedback: Feedback) -> None:
+        """An analyst's verdict (the last one on an alert counts), for every page to show."""
+        self.counts["verdicts"] += 1
+        entry = {"verdict": feedback.verdict, "by": feedback.by, "given_at": feedback.given_at,
+                 "reason": feedback.reason}  # fmt: skip
+        self.verdicts[feedback.alert_id] = entry
+        self.verdicts.move_to_end(feedback.alert_id)
+        while len(self.verdicts) > VERDICTS_KEPT:
+            self.verdicts.popitem(last=False)
+        self.new_verdicts[feedback.alert_id] = entry
 
     def add_drift_event(self, event: DriftEvent, extra: dict[str, Any]) -> None:
         self.counts["drift_events"] += 1
@@ -431,6 +469,7 @@ class Aggregator:
         alerts = self._decoded([a for group in self.new_alerts.values() for a in group])
         self.new_alerts.clear()
         timeline, self.new_timeline = self.new_timeline[::-1], []
+        verdicts, self.new_verdicts = self.new_verdicts, {}
         return {
             "type": "delta",
             **self._common(now),
@@ -438,6 +477,7 @@ class Aggregator:
             "rates": {name: list(s.rates)[-1:] for name, s in self.streams.items()},
             "alerts": alerts,
             "timeline": timeline,
+            "verdicts": verdicts,
         }
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
@@ -464,6 +504,9 @@ class Aggregator:
             "rates": {name: list(s.rates) for name, s in self.streams.items()},
             "alerts": alerts,
             "timeline": timeline[::-1],
+            "verdicts": {
+                a.alert_id: self.verdicts[a.alert_id] for a in alerts if a.alert_id in self.verdicts
+            },
         }
 
     def _common(self, now: float) -> dict[str, Any]:
@@ -523,6 +566,10 @@ def timeline_entry_of_update(update: ModelUpdate, extra: dict[str, Any]) -> dict
     reason = update.reason
     drift_id = reason.split(":", 1)[1] if reason.startswith("drift:") else None
     detail = f"after drift event {drift_id}" if drift_id else reason
+    if update.detail:  # a retrain outcome: why it was kept or rejected
+        detail += f" · {update.detail}"
+    if update.shadow:
+        detail += " · shadow " + ", ".join(f"{k}={_short(v)}" for k, v in update.shadow.items())
     if extra:
         detail += " · " + ", ".join(f"{k}={_short(v)}" for k, v in extra.items())
     return {
@@ -536,6 +583,7 @@ def timeline_entry_of_update(update: ModelUpdate, extra: dict[str, Any]) -> dict
         "status": update.status,
         "reason": reason,
         "drift_id": drift_id,
+        "shadow": update.shadow,
         "extra": extra,
     }
 

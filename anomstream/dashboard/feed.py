@@ -1,9 +1,10 @@
 """The dashboard's Kafka side: one reader of the output topics, one poller of offsets.
 
 * The reader (read_committed, no consumer group, no commits) follows ``scores`` from its end (or
-  from the beginning with ``--from-beginning``) and ``drift-events`` and ``model-updates`` from the
-  beginning: they are small, and the timeline shows their history. A topic that does not exist yet
-  is picked up when it appears.
+  from the beginning with ``--from-beginning``) and ``drift-events``, ``model-updates`` and
+  ``feedback`` from the beginning: they are small, and the timeline and the alert feed show their
+  history (a verdict given before the page opened). A topic that does not exist yet is picked up
+  when it appears.
 * ``alerts`` is not read whole: alerts come by the ten thousand a second and the score records
   already say which events alerted and by how much (the counts, severities included, come from
   them). A few times a second the reader fetches only the newest ``TAIL_PER_PARTITION`` alerts of
@@ -32,7 +33,7 @@ from anomstream.dashboard.metrics import DashboardMetrics
 from models.registry import Registry, RegistryError
 from stream.health import Readiness
 from stream.kafka import check_message, make_consumer, make_reader, partitions_of, watermarks
-from stream.messages import DriftEvent, ModelUpdate, decode_score_record
+from stream.messages import DriftEvent, ModelUpdate, decode_feedback, decode_score_record
 from stream.settings import Settings
 from stream.signals import StopFlag
 
@@ -80,7 +81,10 @@ class Feed:
             settings.topic("alerts"): "alerts",
             settings.topic("drift"): "drift",
             settings.topic("model_updates"): "model_updates",
+            settings.topic("feedback"): "feedback",
         }
+        # Ready without verdicts: a cluster set up before the feedback topic existed still shows the rest.
+        self.required = {topic for topic, kind in self.topics.items() if kind != "feedback"}
         self.inputs = {stream: settings.topic(stream) for stream in aggregator.streams}
         self.assigned: set[str] = set()
         self.alert_next: dict[tuple[str, int], int] = {}  # alerts partition -> next offset not seen
@@ -108,7 +112,7 @@ class Feed:
 
     def readiness(self) -> Readiness:
         """Ready when every output topic is assigned and the broker answered within STALE_AFTER_S."""
-        missing = sorted(set(self.topics) - self.assigned)
+        missing = sorted(self.required - self.assigned)
         age = None if self.last_offsets_ok is None else round(time.monotonic() - self.last_offsets_ok, 1)
         checks: dict[str, Any] = {
             "topics": "assigned" if not missing else f"waiting for {', '.join(missing)}",
@@ -226,7 +230,7 @@ class Feed:
                         self.alert_next[(topic, p)] = max(0, end - TAIL_PER_PARTITION)
                     log.info("following the newest alerts of %s (%d partitions)", topic, len(partitions))
                     continue
-                history = kind in ("drift", "model_updates")
+                history = kind in ("drift", "model_updates", "feedback")
                 for p, end in ends.items():
                     self.history_end[(topic, p)] = end
                     # "The end" resolved now, so nothing published after this call is missed.
@@ -241,7 +245,7 @@ class Feed:
             reader.incremental_assign(assignment)
 
     def _handle(self, messages: list[Any]) -> None:
-        scores, alerts, drift, updates = [], [], [], []
+        scores, alerts, drift, updates, verdicts = [], [], [], [], []
         per_topic: Tally[str] = Tally()
         invalid = 0
         for message in messages:
@@ -262,6 +266,8 @@ class Feed:
                     updates.append(
                         (*_decode_with_extra(value, ModelUpdate, _update_fields), self._is_new(message))
                     )
+                elif kind == "feedback":
+                    verdicts.append(decode_feedback(value))
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 invalid += 1
                 if self.aggregator.counts["invalid"] + invalid <= 10:
@@ -280,6 +286,8 @@ class Feed:
                 agg.add_drift_event(event, extra)
             for update, extra, _ in updates:
                 agg.add_model_update(update, extra)
+            for feedback in verdicts:
+                agg.add_feedback(feedback)
             severities, agg.severity_counted = agg.severity_counted, Tally()
         self._count(per_topic, invalid, severities, drift, updates)
         for update, _, _ in updates:

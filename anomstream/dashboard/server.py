@@ -6,7 +6,9 @@ first gets a *snapshot* (the last minute of sampled scores, recent alerts, the w
 *deltas*; a page that falls behind gets a fresh snapshot instead of the deltas it missed.
 
 Routes: ``/`` the page, ``/static/*`` its assets (vendored, no CDN), ``/events`` the stream,
-``/api/snapshot`` the current state as JSON, and ``/metrics``, ``/healthz``, ``/readyz``.
+``/api/snapshot`` the current state as JSON, ``POST /api/verdicts`` an analyst's verdict on an alert
+(:mod:`.verdicts`: who may give one depends on where the dashboard listens), and ``/metrics``,
+``/healthz``, ``/readyz``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from anomstream.dashboard.aggregate import Aggregator
 from anomstream.dashboard.feed import Feed
 from anomstream.dashboard.metrics import DashboardMetrics
+from anomstream.dashboard.verdicts import TOKEN_VARIABLE, VerdictEndpoint, VerdictGate, is_loopback
 from stream.health import Health, Readiness
 from stream.settings import STREAMS, Settings
 
@@ -135,10 +138,14 @@ def _event(kind: str, seq: int, data: bytes, retry_ms: int | None = None) -> byt
     return f"{head}id: {seq}\nevent: {kind}\n".encode() + b"data: " + data + b"\n\n"
 
 
-def create_app(settings: Settings, from_beginning: bool = False, interval: float = INTERVAL_S) -> Starlette:
-    """The dashboard as an ASGI application; its Kafka readers start and stop with it."""
+def create_app(settings: Settings, from_beginning: bool = False, interval: float = INTERVAL_S,
+               host: str = "127.0.0.1") -> Starlette:  # fmt: skip
+    """The dashboard as an ASGI application; its Kafka readers start and stop with it. ``host`` is
+    the address it listens on: beyond localhost, verdicts need the analysts' token."""
     streams = tuple(STREAMS)
     aggregator = Aggregator(streams)
+    gate = VerdictGate(host, settings.dashboard.analyst_token)
+    aggregator.status["verdicts"] = gate.mode  # the page asks for the token, or says why not
     metrics = DashboardMetrics(streams)
     feed = Feed(settings, aggregator, metrics, from_beginning)
     aggregator.thresholds = feed.threshold
@@ -186,6 +193,7 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
         Route("/", index),
         Route("/events", events),
         Route("/api/snapshot", snapshot),
+        Route("/api/verdicts", VerdictEndpoint(settings, aggregator, gate).answer, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *(health_route(path) for path in ("/metrics", "/healthz", "/readyz")),
     ]
@@ -222,8 +230,10 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8050, from_be
     announce(
         f"dashboard at http://{shown}:{sock.getsockname()[1]}/ (metrics, /healthz and /readyz beside it)"
     )
+    if not is_loopback(host) and settings.dashboard.analyst_token is None:
+        announce(f"verdicts are refused on {host}: set {TOKEN_VARIABLE} to take them from analysts")
     config = uvicorn.Config(
-        create_app(settings, from_beginning),
+        create_app(settings, from_beginning, host=host),
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -46,6 +46,7 @@ from stream.kafka import (
     follow_from_end,
     make_consumer,
     make_producer,
+    offsets_at_time,
     produce,
     topic_id,
 )
@@ -279,10 +280,15 @@ class DriftMonitor:
                 continue
             result = detection.result
             event = WatchEvent(FEATURE_KS, unit.watch.n, -1, result.statistic, result.threshold)
+            offsets = detection.partition_offsets
+            if detection.event_time is not None and offsets:
+                # The window's first sample, placed in every partition like a score detector's change.
+                first = next(iter(offsets.items()))
+                offsets = self._every_partition(unit, detection.event_time, (int(first[0]), first[1]))
             self._publish_event(
                 unit,
                 event,
-                detection.partition_offsets,
+                offsets,
                 detection.event_time,
                 detail=", ".join(f"{name} (D={d:.2f})" for name, d, _ in result.features[:5]),
             )
@@ -369,8 +375,30 @@ class DriftMonitor:
         # own partition, so every partition's first offset is taken at the change's event time.
         offsets, when = unit.spans.locate(event.change_position, unit.high)
         if when is not None:
-            offsets = unit.spans.locate_time(when, unit.high)
+            offsets = self._every_partition(unit, when, unit.spans.at(event.change_position))
         self._publish_event(unit, event, offsets, when)
+
+    def _every_partition(self, unit: Unit, when: str, anchor: tuple[int, int] | None) -> dict[str, int]:
+        """The first offset of the change (at event time ``when``, seen at ``anchor``: input partition
+        and offset) in every partition of the stream's input topic.
+
+        Where the watch saw events from ``when`` on, the spans place it. A monitor catching up on a
+        backlog may detect the change before it watched any such event of other partitions (a worker
+        that caught up itself published one partition's scores before the next's): those are placed
+        by Kafka's timestamps, at the first offset produced no earlier than the anchor event.
+        """
+        placed = unit.spans.placed(when)
+        topic = self.settings.topic(unit.stream)
+        by_time: dict[int, int] = {}
+        if anchor is not None:
+            try:
+                by_time = offsets_at_time(self.settings, topic, anchor)
+            except KafkaException as exc:
+                log.warning("cannot place the change in every partition of %s: %s", topic, exc)
+        if not by_time:
+            return unit.spans.locate_time(when, unit.high)
+        offsets = {str(p): placed.get(str(p), offset) for p, offset in by_time.items()}
+        return dict(sorted(offsets.items(), key=lambda kv: int(kv[0])))
 
     def _publish_event(self, unit: Unit, event: WatchEvent, offsets: dict[str, int], when: str | None,
                        detail: str = "") -> None:  # fmt: skip

@@ -99,6 +99,14 @@ class SpanLog:
         """Per input partition, the first offset of the events from time ``when`` on (interpolated
         within a record). Each partition is searched in its own order, so records that reached the
         watch out of time order across partitions do not matter."""
+        offsets = self.placed(when)
+        for partition, last in high.items():
+            offsets.setdefault(str(partition), last + 1)
+        return dict(sorted(offsets.items(), key=lambda kv: int(kv[0])))
+
+    def placed(self, when: str) -> dict[str, int]:
+        """What :meth:`locate_time` finds in the spans alone: the partitions whose watched events
+        reach time ``when``. Those whose events after it were not watched (yet) are left out."""
         moment = datetime.fromisoformat(when)
         offsets: dict[str, int] = {}
         for span in self.spans:
@@ -110,9 +118,14 @@ class SpanLog:
                 t0, t1 = datetime.fromisoformat(span.first_time), datetime.fromisoformat(span.last_time)
                 position += round(max((moment - t0) / (t1 - t0), 0.0) * (span.count - 1))
             offsets[key] = span.offset_at(position)
-        for partition, last in high.items():
-            offsets.setdefault(str(partition), last + 1)
-        return dict(sorted(offsets.items(), key=lambda kv: int(kv[0])))
+        return offsets
+
+    def at(self, position: int) -> tuple[int, int] | None:
+        """(input partition, offset) of the event watched at ``position``; None when forgotten."""
+        for span in self.spans:
+            if span.position <= position < span.position + span.count:
+                return span.partition, span.offset_at(position)
+        return None
 
     def state(self) -> list[list[Any]]:
         return [[s.position, s.count, s.partition, s.first_offset, s.last_offset, s.first_time, s.last_time]

@@ -7,7 +7,16 @@ back-pressure and delivery accounting is :mod:`stream.kafka.delivery`; topic adm
 
 from stream.kafka.clients import make_admin, make_consumer, make_producer, make_reader
 from stream.kafka.delivery import DeliveryTracker, Headers, flush_or_raise, produce
-from stream.kafka.reading import check_message, follow_from_end, header, iter_topic, read_all, read_ranges
+from stream.kafka.reading import (
+    check_message,
+    follow_from_end,
+    header,
+    iter_topic,
+    offsets_at_time,
+    read_all,
+    read_ranges,
+    search_backwards,
+)
 from stream.kafka.topics import (
     BrokerUnavailableError,
     TopicMissingError,
@@ -35,10 +44,12 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "make_reader",
+    "offsets_at_time",
     "partitions_of",
     "produce",
     "read_all",
     "read_ranges",
+    "search_backwards",
     "topic_id",
     "wait_for_broker",
     "watermarks",

@@ -139,3 +139,83 @@ def read_ranges(
     finally:
         consumer.close()
     return [m for p in sorted(got) for m in got[p]]
+
+
+def search_backwards(
+    settings: Settings,
+    topic: str,
+    matches: Callable[[Message], bool],
+    timeout: float = 30.0,
+    first_chunk: int = 2000,
+) -> Message | None:
+    """The first message of ``topic`` found to match, searching every partition from its end
+    backwards (no group, no commits): the newest ``first_chunk`` offsets of each partition, then the
+    four times as many before them, and so on. Cheap when what is sought is recent; gives up at
+    ``timeout`` (None, as when no message matches). Raises TopicMissingError for a missing topic.
+    """
+    reader = make_reader(settings, **{"enable.partition.eof": True})
+    try:
+        bounds = {p: watermarks(reader, topic, p) for p in partitions_of(reader, topic)}
+        upper = {p: high for p, (_, high) in bounds.items()}
+        chunk, deadline = first_chunk, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ranges = {
+                p: (max(bounds[p][0], end - chunk), end) for p, end in upper.items() if end > bounds[p][0]
+            }
+            if not ranges:
+                return None
+            reader.assign([TopicPartition(topic, p, start) for p, (start, _) in ranges.items()])
+            pending = set(ranges)
+            while pending and time.monotonic() < deadline:
+                for message in reader.consume(1000, 0.2):
+                    p = message.partition()
+                    error = message.error()
+                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(p)  # the end of what a read_committed reader may see
+                        continue
+                    if not check_message(message) or p not in pending:
+                        continue
+                    if message.offset() >= ranges[p][1]:
+                        pending.discard(p)
+                    elif matches(message):
+                        return message
+                    elif message.offset() + 1 >= ranges[p][1]:
+                        pending.discard(p)
+            reader.unassign()
+            upper = {p: start for p, (start, _) in ranges.items()}
+            chunk *= 4
+        return None
+    finally:
+        reader.close()
+
+
+def offsets_at_time(
+    settings: Settings, topic: str, anchor: tuple[int, int], timeout: float = 15.0
+) -> dict[int, int]:
+    """Per partition of ``topic``, the first offset whose Kafka timestamp is not older than the
+    message at ``anchor`` (partition, offset); the partition's end offset where no message is that
+    recent yet (the next one to come). Empty when the anchor message cannot be read.
+
+    Kafka's own timestamps, not the events' times: a sensor window's event time is the series' time,
+    while every message carries the time it was produced, which is what orders partitions.
+    """
+    reader = make_reader(settings)
+    try:
+        partition, offset = anchor
+        reader.assign([TopicPartition(topic, partition, offset)])
+        deadline, stamp = time.monotonic() + timeout, None
+        while stamp is None and time.monotonic() < deadline:
+            for message in reader.consume(1, 0.2):
+                if check_message(message) and message.offset() >= offset:
+                    stamp = message.timestamp()[1]
+        reader.unassign()
+        if stamp is None or stamp < 0:
+            return {}
+        partitions = partitions_of(reader, topic)
+        found = reader.offsets_for_times(
+            [TopicPartition(topic, p, stamp) for p in partitions], timeout=timeout
+        )
+        return {tp.partition: tp.offset if tp.offset >= 0 else watermarks(reader, topic, tp.partition)[1]
+                for tp in found}  # fmt: skip
+    finally:
+        reader.close()

@@ -28,6 +28,9 @@ CASES = [
     ("partitions-negative", ["topics", "create", "--partitions", "-3"], {}, 2, r"--partitions"),
     ("partitions-huge", ["topics", "create", "--partitions", "100000"], {}, 2, r"--partitions"),
     ("severity-bogus", ["alerts", "tail", "--severity", "bogus"], {}, 2, r"--severity.*bogus"),
+    ("verdict-bogus", ["alerts", "verdict", "9f0c1c0c", "maybe"], {}, 1, r"verdict must be benign or malicious, got 'maybe'"),  # noqa: E501
+    ("verdict-reason-long", ["alerts", "verdict", "9f0c1c0c", "benign", "--reason", "x" * 2001], {}, 1, r"at most 2000"),  # noqa: E501
+    ("verdict-no-broker", ["alerts", "verdict", "9f0c1c0c", "benign"], {}, 1, r"no Kafka broker answered"),
     ("replay-not-kdd", ["replay", "kdd", "--file", "/etc/passwd"], {}, 1, r"/etc/passwd is not a KDD Cup 99"),
     ("replay-missing-file", ["replay", "kdd", "--file", "/nonexistent.gz"], {}, 1, r"/nonexistent.gz"),
     ("replay-directory", ["replay", "kdd", "--file", "/tmp"], {}, 1, r"/tmp is a directory"),

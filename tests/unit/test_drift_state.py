@@ -26,3 +26,16 @@ def test_span_log_round_trips_as_json_lists() -> None:
     log.add(0, 3, np.arange(5, 25), [None, None])
     again = SpanLog.from_state(log.state())
     assert again.locate(7, {3: 24}) == log.locate(7, {3: 24}) == ({"3": 12}, None)
+
+
+def test_placed_names_only_the_partitions_watched_past_the_change() -> None:
+    """What a monitor catching up on a backlog knows: partition 1 reached the change, partition 0 has
+    not been watched past it yet. ``placed`` leaves 0 out (the monitor places it by Kafka's timestamps);
+    ``locate_time`` would guess its next offset, a guess that is wrong while a backlog is unread."""
+    log = SpanLog()
+    log.add(0, 0, np.arange(0, 10), ["2024-01-01T00:00:00.000+00:00", "2024-01-01T00:00:09.000+00:00"])
+    log.add(10, 1, np.arange(0, 30), ["2024-01-01T00:00:00.000+00:00", "2024-01-01T00:00:29.000+00:00"])
+    change = "2024-01-01T00:00:20.000+00:00"
+    assert log.placed(change) == {"1": 20}
+    assert log.locate_time(change, high={0: 9, 1: 29}) == {"0": 10, "1": 20}
+    assert log.at(30) == (1, 20) and log.at(3) == (0, 3) and log.at(40) is None

@@ -20,6 +20,7 @@ const state = {
   frames: 0, snapshots: 0, firstFrameAt: null, lastFrameAt: null, seq: 0, arrivals: [],
   selected: null, streams: {}, production: {}, status: {}, counts: {}, histEdges: [],
   points: {}, rates: {}, alerts: [], timeline: [],
+  verdicts: {}, pendingVerdicts: new Set(),  // analysts' verdicts by alert_id; those being sent
 };
 window.anomstream = state;
 
@@ -171,6 +172,7 @@ function apply(frame) {
   }
   state.alerts = full ? frame.alerts : frame.alerts.concat(state.alerts).slice(0, MAX_ALERTS);
   state.timeline = full ? frame.timeline : frame.timeline.concat(state.timeline).slice(0, MAX_TIMELINE);
+  state.verdicts = full ? { ...frame.verdicts } : Object.assign(state.verdicts, frame.verdicts);
   scheduleRender();
 }
 
@@ -198,6 +200,7 @@ function render() {
   renderHistogram();
   renderThroughput();
   renderAlerts(active);
+  renderVerdictControls();
   renderProduction(active);
   renderTimeline();
 }
@@ -290,10 +293,78 @@ function renderAlerts(active) {
     el("td", { class: "num", "data-field": "score" }, `${fmtScore(a.score)} / ${fmtScore(a.threshold)}${ratio ? ` (${fmtTimes(ratio)})` : ""}`),
     el("td", { class: "features", "data-field": "top_features" }, features || "–"),
     el("td", { class: labelClass(a.label), "data-field": "label" }, a.label ?? "–"),
-    el("td", { "data-field": "model" }, `${a.detector} v${a.model_version}`));
+    el("td", { "data-field": "model" }, `${a.detector} v${a.model_version}`),
+    verdictCell(a.alert_id));
   });
   const body = document.querySelector("#alerts tbody");
-  body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colSpan: 7 }, "no alert yet"))]));
+  body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colSpan: 8 }, "no alert yet"))]));
+}
+
+// -- verdicts ----------------------------------------------------------------------------------
+// The server says who may give one (status.verdicts): "open" (localhost), "token" (the analysts'
+// token goes with each verdict) or "refused" (listening beyond localhost with no token configured).
+function verdictCell(alertId) {
+  const given = state.verdicts[alertId];
+  if (given) {
+    const why = given.reason ? `: ${given.reason}` : "";
+    return el("td", { "data-field": "verdict" },
+      el("span", { class: `verdict verdict-${given.verdict}`, title: `${given.by} at ${given.given_at}${why}` }, given.verdict));
+  }
+  const mode = state.status.verdicts;
+  const refused = mode === "refused";
+  const button = (verdict) => el("button", {
+    type: "button", class: `vbtn vbtn-${verdict}`, "data-verdict": verdict, "data-alert-id": alertId,
+    disabled: refused || state.pendingVerdicts.has(alertId),
+    title: refused ? "verdicts need an analyst token: set ANOMSTREAM_DASHBOARD__ANALYST_TOKEN" : `mark this alert ${verdict}`,
+  }, verdict);
+  return el("td", { "data-field": "verdict" }, button("benign"), button("malicious"));
+}
+
+function setVerdictStatus(text, failed = false) {
+  const node = document.getElementById("verdict-status");
+  node.textContent = text;
+  node.className = failed ? "warn" : "hint";
+}
+
+async function giveVerdict(alertId, verdict) {
+  const headers = { "Content-Type": "application/json" };
+  const token = document.getElementById("analyst-token").value;
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const body = {
+    alert_id: alertId, verdict,
+    by: document.getElementById("analyst").value.trim(),
+    reason: document.getElementById("verdict-reason").value,
+  };
+  state.pendingVerdicts.add(alertId);
+  scheduleRender();
+  try {
+    const answer = await fetch("/api/verdicts", { method: "POST", headers, body: JSON.stringify(body) });
+    const given = await answer.json();
+    if (!answer.ok) throw new Error(given.error || answer.statusText);
+    state.verdicts[alertId] = { verdict: given.verdict, by: given.by, given_at: given.given_at, reason: given.reason };
+    document.getElementById("verdict-reason").value = "";
+    setVerdictStatus(`${given.verdict} on alert ${alertId.slice(0, 8)}… published`);
+  } catch (error) {
+    setVerdictStatus(`verdict not given: ${error.message}`, true);
+  } finally {
+    state.pendingVerdicts.delete(alertId);
+    scheduleRender();
+  }
+}
+
+function renderVerdictControls() {
+  document.getElementById("token-field").hidden = state.status.verdicts !== "token";
+}
+
+// Rows are redrawn a few times a second: one listener on the table, not one per button.
+document.querySelector("#alerts tbody").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-verdict]");
+  if (button && !button.disabled) giveVerdict(button.dataset.alertId, button.dataset.verdict);
+});
+for (const [id, store] of [["analyst", localStorage], ["analyst-token", sessionStorage]]) {
+  const input = document.getElementById(id);
+  input.value = store.getItem(`anomstream.${id}`) ?? "";
+  input.addEventListener("change", () => store.setItem(`anomstream.${id}`, input.value));
 }
 
 function renderProduction(active) {
