@@ -46,6 +46,8 @@ import numpy as np
 
 from models.detectors import DETECTORS, Detector, detector_class
 from models.features import FeatureEncoder, encoder_from_dict
+from models.learnt_normal import ARTIFACTS as LEARNT_ARTIFACTS
+from models.learnt_normal import LearntNormal
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
 from stream.atomic import write_json_atomic
@@ -55,6 +57,7 @@ MANIFEST = "manifest.json"
 ALIAS = "production.json"
 STATUS = "status.json"
 CALIBRATION = "calibration_scores.npy"
+LEARNT_NORMAL = "learnt_normal"  # folder of an adapted model's learnt records (models.learnt_normal)
 STATUSES = ("production", "candidate", "rejected", "retired")
 MUTABLE = frozenset({STATUS})  # files of a version folder outside the seal
 
@@ -188,12 +191,14 @@ class Registry:
         promote: bool | None = None,
         calibration_scores: np.ndarray | None = None,
         extra: dict[str, Any] | None = None,
+        learnt_normal: LearntNormal | None = None,
     ) -> ModelRef:
         """Write a new version; promote it when asked, or when the stream has no production model.
 
         ``calibration_scores`` (the detector's scores of held-out normal rows) are kept beside the
         model: the NAB mapping and drift calibration read them back. ``extra`` adds sealed manifest
-        entries (a retrained candidate's ``shadow`` results and ``retrain`` origin).
+        entries (a retrained candidate's ``shadow`` results and ``retrain`` origin). ``learnt_normal``
+        (an adapted model's learnt records) is sealed with the rest, under ``learnt_normal/``.
         """
         check_stream(stream)
         check_detector(detector.name)
@@ -206,6 +211,8 @@ class Registry:
             (staging / "threshold.json").write_text(json.dumps(threshold.to_dict(), indent=2))
             if calibration_scores is not None:
                 np.save(staging / CALIBRATION, np.asarray(calibration_scores, dtype=np.float64))
+            if learnt_normal is not None:
+                learnt_normal.save(staging / LEARNT_NORMAL)
             artifacts = {
                 p.relative_to(staging).as_posix(): _sha256(p)
                 for p in sorted(staging.rglob("*"))
@@ -222,6 +229,7 @@ class Registry:
                     k: v for k, v in encoder.to_dict().items() if k in ("kind", "protocol", "length")
                 },
                 "threshold": threshold.to_dict(),
+                **({"learnt_normal": learnt_normal.summary()} if learnt_normal is not None else {}),
                 "training": training,
                 "metrics": metrics or {},
                 "artifacts": artifacts,
@@ -372,7 +380,10 @@ class Registry:
                 raise RegistryIntegrityError(f"{label}: {relative} is not listed in the manifest")
             return read_json_file(ref.path / relative, "detector parameters")
 
-        missing = [n for n in required_artifacts(ref.detector, verified_params) if n not in checked]
+        required = required_artifacts(ref.detector, verified_params)
+        if "learnt_normal" in manifest:  # an adapted model: its learnt records are sealed too
+            required += [f"{LEARNT_NORMAL}/{name}" for name in LEARNT_ARTIFACTS]
+        missing = [n for n in required if n not in checked]
         if missing:
             raise RegistryIntegrityError(
                 f"{label}: the manifest does not list {', '.join(missing)}, which a {ref.detector} model "
@@ -392,6 +403,7 @@ class Registry:
             )
             encoder = encoder_from_dict(read_json_file(ref.path / "encoder.json", "encoder"))
             threshold = threshold_from_dict(read_json_file(ref.path / "threshold.json", "threshold"))
+            learnt = LearntNormal.load(ref.path / LEARNT_NORMAL) if "learnt_normal" in manifest else None
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise RegistryError(f"cannot load {stream}/{ref.detector} v{ref.version}: {exc}") from exc
         # The detector's own checks (an untrusted type in a skops file: UntrustedModelError) say more
@@ -405,6 +417,7 @@ class Registry:
             threshold=threshold,
             manifest=manifest,
             calibration_scores=calibration,
+            learnt_normal=learnt,
         )
 
     # -- statuses -------------------------------------------------------------------------------

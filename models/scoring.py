@@ -19,6 +19,7 @@ import numpy as np
 
 from models.detectors import Detector
 from models.features import FeatureEncoder
+from models.learnt_normal import LearntNormal
 from models.thresholds import Threshold
 from stream.messages import FeatureContribution
 
@@ -58,6 +59,7 @@ class ScoringModel:
     threshold: Threshold
     manifest: dict[str, Any] = field(default_factory=dict)
     calibration_scores: np.ndarray | None = None  # the detector's scores of held-out normal rows
+    learnt_normal: LearntNormal | None = None  # normal traffic learnt after a drift (an adapted model)
 
     @property
     def feature_names(self) -> list[str]:
@@ -84,6 +86,8 @@ class ScoringModel:
         else:
             scores, contributions = self.detector.score(X), None
         scores = np.asarray(scores, dtype=np.float64)
+        if self.learnt_normal is not None:
+            scores = self.learnt_normal.adjust(X, scores, self.threshold.threshold_)
         is_alert = self.threshold.classify(scores)
         rows = np.flatnonzero(is_alert)
         names = self.encoder.feature_names_
@@ -94,6 +98,14 @@ class ScoringModel:
         severities = self.threshold.severity(scores[rows]) if rows.size else []
         encoded = X if self.detector_learns else None
         return BatchScores(scores, is_alert, rows, severities, top_index, top_values, names, encoded)
+
+    def judge(self, X: np.ndarray) -> np.ndarray:
+        """The model's scores of encoded rows, as the worker gives them (learnt normal applied), without
+        explanations: what evaluations and the shadow gate compare."""
+        scores = np.asarray(self.detector.score(X), dtype=np.float64)
+        if self.learnt_normal is not None:
+            scores = self.learnt_normal.adjust(X, scores, self.threshold.threshold_)
+        return scores
 
     def warm_up(self, sizes: tuple[int, ...] = (1,)) -> None:
         """Run the detector once per batch size, so compilation happens before the first event."""

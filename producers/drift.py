@@ -134,7 +134,7 @@ def _repeated(events: list[Event], count: int) -> list[Event]:
         event = events[index % len(events)]
         passes = index // len(events)
         if passes:
-            source, _, row = event.key.decode().rpartition("-")
+            source, _, row = (event.key or b"").decode().rpartition("-")
             event = replace(event, key=f"{source}-p{passes}-{row}".encode())
         out.append(event)
     return out
@@ -164,8 +164,8 @@ def kdd_drift_events(
         )
     if spec.scenario in SHIFTS:
         wanted = max(0, (limit if limit is not None else spec.at + SHIFT_EVENTS) - spec.at)
-        out = old[: min(spec.at, limit if limit is not None else spec.at)] + _repeated(new, wanted)
-        return list(with_phases(out, spec))
+        shifted = old[: min(spec.at, limit if limit is not None else spec.at)] + _repeated(new, wanted)
+        return list(with_phases(shifted, spec))
     draws = np.random.default_rng(spec.seed).random(spec.span)
     out: list[Event] = []
     i_old = i_new = 0

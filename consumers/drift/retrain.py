@@ -6,9 +6,13 @@ keep their CPU. The job (:func:`retrain_job`)::
 
     wait until min_events post-change events exist (change.partition_offsets -> end offsets)
     -> read them from the input topic by offset range -> decode, encode with the production encoder
-    -> models.retraining.retrain_after_change: filter (non-alerting, score quantile, repeats capped),
-       train with the production recipe, shadow-evaluate against production on the newest events
-    -> save the candidate (shadow results in its sealed manifest; status candidate, or rejected)
+    -> analysts' verdicts (``feedback``): benign rows always learnt, malicious rows never, and every
+       confirmed attack (read back from the input topic) joins the gate's attacks
+    -> models.retraining.retrain_after_change: weigh the evidence (severity, campaigns, persistence),
+       learn what it allows into the candidate's learnt normal, shadow-evaluate it on the newest events
+    -> save the candidate (evidence, selection and shadow results in its sealed manifest; status
+       candidate, or rejected) and announce it on ``model-updates`` (status candidate / rejected, with
+       the shadow figures and the reason)
 
 ``poll`` returns finished jobs and promotes the ones that passed (``model-updates`` reason
 ``drift:<event_id>``), unless production changed while the job ran.
@@ -23,13 +27,15 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import numpy as np
 
 from consumers.decoding import DECODERS
-from consumers.model_updates import promote
+from consumers.model_updates import announce, promote
+from consumers.verdicts import Verdicts, read_verdicts
 from models.registry import Registry, RegistryError
 from models.retraining import (
     INSUFFICIENT,
@@ -40,7 +46,7 @@ from models.retraining import (
     retrain_after_change,
 )
 from stream.kafka import end_offsets, header, read_ranges
-from stream.messages import DriftEvent
+from stream.messages import DriftEvent, ModelStatus, ModelUpdate
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,9 +78,9 @@ class _Job:
 def flat_shadow(shadow: dict[str, Any]) -> dict[str, float]:
     """``{"alert_rate": {"production": .05, ...}, ...}`` -> ``{"alert_rate_production": .05, ...}``."""
     flat: dict[str, float] = {}
-    for key in ("alert_rate", "alert_rate_all", "recall", "validation_fpr", "threshold"):
+    for key in ("alert_rate", "alert_rate_all", "recall", "never_learnt_alerts", "validation_fpr", "threshold"):
         for side, value in (shadow.get(key) or {}).items():
-            if side in ("production", "candidate"):
+            if side in ("production", "candidate") and value is not None:
                 flat[f"{key}_{side}"] = float(value)
     if "passed" in shadow:
         flat["passed"] = float(shadow["passed"])
@@ -87,7 +93,7 @@ def policy_from(settings: Settings) -> RetrainPolicy:
     return RetrainPolicy(
         min_events=drift.retrain_min_events,
         max_events=max(drift.retrain_max_events, drift.retrain_min_events),
-        min_fit_rows=drift.retrain_min_fit_rows,
+        min_learnt_rows=drift.retrain_min_fit_rows,
         wait_s=drift.retrain_wait_s,
         cooldown_s=drift.retrain_cooldown_s,
     )
@@ -252,6 +258,40 @@ def _labels(messages: list) -> np.ndarray:
     return np.array([v.decode("utf-8", "replace") if v is not None else None for v in values], dtype=object)
 
 
+def _verdict_masks(messages: list, verdicts: Verdicts) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``messages`` analysts confirmed benign, and which malicious."""
+    where = [(m.topic(), m.partition(), m.offset()) for m in messages]
+    benign = np.array([w in verdicts.benign for w in where], dtype=bool)
+    malicious = np.array([w in verdicts.malicious for w in where], dtype=bool)
+    return benign, malicious
+
+
+MAX_CONFIRMED_ATTACKS = 2_000  # confirmed-malicious events read back for the gate, newest first
+
+
+def _confirmed_attacks(
+    settings: Settings, stream: str, verdicts: Verdicts, production: Any, known: set
+) -> np.ndarray | None:
+    """The encoded rows of confirmed-malicious events outside the post-change read (they join the
+    gate's attacks wherever they came from), or None. Read back from their topics, one offset per
+    partition per pass."""
+    pending = sorted((w for w in verdicts.malicious if w not in known), key=lambda w: -w[2])
+    pending = pending[:MAX_CONFIRMED_ATTACKS]
+    messages: list = []
+    while pending:
+        firsts: dict[tuple[str, int], int] = {}
+        for topic, partition, offset in pending:
+            firsts.setdefault((topic, partition), offset)
+        for topic in {t for t, _ in firsts}:
+            ranges = {p: (o, o + 1) for (t, p), o in firsts.items() if t == topic}
+            messages += read_ranges(settings, topic, ranges, timeout=30.0)
+        pending = [w for w in pending if firsts.get((w[0], w[1])) != w[2]]
+    if not messages:
+        return None
+    decoded = DECODERS[stream](messages, getattr(production.encoder, "length", None))
+    return production.encoder.transform(decoded.raw) if decoded.messages else None
+
+
 def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> dict[str, Any]:
     """One retrain, run in the child process; returns outcome, candidate version, shadow, detail."""
     event = msgspec.json.decode(payload, type=DriftEvent)
@@ -268,8 +308,14 @@ def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> di
     messages.sort(key=lambda m: (m.timestamp()[1], m.partition(), m.offset()))
     batch = DECODERS[event.stream](messages, getattr(production.encoder, "length", None))
     X = production.encoder.transform(batch.raw) if batch.messages else np.zeros((0, 1), np.float32)
-    log.info("drift event %s: %d post-change events read (%d undecodable)",
-             event.event_id, len(batch.messages), len(batch.rejected))  # fmt: skip
+    verdicts = read_verdicts(settings, event.stream)
+    benign, malicious = _verdict_masks(batch.messages, verdicts)
+    known = {(m.topic(), m.partition(), m.offset()) for m in batch.messages}
+    confirmed = _confirmed_attacks(settings, event.stream, verdicts, production, known)
+    log.info("drift event %s: %d post-change events read (%d undecodable); verdicts: %d benign, %d malicious "
+             "among them, %d confirmed attacks elsewhere", event.event_id, len(batch.messages),
+             len(batch.rejected), int(benign.sum()), int(malicious.sum()),
+             0 if confirmed is None else len(confirmed))  # fmt: skip
     data = rebuild_training_data(production, settings.data_dir)
     validation = LabelledValidation.of(data) if data is not None else None
     origin = {
@@ -277,28 +323,34 @@ def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> di
         "topic": event.change.topic,
         "ranges": {str(p): list(r) for p, r in ranges.items()},
         "production": {"detector": production.detector_name, "version": production.version},
-    }
+        "verdicts": {"benign": int(benign.sum()), "malicious": int(malicious.sum()),
+                     "confirmed_attacks": 0 if confirmed is None else int(len(confirmed))},
+    }  # fmt: skip
     description = {"data": f"post-change events of {event.change.topic}", "drift_event": event.event_id}
-    report = retrain_after_change(production, X, policy, validation, data.fit if data is not None else None,
-                                  _labels(batch.messages), description)  # fmt: skip
-    if report.fitted is None:
-        return {"outcome": INSUFFICIENT, "detail": report.detail}
-    fitted = report.fitted
-    cut = float(fitted.threshold.threshold_)
+    report = retrain_after_change(production, X, policy, validation, _labels(batch.messages), description,
+                                  benign, malicious, confirmed)  # fmt: skip
+    if report.candidate is None:
+        return {"outcome": INSUFFICIENT, "detail": report.detail, "selection": report.selection}
+    candidate = report.candidate
+    calibration = report.calibration_scores
+    cut = float(candidate.threshold.threshold_)
     ref = registry.save(
-        fitted.stream, fitted.detector, fitted.encoder, fitted.threshold, fitted.description,
-        {"calibration_fpr": float(np.mean(fitted.calibration_scores >= cut))}, promote=False,
-        calibration_scores=fitted.calibration_scores, extra=report.manifest_entries(origin),
+        candidate.stream, candidate.detector, candidate.encoder, candidate.threshold, report.training,
+        {"calibration_fpr": float(np.mean(calibration >= cut)) if calibration is not None and len(calibration)
+         else None},
+        promote=False, calibration_scores=calibration, extra=report.manifest_entries(origin),
+        learnt_normal=candidate.learnt_normal,
     )  # fmt: skip
-    if report.outcome != PASSED:
-        registry.set_status(ref.stream, ref.detector, ref.version, "rejected", f"shadow: {report.detail}")
-    else:
-        registry.set_status(
-            ref.stream, ref.detector, ref.version, "candidate", f"shadow passed: drift:{event.event_id}"
-        )
+    status: ModelStatus = "candidate" if report.outcome == PASSED else "rejected"
+    why = f"shadow passed: drift:{event.event_id}" if report.outcome == PASSED else f"shadow: {report.detail}"
+    registry.set_status(ref.stream, ref.detector, ref.version, status, why)
+    update = ModelUpdate(ref.stream, ref.detector, ref.version, datetime.now(UTC).isoformat(), status,
+                         f"drift:{event.event_id}", flat_shadow(report.shadow), report.detail)  # fmt: skip
+    announce(settings, update)
     return {
         "outcome": report.outcome,
         "version": ref.version,
         "shadow": report.shadow,
         "detail": report.detail,
+        "selection": report.selection,
     }

@@ -17,9 +17,9 @@ drifts, and the protocol scores it test-then-train:
    non-alerting validation scores to one false alarm per 1,000,000 stable events, attack bursts
    guarded). A detection starts a retrain once ``min_events`` connections after the estimated change
    have been scored (``models.retraining.retrain_after_change``, exactly what the live loop runs:
-   the same filtering, production recipe, shadow evaluation). A candidate that passes replaces the
-   model from the next chunk on (training time is not modelled: the live loop keeps scoring with
-   the old model meanwhile), and the watch is recalibrated on the new model.
+   the same evidence, learnt normal, shadow evaluation). A candidate that passes replaces the
+   model from the next chunk on (its few seconds of learning are not modelled: the live loop keeps
+   scoring with the old model meanwhile), and the watch is recalibrated on the new model.
 
 The shadow evaluation's validation attacks are a seeded sample of ``corrected`` (another file than
 the stream; its labels are used by the promotion gate only, never for training or thresholds).
@@ -33,7 +33,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +137,8 @@ def load_stream(data_dir: Path, protocol: StreamProtocol) -> StreamData:
     return StreamData(X, frame["label"].to_numpy().astype(str), encoder, validation, path.name)
 
 
-def fit_warmup(data: StreamData, protocol: StreamProtocol) -> tuple[FittedModel, np.ndarray]:
-    """The initial model, from the first ``warmup`` connections without their labels; returns it and
-    the rows it learnt from (the loop's rehearsal rows)."""
+def fit_warmup(data: StreamData, protocol: StreamProtocol) -> FittedModel:
+    """The initial model, from the first ``warmup`` connections without their labels."""
     warm = data.X[: protocol.warmup]
     rows = cap_repeats(warm, np.arange(len(warm)), protocol.policy.max_record_share)
     order = np.random.default_rng(protocol.seed).permutation(rows)
@@ -160,7 +159,7 @@ def fit_warmup(data: StreamData, protocol: StreamProtocol) -> tuple[FittedModel,
     training = TrainingData("kdd", data.encoder, warm[fit], warm[stop], warm[cal], description=description)
     params = {"verbose": 0, **protocol.overrides}
     recipe = resolve("kdd", protocol.detector, "full", params, protocol.seed)
-    return fit_model(training, recipe, "quantile", 0.01), warm[np.sort(rows)]
+    return fit_model(training, recipe, "quantile", 0.01)
 
 
 def as_scoring(fitted: FittedModel, version: int) -> ScoringModel:
@@ -178,8 +177,8 @@ def _watch(model: ScoringModel, protocol: StreamProtocol) -> DriftWatch:
 
 
 def _score(model: ScoringModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Raw scores and alert flags of ``X``."""
-    scores = np.asarray(model.detector.score(X), dtype=np.float64)
+    """Scores (learnt normal applied) and alert flags of ``X``."""
+    scores = model.judge(X)
     return scores, model.threshold.classify(scores)
 
 
@@ -194,7 +193,6 @@ def run_static(initial: ScoringModel, data: StreamData, protocol: StreamProtocol
 
 def run_loop(
     initial: ScoringModel,
-    reference: np.ndarray,
     data: StreamData,
     protocol: StreamProtocol,
     progress: Callable[[str], None] | None = None,
@@ -221,7 +219,7 @@ def run_loop(
         if pending is None or hi < pending.change_at + protocol.policy.min_events:
             continue
         post = slice(pending.change_at, min(hi, pending.change_at + protocol.policy.max_events))
-        report = retrain_after_change(model, data.X[post], protocol.policy, data.validation, reference,
+        report = retrain_after_change(model, data.X[post], protocol.policy, data.validation,
                                       data.labels[post].astype(object))  # fmt: skip
         pending.retrain_at, pending.outcome, pending.detail = hi, report.outcome, report.detail
         pending.shadow, pending.selection, pending.contamination = (
@@ -229,10 +227,12 @@ def run_loop(
             report.selection,
             report.contamination,
         )
-        pending.fit_seconds = report.fitted.fit_seconds if report.fitted is not None else 0.0
+        pending.fit_seconds = report.seconds
         _say(progress, f"retrain at {hi:,}: {report.outcome} ({report.detail})")
-        if report.outcome == PASSED and report.fitted is not None:
-            model = as_scoring(report.fitted, len(models) + 1)
+        if report.outcome == PASSED and report.candidate is not None:
+            model = replace(
+                report.candidate, version=len(models) + 1, calibration_scores=report.calibration_scores
+            )
             models.append(model)
             promoted_at.append(hi)
             watch, watch_base = _watch(model, protocol), hi
@@ -254,10 +254,10 @@ def evaluate_stream(
 
     started = time.perf_counter()
     data = load_stream(data_dir, protocol)
-    fitted, reference = fit_warmup(data, protocol)
+    fitted = fit_warmup(data, protocol)
     initial = as_scoring(fitted, 1)
     _say(progress, f"initial {protocol.detector} fitted on the first {protocol.warmup:,} connections "
                    f"in {fitted.fit_seconds:.0f}s")  # fmt: skip
     static = run_static(initial, data, protocol)
-    loop = run_loop(initial, reference, data, protocol, progress)
+    loop = run_loop(initial, data, protocol, progress)
     return stream_figures(data, protocol, fitted, static, loop, time.perf_counter() - started)

@@ -1,24 +1,23 @@
-"""A candidate model trained with the production model's own recipe, and its shadow evaluation.
+"""The adapted candidate, and its shadow evaluation against production.
 
-The candidate keeps the production model's encoder (so its scores and the validation split are in
-the same feature space), its detector parameters (the manifest records every constructor argument)
-and its threshold kind and parameters; only the rows it learns from are new.
+The candidate is the production model (same encoder, detector, threshold) with the post-change rows
+the evidence let in added to its learnt normal (``models.learnt_normal``); only alerting rows near a
+learnt record, and about as unusual as it, change their score. The shadow evaluation runs both
+models on the same held-out newest rows and on the attacks a candidate must still detect.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from models.detectors import is_deep
-from models.retraining.filtering import MOVED, NORMAL, cap_repeats
+from models.learnt_normal import LearntNormal
+from models.retraining.filtering import cap_repeats
 from models.retraining.policy import RetrainPolicy
 from models.scoring import ScoringModel
 from models.training.data import TrainingData
-from models.training.fit import FittedModel, fit_model
-from models.training.recipes import Recipe, resolve
 
 
 @dataclass(frozen=True)
@@ -37,123 +36,136 @@ class LabelledValidation:
         return cls(data.labelled, np.asarray(data.labelled_anomaly, dtype=bool))
 
 
-def production_recipe(model: ScoringModel) -> Recipe:
-    """The detector and every constructor argument the production model was trained with (from its
-    manifest; the fitted detector's own parameters when an old manifest lacks them)."""
-    params = dict((model.manifest.get("training") or {}).get("params") or model.detector.get_params())
-    if is_deep(model.detector_name):
-        params["verbose"] = 0  # a background process: no progress bar
-    repeat = resolve(model.stream, model.detector_name).repeat_rows
-    return Recipe(model.detector_name, params, repeat)
+def adapted_candidate(
+    production: ScoringModel, records: np.ndarray, ratios: np.ndarray, policy: RetrainPolicy
+) -> ScoringModel:
+    """Production with ``records`` (severity ``ratios``) added to what its learnt normal holds."""
+    if production.learnt_normal is not None:
+        learnt = production.learnt_normal.extended(records, ratios, policy.seed)
+    else:
+        learnt = LearntNormal(policy.vouch_ratio, policy.radius_quantile, policy.max_learnt_records)
+        learnt = learnt.fit(records, ratios, policy.seed)
+    return replace(production, version=0, learnt_normal=learnt)
 
 
-def _threshold_spec(model: ScoringModel) -> tuple[str, float, dict[str, Any]]:
-    params = model.threshold.params()
-    fpr = float(params.pop("fpr", 0.01))
-    return model.threshold.kind, fpr, params
+def reference_alert_rate(production: ScoringModel) -> float | None:
+    """The production model's alert rate on its own validation normal (its calibration scores): the
+    rate its false alarms are judged against; None when it kept no calibration scores."""
+    scores = production.calibration_scores
+    if scores is None or not len(scores):
+        return None
+    return float(np.mean(production.threshold.classify(np.asarray(scores, dtype=np.float64))))
 
 
-def train_candidate(
-    production: ScoringModel,
-    fit: np.ndarray,
-    early_stop: np.ndarray,
-    calibration: np.ndarray,
-    validation: LabelledValidation | None,
-    description: dict[str, Any],
-) -> FittedModel:
-    """Fit the production recipe on ``fit`` (early stopping on ``early_stop``), its threshold kind on
-    ``calibration`` (or, for ``fbeta``, the labelled validation split)."""
-    data = TrainingData(
-        production.stream,
-        production.encoder,
-        fit,
-        early_stop,
-        calibration,
-        validation.X if validation is not None else None,
-        validation.y if validation is not None else None,
-        description,
-    )
-    kind, fpr, params = _threshold_spec(production)
-    return fit_model(data, production_recipe(production), kind, fpr, params)
+def _rate(flags: np.ndarray) -> float | None:
+    return float(np.mean(flags)) if len(flags) else None
 
 
-def _rate(flags: np.ndarray) -> float:
-    return float(np.mean(flags)) if len(flags) else 0.0
+def _recall(production: ScoringModel, candidate: ScoringModel, X: np.ndarray) -> dict[str, Any]:
+    prod = _rate(production.threshold.classify(production.judge(X)))
+    cand = _rate(candidate.threshold.classify(candidate.judge(X)))
+    return {"production": prod, "candidate": cand, "attacks": int(len(X))}
 
 
 def shadow_evaluate(
     production: ScoringModel,
-    candidate: FittedModel,
+    candidate: ScoringModel,
     holdout: np.ndarray,
     validation: LabelledValidation | None,
     policy: RetrainPolicy,
-    mode: str = NORMAL,
+    ceiling: float,
+    malicious: np.ndarray | None = None,
+    reference_rate: float | None = None,
 ) -> dict[str, Any]:
-    """Both models on the same held-out recent rows and validation attacks; ``passed`` when the
-    alert rate on normal-looking rows falls and recall on the attacks holds (see RetrainPolicy).
+    """Both models on the same held-out newest rows and on the attacks; ``passed`` when all of the
+    policy's criteria hold (see :class:`RetrainPolicy`).
 
-    Normal-looking holdout rows: repeated records capped (no flood), and below severity "high" of
-    the production model, or, when its baseline moved (``mode``), below the ``moved_quantile`` of
-    its holdout scores, as the training rows were chosen.
-
-    Without a labelled validation split (sensor series have none) only the alert-rate criterion
-    decides, and ``recall`` is None.
+    Normal-looking holdout rows: repeated records capped (no flood), production ratio below
+    ``normal_band``. Never-learnt alerts: holdout rows production alerted on at or above ``ceiling``
+    thresholds. Attacks: the validation attacks and analysts' ``malicious`` rows. ``reference_rate``:
+    production's alert rate on its validation normal; its rate on the normal-looking holdout must be
+    ``min_elevation`` times that, or there are no false alarms to remove. A criterion with nothing to
+    judge (no labelled split on sensor series, too few never-learnt alerts, no reference) is None.
     """
-    prod_scores = np.asarray(production.detector.score(holdout), dtype=np.float64)
-    cand_scores = np.asarray(candidate.detector.score(holdout), dtype=np.float64)
+    cut = float(production.threshold.threshold_)
+    prod_scores, cand_scores = production.judge(holdout), candidate.judge(holdout)
     prod_alert = production.threshold.classify(prod_scores)
     cand_alert = candidate.threshold.classify(cand_scores)
-    # Normal-looking: no flood (repeated records capped as for training), below severity "high".
+    ratio = prod_scores / max(cut, 1e-12)
     band = np.zeros(len(holdout), dtype=bool)
     band[cap_repeats(holdout, np.arange(len(holdout)), policy.max_record_share)] = True
-    if mode == MOVED:
-        band &= prod_scores < np.quantile(prod_scores[band], policy.moved_quantile)
-    else:
-        band &= prod_scores < policy.normal_band * float(production.threshold.threshold_)
-    rate_prod, rate_cand = _rate(prod_alert[band]), _rate(cand_alert[band])
+    band &= ratio < policy.normal_band
+    rate_prod, rate_cand = _rate(prod_alert[band]) or 0.0, _rate(cand_alert[band]) or 0.0
     alert_falls = bool(band.any() and rate_prod > 0 and rate_cand <= (1 - policy.min_alert_drop) * rate_prod)
+    criteria: dict[str, bool | None] = {"alert_rate_falls": alert_falls}
+    if reference_rate is not None:
+        criteria["alert_rate_elevated"] = bool(rate_prod >= policy.min_elevation * reference_rate)
+    kept = ratio >= ceiling
+    kept_alerts = None
+    if ceiling > 1.0 and kept.sum() >= policy.min_kept_alerts:
+        kept_rate = float(np.mean(cand_alert[kept]))
+        kept_alerts = {"production": 1.0, "candidate": kept_rate, "alerts": int(kept.sum())}
+        criteria["never_learnt_alerts_kept"] = bool(kept_rate >= 1.0 - policy.recall_margin)
+    attack_parts = []
+    if validation is not None and validation.y.any():
+        attack_parts.append(validation.X[validation.y])
+    if malicious is not None and len(malicious):
+        attack_parts.append(np.asarray(malicious, dtype=np.float32))
+    recall = None
+    if attack_parts:
+        recall = _recall(production, candidate, np.vstack(attack_parts))
+        criteria["recall_holds"] = bool(
+            (recall["candidate"] or 0.0) >= (recall["production"] or 0.0) - policy.recall_margin
+        )
     shadow: dict[str, Any] = {
         "holdout_events": int(len(holdout)),
-        "mode": mode,
         "normal_looking_events": int(band.sum()),
         "alert_rate": {"production": rate_prod, "candidate": rate_cand},
-        "alert_rate_all": {"production": _rate(prod_alert), "candidate": _rate(cand_alert)},
-        "threshold": {
-            "production": float(production.threshold.threshold_),
-            "candidate": float(candidate.threshold.threshold_),
-        },
-        "recall": None,
-        "criteria": {"alert_rate_falls": alert_falls},
+        "alert_rate_all": {"production": _rate(prod_alert) or 0.0, "candidate": _rate(cand_alert) or 0.0},
+        "threshold": {"production": cut, "candidate": float(candidate.threshold.threshold_)},
+        "recall": recall,
+        "never_learnt_alerts": kept_alerts,
+        "ceiling": ceiling,
+        "reference_alert_rate": reference_rate,
+        "criteria": criteria,
     }
-    recall_holds = True
-    if validation is not None and validation.y.any():
-        attacks, normal = validation.X[validation.y], validation.X[~validation.y]
-        recall_prod = _rate(production.threshold.classify(production.detector.score(attacks)))
-        recall_cand = _rate(candidate.threshold.classify(candidate.detector.score(attacks)))
-        recall_holds = recall_cand >= recall_prod - policy.recall_margin
-        shadow["recall"] = {"production": recall_prod, "candidate": recall_cand, "attacks": int(len(attacks))}
+    if validation is not None and (~validation.y).any():
+        normal = validation.X[~validation.y]
         shadow["validation_fpr"] = {
-            "production": _rate(production.threshold.classify(production.detector.score(normal))),
-            "candidate": _rate(candidate.threshold.classify(candidate.detector.score(normal))),
+            "production": _rate(production.threshold.classify(production.judge(normal))),
+            "candidate": _rate(candidate.threshold.classify(candidate.judge(normal))),
         }
-        shadow["criteria"]["recall_holds"] = bool(recall_holds)
-    shadow["passed"] = bool(alert_falls and recall_holds)
+    shadow["passed"] = all(value is not False for value in criteria.values()) and alert_falls
     return shadow
 
 
 def shadow_reasons(shadow: dict[str, Any], policy: RetrainPolicy) -> str:
     """Why a shadow evaluation failed, in one line (empty when it passed)."""
     reasons = []
-    rate = shadow["alert_rate"]
-    if not shadow["criteria"].get("alert_rate_falls", False):
+    criteria = shadow["criteria"]
+    if not criteria.get("alert_rate_falls", False) and criteria.get("alert_rate_elevated") is not False:
+        rate = shadow["alert_rate"]
         reasons.append(
             f"alert rate on normal-looking data {rate['production']:.2%} -> {rate['candidate']:.2%} "
             f"(must fall by {policy.min_alert_drop:.0%})"
         )
-    if not shadow["criteria"].get("recall_holds", True):
+    if criteria.get("alert_rate_elevated") is False:
+        reasons.append(
+            f"alert rate on normal-looking data {shadow['alert_rate']['production']:.2%} is within "
+            f"{policy.min_elevation:g}x of the model's own {shadow['reference_alert_rate']:.2%}: no false alarms "
+            "to remove"
+        )
+    if criteria.get("recall_holds") is False:
         recall = shadow["recall"]
         reasons.append(
-            f"recall on validation attacks {recall['production']:.3f} -> {recall['candidate']:.3f} "
+            f"recall on validation and confirmed attacks {recall['production']:.3f} -> "
+            f"{recall['candidate']:.3f} "
             f"(may drop {policy.recall_margin:.2f} at most)"
+        )
+    if criteria.get("never_learnt_alerts_kept") is False:
+        kept = shadow["never_learnt_alerts"]
+        reasons.append(
+            f"alerts at or above {shadow['ceiling']:g} thresholds kept {kept['candidate']:.3f} of "
+            f"{kept['alerts']:,} (may drop {policy.recall_margin:.2f} at most)"
         )
     return "; ".join(reasons)

@@ -1,6 +1,6 @@
 """The production model's own training data, rebuilt from its manifest: the labelled validation
 split (the original validation attacks a candidate must still detect) and the normal rows it learnt
-(rehearsal rows for the candidate).
+(what it vouched for before).
 
 A retrained model records the description of the data its lineage started from (``original``), so
 a candidate of a candidate is still judged against the same validation attacks.

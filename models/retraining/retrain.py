@@ -2,7 +2,13 @@
 
 The live drift loop (``consumers.drift.retrain``, in a separate process) and the streaming
 evaluation protocol (``models.evaluation.streaming``) both call :func:`retrain_after_change`, so
-what the report measures offline is exactly what runs live.
+what the report measures offline is exactly what runs live::
+
+    post-change rows (offset order) -> training part | holdout (newest)
+    training part -> production ratios -> evidence (severity, campaigns, persistence) -> mode, ceiling
+                  -> rows learnt (quiet, alerting below the ceiling and in no campaign, benign
+                     verdicts; never malicious ones; repeats capped) -> the candidate's learnt normal
+    holdout + validation attacks + malicious rows -> shadow evaluation -> passed / rejected
 """
 
 from __future__ import annotations
@@ -14,35 +20,46 @@ from typing import Any
 
 import numpy as np
 
-from models.retraining.candidate import LabelledValidation, shadow_evaluate, shadow_reasons, train_candidate
-from models.retraining.filtering import MOVED, NORMAL, cap_repeats, capped_alert_share, select_normal_looking
+from models.retraining.candidate import (
+    LabelledValidation,
+    adapted_candidate,
+    reference_alert_rate,
+    shadow_evaluate,
+    shadow_reasons,
+)
+from models.retraining.evidence import Evidence, select_learnt, weigh
 from models.retraining.policy import RetrainPolicy
 from models.retraining.reference import original_training
 from models.scoring import ScoringModel
-from models.training.fit import FittedModel
+from stream.labels import is_attack
 
 log = logging.getLogger(__name__)
 
 PASSED, REJECTED, INSUFFICIENT = "passed", "rejected", "insufficient_data"
-MIN_CALIBRATION_ROWS = 50
 
 
 @dataclass(frozen=True)
 class RetrainReport:
     """What a retrain did: ``outcome`` passed / rejected / insufficient_data, the candidate (None
-    when there was too little data), its shadow results and the row accounting."""
+    when there was too little to learn), its shadow results, the evidence and the row accounting."""
 
     outcome: str
-    fitted: FittedModel | None
+    candidate: ScoringModel | None
     shadow: dict[str, Any]
     detail: str
     selection: dict[str, Any] = field(default_factory=dict)
     contamination: dict[str, Any] = field(default_factory=dict)  # from labels, when events carry them
     seconds: float = 0.0
+    evidence: Evidence | None = None
+    calibration_scores: np.ndarray | None = None  # the candidate's scores of post-change rows not learnt
+    training: dict[str, Any] = field(default_factory=dict)  # the candidate's training description
 
     def manifest_entries(self, origin: dict[str, Any]) -> dict[str, Any]:
-        """Sealed manifest entries of the candidate: its shadow results and where it came from."""
+        """Sealed manifest entries of the candidate: its shadow results and where it came from (which
+        rule let which rows in, how many)."""
         retrain = {**origin, "selection": self.selection, "outcome": self.outcome, "detail": self.detail}
+        if self.evidence is not None:
+            retrain["evidence"] = self.evidence.to_dict()
         if self.contamination:
             retrain["contamination"] = self.contamination
         return {"shadow": self.shadow, "retrain": retrain}
@@ -59,21 +76,24 @@ def split_post_change(n: int, policy: RetrainPolicy) -> tuple[slice, slice]:
     return slice(0, n - n_hold), slice(n - n_hold, n)
 
 
-def _is_attack(labels: np.ndarray) -> np.ndarray:
-    return np.array([label is not None and label != "normal" for label in labels], dtype=bool)
-
-
-def _contamination(labels: np.ndarray | None, fit_rows: np.ndarray, cal_rows: np.ndarray) -> dict[str, Any]:
+def _contamination(labels: np.ndarray | None, learnt: np.ndarray) -> dict[str, Any]:
     """Attack share of what the candidate learns, from replay labels (measured, never used to decide)."""
     if labels is None or not any(label is not None for label in labels):
         return {}
-    attack = _is_attack(labels)
+    attack = is_attack(labels)
+    by_label: dict[str, int] = {}
+    for label in labels[learnt][attack[learnt]]:
+        by_label[str(label)] = by_label.get(str(label), 0) + 1
     return {
         "pool_attack_share": float(attack.mean()),
-        "fit_attack_rows": int(attack[fit_rows].sum()),
-        "fit_attack_share": float(attack[fit_rows].mean()) if len(fit_rows) else 0.0,
-        "calibration_attack_share": float(attack[cal_rows].mean()) if len(cal_rows) else 0.0,
+        "learnt_attack_rows": int(attack[learnt].sum()),
+        "learnt_attack_share": float(attack[learnt].mean()) if len(learnt) else 0.0,
+        "learnt_attack_labels": dict(sorted(by_label.items(), key=lambda kv: -kv[1])[:10]),
     }
+
+
+def _mask(values: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=bool) if values is None else np.asarray(values, dtype=bool)
 
 
 def retrain_after_change(
@@ -81,78 +101,70 @@ def retrain_after_change(
     X_post: np.ndarray,
     policy: RetrainPolicy,
     validation: LabelledValidation | None = None,
-    reference: np.ndarray | None = None,
     labels: np.ndarray | None = None,
     description: dict[str, Any] | None = None,
+    benign: np.ndarray | None = None,
+    malicious: np.ndarray | None = None,
+    confirmed_attacks: np.ndarray | None = None,
 ) -> RetrainReport:
-    """Filter ``X_post`` (post-change rows, encoded by the production encoder, in offset order),
-    train a candidate with the production recipe, shadow-evaluate it on the newest rows.
+    """Weigh the evidence on ``X_post`` (post-change rows, encoded by the production encoder, in
+    offset order), learn what it allows into the candidate's learnt normal, shadow-evaluate it.
 
-    ``reference``: rows the production model was trained on; ``rehearsal_share`` of the fit rows
-    come from them so the candidate does not forget the normal traffic it knew. ``labels`` (replay
-    ground truth) only measure the contamination that remains.
+    ``benign`` / ``malicious``: masks over ``X_post`` from analysts' verdicts (learnt always / never);
+    ``confirmed_attacks``: encoded rows analysts confirmed malicious (wherever they came from), which
+    join the validation attacks of the gate. ``labels`` (replay ground truth) only measure the
+    contamination that remains.
     """
     started = time.perf_counter()
     X_post = np.asarray(X_post, dtype=np.float32)
-    if len(X_post) < policy.min_events:
-        detail = f"{len(X_post):,} post-change events, {policy.min_events:,} needed"
-        return RetrainReport(INSUFFICIENT, None, {}, detail, {"pool": int(len(X_post))})
-    train_cut, hold_cut = split_post_change(len(X_post), policy)
+    n = len(X_post)
+    if n < policy.min_events:
+        detail = f"{n:,} post-change events, {policy.min_events:,} needed"
+        return RetrainReport(INSUFFICIENT, None, {}, detail, {"pool": n})
+    benign, malicious = _mask(benign, n), _mask(malicious, n)
+    train_cut, hold_cut = split_post_change(n, policy)
     train_part = X_post[train_cut]
-    scores = np.asarray(production.detector.score(train_part), dtype=np.float64)
-    alerts = production.threshold.classify(scores)
-    if policy.learn_below > 1.0:  # rows alerting at low severity are learnt too (see RetrainPolicy)
-        alerts = scores >= policy.learn_below * float(production.threshold.threshold_)
-    # A seeded share of the training part calibrates the candidate's threshold (a time-ordered cut
-    # could fall entirely inside a flood); it is filtered like the rest, minus the quantile cut,
-    # which would bias the threshold low.
-    rng = np.random.default_rng(policy.seed)
-    is_cal = rng.random(len(train_part)) < policy.calibration_share
-    fit_pool, cal_pool = np.flatnonzero(~is_cal), np.flatnonzero(is_cal)
-    alert_share = capped_alert_share(train_part, alerts, policy.max_record_share)
-    mode = MOVED if alert_share > policy.moved_alert_share else NORMAL
-    cap, moved_q = policy.max_record_share, policy.moved_quantile
-    fit_sel = select_normal_looking(
-        train_part[fit_pool], scores[fit_pool], alerts[fit_pool], policy.keep_quantile, cap, mode, moved_q
+    cut = max(float(production.threshold.threshold_), 1e-12)
+    ratio = production.judge(train_part) / cut
+    reference = reference_alert_rate(production)
+    evidence, capped, campaign = weigh(
+        train_part, ratio, production.threshold.ratios, policy, reference or 0.0
     )
-    cal_sel = select_normal_looking(
-        train_part[cal_pool], scores[cal_pool], alerts[cal_pool], None, cap, mode, moved_q
+    learnt = select_learnt(
+        train_part, ratio, evidence, capped, campaign, policy, benign[train_cut], malicious[train_cut]
     )
-    selection: dict[str, Any] = {
-        "events": int(len(X_post)),
-        "mode": mode,
-        "capped_alert_share": alert_share,
-        "fit": fit_sel.counts,
-        "calibration": cal_sel.counts,
-    }
-    fit_rows, cal_rows = fit_pool[fit_sel.rows], cal_pool[cal_sel.rows]
-    contamination = _contamination(labels, fit_rows, cal_rows)
-    if len(fit_rows) < policy.min_fit_rows or len(cal_rows) < MIN_CALIBRATION_ROWS:
+    # A seeded share of the learnt rows is scored but not learnt: the candidate's calibration scores
+    # (the drift monitor's reference once it is promoted) must come from rows it has not memorised.
+    is_cal = np.random.default_rng(policy.seed).random(len(learnt.rows)) < policy.calibration_share
+    fit_rows, cal_rows = learnt.rows[~is_cal], learnt.rows[is_cal]
+    selection: dict[str, Any] = {"events": n, "mode": evidence.mode, "ceiling": evidence.ceiling,
+                                 **learnt.counts, "learnt": int(len(fit_rows))}  # fmt: skip
+    contamination = _contamination(labels[train_cut] if labels is not None else None, fit_rows)
+    if len(fit_rows) < policy.min_learnt_rows:
         detail = (
-            f"only {len(fit_rows):,} of {len(fit_pool):,} post-change events look normal to the production "
-            f"model ({policy.min_fit_rows:,} needed): an attack burst rather than drift of normal traffic?"
+            f"only {len(fit_rows):,} of {len(train_part):,} post-change events may be learnt "
+            f"({policy.min_learnt_rows:,} needed; mode {evidence.mode}): an attack burst rather than drift?"
         )
-        return RetrainReport(INSUFFICIENT, None, {}, detail, selection, contamination)
-    fit = train_part[fit_rows]
-    if reference is not None and len(reference) and policy.rehearsal_share > 0:
-        wanted = int(len(fit) * policy.rehearsal_share / (1 - policy.rehearsal_share))
-        ref_rows = cap_repeats(reference, np.arange(len(reference)), policy.max_record_share)
-        picked = rng.choice(ref_rows, min(wanted, len(ref_rows)), replace=False)
-        fit = np.vstack([fit, np.asarray(reference, dtype=np.float32)[np.sort(picked)]])
-        selection["rehearsal_rows"] = int(len(picked))
-    order = rng.permutation(len(fit))
-    n_stop = max(1, int(len(fit) * policy.early_stop_share))
-    early_stop, fit = fit[order[:n_stop]], fit[order[n_stop:]]
-    info = {
-        "data": "post-change events",
-        "original": original_training(production),
-        **(description or {}),
-        "rows": {"fit": int(len(fit)), "early_stop": int(n_stop), "calibration": int(len(cal_rows))},
-    }
-    fitted = train_candidate(production, fit, early_stop, train_part[cal_rows], validation, info)
-    shadow = shadow_evaluate(production, fitted, X_post[hold_cut], validation, policy, mode)
+        return RetrainReport(INSUFFICIENT, None, {}, detail, selection, contamination, evidence=evidence)
+    candidate = adapted_candidate(production, train_part[fit_rows], ratio[fit_rows], policy)
+    attacks = confirmed_attacks if confirmed_attacks is not None and len(confirmed_attacks) else None
+    if malicious[hold_cut].any():
+        held = X_post[hold_cut][malicious[hold_cut]]
+        attacks = held if attacks is None else np.vstack([attacks, held])
+    shadow = shadow_evaluate(
+        production, candidate, X_post[hold_cut], validation, policy, evidence.ceiling, attacks, reference
+    )
     outcome = PASSED if shadow["passed"] else REJECTED
     detail = "shadow evaluation passed" if shadow["passed"] else shadow_reasons(shadow, policy)
+    training = {
+        "data": "post-change events",
+        "original": original_training(production),
+        "params": (production.manifest.get("training") or {}).get("params"),
+        **(description or {}),
+        "learnt_normal": {"rows": int(len(fit_rows)), "calibration_rows": int(len(cal_rows))},
+    }
     seconds = time.perf_counter() - started
-    log.info("retrain of %s: %s (%s) in %.0fs", production.stream, outcome, detail, seconds)
-    return RetrainReport(outcome, fitted, shadow, detail, selection, contamination, seconds)
+    log.info("retrain of %s: %s (%s; mode %s, %d rows learnt) in %.1fs",
+             production.stream, outcome, detail, evidence.mode, len(fit_rows), seconds)  # fmt: skip
+    return RetrainReport(outcome, candidate, shadow, detail, selection, contamination, seconds, evidence,
+                         candidate.judge(train_part[cal_rows]), training)  # fmt: skip

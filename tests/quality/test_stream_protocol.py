@@ -66,7 +66,7 @@ def test_the_warm_up_never_reads_a_label(tmp_path: Path) -> None:
     protocol = StreamProtocol(limit=30_000, overrides={"epochs": 2})
     data = load_stream(data_dir, protocol)
     blind = type(data)(data.X, np.full(len(data.labels), "?"), data.encoder, data.validation, data.source)
-    a, _ = fit_warmup(data, protocol)
-    b, _ = fit_warmup(blind, protocol)
+    a = fit_warmup(data, protocol)
+    b = fit_warmup(blind, protocol)
     assert a.threshold.threshold_ == b.threshold.threshold_
     np.testing.assert_array_equal(a.calibration_scores, b.calibration_scores)

@@ -1,0 +1,194 @@
+"""Label-free evidence on post-change traffic: is it a new normal, an attack, or both?
+
+A retrain after drift must learn the rows a shift of normal traffic makes the model alert on (or the
+false alarms stay forever) and never learn an attack. Without labels, the evidence is the traffic's
+own shape (measured on KDD, the 10% file's model against NSL-KDD's normal traffic and its attacks):
+
+- **severity**: a shifted normal alerts mostly just above the threshold (NSL normal: 6.3% alert, 99%
+  of them below 20 thresholds); attacks far above (NSL attacks: median 21 thresholds);
+- **campaigns**: an attack repeats near-identical records (a flood repeats one record thousands of
+  times; NSL's neptune rows are distinct but lie within a hair of each other), a new normal is as
+  diverse as the old one. An alerting row with ``campaign_size`` or more alerting rows within
+  ``radius`` (the median distance between neighbouring quiet rows) is a *campaign* row;
+- **persistence**: the excess alert rate (above the model's own rate on its validation normal)
+  holds across the post-change windows, not in bursts: at least ``persistence`` of the windows carry
+  half the mean excess or more.
+
+The evidence decides a **mode** and with it the highest severity ratio an alerting row may be
+learnt at (the *ceiling*); campaign rows, repeated records past their share and confirmed-malicious
+rows are never learnt, analysts' confirmed-benign rows always are (the shadow gate still judges the
+result):
+
+=============  ==================================================  =================================
+mode           evidence                                            alerting rows learnt
+=============  ==================================================  =================================
+``new_normal`` persistent, campaign rows <= ``max_campaign_share``  below "critical" (20 thresholds)
+               of the alerting rows
+``mixed``      persistent, campaigns present (attacks in the new   below "high" (5 thresholds)
+               traffic)
+``bursts``     the alert rate comes in bursts                      none (quiet rows only)
+=============  ==================================================  =================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from models.retraining.filtering import cap_repeats
+from models.retraining.policy import RetrainPolicy
+
+NEW_NORMAL, MIXED, BURSTS = "new_normal", "mixed", "bursts"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the post-change rows say, and the learning mode it leads to (recorded in the manifest and
+    the drift loop's outcome)."""
+
+    events: int
+    alert_share: float  # of the rows left once repeated records are capped
+    window_alert_rates: list[float]  # per consecutive window of the post-change rows
+    persistent: bool
+    campaign_share: float  # of the (capped) alerting rows: rows in campaigns
+    radius: float  # the neighbourhood a campaign is counted in
+    mode: str
+    ceiling: float  # alerting rows below this severity ratio may be learnt (1.0: none)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Learnt:
+    """The rows to learn (indices into the post-change rows, in order) and what each rule did."""
+
+    rows: np.ndarray
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _distinct(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct rows, each row's index among them, and how often each occurs."""
+    distinct, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    return distinct, inverse.ravel(), counts
+
+
+def _nearest_gap(D: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Each distinct row's distance to its nearest other row."""
+    sq = np.einsum("ij,ij->i", D, D)
+    gaps = np.empty(len(D))
+    for start in range(0, len(D), chunk):
+        block = D[start : start + chunk]
+        d2 = sq[start : start + chunk, None] + sq[None, :] - 2.0 * block @ D.T
+        d2[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
+        gaps[start : start + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return gaps
+
+
+def _neighbours_within(D: np.ndarray, weights: np.ndarray, radius: float, chunk: int = 1024) -> np.ndarray:
+    """For each distinct row, the weighted count of rows (itself included) within ``radius``."""
+    sq = np.einsum("ij,ij->i", D, D)
+    near = np.empty(len(D))
+    r2 = radius * radius
+    for start in range(0, len(D), chunk):
+        block = D[start : start + chunk]
+        d2 = sq[start : start + chunk, None] + sq[None, :] - 2.0 * block @ D.T
+        near[start : start + chunk] = (d2 <= r2 + 1e-9) @ weights
+    return near
+
+
+def campaign_rows(X: np.ndarray, alerting: np.ndarray, policy: RetrainPolicy) -> tuple[np.ndarray, float]:
+    """Which rows of ``X`` are alerting rows in a campaign (see the module docstring), and the radius.
+
+    >>> X = np.r_[np.zeros((6, 1)), np.arange(10, 20)[:, None] * 1.0, np.arange(0, 30, 3)[:, None] + 100.0]
+    >>> alerting = np.r_[np.ones(6, bool), np.zeros(10, bool), np.ones(10, bool)]
+    >>> rows, radius = campaign_rows(X.astype(np.float32), alerting, RetrainPolicy(campaign_size=5))
+    >>> rows.tolist() == [True] * 6 + [False] * 20, radius
+    (True, 1.0)
+    """
+    X = np.asarray(X, dtype=np.float32)
+    alerting = np.asarray(alerting, dtype=bool)
+    out = np.zeros(len(X), dtype=bool)
+    if alerting.sum() < policy.campaign_size:
+        return out, 0.0
+    quiet, _, _ = _distinct(X[~alerting]) if (~alerting).any() else (np.zeros((0, X.shape[1])), None, None)
+    alerts, inverse, counts = _distinct(X[alerting])
+    reference = quiet if len(quiet) >= 2 else alerts
+    radius = float(np.quantile(_nearest_gap(reference.astype(np.float64)), policy.campaign_radius_quantile))
+    near = _neighbours_within(alerts.astype(np.float64), counts.astype(np.float64), radius)
+    out[np.flatnonzero(alerting)] = (near[inverse] - 1) >= policy.campaign_size
+    return out, radius
+
+
+def weigh(
+    X: np.ndarray,
+    ratio: np.ndarray,
+    severity_ratios: tuple[float, ...],
+    policy: RetrainPolicy,
+    reference_rate: float = 0.0,
+) -> tuple[Evidence, np.ndarray, np.ndarray]:
+    """The evidence on post-change rows ``X`` (offset order) whose severity ratios (score / threshold)
+    the production model gave as ``ratio``; ``reference_rate``: its alert rate on its own validation
+    normal. Also returns the capped rows and the campaign mask."""
+    ratio = np.asarray(ratio, dtype=np.float64)
+    alerting = ratio >= 1.0
+    capped = cap_repeats(X, np.arange(len(X)), policy.max_record_share)
+    alert_share = float(alerting[capped].mean()) if capped.size else 0.0
+    windows = [w for w in np.array_split(alerting, policy.evidence_windows) if len(w)]
+    rates = [float(w.mean()) for w in windows]
+    excess = np.maximum(np.asarray(rates) - reference_rate, 0.0)
+    mean_excess = float(excess.mean()) if len(excess) else 0.0
+    persistent = bool(mean_excess > 0 and np.mean(excess >= 0.5 * mean_excess) >= policy.persistence)
+    campaign = np.zeros(len(X), dtype=bool)
+    in_capped, radius = campaign_rows(X[capped], alerting[capped], policy)
+    campaign[capped[in_capped]] = True
+    alerting_capped = int(alerting[capped].sum())
+    share = float(in_capped.sum() / alerting_capped) if alerting_capped else 0.0
+    high, critical = severity_ratios[2], severity_ratios[3]
+    if not persistent:
+        mode, ceiling = BURSTS, 1.0
+    elif share <= policy.max_campaign_share:
+        mode, ceiling = NEW_NORMAL, critical
+    else:
+        mode, ceiling = MIXED, high
+    evidence = Evidence(len(X), alert_share, rates, persistent, share, radius, mode, ceiling)
+    return evidence, capped, campaign
+
+
+def select_learnt(
+    X: np.ndarray,
+    ratio: np.ndarray,
+    evidence: Evidence,
+    capped: np.ndarray,
+    campaign: np.ndarray,
+    policy: RetrainPolicy,
+    benign: np.ndarray | None = None,
+    malicious: np.ndarray | None = None,
+) -> Learnt:
+    """Rows to learn: quiet rows, alerting rows below the evidence's ceiling that are no campaign's,
+    analysts' benign rows; never a malicious one; repeated records capped again on what is kept."""
+    n = len(X)
+    ratio = np.asarray(ratio, dtype=np.float64)
+    benign = np.zeros(n, bool) if benign is None else np.asarray(benign, bool)
+    malicious = np.zeros(n, bool) if malicious is None else np.asarray(malicious, bool)
+    in_pool = np.zeros(n, dtype=bool)
+    in_pool[capped] = True
+    quiet = in_pool & (ratio < 1.0)
+    alerting = in_pool & (ratio >= 1.0)
+    learnable = alerting & (ratio < evidence.ceiling) & ~campaign
+    keep = (quiet | learnable | benign) & ~malicious
+    final = cap_repeats(X, np.flatnonzero(keep), policy.max_record_share)
+    counts = {
+        "pool": n,
+        "repeats_capped": int(n - capped.size),
+        "quiet": int(quiet.sum()),
+        "alerting": int(alerting.sum()),
+        "alerting_learnt": int((learnable & ~malicious).sum()),
+        "above_ceiling": int((alerting & (ratio >= evidence.ceiling)).sum()),
+        "campaign": int((alerting & campaign & (ratio < evidence.ceiling)).sum()),
+        "benign_verdicts": int(benign.sum()),
+        "malicious_verdicts": int(malicious.sum()),
+        "kept": int(final.size),
+    }
+    return Learnt(final, counts)
