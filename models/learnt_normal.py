@@ -9,9 +9,10 @@ a :class:`LearntNormal`: the post-change records the adaptation judged normal
 
 Scoring: a row the detector alerts on (score at or above the threshold) is *vouched for* when its
 nearest learnt record lies within ``radius_`` of it **and** its own ratio (score / threshold) is below
-``vouch_ratio`` times that record's (at least 1): a learnt record only vouches for rows about as
-unusual as itself. The vouched row's score is divided by that factor, so it falls below the
-threshold; every other score is left as it is. So:
+that record's *reach*: ``vouch_ratio`` times the record's own ratio (at least 1), and never past the
+ceiling it was learnt under (the severities the adaptation did not learn stay alerting). A learnt
+record only vouches for rows about as unusual as itself. The vouched row's score is divided by the
+reach, so it falls below the threshold; every other score is left as it is. So:
 
 - the old normal is still judged by the untouched detector (nothing is forgotten);
 - a new-normal row near a learnt record stops alerting, at the severity it was learnt at, not more;
@@ -20,7 +21,8 @@ threshold; every other score is left as it is. So:
 
 ``radius_`` is the ``radius_quantile`` of the learnt records' distances to their nearest other
 record: how far apart records of the learnt normal are. The records are stored raw (``records.npy``,
-``ratios.npy``, ``params.json``), never pickled; the neighbour index is rebuilt when loaded.
+``ratios.npy``, ``reach.npy``, ``params.json``), never pickled; the neighbour index is rebuilt when
+loaded.
 
 >>> rng = np.random.default_rng(0)
 >>> learnt = LearntNormal().fit(rng.random((200, 4), dtype=np.float32), np.full(200, 3.0))
@@ -38,8 +40,8 @@ from typing import Any, Self
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-PARAMS, RECORDS, RATIOS = "params.json", "records.npy", "ratios.npy"
-ARTIFACTS = (PARAMS, RECORDS, RATIOS)
+PARAMS, RECORDS, RATIOS, REACH = "params.json", "records.npy", "ratios.npy", "reach.npy"
+ARTIFACTS = (PARAMS, RECORDS, RATIOS, REACH)
 
 
 class LearntNormal:
@@ -66,16 +68,20 @@ class LearntNormal:
         }
 
     # -- learning ---------------------------------------------------------------------------------
-    def fit(self, records: np.ndarray, ratios: np.ndarray, seed: int = 0) -> Self:
-        """Learn ``records`` (encoded rows) with the severity ratios the detector gave them. Identical
-        records are kept once; past ``max_records`` a seeded sample is kept, the highest-ratio records
-        (the learnt false alarms, fewest and most needed) first."""
+    def fit(
+        self, records: np.ndarray, ratios: np.ndarray, seed: int = 0, ceiling: float | np.ndarray = np.inf
+    ) -> Self:
+        """Learn ``records`` (encoded rows) with the severity ratios the detector gave them, none to
+        vouch past ``ceiling`` (a ratio, or one per record). Identical records are kept once; past
+        ``max_records`` a seeded sample is kept, the alerting records (the learnt false alarms,
+        fewest and most needed) first."""
         records = np.ascontiguousarray(records, dtype=np.float32)
         ratios = np.asarray(ratios, dtype=np.float64)
         if records.ndim != 2 or len(records) != len(ratios):
             raise ValueError("records must be a 2-d array with one ratio per row")
+        reach = np.minimum(self.vouch_ratio * np.maximum(ratios, 1.0), np.broadcast_to(ceiling, ratios.shape))
         unique, first = np.unique(records, axis=0, return_index=True)
-        ratios = ratios[first]
+        ratios, reach = ratios[first], reach[first]
         if len(unique) < 2:
             raise ValueError(f"a learnt normal needs at least 2 distinct records, got {len(unique)}")
         if len(unique) > self.max_records:
@@ -84,20 +90,22 @@ class LearntNormal:
                 (rng.random(len(unique)), (ratios < 1.0).astype(np.int8))
             )  # alerting ones first
             keep = np.sort(order[: self.max_records])
-            unique, ratios = unique[keep], ratios[keep]
-        self.records_, self.ratios_ = unique, ratios
+            unique, ratios, reach = unique[keep], ratios[keep], reach[keep]
+        self.records_, self.ratios_, self.reach_ = unique, ratios, reach
         self._index()
         gaps = self._nn_.kneighbors(self.records_, n_neighbors=2)[0][:, 1]
         self.radius_ = float(np.quantile(gaps, self.radius_quantile))
         return self
 
-    def extended(self, records: np.ndarray, ratios: np.ndarray, seed: int = 0) -> LearntNormal:
-        """A new learnt normal: these records and the ones learnt before (an adapted model adapting
-        again keeps what it learnt; the newest records win when the cap is reached)."""
+    def extended(
+        self, records: np.ndarray, ratios: np.ndarray, seed: int = 0, ceiling: float = np.inf
+    ) -> LearntNormal:
+        """A new learnt normal: these records and the ones learnt before, each with its own reach (an
+        adapted model adapting again keeps what it learnt; alerting records first at the cap)."""
         both = np.vstack([np.asarray(records, np.float32), self.records_])
-        return LearntNormal(**self.params()).fit(
-            both, np.r_[np.asarray(ratios, np.float64), self.ratios_], seed
-        )
+        ratios = np.asarray(ratios, np.float64)
+        ceilings = np.r_[np.full(len(ratios), ceiling), self.reach_]  # old records keep their reach
+        return LearntNormal(**self.params()).fit(both, np.r_[ratios, self.ratios_], seed, ceilings)
 
     def _index(self) -> None:
         self._nn_ = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(self.records_)
@@ -111,7 +119,7 @@ class LearntNormal:
         if rows.size == 0:
             return scores
         distance, nearest = self._nn_.kneighbors(np.asarray(X, np.float32)[rows], n_neighbors=1)
-        reach = self.vouch_ratio * np.maximum(self.ratios_[nearest[:, 0]], 1.0)
+        reach = self.reach_[nearest[:, 0]]
         ratio = scores[rows] / cut
         vouched = (distance[:, 0] <= self.radius_) & (ratio < reach)
         if not vouched.any():
@@ -135,6 +143,7 @@ class LearntNormal:
         (directory / PARAMS).write_text(json.dumps({**self.params(), "radius": self.radius_}, indent=2))
         np.save(directory / RECORDS, self.records_, allow_pickle=False)
         np.save(directory / RATIOS, self.ratios_, allow_pickle=False)
+        np.save(directory / REACH, self.reach_, allow_pickle=False)
 
     @classmethod
     def load(cls, directory: Path) -> LearntNormal:
@@ -144,7 +153,8 @@ class LearntNormal:
         )
         learnt.records_ = np.load(directory / RECORDS, allow_pickle=False).astype(np.float32, copy=False)
         learnt.ratios_ = np.load(directory / RATIOS, allow_pickle=False).astype(np.float64, copy=False)
-        if learnt.records_.ndim != 2 or len(learnt.records_) != len(learnt.ratios_):
+        learnt.reach_ = np.load(directory / REACH, allow_pickle=False).astype(np.float64, copy=False)
+        if learnt.records_.ndim != 2 or not len(learnt.records_) == len(learnt.ratios_) == len(learnt.reach_):
             raise ValueError("learnt normal: records and ratios do not match")
         learnt.radius_ = float(params["radius"])
         learnt._index()

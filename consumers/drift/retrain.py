@@ -78,7 +78,8 @@ class _Job:
 def flat_shadow(shadow: dict[str, Any]) -> dict[str, float]:
     """``{"alert_rate": {"production": .05, ...}, ...}`` -> ``{"alert_rate_production": .05, ...}``."""
     flat: dict[str, float] = {}
-    for key in ("alert_rate", "alert_rate_all", "recall", "never_learnt_alerts", "validation_fpr", "threshold"):
+    keys = ("alert_rate", "alert_rate_all", "recall", "never_learnt_alerts", "validation_fpr", "threshold")
+    for key in keys:
         for side, value in (shadow.get(key) or {}).items():
             if side in ("production", "candidate") and value is not None:
                 flat[f"{key}_{side}"] = float(value)

@@ -210,7 +210,8 @@ def _events_table(events: list[dict[str, Any]]) -> str:
         rate, recall = shadow.get("alert_rate") or {}, shadow.get("recall") or {}
         rates = f"{rate['production']:.2%} -> {rate['candidate']:.2%}" if rate else "-"
         recalls = f"{recall['production']:.3f} -> {recall['candidate']:.3f}" if recall else "-"
-        learnt = f"{contamination['learnt_attack_share']:.1%}" if "learnt_attack_share" in contamination else "-"
+        share = contamination.get("learnt_attack_share")
+        learnt = f"{share:.1%}" if share is not None else "-"
         retrain = f"{e['retrain_at']:,}" if e.get("retrain_at") is not None else "-"
         lines.append(f"| {e['detected_at']:,} | {e['change_at']:,} | {retrain} | {e['outcome']} | {rates} | "
                      f"{recalls} | {learnt} | {e['detail']} |")  # fmt: skip

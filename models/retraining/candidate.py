@@ -37,14 +37,15 @@ class LabelledValidation:
 
 
 def adapted_candidate(
-    production: ScoringModel, records: np.ndarray, ratios: np.ndarray, policy: RetrainPolicy
+    production: ScoringModel, records: np.ndarray, ratios: np.ndarray, policy: RetrainPolicy, ceiling: float
 ) -> ScoringModel:
-    """Production with ``records`` (severity ``ratios``) added to what its learnt normal holds."""
+    """Production with ``records`` (severity ``ratios``) added to what its learnt normal holds; none
+    vouches at or past ``ceiling`` (the severities this adaptation did not learn)."""
     if production.learnt_normal is not None:
-        learnt = production.learnt_normal.extended(records, ratios, policy.seed)
+        learnt = production.learnt_normal.extended(records, ratios, policy.seed, ceiling)
     else:
         learnt = LearntNormal(policy.vouch_ratio, policy.radius_quantile, policy.max_learnt_records)
-        learnt = learnt.fit(records, ratios, policy.seed)
+        learnt = learnt.fit(records, ratios, policy.seed, ceiling)
     return replace(production, version=0, learnt_normal=learnt)
 
 
@@ -152,8 +153,8 @@ def shadow_reasons(shadow: dict[str, Any], policy: RetrainPolicy) -> str:
     if criteria.get("alert_rate_elevated") is False:
         reasons.append(
             f"alert rate on normal-looking data {shadow['alert_rate']['production']:.2%} is within "
-            f"{policy.min_elevation:g}x of the model's own {shadow['reference_alert_rate']:.2%}: no false alarms "
-            "to remove"
+            f"{policy.min_elevation:g}x of the model's own {shadow['reference_alert_rate']:.2%}: "
+            "no false alarms to remove"
         )
     if criteria.get("recall_holds") is False:
         recall = shadow["recall"]

@@ -146,7 +146,7 @@ def retrain_after_change(
             f"({policy.min_learnt_rows:,} needed; mode {evidence.mode}): an attack burst rather than drift?"
         )
         return RetrainReport(INSUFFICIENT, None, {}, detail, selection, contamination, evidence=evidence)
-    candidate = adapted_candidate(production, train_part[fit_rows], ratio[fit_rows], policy)
+    candidate = adapted_candidate(production, train_part[fit_rows], ratio[fit_rows], policy, evidence.ceiling)
     attacks = confirmed_attacks if confirmed_attacks is not None and len(confirmed_attacks) else None
     if malicious[hold_cut].any():
         held = X_post[hold_cut][malicious[hold_cut]]
