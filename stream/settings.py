@@ -126,7 +126,9 @@ class DriftSettings(BaseModel):
     retrain_max_events: int = Field(
         default=100_000, ge=100, description="post-change events it reads at most"
     )
-    retrain_min_fit_rows: int = Field(default=2_000, ge=50, description="rows left after filtering, at least")
+    retrain_min_fit_rows: int = Field(
+        default=2_000, ge=50, description="post-change rows the evidence lets a retrain learn, at least"
+    )
     retrain_wait_s: float = Field(default=600.0, gt=0, description="how long a retrain waits for its data")
     retrain_cooldown_s: float = Field(default=600.0, ge=0, description="no retrain of a stream within this")
 

@@ -94,8 +94,7 @@ def _flood_recalls(
     X = data.X[protocol.warmup + start : protocol.warmup + end]
     loop = runs["loop"]
     by_model = {
-        f"v{i + 1}": float(np.mean(m.threshold.classify(m.detector.score(X))))
-        for i, m in enumerate(loop.models)
+        f"v{i + 1}": float(np.mean(m.threshold.classify(m.judge(X)))) for i, m in enumerate(loop.models)
     }
     after = loop.model_of[start:end] > 0
     return {
