@@ -541,7 +541,9 @@ class DriftMonitor:
 
 
 def _make_retrainer(settings: Settings) -> Retrainer:
-    return Retrainer(settings)
+    retrainer = Retrainer(settings)
+    retrainer.warm_up()  # a drift event's retrain should not wait for the process to import TensorFlow
+    return retrainer
 
 
 def serve(

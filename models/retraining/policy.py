@@ -51,6 +51,7 @@ class RetrainPolicy:
     min_alert_drop: float = 0.1  # the candidate's alert rate there must be <= (1 - this) x production's
     min_elevation: float = 1.5  # production's rate there must be this many times its validation rate
     recall_margin: float = 0.02  # recall on attacks and on never-learnt alerts may drop this much
+    max_gate_attacks: int = 10_000  # validation attacks the gate scores at most (a seeded sample)
     min_kept_alerts: int = 20  # fewer never-learnt alerts in the holdout: that criterion is not judged
     cooldown_s: float = 600.0  # live loop: no new retrain of a stream within this many seconds
     wait_s: float = 600.0  # live loop: how long a retrain waits for min_events after the change
