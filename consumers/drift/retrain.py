@@ -249,21 +249,35 @@ def _warm_up() -> None:
     keras_module()
 
 
+def benign_after_change(verdicts: Verdicts, topic: str, starts: dict[int, int]) -> int:
+    """Analysts' benign verdicts on events at or after the change."""
+    return sum(1 for t, p, o in verdicts.benign if t == topic and p in starts and o >= starts[p])
+
+
 def post_change_ranges(
     settings: Settings, event: DriftEvent, policy: RetrainPolicy
-) -> dict[int, tuple[int, int]]:
+) -> tuple[dict[int, tuple[int, int]], bool]:
     """Offset range per partition of the post-change events to collect, waiting (up to
-    ``policy.wait_s``) until ``min_events`` of them exist; at most ``max_events`` in all."""
+    ``policy.wait_s``) until ``min_events`` of them exist, or only ``confirmed_min_events`` once
+    analysts confirmed ``min_benign_verdicts`` post-change alerts benign (their word is evidence the
+    normal traffic moved: the loop adapts sooner); at most ``max_events`` in all. Also returns
+    whether verdicts started it early."""
     starts = {int(p): int(offset) for p, offset in event.change.partition_offsets.items()}
     deadline = time.monotonic() + policy.wait_s
+    early = False
     while True:
         ends = end_offsets(settings, event.change.topic)
         available = sum(max(0, ends.get(p, 0) - start) for p, start in starts.items())
         if available >= policy.min_events or time.monotonic() >= deadline:
             break
-        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+        if available >= policy.early_events:
+            verdicts = read_verdicts(settings, event.stream, timeout=10.0)
+            if benign_after_change(verdicts, event.change.topic, starts) >= policy.min_benign_verdicts:
+                early = True
+                break
+        time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
     share = policy.max_events // max(len(starts), 1)
-    return {p: (start, min(ends.get(p, 0), start + share)) for p, start in starts.items()}
+    return {p: (start, min(ends.get(p, 0), start + share)) for p, start in starts.items()}, early
 
 
 def _labels(messages: list) -> np.ndarray:
@@ -318,7 +332,9 @@ def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> di
     # The validation attacks first: their rebuild (seconds) overlaps the wait for post-change events.
     data = rebuild_training_data(production, settings.data_dir)
     validation = LabelledValidation.of(data) if data is not None else None
-    ranges = post_change_ranges(settings, event, policy)
+    ranges, early = post_change_ranges(settings, event, policy)
+    if early:  # analysts confirmed the new normal: the confirmed amount of events is enough
+        policy = replace(policy, min_events=policy.early_events)
     messages = read_ranges(settings, event.change.topic, ranges, timeout=max(60.0, policy.wait_s))
     # Offset order within each partition; across partitions, by broker timestamp: the newest last.
     messages.sort(key=lambda m: (m.timestamp()[1], m.partition(), m.offset()))
@@ -337,6 +353,7 @@ def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> di
         "topic": event.change.topic,
         "ranges": {str(p): list(r) for p, r in ranges.items()},
         "production": {"detector": production.detector_name, "version": production.version},
+        "started": "early, on analysts' benign verdicts" if early else "on min_events post-change events",
         "verdicts": {"benign": int(benign.sum()), "malicious": int(malicious.sum()),
                      "confirmed_attacks": 0 if confirmed is None else int(len(confirmed))},
     }  # fmt: skip

@@ -26,7 +26,9 @@ mode           evidence                                            alerting rows
                of the alerting rows
 ``mixed``      persistent, campaigns present (attacks in the new   below "high" (5 thresholds)
                traffic)
-``bursts``     the alert rate comes in bursts                      none (quiet rows only)
+``bursts``     the alert rate comes in bursts                      below "high", from the calm windows
+                                                                   only (alert rate at most twice the
+                                                                   median window's)
 =============  ==================================================  =================================
 """
 
@@ -54,7 +56,8 @@ class Evidence:
     campaign_share: float  # of the (capped) alerting rows: rows in campaigns
     radius: float  # the neighbourhood a campaign is counted in
     mode: str
-    ceiling: float  # alerting rows below this severity ratio may be learnt (1.0: none)
+    ceiling: float  # alerting rows below this severity ratio may be learnt
+    calm_windows: int = 0  # bursts: the windows alerting rows may still be learnt from
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -127,10 +130,10 @@ def weigh(
     severity_ratios: tuple[float, ...],
     policy: RetrainPolicy,
     reference_rate: float = 0.0,
-) -> tuple[Evidence, np.ndarray, np.ndarray]:
+) -> tuple[Evidence, np.ndarray, np.ndarray, np.ndarray]:
     """The evidence on post-change rows ``X`` (offset order) whose severity ratios (score / threshold)
     the production model gave as ``ratio``; ``reference_rate``: its alert rate on its own validation
-    normal. Also returns the capped rows and the campaign mask."""
+    normal. Also returns the capped rows, the campaign mask and the calm mask (rows outside bursts)."""
     ratio = np.asarray(ratio, dtype=np.float64)
     alerting = ratio >= 1.0
     capped = cap_repeats(X, np.arange(len(X)), policy.max_record_share)
@@ -146,14 +149,21 @@ def weigh(
     alerting_capped = int(alerting[capped].sum())
     share = float(in_capped.sum() / alerting_capped) if alerting_capped else 0.0
     high, critical = severity_ratios[2], severity_ratios[3]
+    calm = np.ones(len(X), dtype=bool)
     if not persistent:
-        mode, ceiling = BURSTS, 1.0
+        # Bursts: what alerts in the calm windows between them is the traffic's own tail, not the burst.
+        mode, ceiling = BURSTS, high
+        limit = policy.burst_factor * float(np.median(rates))
+        calm = np.concatenate([np.full(len(w), r <= limit) for w, r in zip(windows, rates, strict=True)])
     elif share <= policy.max_campaign_share:
         mode, ceiling = NEW_NORMAL, critical
     else:
         mode, ceiling = MIXED, high
-    evidence = Evidence(len(X), alert_share, rates, persistent, share, radius, mode, ceiling)
-    return evidence, capped, campaign
+    calm_windows = (
+        int(sum(r <= policy.burst_factor * float(np.median(rates)) for r in rates)) if not persistent else 0
+    )
+    evidence = Evidence(len(X), alert_share, rates, persistent, share, radius, mode, ceiling, calm_windows)
+    return evidence, capped, campaign, calm
 
 
 def select_learnt(
@@ -163,6 +173,7 @@ def select_learnt(
     capped: np.ndarray,
     campaign: np.ndarray,
     policy: RetrainPolicy,
+    calm: np.ndarray | None = None,
     benign: np.ndarray | None = None,
     malicious: np.ndarray | None = None,
 ) -> Learnt:
@@ -176,7 +187,8 @@ def select_learnt(
     in_pool[capped] = True
     quiet = in_pool & (ratio < 1.0)
     alerting = in_pool & (ratio >= 1.0)
-    learnable = alerting & (ratio < evidence.ceiling) & ~campaign
+    calm = np.ones(n, dtype=bool) if calm is None else np.asarray(calm, bool)
+    learnable = alerting & (ratio < evidence.ceiling) & ~campaign & calm
     keep = (quiet | learnable | benign) & ~malicious
     final = cap_repeats(X, np.flatnonzero(keep), policy.max_record_share)
     counts = {
@@ -187,6 +199,7 @@ def select_learnt(
         "alerting_learnt": int((learnable & ~malicious).sum()),
         "above_ceiling": int((alerting & (ratio >= evidence.ceiling)).sum()),
         "campaign": int((alerting & campaign & (ratio < evidence.ceiling)).sum()),
+        "in_bursts": int((alerting & ~campaign & ~calm & (ratio < evidence.ceiling)).sum()),
         "benign_verdicts": int(benign.sum()),
         "malicious_verdicts": int(malicious.sum()),
         "kept": int(final.size),

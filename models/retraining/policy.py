@@ -34,12 +34,15 @@ class RetrainPolicy:
     """
 
     min_events: int = 20_000  # post-change events needed before a retrain starts
+    confirmed_min_events: int = 8_000  # ... or this many, once analysts confirmed post-change alerts benign
+    min_benign_verdicts: int = 5  # benign verdicts on post-change alerts that start a retrain early
     max_events: int = 100_000  # at most this many post-change events are collected
     holdout_share: float = 0.25  # newest share: held out for the shadow evaluation, never learnt
     calibration_share: float = 0.15  # seeded share of the training part: scored, not learnt
     max_record_share: float = 0.001  # copies of one identical record: at most this share of the rows
     evidence_windows: int = 10  # post-change windows the alert rate's persistence is judged over
-    persistence: float = 0.8  # share of windows whose alert rate reaches half the median: persistent
+    persistence: float = 0.8  # share of windows carrying half the mean excess alert rate: persistent
+    burst_factor: float = 2.0  # in bursts, windows alerting more than this times the median are bursts
     campaign_size: int = 5  # alerting rows within the radius of an alerting row: a campaign
     campaign_radius_quantile: float = 0.5  # of the gaps between neighbouring quiet rows: the radius
     max_campaign_share: float = 0.1  # more campaign rows among the alerting ones: attacks are present
@@ -56,6 +59,11 @@ class RetrainPolicy:
     cooldown_s: float = 600.0  # live loop: no new retrain of a stream within this many seconds
     wait_s: float = 600.0  # live loop: how long a retrain waits for min_events after the change
     seed: int = 0
+
+    @property
+    def early_events(self) -> int:
+        """Post-change events a retrain needs once analysts confirmed the new normal."""
+        return min(self.confirmed_min_events, self.min_events)
 
     def __post_init__(self) -> None:
         shares = {
@@ -79,6 +87,8 @@ class RetrainPolicy:
             raise ValueError(f"min_elevation must be at least 1, got {self.min_elevation}")
         if self.normal_band < 1.0:
             raise ValueError(f"normal_band must be at least 1 (threshold multiples), got {self.normal_band}")
+        if self.confirmed_min_events < 1 or self.min_benign_verdicts < 1:
+            raise ValueError("confirmed_min_events and min_benign_verdicts must be at least 1")
         if not 0 < self.min_events <= self.max_events:
             raise ValueError(f"need 0 < min_events <= max_events, got {self.min_events}, {self.max_events}")
         if self.min_learnt_rows < 1 or self.campaign_size < 1 or self.evidence_windows < 1:

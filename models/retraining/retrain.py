@@ -127,11 +127,11 @@ def retrain_after_change(
     cut = max(float(production.threshold.threshold_), 1e-12)
     ratio = production.judge(train_part) / cut
     reference = reference_alert_rate(production)
-    evidence, capped, campaign = weigh(
+    evidence, capped, campaign, calm = weigh(
         train_part, ratio, production.threshold.ratios, policy, reference or 0.0
     )
     learnt = select_learnt(
-        train_part, ratio, evidence, capped, campaign, policy, benign[train_cut], malicious[train_cut]
+        train_part, ratio, evidence, capped, campaign, policy, calm, benign[train_cut], malicious[train_cut]
     )
     # A seeded share of the learnt rows is scored but not learnt: the candidate's calibration scores
     # (the drift monitor's reference once it is promoted) must come from rows it has not memorised.

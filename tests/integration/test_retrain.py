@@ -202,3 +202,42 @@ def test_a_shift_of_normal_traffic_is_learnt_without_labels_and_its_false_alarms
     assert rate[2] < 0.4 * rate[1], rate
     shadow = manifest["shadow"]
     assert shadow["recall"]["candidate"] >= shadow["recall"]["production"] - 0.02
+
+
+def test_analysts_benign_verdicts_start_the_retrain_before_min_events(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """With 9,000 post-change events, short of the 20,000 a label-free retrain waits for, five benign
+    verdicts on post-change events start it at once; it learns them and is promoted."""
+    from stream.kafka import flush_or_raise, make_producer, produce
+    from stream.messages import Feedback, SourceRef, encode
+
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(kafka_settings.registry_dir, registry_dir)
+    settings = kafka_settings.model_copy(update={"registry_dir": registry_dir, "topic_prefix": "early."})
+    create_topics(settings)
+    before, after, source = load_kdd_drift_sources(settings.data_dir, "shift")
+    events = kdd_drift_events(before, after, DriftSpec("shift", 2_000), limit=11_000, source=source)
+    replay(settings, settings.topic("kdd"), events)
+    event = drift_event(settings, "kdd")
+    producer = make_producer(settings)
+    now = datetime.now(UTC).isoformat()
+    changed = [(int(p), o + 100 * k) for p, o in event.change.partition_offsets.items() for k in range(2)]
+    for i, (partition, offset) in enumerate(changed):
+        ref = SourceRef(settings.topic("kdd"), partition, offset, None)
+        verdict = Feedback(f"alert-{i}", "benign", "analyst", "new normal", now, "kdd", "ae", 1, ref)
+        produce(producer, settings.topic("feedback"), encode(verdict), verdict.alert_id.encode())
+    flush_or_raise(producer, 30)
+    policy = RetrainPolicy(min_events=20_000, max_events=30_000, wait_s=60, cooldown_s=0)
+    retrainer = Retrainer(settings, policy)
+    started = time.monotonic()
+    try:
+        assert retrainer.submit(event)
+        result = wait_for_result(retrainer)
+    finally:
+        retrainer.close()
+    assert result.outcome == "promoted", result
+    assert time.monotonic() - started < 60, "it did not wait out wait_s for 20,000 events"
+    retrain = Registry(registry_dir).manifest("kdd", "ae", 2)["retrain"]
+    assert retrain["started"].startswith("early") and retrain["verdicts"]["benign"] >= 5
+    assert retrain["selection"]["benign_verdicts"] >= 4  # those in the training part (the rest: holdout)
