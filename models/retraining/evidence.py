@@ -15,17 +15,18 @@ own shape (measured on KDD, the 10% file's model against NSL-KDD's normal traffi
   half the mean excess or more.
 
 The evidence decides a **mode** and with it the highest severity ratio an alerting row may be
-learnt at (the *ceiling*); campaign rows, repeated records past their share and confirmed-malicious
-rows are never learnt, analysts' confirmed-benign rows always are (the shadow gate still judges the
-result):
+learnt at (the *ceiling*); campaign rows, their *halo* (rows within a learnt record's reach of a
+campaign record: its variants, which would vouch for it), repeated records past their share and
+confirmed-malicious rows are never learnt, analysts' confirmed-benign rows always are (the shadow
+gate still judges the result):
 
 =============  ==================================================  =================================
 mode           evidence                                            alerting rows learnt
 =============  ==================================================  =================================
 ``new_normal`` persistent, campaign rows <= ``max_campaign_share``  below "critical" (20 thresholds)
                of the alerting rows
-``mixed``      persistent, campaigns present (attacks in the new   below "high" (5 thresholds)
-               traffic)
+``mixed``      persistent, campaigns present (attacks in the new   below "medium" (2 thresholds):
+               traffic)                                            "low" severity only
 ``bursts``     the alert rate comes in bursts                      below "high", from the calm windows
                                                                    only (alert rate at most twice the
                                                                    median window's)
@@ -101,10 +102,25 @@ def _neighbours_within(D: np.ndarray, weights: np.ndarray, radius: float, chunk:
     return near
 
 
+def _nearest_distance(X: np.ndarray, D: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Each row of ``X``'s distance to its nearest row of ``D``."""
+    sq = np.einsum("ij,ij->i", D, D)
+    out = np.empty(len(X))
+    for start in range(0, len(X), chunk):
+        block = X[start : start + chunk]
+        d2 = np.einsum("ij,ij->i", block, block)[:, None] + sq[None, :] - 2.0 * block @ D.T
+        out[start : start + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+    return out
+
+
 def campaign_rows(X: np.ndarray, alerting: np.ndarray, policy: RetrainPolicy) -> tuple[np.ndarray, float]:
     """Which rows of ``X`` are alerting rows in a campaign (see the module docstring), and the radius.
 
-    >>> X = np.r_[np.zeros((6, 1)), np.arange(10, 20)[:, None] * 1.0, np.arange(0, 30, 3)[:, None] + 100.0]
+    Distinct records count: a record repeated many times is a flood, which :func:`weigh` finds by the
+    repeat cap; a new normal's records may recur (a replay's passes, a daily job) without being one.
+
+    >>> near = np.arange(6)[:, None] * 0.01  # six distinct records within a hair of each other
+    >>> X = np.r_[near, np.arange(10, 20)[:, None] * 1.0, np.arange(0, 30, 3)[:, None] + 100.0]
     >>> alerting = np.r_[np.ones(6, bool), np.zeros(10, bool), np.ones(10, bool)]
     >>> rows, radius = campaign_rows(X.astype(np.float32), alerting, RetrainPolicy(campaign_size=5))
     >>> rows.tolist() == [True] * 6 + [False] * 20, radius
@@ -119,7 +135,7 @@ def campaign_rows(X: np.ndarray, alerting: np.ndarray, policy: RetrainPolicy) ->
     alerts, inverse, counts = _distinct(X[alerting])
     reference = quiet if len(quiet) >= 2 else alerts
     radius = float(np.quantile(_nearest_gap(reference.astype(np.float64)), policy.campaign_radius_quantile))
-    near = _neighbours_within(alerts.astype(np.float64), counts.astype(np.float64), radius)
+    near = _neighbours_within(alerts.astype(np.float64), np.ones(len(alerts)), radius)
     out[np.flatnonzero(alerting)] = (near[inverse] - 1) >= policy.campaign_size
     return out, radius
 
@@ -146,6 +162,16 @@ def weigh(
     campaign = np.zeros(len(X), dtype=bool)
     in_capped, radius = campaign_rows(X[capped], alerting[capped], policy)
     campaign[capped[in_capped]] = True
+    # Floods: records the repeat cap had to cut. Their alerting copies are campaign rows too.
+    cut = np.setdiff1d(np.arange(len(X)), capped)
+    if cut.size:
+        flood = np.unique(np.ascontiguousarray(X[cut]), axis=0)
+        both = np.ascontiguousarray(np.vstack([flood, X[capped]]))
+        _, inverse = np.unique(both, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        is_flood = np.isin(inverse[len(flood) :], inverse[: len(flood)])
+        campaign[capped[is_flood & alerting[capped]]] = True
+        in_capped = campaign[capped]
     alerting_capped = int(alerting[capped].sum())
     share = float(in_capped.sum() / alerting_capped) if alerting_capped else 0.0
     high, critical = severity_ratios[2], severity_ratios[3]
@@ -158,7 +184,7 @@ def weigh(
     elif share <= policy.max_campaign_share:
         mode, ceiling = NEW_NORMAL, critical
     else:
-        mode, ceiling = MIXED, high
+        mode, ceiling = MIXED, severity_ratios[1]
     calm_windows = (
         int(sum(r <= policy.burst_factor * float(np.median(rates)) for r in rates)) if not persistent else 0
     )
@@ -188,8 +214,18 @@ def select_learnt(
     quiet = in_pool & (ratio < 1.0)
     alerting = in_pool & (ratio >= 1.0)
     calm = np.ones(n, dtype=bool) if calm is None else np.asarray(calm, bool)
-    learnable = alerting & (ratio < evidence.ceiling) & ~campaign & calm
-    keep = (quiet | learnable | benign) & ~malicious
+    # A campaign's halo: rows within a learnt record's reach of a campaign record (its variants, the
+    # few copies of a flood the model does not alert on) would vouch for the campaign: not learnt.
+    halo = np.zeros(n, dtype=bool)
+    if campaign.any() and in_pool.any():
+        quiet_rows = np.unique(np.ascontiguousarray(X[quiet]), axis=0).astype(np.float64)
+        if len(quiet_rows) >= 2:
+            reach = float(np.quantile(_nearest_gap(quiet_rows), policy.radius_quantile))
+            records = np.unique(np.ascontiguousarray(X[campaign]), axis=0).astype(np.float64)
+            pool = np.flatnonzero(in_pool & ~campaign)
+            halo[pool] = _nearest_distance(X[pool].astype(np.float64), records) <= reach
+    learnable = alerting & (ratio < evidence.ceiling) & ~campaign & calm & ~halo
+    keep = ((quiet & ~halo) | learnable | benign) & ~malicious
     final = cap_repeats(X, np.flatnonzero(keep), policy.max_record_share)
     counts = {
         "pool": n,
@@ -200,6 +236,7 @@ def select_learnt(
         "above_ceiling": int((alerting & (ratio >= evidence.ceiling)).sum()),
         "campaign": int((alerting & campaign & (ratio < evidence.ceiling)).sum()),
         "in_bursts": int((alerting & ~campaign & ~calm & (ratio < evidence.ceiling)).sum()),
+        "campaign_halo": int(halo.sum()),
         "benign_verdicts": int(benign.sum()),
         "malicious_verdicts": int(malicious.sum()),
         "kept": int(final.size),
