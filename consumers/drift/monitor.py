@@ -125,6 +125,8 @@ class DriftMonitor:
         self._alias_checked: dict[str, float] = {}
         for stream, spec in self.specs.items():
             self.metrics.model_version.labels(stream).set(spec.model[1])
+            # A zero series from the start: "no drift yet" is 0 on a panel, not "no data".
+            self.metrics.drift_events.labels(stream, self.kind)
         self.scores_topic_id: str | None = None
 
     # -- the loop -------------------------------------------------------------------------------

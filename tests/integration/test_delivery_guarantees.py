@@ -99,7 +99,11 @@ def test_at_least_once_crash_redelivers_and_republished_alerts_keep_their_ids(
     assert republished, "the re-scored batch held attacks, so some alerts were published twice"
     for alerts in republished:
         assert len({a["alert_id"] for a in alerts}) == 1, "a re-published alert must keep its id"
-        assert len({(a["score"], a["severity"]) for a in alerts}) == 1, "and judge the event the same way"
+        # The same judgement; the score to float precision (a redelivered batch is split differently,
+        # and a network's sums in another batch shape differ in the last digits: measured 1.5e-6).
+        assert len({a["severity"] for a in alerts}) == 1, "and judge the event the same way"
+        scores = [a["score"] for a in alerts]
+        assert max(scores) - min(scores) <= 1e-5 * max(abs(s) for s in scores), scores
     measure(
         f"at-least-once crash test: {rescored:,} events re-scored after SIGKILL before commit, "
         f"{len(republished):,} alerts re-published under their ids"

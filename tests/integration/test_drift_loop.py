@@ -84,7 +84,8 @@ def test_drift_detected_once_retrained_promoted_and_followed_live_exactly_once(
 
     updates = _updates(settings)
     assert [(u["version"], u["reason"], u["status"]) for u in updates] == [
-        (2, f"drift:{event['event_id']}", "production")
+        (2, f"drift:{event['event_id']}", "candidate"),  # the retrain's outcome, then the promotion
+        (2, f"drift:{event['event_id']}", "production"),
     ]
     registry = Registry(registry_dir)
     assert [(r["version"], r["status"]) for r in registry.list("sensor")] == [

@@ -5,6 +5,7 @@ scraped, and every panel's query returns data."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -40,26 +41,38 @@ def test_prometheus_scrapes_every_metric_the_grafana_dashboard_queries(
 ) -> None:
     prometheus = require_binary("/usr/bin/prometheus", "prometheus")
     settings = kafka_settings
-    worker_port, dash_port, prom_port = free_port(), free_port(), free_port()
+    worker_port, dash_port, prom_port, drift_port = free_port(), free_port(), free_port(), free_port()
     worker = spawn_worker(settings, "--metrics-port", str(worker_port), log_path=tmp_path / "worker.log")
     dashboard = spawn_dashboard(settings, dash_port, tmp_path / "dashboard.log")
+    # The drift monitor exports the drift panels' counter (the dashboard's own is named otherwise).
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "anomstream", "drift", "--stream", "kdd", "--metrics-port", str(drift_port)],
+        env=settings.environment(),
+        stdout=(tmp_path / "drift.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     server = None
     try:
         assert wait_until(lambda: http_status(f"http://127.0.0.1:{worker_port}/readyz") == 200, 120), (
             tmp_path / "worker.log"
         ).read_text()[-3000:]
         assert wait_until(lambda: http_status(f"http://127.0.0.1:{dash_port}/readyz") == 200, 60)
+        assert wait_until(lambda: http_status(f"http://127.0.0.1:{drift_port}/readyz") == 200, 120), (
+            tmp_path / "drift.log"
+        ).read_text()[-3000:]
         replay(settings, corrected_sample(settings.data_dir, 3000, seed=5))
 
         config = local_config(
             {
                 "anomstream-workers": f"127.0.0.1:{worker_port}",
                 "anomstream-dashboard": f"127.0.0.1:{dash_port}",
+                "anomstream-drift": f"127.0.0.1:{drift_port}",
             }
         )
         assert {job["job_name"] for job in config["scrape_configs"]} == {
             "anomstream-workers",
             "anomstream-dashboard",
+            "anomstream-drift",
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         command = [
@@ -79,7 +92,7 @@ def test_prometheus_scrapes_every_metric_the_grafana_dashboard_queries(
 
         def targets_up() -> bool:
             active = get_json(f"{api}/api/v1/targets")["data"]["activeTargets"]
-            return len(active) == 2 and all(t["health"] == "up" for t in active)
+            return len(active) == 3 and all(t["health"] == "up" for t in active)
 
         assert wait_until(targets_up, 30), get_json(f"{api}/api/v1/targets")
 
@@ -111,3 +124,4 @@ def test_prometheus_scrapes_every_metric_the_grafana_dashboard_queries(
             stop(server)
         stop(worker, 60)
         stop(dashboard)
+        stop(monitor)
