@@ -501,6 +501,7 @@ def serve(
         from consumers.supervisor import ReplicaSupervisor
 
         args = ["--streams", ",".join(streams)] + (["--eos"] if eos else [])
-        return ReplicaSupervisor(replicas, args, metrics_port=metrics_port).run()
+        grace = settings.resilience.shutdown_grace_s
+        return ReplicaSupervisor(replicas, args, metrics_port=metrics_port, grace_s=grace).run()
     ScoringWorker(settings, streams, eos=eos, worker_id=worker_id, metrics_port=metrics_port).run()
     return 0

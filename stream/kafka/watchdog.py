@@ -141,7 +141,7 @@ class Watchdog:
         self.overruns = 0
         self._local = threading.local()
 
-    def call(self, name: str, timeout: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, name: str, timeout: float, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)``, or StuckCallError once it ran ``timeout + margin_s`` seconds."""
         runner: _Runner | None = getattr(self._local, "runner", None)
         if runner is None or not runner.submit(fn, args, kwargs):
@@ -173,7 +173,7 @@ def configure(margin_s: float) -> None:
     _process.margin_s = margin_s
 
 
-def guarded(name: str, timeout: float, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def guarded(name: str, timeout: float, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     """:meth:`Watchdog.call` on the process's watchdog."""
     return _process.call(name, timeout, fn, *args, **kwargs)
 
