@@ -134,6 +134,7 @@ class Publisher:
         stop: StopFlag | None = None,
         transaction_timeout_s: float = 30.0,
         recovery_s: float = 300.0,
+        while_waiting: Callable[[], None] | None = None,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
@@ -147,6 +148,10 @@ class Publisher:
         self.transaction_timeout_s = transaction_timeout_s
         self.recovery_s = recovery_s
         self.renewals = 0  # producers recreated after a stuck or failed transaction
+        # True while a batch is being retried (an outage): the worker thread then keeps its consumer
+        # polled while it waits (``while_waiting``), or a lost session is never noticed and rejoined.
+        self.recovering = False
+        self.while_waiting = while_waiting or self.serve
         self.generation: dict[tuple[str, int], int] = {}  # partition -> token of its assignment
         self._assignments = 0
         self.worker_id = worker_id
@@ -190,13 +195,22 @@ class Publisher:
         for tp in partitions:
             self.generation[(tp.topic, tp.partition)] = self._assignments
 
+    def note_lost(self, partitions: list[TopicPartition]) -> None:
+        """The worker thread's on_lost (and on_revoke, once drained): batches consumed before are
+        not committed for these partitions, even if the broker would still take their offsets (it
+        can, right after it restarted): a later batch committed past a dropped one skips its gap."""
+        self._assignments += 1
+        for tp in partitions:
+            self.generation[(tp.topic, tp.partition)] = self._assignments
+
     def serve(self) -> None:
         """Answer the publisher's question for the consumer's group state, if it asked. Called by the
         thread that polls the consumer, between polls and while it waits for the publisher."""
         if self._asked.is_set():
             self._asked.clear()
             assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-            tokens = {key: self.generation.get(key, 0) for key in assigned}
+            tokens = {key: -1 for key in self.generation}  # not assigned now: gone
+            tokens.update({key: self.generation.get(key, 0) for key in assigned})
             self._answer = (self.consumer.consumer_group_metadata(), tokens)
             self._answered.set()
 
@@ -206,7 +220,7 @@ class Publisher:
         so it is read again by the next owner)."""
         while True:
             self.raise_if_failed()
-            self.serve()
+            self.while_waiting()
             try:
                 self.inbox.put(batch, timeout=0.01)
                 break
@@ -221,7 +235,7 @@ class Publisher:
         """Wait until every submitted batch is published (or the publisher failed: raised). After a
         stop this is bounded by the process's grace period (stream.signals.ShutdownBound)."""
         while True:
-            self.serve()
+            self.while_waiting()
             with self._progress:
                 if self._finished >= self._submitted or self.error is not None:
                     break
@@ -265,6 +279,7 @@ class Publisher:
                     self._publish_transaction(batch)
                 else:
                     self._publish(batch)
+                self.recovering = False
                 log.debug(
                     "batch %d: %d outputs published in %.1f ms",
                     batch.number,
@@ -295,6 +310,7 @@ class Publisher:
             if transient and attempt == MAX_DELIVERY_RETRIES:
                 raise DeliveryFailedError(f"{len(outputs)} outputs of batch {batch.number} failed: {error}")
             if transient:
+                self.recovering = True
                 self._back_off(attempt, batch, error)
 
     def _group_state(self) -> tuple[Any, dict[tuple[str, int], int]]:
@@ -317,6 +333,12 @@ class Publisher:
         while True:
             self._failures = []
             committing = renewed = False
+            outputs, offsets = self._still_assigned(outputs, offsets, dict(self.generation), batch)
+            if not offsets:
+                log.warning(
+                    "batch %d: its partitions were lost meanwhile: left to be read again", batch.number
+                )
+                return
             try:
                 self.producer.begin_transaction()
                 outputs = self._produce(outputs, batch, singly=attempt > 0)
@@ -327,9 +349,11 @@ class Publisher:
                 self._call("commit_transaction", timeout, self.producer.commit_transaction, timeout)
                 return
             except StuckCallError as exc:
+                self.recovering = True
                 error: Any = exc
                 renewed = self._renew(give_up)
             except KafkaException as exc:
+                self.recovering = True
                 error = exc.args[0]
                 if error.fatal() and not self._recoverable(error):
                     raise
@@ -381,26 +405,35 @@ class Publisher:
     def _renew(self, give_up: float) -> bool:
         """Abandon the producer for a new one with the same transactional id, retrying through the
         outage until ``give_up``. The new one's init_transactions fences the old epoch: whatever
-        the old one still does is refused."""
+        the old one still does is refused. A timed-out init_transactions goes on in the background,
+        so it is called again on the same producer (a second new one would be fenced by the first)."""
         if self.renew_producer is None:
             raise DeliveryFailedError("the transactional producer is stuck and cannot be recreated here")
-        attempt = 0
+        timeout = self.transaction_timeout_s
+        producer, attempt = self.renew_producer(), 0
         while True:
             try:
-                self.producer = self.renew_producer()
+                self._call("init_transactions", timeout, producer.init_transactions, timeout)
+                self.producer = producer
                 self.renewals += 1
                 log.warning("transactional producer recreated (%d so far): the old one is fenced",
                             self.renewals)  # fmt: skip
                 return True
-            except (KafkaException, StuckCallError) as exc:
-                if time.monotonic() > give_up:
-                    raise DeliveryFailedError(
-                        f"no transactional producer could be recreated within {self.recovery_s:g}s "
-                        f"(ANOMSTREAM_RESILIENCE__RECOVERY_S): {exc}"
-                    ) from exc
-                log.warning("recreating the transactional producer failed (%s): retrying", exc)
-                self.stop.wait(min(2**attempt * 0.5, 5))
-                attempt += 1
+            except StuckCallError as exc:
+                failure: Exception = exc
+                producer = self.renew_producer()  # that one is stuck too
+            except KafkaException as exc:
+                failure = exc
+                if exc.args[0].fatal():
+                    producer = self.renew_producer()
+            if time.monotonic() > give_up:
+                raise DeliveryFailedError(
+                    f"no transactional producer could be recreated within {self.recovery_s:g}s "
+                    f"(ANOMSTREAM_RESILIENCE__RECOVERY_S): {failure}"
+                ) from failure
+            log.warning("recreating the transactional producer: %s; retrying", failure)
+            time.sleep(min(2**attempt * 0.5, 5))
+            attempt += 1
 
     def _landed(self, offsets: list[TopicPartition]) -> bool:
         """Whether the group's committed offsets already cover ``offsets`` (a commit that landed)."""
@@ -513,9 +546,11 @@ class Publisher:
         batch: ScoredBatch,
     ) -> tuple[list[Output], list[TopicPartition]]:
         """What of a batch is still this consumer's to commit: partitions held without a break
-        since the batch was consumed (same assignment token). The rest is read again."""
-        held = {key for key, token in tokens.items() if batch.tokens.get(key, 0) == token}
-        gone = {(tp.topic, tp.partition) for tp in offsets} - held
+        since the batch was consumed (same assignment token; -1: not assigned now). The rest is
+        read again."""
+        keys = {(tp.topic, tp.partition) for tp in offsets}
+        held = {key for key in keys if tokens.get(key, 0) == batch.tokens.get(key, 0)}
+        gone = keys - held
         if gone:
             for key in gone:
                 events, dead = batch.per_partition.get(key, (0, 0))

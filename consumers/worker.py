@@ -118,6 +118,9 @@ class ScoringWorker:
         self._submitted_events = 0
         self._batch_number = 0
         self._crash_pending = 0  # the batch withheld from commit before the test crash
+        self._in_rebalance = False
+        self._lost_at: float | None = None  # when partitions were last lost, until assigned again
+        self.rejoins = 0  # consumers recreated because they did not rejoin their group
         self._crash_deadline: float | None = None
         for stream, model in self.models.items():
             self.metrics.model_version.labels(stream, model.detector_name).set(model.version)
@@ -152,13 +155,7 @@ class ScoringWorker:
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"worker {self.worker_id}",
                               self._abandoned).arm(self.stop)  # fmt: skip
         self.producer = self._new_producer()
-        # A crashed replica's partitions move after the session timeout: 10 s instead of librdkafka's
-        # 45 s default, so a restart or a surviving replica resumes quickly (heartbeats every 2 s).
-        self.consumer = make_consumer(
-            self.settings,
-            self.settings.group_id,
-            **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000},
-        )
+        self.consumer = self._new_consumer()
         self.batcher = DynamicBatcher(
             self.consumer,
             self.settings.batch_size,
@@ -173,7 +170,8 @@ class ScoringWorker:
             dead_letter_topic=self.settings.topic("dead_letter"),
             crash_before_commit=self._crash_before_commit,
             on_undeliverable=lambda topic, reason: self.metrics.undeliverable.labels(topic, reason).inc(),
-            renew_producer=self._new_producer,
+            renew_producer=lambda: self._new_producer(initialise=False),
+            while_waiting=self._while_waiting,
             committed=self._group_committed,
             guard=self.guard,
             stop=self.stop,
@@ -203,6 +201,7 @@ class ScoringWorker:
             while not self.stop:
                 self._swap_models()
                 self._commit_published()
+                self._rejoin_if_stuck()
                 if max_events is not None and self._submitted_events >= max_events:
                     self.publisher.drain()
                     self._commit_published(sync=True)
@@ -231,9 +230,10 @@ class ScoringWorker:
             bound.finished()
         return self.stats
 
-    def _new_producer(self) -> Producer:
+    def _new_producer(self, initialise: bool = True) -> Producer:
         """The worker's producer; under --eos transactional (the same id every time: a new one fences
-        the old, so the publisher recreates it when one is stuck), init_transactions done."""
+        the old, so the publisher recreates it when one is stuck), init_transactions done unless
+        ``initialise`` is False (the publisher retries it on the same producer)."""
         transactional_id = f"{self.settings.group_id}-{self.worker_id}" if self.eos else None
         # Delivery reports for failures only: success is "flush() left nothing behind", so a batch
         # costs no Python callback per output.
@@ -243,10 +243,44 @@ class ScoringWorker:
             on_delivery=self._on_delivery,
             **{"delivery.report.only.error": True},
         )
-        if self.eos:
+        if self.eos and initialise:
             timeout = self.settings.resilience.transaction_timeout_s
             self.guard.call("init_transactions", timeout, producer.init_transactions, timeout)
         return producer
+
+    def _new_consumer(self) -> Consumer:
+        # A crashed replica's partitions move after the session timeout: 10 s instead of librdkafka's
+        # 45 s default, so a restart or a surviving replica resumes quickly (heartbeats every 2 s).
+        overrides = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000}
+        return make_consumer(self.settings, self.settings.group_id, **overrides)
+
+    def _rejoin_if_stuck(self) -> None:
+        """A consumer whose session timed out in an outage can stay out of its group for good once
+        the broker is back (its coordinator restarted: librdkafka #2944, #3082, #5511): polled, and
+        never assigned again. Past ``rejoin_s`` it is recreated: it joins afresh, and its partitions
+        are read again from the committed offsets (batches still in flight are dropped for them)."""
+        if self._lost_at is None or time.monotonic() - self._lost_at < self.settings.resilience.rejoin_s:
+            return
+        log.warning("the consumer was not assigned partitions again %.0fs after losing them: recreating "
+                    "it (librdkafka can stay out of its group after a coordinator restart)",
+                    time.monotonic() - self._lost_at)  # fmt: skip
+        self._lost_at = None
+        self.rejoins += 1
+        close_quietly(self.consumer, "the stuck consumer")
+        self.consumer = self.batcher.consumer = self.publisher.consumer = self._new_consumer()
+        self.batcher.pending.clear()
+        self._subscribe()
+
+    def _while_waiting(self) -> None:
+        """The worker thread waits for the publisher (submit, drain): answer its questions and,
+        while it retries a batch through an outage, keep polling the consumer: a session lost
+        meanwhile is noticed (on_lost) and the group rejoined only in a poll, and the publisher's
+        retry needs the new group state. What arrives meanwhile joins the next batch."""
+        self.publisher.serve()
+        if not self.publisher.recovering or self._in_rebalance:
+            return
+        self.batcher.collect(0.05)
+        self.publisher.serve()
 
     def _group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         """The group's committed offsets, from a client of the publisher's own (never the consumer,
@@ -430,13 +464,19 @@ class ScoringWorker:
     # -- group membership and shutdown -----------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.publisher.note_assigned(partitions)
+        self._lost_at = None
         log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Before the partitions go: forget what was collected from them and not yet scored (their next
         # owner reads it from the committed offset), and publish and commit what was scored.
         dropped = self.batcher.discard(partitions)
-        self.publisher.drain()
+        self._in_rebalance = True  # no poll from inside the callback (see _while_waiting)
+        try:
+            self.publisher.drain()
+        finally:
+            self._in_rebalance = False
+        self.publisher.note_lost(partitions)
         self._commit_published(sync=True)
         log.info(
             "revoked %s (in-flight batches committed first%s)",
@@ -446,6 +486,8 @@ class ScoringWorker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         dropped = self.batcher.discard(partitions)
+        self.publisher.note_lost(partitions)
+        self._lost_at = time.monotonic()  # see _rejoin_if_stuck
         log.warning(
             "lost %s (session timed out): %d collected messages dropped, the next owner re-reads them",
             sorted(f"{p.topic}[{p.partition}]" for p in partitions),

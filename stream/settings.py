@@ -152,6 +152,12 @@ class ResilienceSettings(BaseModel):
         description="how long a worker keeps retrying one batch through an outage (recreating its "
         "producer) before it exits 75 for its supervisor to restart it",
     )
+    rejoin_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a consumer that lost its partitions (a session timed out in an outage) "
+        "may take to be assigned again before it is recreated",
+    )
     shutdown_grace_s: float = Field(
         default=25.0,
         gt=0,
