@@ -377,9 +377,13 @@ class ScoringWorker:
                 if self._crash_pending:
                     continue  # withheld: the crash test kills the worker with this batch uncommitted
                 try:
-                    if sync:  # no timeout of its own: the watchdog gives it one (a stuck one ends us)
+                    if sync and not self._in_rebalance:  # no timeout of its own: the watchdog gives
+                        # it one (a stuck one ends us). Not inside a rebalance callback: a consumer
+                        # call from another thread while this one is inside consume() deadlocks.
                         self.guard.call("commit", UNTIMED_CALL_S, self.consumer.commit,
                                         offsets=batch.offsets, asynchronous=False)  # fmt: skip
+                    elif sync:
+                        self.consumer.commit(offsets=batch.offsets, asynchronous=False)
                     else:
                         self.consumer.commit(offsets=batch.offsets, asynchronous=True)
                 except KafkaException as exc:
@@ -471,13 +475,13 @@ class ScoringWorker:
         # Before the partitions go: forget what was collected from them and not yet scored (their next
         # owner reads it from the committed offset), and publish and commit what was scored.
         dropped = self.batcher.discard(partitions)
-        self._in_rebalance = True  # no poll from inside the callback (see _while_waiting)
+        self._in_rebalance = True  # no poll, no call from another thread (see _while_waiting)
         try:
             self.publisher.drain()
+            self.publisher.note_lost(partitions)
+            self._commit_published(sync=True)
         finally:
             self._in_rebalance = False
-        self.publisher.note_lost(partitions)
-        self._commit_published(sync=True)
         log.info(
             "revoked %s (in-flight batches committed first%s)",
             sorted(f"{p.topic}[{p.partition}]" for p in partitions),

@@ -431,7 +431,7 @@ class DriftMonitor:
                     result.shadow)  # fmt: skip
 
     # -- checkpoints and group membership --------------------------------------------------------
-    def _checkpoint(self, commit: set[int]) -> None:
+    def _checkpoint(self, commit: set[int], in_callback: bool = False) -> None:
         """Deliver events, save the whole state, then commit the offsets of ``commit`` it covers."""
         if not self.dirty and not (commit - set(self.saved_offsets)):
             return
@@ -445,7 +445,10 @@ class DriftMonitor:
         if not offsets:
             return
         try:
-            guarded("commit", UNTIMED_CALL_S, self.consumer.commit, offsets=offsets, asynchronous=False)
+            if in_callback:  # inside consume(): on this thread (see _on_assign)
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                guarded("commit", UNTIMED_CALL_S, self.consumer.commit, offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # The checkpoint is the truth: on restart this monitor resumes from it.
             log.warning("offset commit failed (%s): the checkpoint covers it", exc)
@@ -476,8 +479,9 @@ class DriftMonitor:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Resume where the checkpoint stopped (the commit after it may be lost), unless another
         # monitor has since moved the partition further (what it watched is not ours to watch).
-        answer = guarded("committed", 10, lambda: consumer.committed(partitions, timeout=10))
-        committed = {tp.partition: tp.offset for tp in answer}
+        # Called inside consume(): on this thread, not the watchdog's (a consumer call from another
+        # thread while this one is inside consume() deadlocks); its own timeout bounds it.
+        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
         for tp in partitions:
             saved = self.saved_offsets.get(tp.partition)
             if saved is not None and saved > committed.get(tp.partition, -1):
@@ -491,7 +495,7 @@ class DriftMonitor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called inside consume(): every record read so far is fully handled, so the state is whole.
         mine = {tp.partition for tp in partitions}
-        self._checkpoint(mine)
+        self._checkpoint(mine, in_callback=True)
         self._drop(mine)
         log.info("revoked %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 

@@ -83,7 +83,10 @@ def test_worker_and_replay_recover_from_a_broker_outage(
         if worker.poll() is None:
             worker.kill()
     text = log.read_text()
-    assert code == 0, f"SIGTERM after the outage should be a clean stop (exit {code}):\n{text[-3000:]}"
+    # A supervisor reports 143 when a replica it restarted was still starting when SIGTERM came (it
+    # died of the signal): an interruption, not a failure (consumers.supervisor.combined_exit_code).
+    clean = (0,) if replicas == 1 else (0, 143)
+    assert code in clean, f"SIGTERM after the outage should be a clean stop (exit {code}):\n{text[-3000:]}"
     assert stats.delivered == N_EVENTS and stats.failed == 0, stats
     tally = Tally.of(settings)
     assert tally.inputs == N_EVENTS, "the replay wrote each event once (idempotent producer)"
