@@ -226,8 +226,10 @@ class ScoringWorker:
         finally:
             if not clean:
                 bound.begin()  # a failure's shutdown is bounded too: then the process exits non-zero
-            self._shutdown(clean)
-            bound.finished()
+            try:
+                self._shutdown(clean)
+            finally:
+                bound.finished()
         return self.stats
 
     def _new_producer(self, initialise: bool = True) -> Producer:

@@ -153,7 +153,7 @@ class ReplayProducer:
                 except StuckCallError:
                     remaining = len(producer)
                 bar.update(task, completed=stats.sent)
-        bound.finished()
+                bound.finished()
         stats.seconds = time.perf_counter() - started
         stats.delivered, stats.failed = tracker.delivered, tracker.failed + remaining
         if tracker.first_error is not None:

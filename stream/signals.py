@@ -72,16 +72,20 @@ class ShutdownBound:
         self.process = process
         self.abandoned = abandoned
         self._finished = threading.Event()
+        self.enabled = True
 
     def arm(self, stop: StopFlag) -> ShutdownBound:
-        """Count down from the moment ``stop`` is set (only when it owns the process's signals)."""
-        if stop.installed:
+        """Count down from the moment ``stop`` is set. Only when it owns the process's signals: a
+        loop run by a test or a helper thread (its own flag) never ends the process."""
+        self.enabled = stop.installed
+        if self.enabled:
             threading.Thread(target=self._watch, args=(stop,), name="shutdown-bound", daemon=True).start()
         return self
 
     def begin(self) -> ShutdownBound:
-        """Count down from now (a server that handles signals itself, when its shutdown starts)."""
-        threading.Thread(target=self._count_down, name="shutdown-bound", daemon=True).start()
+        """Count down from now: a failure's shutdown, or a server that handles signals itself."""
+        if self.enabled:
+            threading.Thread(target=self._count_down, name="shutdown-bound", daemon=True).start()
         return self
 
     def finished(self) -> None:

@@ -165,12 +165,14 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
             bound = ShutdownBound(
                 resilience.shutdown_grace_s, "dashboard", lambda: "its Kafka readers"
             ).begin()
-            await hub.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await asyncio.to_thread(feed.close)
-            bound.finished()
+            try:
+                await hub.close()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await asyncio.to_thread(feed.close)
+            finally:
+                bound.finished()
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})

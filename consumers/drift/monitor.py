@@ -179,8 +179,10 @@ class DriftMonitor:
         finally:
             if not self.stop:
                 bound.begin()  # a failure's shutdown is bounded too
-            self._shutdown(updates, peers)
-            bound.finished()
+            try:
+                self._shutdown(updates, peers)
+            finally:
+                bound.finished()
         return self.stats
 
     def _abandoned(self) -> str:

@@ -18,25 +18,36 @@ Every guarded call, and what its overrun does:
 ============================================  ===============================================
 call (where)                                  on overrun
 ============================================  ===============================================
-``init_transactions``, ``send_offsets_to_``   the worker's publisher recreates its transactional
-``transaction``, ``commit_transaction``,      producer, asks the group what was committed, and
-``abort_transaction``, ``flush``              retries the batch (consumers/pipeline.py)
-(worker publisher)
-``commit`` (sync), ``committed`` (worker,     the process exits 75 (a consumer cannot be
-drift monitor)                                recreated without leaving its group)
-``flush`` (drift monitor checkpoint, replay,  the process exits 75 (replay: what is not
-alert verdicts)                               acknowledged is reported as failed first)
-``list_topics``, ``get_watermark_offsets``,   raised like any broker error: readers retry with a
-``committed`` (readers, dashboard feed,       new client (the dashboard's feed), one-shot
-topic administration, ``wait_for_broker``)    commands exit 75
-``close`` (every consumer a long-running      abandoned (logged): the process is leaving anyway
-process closes)
+``send_offsets_to_transaction``,              the worker's publisher recreates its transactional
+``commit_transaction``, ``abort_transaction``  producer (retrying ``init_transactions`` on the new
+``init_transactions``, ``flush`` (worker      one), asks the group what was committed, and
+publisher, consumers/pipeline.py)             retries the batch until ``recovery_s``
+``committed`` (the publisher's own probe      as above: the batch is retried
+consumer)
+``commit`` (sync; worker shutdown, drift      StuckCallError ends the process: one line, exit 75
+monitor checkpoint)
+``flush`` (worker shutdown, drift monitor     StuckCallError ends the process: one line, exit 75
+checkpoint via ``flush_or_raise``)
+``flush`` (replay, at its end)                what is unacknowledged is reported as failed
+``list_topics``, ``get_watermark_offsets``    raised like a broker error: the dashboard's feed
+(``wait_for_broker``, ``partitions_of``,      makes new readers; a worker or monitor starting
+``watermarks``), ``list_topics`` and          exits 75; one-shot commands exit 75
+``committed`` (dashboard offsets poller)
+``close`` (every consumer of the worker, the  abandoned, logged: the process is leaving anyway
+drift monitor, the dashboard, readers)
 ============================================  ===============================================
 
-Calls without a timeout of their own (``commit(asynchronous=False)``, ``close()``) are given one
-here (:data:`UNTIMED_CALL_S`). Calls that only read local state (``position``, cached watermarks,
-``consumer_group_metadata``, ``assignment``) and ``poll``/``consume`` (their timeout is a wait for
-messages, never a broker round trip) are not guarded.
+Not guarded, on purpose: consumer calls made inside a rebalance callback (the worker's sync commit
+in ``on_revoke``, the drift monitor's ``committed`` in ``on_assign`` and commit in ``on_revoke``):
+from another thread they deadlock against the ``consume()`` the callback runs in (measured), so they
+stay on the consuming thread, bounded by their own timeout, ``/healthz`` and the SIGTERM bound.
+Calls that only read local state (``position``, cached watermarks, ``consumer_group_metadata``,
+``assignment``), ``produce``, ``begin_transaction`` and ``poll``/``consume`` (their timeout is a wait
+for messages) are not guarded either. Calls without a timeout of their own (``commit``, ``close``)
+are given :data:`UNTIMED_CALL_S`.
+
+A consumer can also stay out of its group after a coordinator restart with no call blocked at all
+(librdkafka #2944, #3082): the worker recreates it past ``ANOMSTREAM_RESILIENCE__REJOIN_S``.
 
 >>> Watchdog(margin_s=0.05).call("sleep", 0.05, __import__("time").sleep, 5)
 Traceback (most recent call last):
