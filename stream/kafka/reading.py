@@ -138,5 +138,5 @@ def read_ranges(
             positions = consumer.position([TopicPartition(topic, p) for p in pending])
             pending -= {tp.partition for tp in positions if tp.offset >= wanted[tp.partition][1]}
     finally:
-        consumer.close()
+        close_quietly(consumer, f"a reader of {topic}")
     return [m for p in sorted(got) for m in got[p]]

@@ -32,6 +32,7 @@ from tests.support.outages import (
     outage,
     outage_settings,
 )
+from tests.support.streams import kill_group
 from tests.support.web import http_status
 
 pytestmark = pytest.mark.integration
@@ -64,7 +65,7 @@ def test_worker_and_replay_recover_from_a_broker_outage(
         ["--replicas", str(replicas)] if replicas > 1 else ["--worker-id", "w"]
     )
     port = free_port()
-    worker = spawn_worker(settings, *args, "--metrics-port", str(port), log_path=log)
+    worker = spawn_worker(settings, *args, "--metrics-port", str(port), log_path=log, session=True)
     try:
         assert wait_until(lambda: "assigned" in log.read_text(), 120), log.read_text()[-3000:]
         replay = BackgroundReplay(settings, N_EVENTS, RATE).start()
@@ -80,8 +81,7 @@ def test_worker_and_replay_recover_from_a_broker_outage(
             assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, 30)
         code, took = _sigterm(worker, log)
     finally:
-        if worker.poll() is None:
-            worker.kill()
+        kill_group(worker)  # a failed test leaves no replica behind
     text = log.read_text()
     # A supervisor reports 143 when a replica it restarted was still starting when SIGTERM came (it
     # died of the signal): an interruption, not a failure (consumers.supervisor.combined_exit_code).
