@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> None:
         if verbose:
             traceback.print_exc()
         print_error(str(exc))
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))  # 75: a stuck Kafka call, restart me
     except Exception as exc:
         if _is_usage_error(exc):  # a bad option, value or verb (typer's click raises these)
             where = getattr(getattr(exc, "ctx", None), "command_path", "anomstream")

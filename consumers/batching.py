@@ -64,6 +64,13 @@ class DynamicBatcher:
         self._handed_over = time.monotonic()
         return batch
 
+    def collect(self, timeout: float) -> None:
+        """Poll the consumer for up to ``timeout`` while the caller cannot hand a batch over (its
+        group membership and rebalance callbacks are served only in a poll), keeping what arrives
+        for the next batch (at least one message's room, so the poll happens)."""
+        room = self.max_size - len(self.pending)
+        self.pending += _data(self.consumer.consume(max(room, 1), timeout))
+
     def discard(self, partitions: Iterable[TopicPartition]) -> int:
         """Forget collected messages of revoked or lost partitions (their next owner reads them from
         the committed offset); returns how many were dropped."""

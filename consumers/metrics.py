@@ -2,7 +2,8 @@
 lag.
 
 ``anomstream worker --metrics-port 9464`` serves them at http://HOST:9464/metrics, beside
-``/healthz`` (alive: the consume loop turns) and ``/readyz`` (models loaded, joined the group,
+``/healthz`` (alive: the consume loop turns, and batches complete while there is lag or a batch in
+flight: :class:`stream.health.Progress`) and ``/readyz`` (models loaded, joined the group,
 broker reachable: see :func:`worker_readiness`); with ``--replicas N`` replica i listens on
 port + i. Each worker has its own registry, so several workers in one process (tests, benchmarks)
 never collide.
@@ -22,7 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from stream.health import HealthServer, Readiness, ReadinessCheck, always_ready, serve_health
+from stream.health import HealthServer, Progress, Readiness, ReadinessCheck, always_ready, serve_health
 from stream.kafka import make_admin
 
 LAG_REFRESH_S = 2.0
@@ -32,7 +33,9 @@ LOOP_DEAD_S = 120.0  # not alive: longer than any batch, retry back-off or rebal
 
 
 class WorkerMetrics:
-    def __init__(self, port: int | None = None, readiness: ReadinessCheck = always_ready) -> None:
+    def __init__(
+        self, port: int | None = None, readiness: ReadinessCheck = always_ready, stall_after_s: float = 120.0
+    ) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
         self.events = Counter("anomstream_events_total", "Events scored", ["stream"], registry=reg)
@@ -70,6 +73,8 @@ class WorkerMetrics:
             "anomstream_model_version", "Version in use", ["stream", "detector"], registry=reg
         )
         self._last_lag = 0.0
+        self._lag_total = 0
+        self.progress = Progress(stall_after_s)
         # Written by the consume loop (update_lag), read by the health server's thread.
         self.loop_seen: float | None = None
         self.member_id: str | None = None
@@ -81,32 +86,38 @@ class WorkerMetrics:
         if port is not None:
             self.server = serve_health(self.registry, port, readiness, liveness=self.alive)
 
-    def update_lag(self, consumer: Consumer, force: bool = False) -> None:
+    def update_lag(self, consumer: Consumer, force: bool = False, in_flight: int = 0) -> None:
         """Lag per assigned partition from cached watermarks (no broker round trip per batch).
 
         Called by the worker's loop after every ``consume()``; it also notes that the loop turns,
-        and (every LAG_REFRESH_S) the group membership, for ``/healthz`` and ``/readyz``.
+        what is pending (lag + batches in flight) and (every LAG_REFRESH_S) the group membership,
+        for ``/healthz`` and ``/readyz``.
         """
         self.loop_seen = time.monotonic()
+        self.progress.pending(self._lag_total + in_flight)
         if not force and time.monotonic() - self._last_lag < LAG_REFRESH_S:
             return
         self._last_lag = time.monotonic()
         assigned = consumer.assignment()
         self.member_id = consumer.memberid() or None
         self.assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)
-        if not assigned:
-            return
-        for tp in consumer.position(assigned):
+        total = 0
+        for tp in consumer.position(assigned) if assigned else []:
             _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), cached=True)
             if high >= 0 and tp.offset >= 0:
                 self.lag.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
+                total += max(high - tp.offset, 0)
+        self._lag_total = total
 
     def alive(self) -> Readiness:
-        """Alive until the consume loop, once started, stops turning for LOOP_DEAD_S."""
+        """Alive until the consume loop, once started, stops turning for LOOP_DEAD_S, or work is
+        pending and no batch completed for ``stall_after_s`` (:class:`stream.health.Progress`)."""
         if self.loop_seen is None:
             return Readiness(True, {"loop": "starting"})
         age = time.monotonic() - self.loop_seen
-        return Readiness(age < LOOP_DEAD_S, {"loop_seen_s_ago": round(age, 1)})
+        progress = self.progress.liveness()
+        checks = {"loop_seen_s_ago": round(age, 1), **progress.checks}
+        return Readiness(age < LOOP_DEAD_S and progress.ready, checks)
 
     def broker_reachable(self, settings: Any) -> str | None:
         """None when the broker answers a metadata request now, else why not (a client of its own)."""

@@ -28,6 +28,17 @@ the batch's own outputs: they are deterministic, so nothing is re-read or re-sco
 a bounded dead letter that says what it was and why it could not be published, and the batch moves on,
 so one bad output never becomes a crash loop. Only a fatal producer error, or transient errors that
 outlast the retries, stop the worker, with the batch uncommitted.
+
+A broker outage is transient too, however long: under --eos a batch is retried until
+``ANOMSTREAM_RESILIENCE__RECOVERY_S`` has passed, not a number of times (an outage longer than the
+session timeout fails several attempts in a row with UNKNOWN_MEMBER_ID until the consumer has
+rejoined). Every blocking producer call runs under the watchdog (:mod:`stream.kafka.watchdog`); when
+one overruns, or an abort fails, the transactional producer is recreated (its ``init_transactions``
+fences the old epoch and settles the old transaction), and the group's committed offsets say whether
+the batch's commit landed before the worker lost track of it (then it is done, not published twice).
+Partitions lost and assigned again since a batch was consumed are left out of its retry: the consumer
+reads them again from the committed offset, and committing them with the old batch would score them
+twice.
 """
 
 from __future__ import annotations
@@ -47,6 +58,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumers.outputs import undeliverable
 from models.scoring import BatchScores, ScoringModel
 from stream.kafka import Headers
+from stream.kafka.watchdog import StuckCallError, Watchdog, watchdog
+from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +105,10 @@ class ScoredBatch:
     group_metadata: Any = None  # --eos: the consumer group metadata when the batch was consumed
     undeliverable: int = 0  # outputs replaced by dead letters (set by the publisher)
     stand_ins: list[Output] = field(default_factory=list)  # those dead letters
+    # Per source partition: its assignment token when consumed (see Publisher.note_assigned), and
+    # the (events, dead letters) it holds, taken off the counts when the partition is left out.
+    tokens: dict[tuple[str, int], int] = field(default_factory=dict)
+    per_partition: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
 
 
 def is_permanent(error: KafkaError) -> bool:
@@ -111,10 +128,32 @@ class Publisher:
         dead_letter_topic: str,
         crash_before_commit: int = 0,
         on_undeliverable: Callable[[str, str], None] | None = None,
+        renew_producer: Callable[[], Producer] | None = None,
+        committed: Callable[[list[TopicPartition], float], list[TopicPartition]] | None = None,
+        guard: Watchdog | None = None,
+        stop: StopFlag | None = None,
+        transaction_timeout_s: float = 30.0,
+        recovery_s: float = 300.0,
+        while_waiting: Callable[[], None] | None = None,
     ) -> None:
         self.producer = producer
         self.consumer = consumer
         self.eos = eos
+        # --eos recovery: a new transactional producer (init_transactions done), and the group's
+        # committed offsets (asked of a client of its own: the publisher never calls the consumer).
+        self.renew_producer = renew_producer
+        self.committed_offsets = committed
+        self.guard = guard if guard is not None else watchdog()
+        self.stop = stop if stop is not None else StopFlag(install=False)
+        self.transaction_timeout_s = transaction_timeout_s
+        self.recovery_s = recovery_s
+        self.renewals = 0  # producers recreated after a stuck or failed transaction
+        # True while a batch is being retried (an outage): the worker thread then keeps its consumer
+        # polled while it waits (``while_waiting``), or a lost session is never noticed and rejoined.
+        self.recovering = False
+        self.while_waiting = while_waiting or self.serve
+        self.generation: dict[tuple[str, int], int] = {}  # partition -> token of its assignment
+        self._assignments = 0
         self.worker_id = worker_id
         self.dead_letter_topic = dead_letter_topic
         self.crash_before_commit = crash_before_commit
@@ -130,7 +169,7 @@ class Publisher:
         self._failures: list[tuple[KafkaError, Message]] = []
         self._asked = threading.Event()
         self._answered = threading.Event()
-        self._answer: tuple[Any, set[tuple[str, int]]] | None = None
+        self._answer: tuple[Any, dict[tuple[str, int], int]] | None = None
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 
     # -- the producer's delivery callback (set as its ``on_delivery``, errors only) --------------
@@ -149,37 +188,66 @@ class Publisher:
         with self._progress:
             return self._submitted - self._finished
 
+    def note_assigned(self, partitions: list[TopicPartition]) -> None:
+        """The worker thread's on_assign: these partitions start a new assignment. A batch consumed
+        under an earlier one (before a lost session, say) is not committed for them."""
+        self._assignments += 1
+        for tp in partitions:
+            self.generation[(tp.topic, tp.partition)] = self._assignments
+
+    def note_lost(self, partitions: list[TopicPartition]) -> None:
+        """The worker thread's on_lost (and on_revoke, once drained): batches consumed before are
+        not committed for these partitions, even if the broker would still take their offsets (it
+        can, right after it restarted): a later batch committed past a dropped one skips its gap."""
+        self._assignments += 1
+        for tp in partitions:
+            self.generation[(tp.topic, tp.partition)] = self._assignments
+
     def serve(self) -> None:
         """Answer the publisher's question for the consumer's group state, if it asked. Called by the
         thread that polls the consumer, between polls and while it waits for the publisher."""
         if self._asked.is_set():
             self._asked.clear()
             assigned = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-            self._answer = (self.consumer.consumer_group_metadata(), assigned)
+            tokens = {key: -1 for key in self.generation}  # not assigned now: gone
+            tokens.update({key: self.generation.get(key, 0) for key in assigned})
+            self._answer = (self.consumer.consumer_group_metadata(), tokens)
             self._answered.set()
 
-    def submit(self, batch: ScoredBatch) -> None:
-        """Queue a batch; blocks while one is already waiting (back-pressure on the worker)."""
+    def submit(self, batch: ScoredBatch) -> bool:
+        """Queue a batch; blocks while one is already waiting (back-pressure on the worker). False
+        when a stop was asked for meanwhile: the batch is not queued (its offsets are not committed,
+        so it is read again by the next owner)."""
         while True:
             self.raise_if_failed()
-            self.serve()
+            self.while_waiting()
             try:
                 self.inbox.put(batch, timeout=0.01)
                 break
             except queue.Full:
-                continue
+                if self.stop:
+                    return False
         with self._progress:
             self._submitted += 1
+        return True
 
     def drain(self) -> None:
-        """Wait until every submitted batch is published (or the publisher failed: raised)."""
+        """Wait until every submitted batch is published (or the publisher failed: raised). After a
+        stop this is bounded by the process's grace period (stream.signals.ShutdownBound)."""
         while True:
-            self.serve()
+            self.while_waiting()
             with self._progress:
                 if self._finished >= self._submitted or self.error is not None:
                     break
                 self._progress.wait(0.01)
         self.raise_if_failed()
+
+    def abandoned(self) -> str:
+        """What a stop past the grace period leaves behind (for its one line)."""
+        with self._progress:
+            batches = self._submitted - self._finished
+        guarantee = "their transactions are aborted" if self.eos else "they are re-delivered"
+        return f"{batches} batches in flight, not committed ({guarantee}; nothing is lost)"
 
     def raise_if_failed(self) -> None:
         if self.error is not None:
@@ -211,6 +279,7 @@ class Publisher:
                     self._publish_transaction(batch)
                 else:
                     self._publish(batch)
+                self.recovering = False
                 log.debug(
                     "batch %d: %d outputs published in %.1f ms",
                     batch.number,
@@ -241,9 +310,10 @@ class Publisher:
             if transient and attempt == MAX_DELIVERY_RETRIES:
                 raise DeliveryFailedError(f"{len(outputs)} outputs of batch {batch.number} failed: {error}")
             if transient:
+                self.recovering = True
                 self._back_off(attempt, batch, error)
 
-    def _group_state(self) -> tuple[Any, set[tuple[str, int]]]:
+    def _group_state(self) -> tuple[Any, dict[tuple[str, int], int]]:
         """The consumer's group metadata and assignment now, from the thread that polls it."""
         self._answered.clear()
         self._asked.set()
@@ -255,27 +325,128 @@ class Publisher:
         return self._answer
 
     def _publish_transaction(self, batch: ScoredBatch) -> None:
+        """One transaction: outputs, offsets, commit. Retried through an outage (see the module)."""
         outputs, offsets, metadata = batch.outputs, batch.offsets, batch.group_metadata
-        for attempt in range(MAX_DELIVERY_RETRIES + 1):
+        timeout = self.transaction_timeout_s
+        give_up = time.monotonic() + self.recovery_s
+        attempt = 0
+        while True:
             self._failures = []
-            self.producer.begin_transaction()
-            try:
-                outputs = self._produce(outputs, batch, singly=attempt > 0)
-                self.producer.send_offsets_to_transaction(offsets, metadata, 30)
-                self._maybe_crash(batch)
-                self.producer.commit_transaction(FLUSH_TIMEOUT_S)
+            committing = renewed = False
+            outputs, offsets = self._still_assigned(outputs, offsets, dict(self.generation), batch)
+            if not offsets:
+                log.warning(
+                    "batch %d: its partitions were lost meanwhile: left to be read again", batch.number
+                )
                 return
+            try:
+                self.producer.begin_transaction()
+                outputs = self._produce(outputs, batch, singly=attempt > 0)
+                self._call("send_offsets_to_transaction", timeout, self.producer.send_offsets_to_transaction,
+                           offsets, metadata, timeout)  # fmt: skip
+                self._maybe_crash(batch)
+                committing = True
+                self._call("commit_transaction", timeout, self.producer.commit_transaction, timeout)
+                return
+            except StuckCallError as exc:
+                self.recovering = True
+                error: Any = exc
+                renewed = self._renew(give_up)
             except KafkaException as exc:
+                self.recovering = True
                 error = exc.args[0]
-                if error.fatal() or attempt == MAX_DELIVERY_RETRIES:
+                if error.fatal() and not self._recoverable(error):
                     raise
-                self.producer.abort_transaction(30)
-                # Permanently refused outputs are replaced; partitions lost meanwhile are left to
-                # their new owner (committing their offsets here would be fenced anyway).
-                outputs = self._replace_refused(outputs, batch)
-                metadata, assigned = self._group_state()  # a rebalance may have moved on
-                outputs, offsets = self._still_assigned(outputs, offsets, assigned)
-                self._back_off(attempt, batch, error)
+                renewed = self._abort_or_renew(give_up)
+            # A commit that timed out goes on in the background; once the old transaction is settled
+            # (abort refused, producer renewed), the group's offsets say whether it landed.
+            if committing and renewed and self._landed(offsets):
+                log.warning("batch %d: its commit landed before the worker lost track of it: done",
+                            batch.number)  # fmt: skip
+                return
+            attempt += 1
+            if time.monotonic() > give_up:
+                raise DeliveryFailedError(
+                    f"batch {batch.number} not committed after {attempt} attempts in "
+                    f"{self.recovery_s:g}s (ANOMSTREAM_RESILIENCE__RECOVERY_S): {error}"
+                )
+            # Permanently refused outputs are replaced; partitions lost meanwhile are left to their
+            # new owner, or to this consumer's new assignment of them.
+            outputs = self._replace_refused(outputs, batch)
+            metadata, tokens = self._group_state()  # a rebalance may have moved on
+            outputs, offsets = self._still_assigned(outputs, offsets, tokens, batch)
+            if not offsets:
+                log.warning("batch %d: every partition was reassigned meanwhile: left to be read again",
+                            batch.number)  # fmt: skip
+                return
+            self._back_off(min(attempt - 1, MAX_DELIVERY_RETRIES), batch, error)
+
+    def _call(self, name: str, timeout: float, fn: Callable[..., Any], *args: Any) -> Any:
+        return self.guard.call(name, timeout, fn, *args)
+
+    @staticmethod
+    def _recoverable(error: KafkaError) -> bool:
+        """A fatal error a new producer cures (the old epoch is gone); fencing by another instance
+        with our transactional id is not: that one owns the id now."""
+        return error.code() not in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                    KafkaError.INVALID_PRODUCER_EPOCH)  # fmt: skip
+
+    def _abort_or_renew(self, give_up: float) -> bool:
+        """Abort the open transaction; when that fails or overruns, renew the producer. True when
+        the producer was renewed (the old transaction settled by the coordinator)."""
+        try:
+            self._call("abort_transaction", self.transaction_timeout_s, self.producer.abort_transaction,
+                       self.transaction_timeout_s)  # fmt: skip
+            return False
+        except (KafkaException, StuckCallError) as exc:
+            log.warning("abort_transaction failed (%s): recreating the transactional producer", exc)
+            return self._renew(give_up)
+
+    def _renew(self, give_up: float) -> bool:
+        """Abandon the producer for a new one with the same transactional id, retrying through the
+        outage until ``give_up``. The new one's init_transactions fences the old epoch: whatever
+        the old one still does is refused. A timed-out init_transactions goes on in the background,
+        so it is called again on the same producer (a second new one would be fenced by the first)."""
+        if self.renew_producer is None:
+            raise DeliveryFailedError("the transactional producer is stuck and cannot be recreated here")
+        timeout = self.transaction_timeout_s
+        producer, attempt = self.renew_producer(), 0
+        while True:
+            try:
+                self._call("init_transactions", timeout, producer.init_transactions, timeout)
+                self.producer = producer
+                self.renewals += 1
+                log.warning("transactional producer recreated (%d so far): the old one is fenced",
+                            self.renewals)  # fmt: skip
+                return True
+            except StuckCallError as exc:
+                failure: Exception = exc
+                producer = self.renew_producer()  # that one is stuck too
+            except KafkaException as exc:
+                failure = exc
+                if exc.args[0].fatal():
+                    producer = self.renew_producer()
+            if time.monotonic() > give_up:
+                raise DeliveryFailedError(
+                    f"no transactional producer could be recreated within {self.recovery_s:g}s "
+                    f"(ANOMSTREAM_RESILIENCE__RECOVERY_S): {failure}"
+                ) from failure
+            log.warning("recreating the transactional producer: %s; retrying", failure)
+            time.sleep(min(2**attempt * 0.5, 5))
+            attempt += 1
+
+    def _landed(self, offsets: list[TopicPartition]) -> bool:
+        """Whether the group's committed offsets already cover ``offsets`` (a commit that landed)."""
+        if self.committed_offsets is None or not offsets:
+            return False
+        try:
+            now = self.committed_offsets([TopicPartition(tp.topic, tp.partition) for tp in offsets],
+                                         self.transaction_timeout_s)  # fmt: skip
+        except (KafkaException, StuckCallError) as exc:
+            log.warning("cannot read the group's committed offsets (%s): the batch is retried", exc)
+            return False
+        wanted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+        return all(tp.offset >= wanted[(tp.topic, tp.partition)] for tp in now)
 
     def _produce(self, outputs: list[Output], batch: ScoredBatch, singly: bool = False) -> list[Output]:
         """Produce every output (``singly``: each in a request of its own, flushed before the next);
@@ -302,7 +473,7 @@ class Publisher:
                     output = produced[index] = stand_in
                     topic, value, key, headers, _ = stand_in
             if singly:
-                self.producer.flush(FLUSH_TIMEOUT_S)
+                self._call("flush", FLUSH_TIMEOUT_S, self.producer.flush, FLUSH_TIMEOUT_S)
         poll(0)
         return [o for o in produced if o is not None] if produced is not outputs else outputs
 
@@ -369,26 +540,42 @@ class Publisher:
 
     @staticmethod
     def _still_assigned(
-        outputs: list[Output], offsets: list[TopicPartition], assigned: set[tuple[str, int]]
+        outputs: list[Output],
+        offsets: list[TopicPartition],
+        tokens: dict[tuple[str, int], int],
+        batch: ScoredBatch,
     ) -> tuple[list[Output], list[TopicPartition]]:
-        kept = [o for o in outputs if (o[4].topic(), o[4].partition()) in assigned]
-        return kept, [tp for tp in offsets if (tp.topic, tp.partition) in assigned]
+        """What of a batch is still this consumer's to commit: partitions held without a break
+        since the batch was consumed (same assignment token; -1: not assigned now). The rest is
+        read again."""
+        keys = {(tp.topic, tp.partition) for tp in offsets}
+        held = {key for key in keys if tokens.get(key, 0) == batch.tokens.get(key, 0)}
+        gone = keys - held
+        if gone:
+            for key in gone:
+                events, dead = batch.per_partition.get(key, (0, 0))
+                batch.events -= events
+                batch.dead_letters -= dead
+            batch.learn = []  # learnt only from whole committed batches: never twice
+            log.warning("batch %d: %s reassigned since it was consumed: left to be read again",
+                        batch.number, sorted(f"{t}[{p}]" for t, p in gone))  # fmt: skip
+        kept = [o for o in outputs if (o[4].topic(), o[4].partition()) in held]
+        return kept, [tp for tp in offsets if (tp.topic, tp.partition) in held]
 
     def _flush(self) -> None:
+        """At-least-once: wait until every output is acknowledged, through an outage of up to
+        2 x FLUSH_TIMEOUT_S (librdkafka retries them meanwhile), each flush under the watchdog."""
         deadline = time.monotonic() + 2 * FLUSH_TIMEOUT_S
-        while self.producer.flush(min(FLUSH_TIMEOUT_S, max(deadline - time.monotonic(), 0.1))):
+        while True:
+            budget = min(FLUSH_TIMEOUT_S, max(deadline - time.monotonic(), 0.1))
+            if not self._call("flush", budget, self.producer.flush, budget):
+                return
             if time.monotonic() > deadline:
                 raise DeliveryFailedError(f"{len(self.producer)} outputs still unacknowledged")
 
     def _back_off(self, attempt: int, batch: ScoredBatch, error: Any) -> None:
         self.retried_batches += 1
-        log.warning(
-            "batch %d: delivery failed (%s): retrying (%d/%d)",
-            batch.number,
-            error,
-            attempt + 1,
-            MAX_DELIVERY_RETRIES,
-        )
+        log.warning("batch %d: delivery failed (%s): retrying (attempt %d)", batch.number, error, attempt + 2)
         time.sleep(min(2**attempt * 0.2, 5))
 
     def _maybe_crash(self, batch: ScoredBatch) -> None:

@@ -61,7 +61,11 @@ class ReplicaSupervisor:
         stop: StopFlag | None = None,
         metrics_port: int | None = None,
         command: Callable[..., list[str]] = worker_command,
+        grace_s: float = 25.0,
     ) -> None:
+        # A replica has grace_s to finish after SIGTERM (then it exits 75 on its own): SIGKILL only
+        # a little after that.
+        self.grace_s = grace_s
         self.count = replicas
         self.worker_args = worker_args
         self.metrics_port = metrics_port
@@ -102,7 +106,8 @@ class ReplicaSupervisor:
             self.stop.wait(0.5)
         return self._terminate(replicas) or exit_code
 
-    def _terminate(self, replicas: list[Replica], grace: float = 60.0) -> int:
+    def _terminate(self, replicas: list[Replica]) -> int:
+        grace = self.grace_s + 5
         for replica in replicas:
             if replica.process.poll() is None:
                 replica.process.send_signal(signal.SIGTERM)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from consumers.batching import DynamicBatcher
 from consumers.decoding import DECODERS
@@ -50,8 +50,9 @@ from models.detectors.backend import warm_up_sizes
 from models.registry import Registry, RegistryError
 from models.scoring import ScoringModel
 from stream.kafka import make_consumer, make_producer, wait_for_broker
+from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
 from stream.settings import STREAMS, Settings
-from stream.signals import StopFlag
+from stream.signals import ShutdownBound, StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,12 @@ class ScoringWorker:
         worker_id: str | None = None,
         stop: StopFlag | None = None,
         metrics_port: int | None = None,
+        guard: Watchdog | None = None,
     ) -> None:
         self.settings = settings
         self.streams = tuple(streams)
         self.eos = eos
+        self.guard = guard if guard is not None else watchdog()  # tests inject one to force overruns
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
         self.registry = Registry(settings.registry_dir)
@@ -105,12 +108,19 @@ class ScoringWorker:
         self.models = self._load_models(streams)
         self.routes = {settings.topic(stream): stream for stream in self.models}
         self.stats = WorkerStats()
-        self.metrics = WorkerMetrics(metrics_port, readiness=lambda: worker_readiness(self))
+        self.metrics = WorkerMetrics(
+            metrics_port,
+            readiness=lambda: worker_readiness(self),
+            stall_after_s=settings.resilience.stall_after_s,
+        )
         # Crash injection for recovery tests: SIGKILL ourselves with batch N published and not committed.
         self._crash_before_commit = int(os.environ.get("ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT") or 0)
         self._submitted_events = 0
         self._batch_number = 0
         self._crash_pending = 0  # the batch withheld from commit before the test crash
+        self._in_rebalance = False
+        self._lost_at: float | None = None  # when partitions were last lost, until assigned again
+        self.rejoins = 0  # consumers recreated because they did not rejoin their group
         self._crash_deadline: float | None = None
         for stream, model in self.models.items():
             self.metrics.model_version.labels(stream, model.detector_name).set(model.version)
@@ -142,24 +152,10 @@ class ScoringWorker:
         # One clear error when the cluster cannot be reached or authenticated to, before any client
         # starts retrying on its own (a wrong SASL setting once surfaced as "topic missing").
         wait_for_broker(self.settings, timeout=30)
-        transactional_id = f"{self.settings.group_id}-{self.worker_id}" if self.eos else None
-        # Delivery reports for failures only: success is "flush() left nothing behind", so a batch
-        # costs no Python callback per output.
-        self.producer = make_producer(
-            self.settings,
-            transactional_id=transactional_id,
-            on_delivery=self._on_delivery,
-            **{"delivery.report.only.error": True},
-        )
-        if self.eos:
-            self.producer.init_transactions(30)
-        # A crashed replica's partitions move after the session timeout: 10 s instead of librdkafka's
-        # 45 s default, so a restart or a surviving replica resumes quickly (heartbeats every 2 s).
-        self.consumer = make_consumer(
-            self.settings,
-            self.settings.group_id,
-            **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000},
-        )
+        bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"worker {self.worker_id}",
+                              self._abandoned).arm(self.stop)  # fmt: skip
+        self.producer = self._new_producer()
+        self.consumer = self._new_consumer()
         self.batcher = DynamicBatcher(
             self.consumer,
             self.settings.batch_size,
@@ -174,7 +170,15 @@ class ScoringWorker:
             dead_letter_topic=self.settings.topic("dead_letter"),
             crash_before_commit=self._crash_before_commit,
             on_undeliverable=lambda topic, reason: self.metrics.undeliverable.labels(topic, reason).inc(),
+            renew_producer=lambda: self._new_producer(initialise=False),
+            while_waiting=self._while_waiting,
+            committed=self._group_committed,
+            guard=self.guard,
+            stop=self.stop,
+            transaction_timeout_s=self.settings.resilience.transaction_timeout_s,
+            recovery_s=self.settings.resilience.recovery_s,
         ).start()
+        self._probe: Consumer | None = None
         sizes = warm_up_sizes(self.settings.batch_size)
         for model in self.models.values():
             model.warm_up(sizes)  # compile before the first event, not on it
@@ -197,6 +201,7 @@ class ScoringWorker:
             while not self.stop:
                 self._swap_models()
                 self._commit_published()
+                self._rejoin_if_stuck()
                 if max_events is not None and self._submitted_events >= max_events:
                     self.publisher.drain()
                     self._commit_published(sync=True)
@@ -207,7 +212,7 @@ class ScoringWorker:
                 self.publisher.serve()
                 self._maybe_crash()
                 self.publisher.raise_if_failed()
-                self.metrics.update_lag(self.consumer)
+                self.metrics.update_lag(self.consumer, in_flight=self.publisher.in_flight)
                 if time.monotonic() - last_report > 10:
                     last_report = time.monotonic()
                     log.info(
@@ -219,8 +224,77 @@ class ScoringWorker:
                     )
             clean = True
         finally:
-            self._shutdown(clean)
+            if not clean:
+                bound.begin()  # a failure's shutdown is bounded too: then the process exits non-zero
+            try:
+                self._shutdown(clean)
+            finally:
+                bound.finished()
         return self.stats
+
+    def _new_producer(self, initialise: bool = True) -> Producer:
+        """The worker's producer; under --eos transactional (the same id every time: a new one fences
+        the old, so the publisher recreates it when one is stuck), init_transactions done unless
+        ``initialise`` is False (the publisher retries it on the same producer)."""
+        transactional_id = f"{self.settings.group_id}-{self.worker_id}" if self.eos else None
+        # Delivery reports for failures only: success is "flush() left nothing behind", so a batch
+        # costs no Python callback per output.
+        producer = make_producer(
+            self.settings,
+            transactional_id=transactional_id,
+            on_delivery=self._on_delivery,
+            **{"delivery.report.only.error": True},
+        )
+        if self.eos and initialise:
+            timeout = self.settings.resilience.transaction_timeout_s
+            self.guard.call("init_transactions", timeout, producer.init_transactions, timeout)
+        return producer
+
+    def _new_consumer(self) -> Consumer:
+        # A crashed replica's partitions move after the session timeout: 10 s instead of librdkafka's
+        # 45 s default, so a restart or a surviving replica resumes quickly (heartbeats every 2 s).
+        overrides = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000}
+        return make_consumer(self.settings, self.settings.group_id, **overrides)
+
+    def _rejoin_if_stuck(self) -> None:
+        """A consumer whose session timed out in an outage can stay out of its group for good once
+        the broker is back (its coordinator restarted: librdkafka #2944, #3082, #5511): polled, and
+        never assigned again. Past ``rejoin_s`` it is recreated: it joins afresh, and its partitions
+        are read again from the committed offsets (batches still in flight are dropped for them)."""
+        if self._lost_at is None or time.monotonic() - self._lost_at < self.settings.resilience.rejoin_s:
+            return
+        log.warning("the consumer was not assigned partitions again %.0fs after losing them: recreating "
+                    "it (librdkafka can stay out of its group after a coordinator restart)",
+                    time.monotonic() - self._lost_at)  # fmt: skip
+        self._lost_at = None
+        self.rejoins += 1
+        close_quietly(self.consumer, "the stuck consumer")
+        self.consumer = self.batcher.consumer = self.publisher.consumer = self._new_consumer()
+        self.batcher.pending.clear()
+        self._subscribe()
+
+    def _while_waiting(self) -> None:
+        """The worker thread waits for the publisher (submit, drain): answer its questions and,
+        while it retries a batch through an outage, keep polling the consumer: a session lost
+        meanwhile is noticed (on_lost) and the group rejoined only in a poll, and the publisher's
+        retry needs the new group state. What arrives meanwhile joins the next batch."""
+        self.publisher.serve()
+        if not self.publisher.recovering or self._in_rebalance:
+            return
+        self.batcher.collect(0.05)
+        self.publisher.serve()
+
+    def _group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        """The group's committed offsets, from a client of the publisher's own (never the consumer,
+        which only the worker thread calls); it joins no group."""
+        if self._probe is None:
+            self._probe = make_consumer(self.settings, self.settings.group_id)
+        probe = self._probe
+        return self.guard.call("committed", timeout, lambda: probe.committed(partitions, timeout=timeout))
+
+    def _abandoned(self) -> str:
+        """What a stop past its grace period leaves (stream.signals.ShutdownBound)."""
+        return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
 
     def _subscribe(self) -> None:
         self.consumer.subscribe(
@@ -236,11 +310,14 @@ class ScoringWorker:
         batch.arrived = arrived
         if self.eos:  # taken here: the publisher thread never calls the consumer
             batch.group_metadata = self.consumer.consumer_group_metadata()
+        batch.tokens = {key: self.publisher.generation.get(key, 0) for key in batch.per_partition}
         self.metrics.batch_events.observe(len(messages))
-        self._submitted_events += batch.events + batch.dead_letters
         log.debug("batch %d: %d messages scored in %.1f ms", batch.number, len(messages),
                   (time.monotonic() - arrived) * 1000)  # fmt: skip
-        self.publisher.submit(batch)
+        if not self.publisher.submit(batch):
+            log.info("batch %d not handed over: stopping (its offsets stay uncommitted)", batch.number)
+            return
+        self._submitted_events += batch.events + batch.dead_letters
         self.metrics.in_flight.set(self.publisher.in_flight)
 
     def _score(self, data: list[Message], number: int) -> ScoredBatch:
@@ -251,6 +328,9 @@ class ScoringWorker:
         alerts_topic, scores_topic = self.settings.topic("alerts"), self.settings.topic("scores")
         dlq_topic = self.settings.topic("dead_letter")
         batch = ScoredBatch(number, [], _next_offsets(data))
+        for message in data:
+            source = (message.topic(), message.partition())
+            batch.per_partition[source] = (batch.per_partition.get(source, (0, 0))[0] + 1, 0)
         outputs: list[Output] = batch.outputs
         detected_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         for stream, messages in by_stream.items():
@@ -259,6 +339,9 @@ class ScoringWorker:
             for rejected in decoded.rejected:
                 key, value, headers = dead_letter(rejected, self.worker_id)
                 outputs.append((dlq_topic, value, key, headers, rejected.message))
+                where = (rejected.message.topic(), rejected.message.partition())
+                events, dead = batch.per_partition[where]
+                batch.per_partition[where] = (events - 1, dead + 1)
             batch.dead_letters += len(decoded.rejected)
             if not decoded.messages:
                 continue
@@ -296,7 +379,15 @@ class ScoringWorker:
                 if self._crash_pending:
                     continue  # withheld: the crash test kills the worker with this batch uncommitted
                 try:
-                    self.consumer.commit(offsets=batch.offsets, asynchronous=not sync)
+                    if sync and not self._in_rebalance:  # no timeout of its own: the watchdog gives
+                        # it one (a stuck one ends us). Not inside a rebalance callback: a consumer
+                        # call from another thread while this one is inside consume() deadlocks.
+                        self.guard.call("commit", UNTIMED_CALL_S, self.consumer.commit,
+                                        offsets=batch.offsets, asynchronous=False)  # fmt: skip
+                    elif sync:
+                        self.consumer.commit(offsets=batch.offsets, asynchronous=False)
+                    else:
+                        self.consumer.commit(offsets=batch.offsets, asynchronous=True)
                 except KafkaException as exc:
                     # A rebalance took the partitions away: the next owner re-scores them and
                     # re-publishes the same alert ids. At-least-once, as documented.
@@ -322,6 +413,7 @@ class ScoringWorker:
             self.metrics.retries.inc(self.publisher.retried_batches - stats.retried_batches)
             stats.retried_batches = self.publisher.retried_batches
         self.metrics.batches.inc()
+        self.metrics.progress.completed()
         self.metrics.batch_seconds.observe(now - batch.arrived)
         self.metrics.dead_letters.inc(batch.dead_letters)
         for stream, (n_events, n_alerts) in batch.by_stream.items():
@@ -338,7 +430,7 @@ class ScoringWorker:
         if self._crash_deadline is None:
             self._crash_deadline = time.monotonic() + 10
         if self._batch_number > self._crash_pending or time.monotonic() > self._crash_deadline:
-            self.producer.flush(30)
+            self.publisher.producer.flush(30)
             kill_before_commit(self._crash_pending, self._batch_number - self._crash_pending + 1)
 
     # -- online state -----------------------------------------------------------------------------
@@ -377,14 +469,21 @@ class ScoringWorker:
 
     # -- group membership and shutdown -----------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.publisher.note_assigned(partitions)
+        self._lost_at = None
         log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Before the partitions go: forget what was collected from them and not yet scored (their next
         # owner reads it from the committed offset), and publish and commit what was scored.
         dropped = self.batcher.discard(partitions)
-        self.publisher.drain()
-        self._commit_published(sync=True)
+        self._in_rebalance = True  # no poll, no call from another thread (see _while_waiting)
+        try:
+            self.publisher.drain()
+            self.publisher.note_lost(partitions)
+            self._commit_published(sync=True)
+        finally:
+            self._in_rebalance = False
         log.info(
             "revoked %s (in-flight batches committed first%s)",
             sorted(f"{p.topic}[{p.partition}]" for p in partitions),
@@ -393,6 +492,8 @@ class ScoringWorker:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         dropped = self.batcher.discard(partitions)
+        self.publisher.note_lost(partitions)
+        self._lost_at = time.monotonic()  # see _rejoin_if_stuck
         log.warning(
             "lost %s (session timed out): %d collected messages dropped, the next owner re-reads them",
             sorted(f"{p.topic}[{p.partition}]" for p in partitions),
@@ -414,11 +515,14 @@ class ScoringWorker:
                 self.stats.alerts,
                 self.stats.dead_letters,
             )
-            self.producer.flush(30)
+            self.guard.call("flush", 30, self.publisher.producer.flush, 30)
             self._checkpoint()
             self.metrics.update_lag(self.consumer, force=True)
         finally:
-            self.consumer.close()  # leaves the group at once, so partitions move without a timeout
+            # Leaves the group at once, so partitions move without a timeout.
+            close_quietly(self.consumer, "the worker's consumer")
+            if self._probe is not None:
+                close_quietly(self._probe, "the committed-offsets probe")
             self.watcher.close()
 
 
@@ -445,6 +549,7 @@ def serve(
         from consumers.supervisor import ReplicaSupervisor
 
         args = ["--streams", ",".join(streams)] + (["--eos"] if eos else [])
-        return ReplicaSupervisor(replicas, args, metrics_port=metrics_port).run()
+        grace = settings.resilience.shutdown_grace_s
+        return ReplicaSupervisor(replicas, args, metrics_port=metrics_port, grace_s=grace).run()
     ScoringWorker(settings, streams, eos=eos, worker_id=worker_id, metrics_port=metrics_port).run()
     return 0

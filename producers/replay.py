@@ -20,8 +20,9 @@ from rich.progress import (
 from rich.text import Text
 
 from stream.kafka import DeliveryTracker, make_admin, make_producer, partitions_of, produce, wait_for_broker
+from stream.kafka.watchdog import StuckCallError, guarded
 from stream.settings import Settings
-from stream.signals import StopFlag
+from stream.signals import ShutdownBound, StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,9 @@ class ReplayProducer:
         producer = make_producer(self.settings)
         tracker = DeliveryTracker()
         stats = ReplayStats()
+        grace = self.settings.resilience.shutdown_grace_s
+        bound = ShutdownBound(grace, "replay", lambda: f"{len(producer)} events not acknowledged by the "
+                              "broker (not replayed: a replay is not resumable)").arm(self.stop)  # fmt: skip
         pacer = self.pacer if self.pacer is not None else Pacer(self.rate)
         chunk = pacer.chunk
         started = time.perf_counter()
@@ -128,15 +132,10 @@ class ReplayProducer:
                         break
                     headers = [("label", event.label.encode())] if event.label is not None else []
                     headers += event.headers
-                    produce(
-                        producer,
-                        self.topic,
-                        event.value,
-                        event.key,
-                        headers or None,
-                        tracker,
-                        event.timestamp_ms,
-                    )
+                    if not produce(producer, self.topic, event.value, event.key, headers or None, tracker,
+                                   event.timestamp_ms, stop=self.stop):  # fmt: skip
+                        stats.interrupted = True  # stopped while the broker was away: queue full
+                        break
                     stats.sent += 1
                     if stats.sent % chunk == 0:
                         producer.poll(0)
@@ -145,8 +144,16 @@ class ReplayProducer:
             except KeyboardInterrupt:
                 stats.interrupted = True
             finally:
-                remaining = producer.flush(60)
+                # Stopped: wait what the grace period allows (the bound ends the process after it).
+                wait = (
+                    60.0 if not self.stop else max(0.1, grace - (time.monotonic() - (self.stop.since or 0)))
+                )
+                try:
+                    remaining = guarded("flush", wait, producer.flush, wait)
+                except StuckCallError:
+                    remaining = len(producer)
                 bar.update(task, completed=stats.sent)
+                bound.finished()
         stats.seconds = time.perf_counter() - started
         stats.delivered, stats.failed = tracker.delivered, tracker.failed + remaining
         if tracker.first_error is not None:

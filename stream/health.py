@@ -3,8 +3,10 @@
 Workers, the drift monitor and the dashboard each serve:
 
 * ``/metrics``: their Prometheus registry (text format, or OpenMetrics when the scraper asks for it);
-* ``/healthz``: 200 while the process is alive: it serves, and its liveness callback (a worker: the
-  consume loop turns) agrees; 503 means "restart me";
+* ``/healthz``: 200 while the process is alive: it serves, and its liveness callback agrees; 503
+  means "restart me". Alive means progress (:class:`Progress`): a process with work pending (lag,
+  a batch in flight) that completed none for ``ANOMSTREAM_RESILIENCE__STALL_AFTER_S`` is stuck,
+  one idle with nothing pending is not;
 * ``/readyz``: 200 when the process's readiness callback says it is ready (partitions assigned,
   model loaded, broker reachable), else 503; the body is JSON with each check, so an operator sees
   *why* a replica is not ready.
@@ -24,6 +26,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -46,6 +49,55 @@ class Readiness:
 
 
 ReadinessCheck = Callable[[], Readiness]
+
+
+class Progress:
+    """Liveness that means progress: stuck is "work pending, and none completed for ``stall_after_s``".
+
+    The process's loop reports what is pending (:meth:`pending`: lag plus batches in flight) and each
+    unit of work completed (:meth:`completed`); the health server's thread asks :meth:`liveness`.
+    The clock starts when work appears, so an idle hour followed by new lag is not "stalled for an
+    hour". Plain attribute writes and reads: safe across the two threads.
+
+    >>> progress = Progress(stall_after_s=60)
+    >>> progress.pending(0); progress.liveness().ready
+    True
+    >>> progress.pending(5, now=0.0); progress.liveness(now=61.0).ready
+    False
+    >>> progress.completed(now=61.0); progress.liveness(now=62.0).ready
+    True
+    """
+
+    def __init__(self, stall_after_s: float) -> None:
+        self.stall_after_s = stall_after_s
+        self.waiting = 0
+        self.since: float | None = None  # when pending work was last seen to appear or move
+
+    def pending(self, count: int, now: float | None = None) -> None:
+        """How much work waits now (lag + in flight); 0 when idle."""
+        now = time.monotonic() if now is None else now
+        if count <= 0:
+            self.since = None
+        elif self.since is None:
+            self.since = now
+        self.waiting = max(count, 0)
+
+    def completed(self, now: float | None = None) -> None:
+        """A unit of work (a batch, a record) was completed."""
+        if self.since is not None or self.waiting:
+            self.since = time.monotonic() if now is None else now
+
+    def liveness(self, now: float | None = None) -> Readiness:
+        now = time.monotonic() if now is None else now
+        if self.since is None:
+            return Readiness(True, {"pending": 0})
+        stalled = now - self.since
+        checks = {
+            "pending": self.waiting,
+            "no_progress_s": round(stalled, 1),
+            "stall_after_s": self.stall_after_s,
+        }
+        return Readiness(stalled < self.stall_after_s, checks)
 
 
 def always_ready() -> Readiness:

@@ -145,6 +145,47 @@ class DashboardSettings(BaseModel):
     )
 
 
+class ResilienceSettings(BaseModel):
+    """Outages and stops (issue 19): the watchdog on blocking Kafka calls, the SIGTERM bound, and what
+    ``/healthz`` calls stuck, e.g. ANOMSTREAM_RESILIENCE__SHUTDOWN_GRACE_S=20."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_margin_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="how long a blocking librdkafka call may run past its own timeout before its "
+        "client is abandoned (recreated, or the process exits 75)",
+    )
+    transaction_timeout_s: float = Field(
+        default=30.0, gt=0, description="timeout of each exactly-once transaction call of the worker"
+    )
+    recovery_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how long a worker keeps retrying one batch through an outage (recreating its "
+        "producer) before it exits 75 for its supervisor to restart it",
+    )
+    rejoin_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a consumer that lost its partitions (a session timed out in an outage) "
+        "may take to be assigned again before it is recreated",
+    )
+    shutdown_grace_s: float = Field(
+        default=25.0,
+        gt=0,
+        description="after SIGTERM, the most a process takes to finish and commit; past it, it exits "
+        "75 naming what it abandoned (under --eos aborted, at-least-once re-delivered)",
+    )
+    stall_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="/healthz answers 503 when work is pending (lag, a batch in flight) and none "
+        "completed for this long; idle with no lag stays healthy",
+    )
+
+
 class Settings(BaseSettings):
     """Everything a producer, worker, trainer or CLI verb needs to know about its environment."""
 
@@ -180,6 +221,7 @@ class Settings(BaseSettings):
     )
     drift: DriftSettings = Field(default_factory=DriftSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
 
     @field_validator("kafka", mode="before")
     @classmethod
@@ -240,6 +282,8 @@ class Settings(BaseSettings):
                 env[f"ANOMSTREAM_DRIFT__{field_name.upper()}"] = str(value)
         if self.dashboard.analyst_token is not None:
             env["ANOMSTREAM_DASHBOARD__ANALYST_TOKEN"] = self.dashboard.analyst_token.get_secret_value()
+        for field_name, value in self.resilience.model_dump().items():
+            env[f"ANOMSTREAM_RESILIENCE__{field_name.upper()}"] = str(value)
         for key, value in self.kafka_config().items():
             if key != "bootstrap.servers":
                 env[f"ANOMSTREAM_KAFKA__{key.replace('.', '_').upper()}"] = str(value)

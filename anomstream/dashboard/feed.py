@@ -33,6 +33,7 @@ from anomstream.dashboard.metrics import DashboardMetrics
 from models.registry import Registry, RegistryError
 from stream.health import Readiness
 from stream.kafka import check_message, make_consumer, make_reader, partitions_of, watermarks
+from stream.kafka.watchdog import StuckCallError, close_quietly, guarded
 from stream.messages import DriftEvent, ModelUpdate, decode_feedback, decode_score_record
 from stream.settings import Settings
 from stream.signals import StopFlag
@@ -92,6 +93,7 @@ class Feed:
         # not counted again by the metrics after a restart).
         self.history_end: dict[tuple[str, int], int] = {}
         self.last_offsets_ok: float | None = None
+        self.turned: dict[str, float] = {}  # thread -> when its loop last turned (liveness)
         self._threads = [
             threading.Thread(target=self._read, name="dashboard-reader", daemon=True),
             threading.Thread(target=self._poll_offsets, name="dashboard-offsets", daemon=True),
@@ -105,10 +107,13 @@ class Feed:
             thread.start()
         return self
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop both threads, waiting ``timeout`` in all (a thread inside a stuck Kafka call is left:
+        it is a daemon)."""
         self.stop.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(10)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def readiness(self) -> Readiness:
         """Ready when every output topic is assigned and the broker answered within STALE_AFTER_S."""
@@ -122,6 +127,16 @@ class Feed:
         reading = self._threads[0].is_alive()
         checks["reader"] = self.aggregator.status.get("reader", "starting") if reading else "stopped"
         return Readiness(reading and not missing and age is not None and age < STALE_AFTER_S, checks)
+
+    def liveness(self, stall_after_s: float) -> Readiness:
+        """Alive while both threads' loops turn (a Kafka call stuck inside one stops it turning;
+        the watchdog gives every such call a deadline, so this is a last resort)."""
+        now = time.monotonic()
+        ages = {name: round(now - at, 1) for name, at in self.turned.items()}
+        alive = all(t.is_alive() for t in self._threads) or bool(self.stop)
+        return Readiness(
+            alive and all(age < stall_after_s for age in ages.values()), {"loop_seen_s_ago": ages}
+        )
 
     # -- registry -------------------------------------------------------------------------------
     def _registry_threshold(self, stream: str, detector: str, version: int) -> float | None:
@@ -152,6 +167,7 @@ class Feed:
         next_try = next_tail = 0.0
         try:
             while not self.stop:
+                self.turned["reader"] = time.monotonic()
                 if len(self.assigned) < len(self.topics) and time.monotonic() >= next_try:
                     self._assign_missing(reader)
                     next_try = time.monotonic() + RETRY_TOPICS_S
@@ -165,18 +181,27 @@ class Feed:
                         if newest:
                             self._handle(newest)
                     messages = [m for m in reader.consume(BATCH, 0.1) if check_message(m)]
-                except KafkaException as exc:
+                except (KafkaException, StuckCallError) as exc:
                     # A page that says so beats a dead reader thread: log it, wait, read on.
                     log.error("reading failed: %s; retrying in 2s", exc)
                     self.aggregator.status["reader"] = f"error: {exc}"
+                    if isinstance(exc, StuckCallError):  # that client is abandoned: read on with new ones
+                        reader, tail = self._new_readers(tail)
                     self.stop.wait(2.0)
                     continue
                 self.aggregator.status["reader"] = "reading"
                 if messages:
                     self._handle(messages)
         finally:
-            reader.close()
-            tail.close()
+            close_quietly(reader, "the dashboard's reader")
+            close_quietly(tail, "the dashboard's alerts reader")
+
+    def _new_readers(self, tail: Any) -> tuple[Any, Any]:
+        """Fresh readers after a stuck call, the topics assigned again from their end (the page
+        misses what was published meanwhile; the counts from the offsets poller do not)."""
+        self.assigned.clear()
+        self.alert_next.clear()
+        return make_reader(self.settings, **{"fetch.max.bytes": 16 * 1024 * 1024}), make_reader(self.settings)
 
     def _newest_alerts(self, tail: Any) -> list[Any]:
         """The alerts of each partition not seen yet, at most the newest TAIL_PER_PARTITION."""
@@ -221,7 +246,7 @@ class Feed:
                 try:
                     partitions = partitions_of(probe, topic)
                     ends = {p: watermarks(probe, topic, p)[1] for p in partitions}
-                except KafkaException as exc:
+                except (KafkaException, StuckCallError) as exc:
                     log.info("topic %s not readable yet (%s): retrying in %.0fs", topic, exc, RETRY_TOPICS_S)
                     continue
                 self.assigned.add(topic)
@@ -240,7 +265,7 @@ class Feed:
                 start = "the beginning" if history or self.from_beginning else "the end"
                 log.info("reading %s (%d partitions) from %s", topic, len(partitions), start)
         finally:
-            probe.close()
+            close_quietly(probe, "the dashboard's offsets probe")
         if assignment:
             reader.incremental_assign(assignment)
 
@@ -329,7 +354,7 @@ class Feed:
         next_meta = 0.0
         try:
             while not self.stop:
-                started = time.monotonic()
+                started = self.turned["offsets"] = time.monotonic()
                 try:
                     if time.monotonic() >= next_meta or len(partitions) < len(self.inputs):
                         partitions = self._input_partitions(offsets)
@@ -337,13 +362,16 @@ class Feed:
                     ends, committed = self._offsets(offsets, partitions)
                 except KafkaException as exc:
                     self._set_broker(f"unavailable: {exc.args[0].str() if exc.args else exc}")
+                except StuckCallError as exc:  # that client is abandoned: ask with a new one
+                    self._set_broker(f"unavailable: {exc}")
+                    offsets = make_consumer(self.settings, self.settings.group_id)
                 else:
                     self.last_offsets_ok = time.monotonic()
                     self._set_broker("reachable")
                     self._record_offsets(partitions, ends, committed)
                 self.stop.wait(max(0.0, OFFSETS_EVERY_S - (time.monotonic() - started)))
         finally:
-            offsets.close()
+            close_quietly(offsets, "the dashboard's offsets poller")
 
     def _record_offsets(
         self,
@@ -372,7 +400,7 @@ class Feed:
         self.aggregator.status["broker"] = status
 
     def _input_partitions(self, consumer: Any) -> dict[str, list[int]]:
-        meta = consumer.list_topics(timeout=5)
+        meta = guarded("list_topics", 5, consumer.list_topics, timeout=5)
         return {
             topic: sorted(meta.topics[topic].partitions)
             for topic in self.inputs.values()
@@ -388,5 +416,6 @@ class Feed:
         if not tps:
             return {}, {}
         ends = {(tp.topic, tp.partition): watermarks(consumer, tp.topic, tp.partition)[1] for tp in tps}
-        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(tps, timeout=5)}
+        answer = guarded("committed", 5, lambda: consumer.committed(tps, timeout=5))
+        committed = {(tp.topic, tp.partition): tp.offset for tp in answer}
         return ends, committed

@@ -34,6 +34,7 @@ from anomstream.dashboard.metrics import DashboardMetrics
 from anomstream.dashboard.verdicts import TOKEN_VARIABLE, VerdictEndpoint, VerdictGate, is_loopback
 from stream.health import Health, Readiness
 from stream.settings import STREAMS, Settings
+from stream.signals import ShutdownBound
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
         checks = {**answer.checks, "frames": hub.failure or f"every {hub.interval:.1f}s"}
         return Readiness(answer.ready and hub.failure is None, checks)
 
-    health = Health(metrics.registry, readiness)
+    resilience = settings.resilience
+    health = Health(metrics.registry, readiness, lambda: feed.liveness(resilience.stall_after_s))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -166,11 +168,18 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
         try:
             yield
         finally:
-            await hub.close()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await asyncio.to_thread(feed.close)
+            # Bounded: past the grace period the process exits 75 (nothing of the dashboard's is lost).
+            bound = ShutdownBound(
+                resilience.shutdown_grace_s, "dashboard", lambda: "its Kafka readers"
+            ).begin()
+            try:
+                await hub.close()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await asyncio.to_thread(feed.close)
+            finally:
+                bound.finished()
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})

@@ -1,6 +1,7 @@
 """Prometheus metrics and health endpoints of the drift monitor.
 
-``anomstream drift --metrics-port 9470`` serves ``/metrics``, ``/healthz`` (the loop is alive) and
+``anomstream drift --metrics-port 9470`` serves ``/metrics``, ``/healthz`` (the loop turns, and
+score records are watched while some are queued: :class:`stream.health.Progress`) and
 ``/readyz`` (its streams' detectors are calibrated and it is consuming), on every interface, as the
 worker's metrics are (the same :mod:`stream.health` server).
 """
@@ -11,14 +12,15 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from stream.health import HealthServer, Readiness, serve_health
+from stream.health import HealthServer, Progress, Readiness, serve_health
 
 STALL_S = 60.0  # a loop silent for this long is not healthy
 
 
 class DriftMetrics:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, stall_after_s: float = 120.0) -> None:
         self.registry = reg = CollectorRegistry()
+        self.progress = Progress(stall_after_s)
         self.drift_events = Counter(
             "anomstream_drift_events_total", "Drift events published", ["stream", "detector"], registry=reg
         )
@@ -55,15 +57,20 @@ class DriftMetrics:
         if port is not None:
             self._server = serve_health(self.registry, port, self.readiness, liveness=self.liveness)
 
-    def beat(self) -> None:
+    def beat(self, pending: int = 0) -> None:
+        """The loop turned; ``pending`` score records wait to be watched."""
         self.alive_at = time.monotonic()
+        self.progress.pending(pending)
 
     def healthy(self) -> bool:
         return time.monotonic() - self.alive_at < STALL_S
 
     def liveness(self) -> Readiness:
-        """Alive while the loop turns (beat() at least every STALL_S)."""
-        return Readiness(self.healthy(), {"loop_seen_s_ago": round(time.monotonic() - self.alive_at, 1)})
+        """Alive while the loop turns (beat() at least every STALL_S) and, while records are
+        pending, some are watched within ``stall_after_s``."""
+        progress = self.progress.liveness()
+        checks = {"loop_seen_s_ago": round(time.monotonic() - self.alive_at, 1), **progress.checks}
+        return Readiness(self.healthy() and progress.ready, checks)
 
     def readiness(self) -> Readiness:
         """Ready once its streams' detectors are calibrated and it is consuming, while alive."""

@@ -50,9 +50,10 @@ from stream.kafka import (
     produce,
     topic_id,
 )
+from stream.kafka.watchdog import UNTIMED_CALL_S, close_quietly, guarded
 from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
 from stream.settings import STREAMS, Settings
-from stream.signals import StopFlag
+from stream.signals import ShutdownBound, StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class DriftMonitor:
                 f"no production model in {settings.registry_dir}: nothing to watch; "
                 "run `anomstream train --stream kdd` first"
             )
-        self.metrics = DriftMetrics(metrics_port)
+        self.metrics = DriftMetrics(metrics_port, stall_after_s=settings.resilience.stall_after_s)
         self.scores_topic = settings.topic("scores")
         self.store = CheckpointStore(settings.state_dir, settings.drift.group_id, self.instance)
         self.units: dict[str, Unit] = {}
@@ -134,6 +135,8 @@ class DriftMonitor:
         """Watch until stopped (or until ``max_records`` score records were read)."""
         self.scores_topic_id = topic_id(self.settings, self.scores_topic)
         self._restore(self.store.load())
+        bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"drift monitor {self.instance}",
+                              self._abandoned).arm(self.stop)  # fmt: skip
         self.producer = make_producer(self.settings)
         self.consumer = make_consumer(
             self.settings, self.settings.drift.group_id, **{"session.timeout.ms": 10_000}
@@ -170,15 +173,24 @@ class DriftMonitor:
                     self._follow_peer_events(peers)
                 self._poll_retrainer()
                 self._poll_features()
-                self.metrics.beat()
+                self.metrics.beat(pending=sum(self.merger.queued(p) for p in self.assigned) + len(messages))
                 if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
                     self._checkpoint(set(self.next_offsets))
                     last_checkpoint = time.monotonic()
                 if max_records is not None and self.stats.records >= max_records:
                     break
         finally:
-            self._shutdown(updates, peers)
+            if not self.stop:
+                bound.begin()  # a failure's shutdown is bounded too
+            try:
+                self._shutdown(updates, peers)
+            finally:
+                bound.finished()
         return self.stats
+
+    def _abandoned(self) -> str:
+        return (f"the watch state since the last checkpoint (its score records are read again from "
+                f"the committed offsets; {len(self.stats.events)} drift events published)")  # fmt: skip
 
     def _pending(self, message: Message) -> Pending:
         try:
@@ -218,6 +230,7 @@ class DriftMonitor:
     def _handle(self, item: Pending) -> None:
         self.dirty = True
         self.stats.records += 1
+        self.metrics.progress.completed()
         record = item.record
         if record is None:
             return
@@ -450,7 +463,7 @@ class DriftMonitor:
                     result.shadow)  # fmt: skip
 
     # -- checkpoints and group membership --------------------------------------------------------
-    def _checkpoint(self, commit: set[int]) -> None:
+    def _checkpoint(self, commit: set[int], in_callback: bool = False) -> None:
         """Deliver events, save the whole state, then commit the offsets of ``commit`` it covers."""
         if not self.dirty and not (commit - set(self.saved_offsets)):
             return
@@ -464,7 +477,10 @@ class DriftMonitor:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            if in_callback:  # inside consume(): on this thread (see _on_assign)
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                guarded("commit", UNTIMED_CALL_S, self.consumer.commit, offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # The checkpoint is the truth: on restart this monitor resumes from it.
             log.warning("offset commit failed (%s): the checkpoint covers it", exc)
@@ -495,6 +511,8 @@ class DriftMonitor:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Resume where the checkpoint stopped (the commit after it may be lost), unless another
         # monitor has since moved the partition further (what it watched is not ours to watch).
+        # Called inside consume(): on this thread, not the watchdog's (a consumer call from another
+        # thread while this one is inside consume() deadlocks); its own timeout bounds it.
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
         for tp in partitions:
             saved = self.saved_offsets.get(tp.partition)
@@ -509,7 +527,7 @@ class DriftMonitor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Called inside consume(): every record read so far is fully handled, so the state is whole.
         mine = {tp.partition for tp in partitions}
-        self._checkpoint(mine)
+        self._checkpoint(mine, in_callback=True)
         self._drop(mine)
         log.info("revoked %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions))
 
@@ -530,10 +548,10 @@ class DriftMonitor:
         try:
             self._checkpoint(set(self.next_offsets))
         finally:
-            self.consumer.close()
+            close_quietly(self.consumer, "the drift monitor's consumer")
             for reader in readers:
                 if reader is not None:
-                    reader.close()
+                    close_quietly(reader, "a drift monitor reader")
             if self.retrainer is not None:
                 self.retrainer.close()
             if self.features is not None:

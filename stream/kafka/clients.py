@@ -37,6 +37,7 @@ from confluent_kafka.admin import AdminClient
 
 from stream.errors import ConfigurationError
 from stream.kafka.logs import client_error_cb, rdkafka_log
+from stream.kafka.watchdog import configure as configure_watchdog
 from stream.settings import Settings, redact
 
 T = TypeVar("T")
@@ -61,7 +62,10 @@ CONSUMER_TUNING: dict[str, Any] = {
 def _client_config(
     settings: Settings, tuning: dict[str, Any], required: dict[str, Any], overrides: dict[str, Any]
 ) -> dict[str, Any]:
-    """tuning < ANOMSTREAM_KAFKA__* properties < what the guarantees need < the caller's overrides."""
+    """tuning < ANOMSTREAM_KAFKA__* properties < what the guarantees need < the caller's overrides.
+
+    The process's watchdog takes its margin from the same settings (:mod:`stream.kafka.watchdog`)."""
+    configure_watchdog(settings.resilience.call_margin_s)
     config = {**tuning, **settings.kafka_config()}
     config.update({"error_cb": client_error_cb, "logger": rdkafka_log, **required})
     config.update(overrides)

@@ -11,6 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from stream.kafka.logs import delivery_failure
+from stream.kafka.watchdog import guarded
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +51,22 @@ def produce(
     headers: Headers | None = None,
     on_delivery: Any = None,
     timestamp: int = 0,
-) -> None:
-    """Produce one message, waiting for room when the local queue is full instead of failing."""
+    stop: Any = None,
+) -> bool:
+    """Produce one message, waiting for room when the local queue is full instead of failing; False
+    when ``stop`` (a StopFlag) was set while it waited (a broker outage fills the queue for good)."""
     while True:
         try:
             producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery, timestamp=timestamp)
-            return
+            return True
         except BufferError:
+            if stop is not None and stop:
+                return False
             producer.poll(0.05)
 
 
 def flush_or_raise(producer: Producer, timeout: float = 60.0) -> None:
-    remaining = producer.flush(timeout)
+    """Flush, under the watchdog; raise when messages are left unacknowledged."""
+    remaining = guarded("flush", timeout, producer.flush, timeout)
     if remaining:
         raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, f"{remaining} messages not delivered"))

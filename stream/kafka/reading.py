@@ -18,6 +18,7 @@ from confluent_kafka import (
 
 from stream.kafka.clients import make_reader
 from stream.kafka.topics import TopicMissingError, partitions_of, watermarks
+from stream.kafka.watchdog import close_quietly
 from stream.settings import Settings
 from stream.signals import StopFlag
 
@@ -99,7 +100,7 @@ def iter_topic(
                 positions = consumer.position([TopicPartition(topic, p) for p in pending])
                 pending -= {tp.partition for tp in positions if tp.offset >= marks[tp.partition][1]}
     finally:
-        consumer.close()
+        close_quietly(consumer, f"a reader of {topic}")
 
 
 def read_all(settings: Settings, topic: str, timeout: float = 60.0) -> list[Message]:
@@ -137,7 +138,7 @@ def read_ranges(
             positions = consumer.position([TopicPartition(topic, p) for p in pending])
             pending -= {tp.partition for tp in positions if tp.offset >= wanted[tp.partition][1]}
     finally:
-        consumer.close()
+        close_quietly(consumer, f"a reader of {topic}")
     return [m for p in sorted(got) for m in got[p]]
 
 

@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.errors import AnomstreamError
 from stream.kafka.clients import make_admin, make_reader
+from stream.kafka.watchdog import guarded
 from stream.settings import Settings
 
 
@@ -31,7 +32,8 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+            wait = min(5.0, max(0.5, deadline - time.monotonic()))
+            guarded("list_topics", wait, admin.list_topics, timeout=wait)
             return
         except KafkaException as exc:
             last = exc
@@ -55,7 +57,7 @@ def create_topics(settings: Settings, partitions: int | None = None, topics: lis
     status = {}
     for name, future in futures.items():
         try:
-            future.result()
+            future.result(timeout=60)  # the operation's own 30 s, and the request's
             status[name] = "created"
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
@@ -82,7 +84,7 @@ def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.
     # A freshly created topic has no partition leader for a moment; producing then fails.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        meta = admin.list_topics(timeout=10)
+        meta = guarded("list_topics", 10, admin.list_topics, timeout=10)
         ready = all(
             name in meta.topics
             and meta.topics[name].partitions
@@ -101,7 +103,7 @@ def partitions_of(client: Consumer | AdminClient, topic: str) -> list[int]:
     unreachable broker, failed authentication, a denied topic): a missing topic is the only answer
     that "create the topics" fixes.
     """
-    meta = client.list_topics(topic, timeout=10)
+    meta = guarded("list_topics", 10, client.list_topics, topic, timeout=10)
     found = meta.topics.get(topic)
     if found is None or (found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
         raise TopicMissingError(topic)
@@ -116,7 +118,8 @@ def watermarks(consumer: Consumer, topic: str, partition: int, timeout: float = 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            low, high = guarded("get_watermark_offsets", 10, consumer.get_watermark_offsets,
+                                TopicPartition(topic, partition), timeout=10)  # fmt: skip
             return int(low), int(high)
         except KafkaException as exc:
             if not exc.args[0].retriable() or time.monotonic() > deadline:

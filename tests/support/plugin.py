@@ -96,3 +96,33 @@ def kafka_settings(kafka_bootstrap: str, kdd_registry: Path) -> Settings:
     settings = make_settings(kafka_bootstrap, kdd_registry)
     create_topics(settings)
     return settings
+
+
+@pytest.fixture(scope="module")
+def outage_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A broker of the module's own, which its tests stop and start again (same port, same data): the
+    session's broker is shared by every other test. Only an embedded broker can be stopped."""
+    if os.environ.get("ANOMSTREAM_TEST_BOOTSTRAP_SERVERS"):
+        pytest.skip("outage tests stop their broker: they need the embedded one")
+    from stream.broker import EmbeddedBroker, free_port
+
+    broker = EmbeddedBroker(
+        tmp_path_factory.mktemp("outage-kafka"), port=free_port(), controller_port=free_port()
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kdd_pca_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry with a KDD PCA detector: trained in seconds, for tests about the stream, not the model."""
+    data = require_data("kdd99")
+    from models.registry import Registry
+    from models.training import TrainingRequest, train
+
+    root = tmp_path_factory.mktemp("pca-registry")
+    train(Registry(root), data.parent, TrainingRequest("kdd", "pca"))
+    return root

@@ -78,13 +78,33 @@ def run_worker(
 
 
 def spawn_worker(
-    settings: Settings, *args: str, log_path: Path | None = None, env: dict[str, str] | None = None
+    settings: Settings,
+    *args: str,
+    log_path: Path | None = None,
+    env: dict[str, str] | None = None,
+    session: bool = False,
 ) -> subprocess.Popen:
-    """A real ``anomstream worker`` process for the kdd stream with these settings (``env`` added)."""
+    """A real ``anomstream worker`` process for the kdd stream with these settings (``env`` added).
+    ``session``: in a process group of its own, so :func:`kill_group` also ends a supervisor's replicas."""
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     command = worker_command("--streams", "kdd", *args)
     environment = {**settings.environment(), **(env or {})}
-    return subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        command, env=environment, stdout=out, stderr=subprocess.STDOUT, start_new_session=session
+    )
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL a process started with ``session=True`` and everything in its group (a supervisor
+    killed alone leaves its replicas running)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    process.wait(10)
 
 
 def score_records(settings: Settings) -> list[dict]:

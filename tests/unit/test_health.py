@@ -133,3 +133,19 @@ def test_worker_readiness_and_liveness_from_what_the_loop_recorded() -> None:
 
     metrics.loop_seen = time.monotonic() - LOOP_DEAD_S - 1
     assert not metrics.alive().ready
+
+
+def test_liveness_means_progress_not_a_turning_loop() -> None:
+    """Issue 19: a worker whose publisher was stuck for minutes, with lag, still answered /healthz 200."""
+    from stream.health import Progress
+
+    progress = Progress(stall_after_s=30)
+    progress.pending(0, now=0.0)
+    assert progress.liveness(now=1000.0).ready, "idle with nothing pending stays healthy"
+    progress.pending(120, now=1000.0)  # lag appears after an idle hour: the clock starts now
+    assert progress.liveness(now=1020.0).ready
+    progress.pending(120, now=1031.0)
+    stalled = progress.liveness(now=1031.0)
+    assert not stalled.ready and stalled.checks["pending"] == 120
+    progress.completed(now=1032.0)
+    assert progress.liveness(now=1040.0).ready, "a completed batch heals it"

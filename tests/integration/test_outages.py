@@ -1,0 +1,198 @@
+"""Broker outages (issue 19): every long-running process recovers by itself, loses nothing, doubles
+nothing under --eos, and stops within its grace period afterwards.
+
+The broker of this module (not the session's) is stopped mid-stream for longer than the workers'
+session timeout and started again. Deadlines are short (tests.support.outages.RESILIENCE) and streams
+small, so each test takes about a minute; figures go to the run's measurements summary.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from consumers.worker import ScoringWorker
+from stream.broker import EmbeddedBroker, free_port
+from stream.kafka import read_all
+from stream.signals import StopFlag
+from tests.support import measure, spawn_worker, wait_until
+from tests.support.outages import (
+    RECOVERY_BOUND_S,
+    RESILIENCE,
+    BackgroundReplay,
+    OverrunAt,
+    Tally,
+    all_scored,
+    outage,
+    outage_settings,
+)
+from tests.support.streams import kill_group
+from tests.support.web import http_status
+
+pytestmark = pytest.mark.integration
+
+N_EVENTS = 3000
+RATE = 250  # events/s: the replay lasts 12 s and the outage lands in its middle
+STOP_GRACE_S = RESILIENCE.shutdown_grace_s + 5  # SIGTERM to exit, with room for a loaded machine
+
+
+def _sigterm(process: subprocess.Popen, log: Path) -> tuple[int, float]:
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"no exit {STOP_GRACE_S:.0f}s after SIGTERM:\n{log.read_text()[-3000:]}")
+    return code, time.monotonic() - signalled
+
+
+@pytest.mark.parametrize(
+    ("eos", "replicas"), [(True, 1), (False, 1), (True, 2), (False, 2)], ids=["eos", "alo", "eos-2", "alo-2"]
+)
+def test_worker_and_replay_recover_from_a_broker_outage(
+    outage_broker: EmbeddedBroker, kdd_pca_registry: Path, tmp_path: Path, eos: bool, replicas: int
+) -> None:
+    settings = outage_settings(outage_broker, kdd_pca_registry)
+    log = tmp_path / "worker.log"
+    args = (["--eos"] if eos else []) + (
+        ["--replicas", str(replicas)] if replicas > 1 else ["--worker-id", "w"]
+    )
+    port = free_port()
+    worker = spawn_worker(settings, *args, "--metrics-port", str(port), log_path=log, session=True)
+    try:
+        assert wait_until(lambda: "assigned" in log.read_text(), 120), log.read_text()[-3000:]
+        replay = BackgroundReplay(settings, N_EVENTS, RATE).start()
+        assert wait_until(lambda: "scored" in log.read_text() or Tally.of(settings).scored > 0, 60)
+        stopped, back = outage(outage_broker)
+        assert wait_until(all_scored(settings, N_EVENTS), RECOVERY_BOUND_S), (
+            f"not all scored {RECOVERY_BOUND_S:.0f}s after the broker came back:\n{log.read_text()[-4000:]}"
+        )
+        recovery = time.monotonic() - back
+        stats = replay.join(60)
+        assert worker.poll() is None, "the worker (or its supervisor) exited instead of recovering"
+        if replicas == 1:
+            assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, 30)
+        code, took = _sigterm(worker, log)
+    finally:
+        kill_group(worker)  # a failed test leaves no replica behind
+    text = log.read_text()
+    # A supervisor reports 143 when a replica it restarted was still starting when SIGTERM came (it
+    # died of the signal): an interruption, not a failure (consumers.supervisor.combined_exit_code).
+    clean = (0,) if replicas == 1 else (0, 143)
+    assert code in clean, f"SIGTERM after the outage should be a clean stop (exit {code}):\n{text[-3000:]}"
+    assert stats.delivered == N_EVENTS and stats.failed == 0, stats
+    tally = Tally.of(settings)
+    assert tally.inputs == N_EVENTS, "the replay wrote each event once (idempotent producer)"
+    assert tally.lost == 0
+    if eos:
+        assert tally.doubled == 0, "exactly-once: no offset in two committed score records"
+        assert tally.alerts_doubled == 0, "exactly-once: no alert id twice"
+    restarts = text.count("exited with")
+    measure(
+        f"outage, worker {'--eos' if eos else 'at-least-once'} x{replicas}: broker down "
+        f"{back - stopped:.0f}s, all scored {recovery:.0f}s after it answered, {restarts} restarts, "
+        f"{tally.scored:,} scored / {tally.lost} lost / {tally.doubled} doubled "
+        f"({tally.alerts_doubled} alert ids twice), replay {stats.delivered:,} delivered, "
+        f"SIGTERM exit {took:.1f}s"
+    )
+
+
+def test_drift_monitor_and_dashboard_recover_from_a_broker_outage(
+    outage_broker: EmbeddedBroker, kdd_pca_registry: Path, tmp_path: Path
+) -> None:
+    settings = outage_settings(outage_broker, kdd_pca_registry)
+    env = settings.environment()
+    worker = spawn_worker(settings, "--worker-id", "w", log_path=tmp_path / "worker.log")
+    drift_port, web_port = free_port(), free_port()
+    logs = {name: (tmp_path / f"{name}.log").open("ab") for name in ("drift", "dashboard")}
+    anomstream = [sys.executable, "-m", "anomstream"]
+    drift = subprocess.Popen([*anomstream, "drift", "--metrics-port", str(drift_port), "--instance-id", "d"],
+                             env=env, stdout=logs["drift"], stderr=subprocess.STDOUT)  # fmt: skip
+    dashboard = subprocess.Popen([*anomstream, "dashboard", "--port", str(web_port)],
+                                 env=env, stdout=logs["dashboard"], stderr=subprocess.STDOUT)  # fmt: skip
+    processes = {"worker": worker, "drift": drift, "dashboard": dashboard}
+    urls = {"drift": f"http://127.0.0.1:{drift_port}", "dashboard": f"http://127.0.0.1:{web_port}"}
+    try:
+        for name, url in urls.items():
+            assert wait_until(lambda url=url: http_status(f"{url}/readyz") == 200, 120), name
+        replay = BackgroundReplay(settings, N_EVENTS, RATE).start()
+        assert wait_until(lambda: _watched(urls["drift"]) > 0, 60)
+        stopped, back = outage(outage_broker)
+        assert wait_until(lambda: _watched(urls["drift"]) >= N_EVENTS, RECOVERY_BOUND_S), "drift monitor"
+        recovery = time.monotonic() - back
+        for name, url in urls.items():
+            assert wait_until(lambda url=url: http_status(f"{url}/readyz") == 200, 30), (
+                f"{name} not ready again"
+            )
+            assert http_status(f"{url}/healthz") == 200, name
+        replay.join(60)
+        assert all(p.poll() is None for p in processes.values()), "a process exited instead of recovering"
+        exits = {}
+        for name, process in processes.items():
+            exits[name] = _sigterm(process, tmp_path / f"{name}.log")
+    finally:
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+    assert all(code == 0 for code, _ in exits.values()), exits
+    scores = sum(1 for _ in read_all(settings, settings.topic("scores")))
+    measure(
+        f"outage, drift monitor + dashboard: broker down {back - stopped:.0f}s, every score watched "
+        f"{recovery:.0f}s after it answered ({scores} score records), no restarts, SIGTERM exits "
+        + ", ".join(f"{name} {took:.1f}s" for name, (_, took) in exits.items())
+    )
+
+
+def _watched(url: str) -> float:
+    """anomstream_drift_scores_total{kind="watched"} of a drift monitor (0 until it answers)."""
+    from urllib.request import urlopen
+
+    try:
+        with urlopen(f"{url}/metrics", timeout=5) as response:  # noqa: S310 - a local test URL
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("anomstream_drift_scores_total{") and 'kind="watched"' in line
+    )
+
+
+@pytest.mark.parametrize("step", ["send_offsets_to_transaction", "commit_transaction"])
+def test_a_stuck_transaction_call_is_abandoned_and_the_batch_committed_once(
+    outage_broker: EmbeddedBroker, kdd_pca_registry: Path, step: str
+) -> None:
+    """The broker stops at the exact step and the call overruns: the worker recreates its
+    transactional producer (fencing the stuck one) and commits every batch exactly once, including
+    the one whose commit landed just before the worker lost track of it."""
+    settings = outage_settings(outage_broker, kdd_pca_registry)
+    BackgroundReplay(settings, N_EVENTS, rate=0).start().join(60)
+    guard = OverrunAt(outage_broker, step)
+    stop = StopFlag(install=False)
+    worker = ScoringWorker(settings, ["kdd"], eos=True, worker_id="stuck", stop=stop, guard=guard)
+    thread = threading.Thread(target=worker.run, name="worker", daemon=True)
+    thread.start()
+    try:
+        assert wait_until(guard.fired.is_set, 120), "the worker never reached the step"
+        assert wait_until(guard.restarted.is_set, 60)
+        assert wait_until(all_scored(settings, N_EVENTS), RECOVERY_BOUND_S), (
+            f"not all scored: {Tally.of(settings)}"
+        )
+    finally:
+        stop.set()
+        thread.join(STOP_GRACE_S)
+    assert not thread.is_alive(), "the worker did not stop within its grace period"
+    assert worker.publisher.renewals >= 1, "the stuck producer was not recreated"
+    tally = Tally.of(settings)
+    assert (tally.lost, tally.doubled, tally.alerts_doubled) == (0, 0, 0), tally
+    measure(
+        f"watchdog at {step}: producer recreated {worker.publisher.renewals}x, {tally.scored:,} scored once"
+    )
