@@ -269,6 +269,18 @@ def worker_rates(settings: Settings, env: dict[str, str], out: Path, events: int
     return {"alone_eps": alone, "beside_monitor_and_retrain_eps": beside, "ratio": round(b / a, 3)}
 
 
+def start_loop(
+    settings: Settings, env: dict[str, str], name: str, log: Path, retrain: bool
+) -> tuple[dict[str, str], subprocess.Popen, subprocess.Popen]:
+    """`worker --eos` and `drift [--retrain]` as processes on ``settings``' topics; their environment."""
+    env = {**env, **{k: v for k, v in settings.environment().items() if k.startswith("ANOMSTREAM_")}}
+    log.mkdir(parents=True, exist_ok=True)
+    scoring = ["worker", "--streams", "kdd", "--eos", "--worker-id", f"w-{name}"]
+    worker = cli(env, *scoring, log=log / "worker.log", wait=False)
+    drift = ["drift", "--stream", "kdd", *(["--retrain"] if retrain else []), "--instance-id", f"m-{name}"]
+    return env, worker, cli(env, *drift, log=log / "drift.log", wait=False)
+
+
 def run_scenario(name: str, base: Settings, env: dict[str, str], out: Path, args: argparse.Namespace) -> dict:
     """One scenario on its own topics and a copy of the v1 registry; its figures."""
     scenario = name.removesuffix("-verdicts")
@@ -283,31 +295,9 @@ def run_scenario(name: str, base: Settings, env: dict[str, str], out: Path, args
         }
     )
     create_topics(settings)
-    env = {**env, **{k: v for k, v in settings.environment().items() if k.startswith("ANOMSTREAM_")}}
     log = out / name
     log.mkdir(exist_ok=True)
-    worker = cli(
-        env,
-        "worker",
-        "--streams",
-        "kdd",
-        "--eos",
-        "--worker-id",
-        f"w-{name}",
-        log=log / "worker.log",
-        wait=False,
-    )
-    monitor = cli(
-        env,
-        "drift",
-        "--stream",
-        "kdd",
-        "--retrain",
-        "--instance-id",
-        f"m-{name}",
-        log=log / "drift.log",
-        wait=False,
-    )
+    env, worker, monitor = start_loop(settings, env, name, log, retrain=True)
     analyst = Analyst(settings) if name.endswith("-verdicts") else None
     started = time.monotonic()
     try:
@@ -436,21 +426,7 @@ def stable_figures(settings: Settings, env: dict[str, str], out: Path, n: int) -
     scored by the model they are stationary for."""
     stable = settings.model_copy(update={"topic_prefix": "figures-stable."})
     create_topics(stable)
-    env = {**env, **{k: v for k, v in stable.environment().items() if k.startswith("ANOMSTREAM_")}}
-    worker = cli(
-        env,
-        "worker",
-        "--streams",
-        "kdd",
-        "--eos",
-        "--worker-id",
-        "w-stable",
-        log=out / "stable-worker.log",
-        wait=False,
-    )
-    monitor = cli(
-        env, "drift", "--stream", "kdd", "--instance-id", "m-stable", log=out / "stable-drift.log", wait=False
-    )
+    env, worker, monitor = start_loop(stable, env, "stable", out / "stable", retrain=False)
     try:
         time.sleep(15)
         cli(

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from sklearn.neighbors import NearestNeighbors
 
 from models.retraining.filtering import cap_repeats
 from models.retraining.policy import RetrainPolicy
@@ -78,16 +79,9 @@ def _distinct(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return distinct, inverse.ravel(), counts
 
 
-def _nearest_gap(D: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def _nearest_gap(D: np.ndarray) -> np.ndarray:
     """Each distinct row's distance to its nearest other row."""
-    sq = np.einsum("ij,ij->i", D, D)
-    gaps = np.empty(len(D))
-    for start in range(0, len(D), chunk):
-        block = D[start : start + chunk]
-        d2 = sq[start : start + chunk, None] + sq[None, :] - 2.0 * block @ D.T
-        d2[np.arange(len(block)), np.arange(start, start + len(block))] = np.inf
-        gaps[start : start + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
-    return gaps
+    return NearestNeighbors(n_neighbors=2, algorithm="brute").fit(D).kneighbors(D)[0][:, 1]
 
 
 def _neighbours_within(D: np.ndarray, weights: np.ndarray, radius: float, chunk: int = 1024) -> np.ndarray:
@@ -102,15 +96,9 @@ def _neighbours_within(D: np.ndarray, weights: np.ndarray, radius: float, chunk:
     return near
 
 
-def _nearest_distance(X: np.ndarray, D: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def _nearest_distance(X: np.ndarray, D: np.ndarray) -> np.ndarray:
     """Each row of ``X``'s distance to its nearest row of ``D``."""
-    sq = np.einsum("ij,ij->i", D, D)
-    out = np.empty(len(X))
-    for start in range(0, len(X), chunk):
-        block = X[start : start + chunk]
-        d2 = np.einsum("ij,ij->i", block, block)[:, None] + sq[None, :] - 2.0 * block @ D.T
-        out[start : start + chunk] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
-    return out
+    return NearestNeighbors(n_neighbors=1, algorithm="brute").fit(D).kneighbors(X)[0][:, 0]
 
 
 def campaign_rows(X: np.ndarray, alerting: np.ndarray, policy: RetrainPolicy) -> tuple[np.ndarray, float]:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import pandas as pd
 import pytest
 
 from consumers.drift.retrain import Retrainer, RetrainResult
@@ -61,6 +62,22 @@ def wait_for_result(retrainer: Retrainer, timeout: float = 300.0) -> RetrainResu
             return results[0]
         time.sleep(0.5)
     raise AssertionError("no retrain result in time")
+
+
+def own_registry(settings: Settings, tmp_path: Path, **update: object) -> tuple[Settings, Path]:
+    """The session's KDD registry copied for one test (its promotions stay its own)."""
+    registry_dir = tmp_path / "registry"
+    shutil.copytree(settings.registry_dir, registry_dir)
+    return settings.model_copy(update={"registry_dir": registry_dir, **update}), registry_dir
+
+
+def replay_shift(settings: Settings, limit: int) -> tuple[pd.DataFrame, DriftEvent]:
+    """``replay kdd --drift shift --drift-at 2000 --limit N`` onto the topic: the NSL rows of the new
+    phase, and the drift event at the true change."""
+    before, after, source = load_kdd_drift_sources(settings.data_dir, "shift")
+    events = kdd_drift_events(before, after, DriftSpec("shift", 2_000), limit=limit, source=source)
+    replay(settings, settings.topic("kdd"), events)
+    return after, drift_event(settings, "kdd")
 
 
 def replay(settings: Settings, topic: str, events) -> None:  # noqa: ANN001
@@ -127,9 +144,7 @@ def test_drift_retrain_promotes_announces_and_rolls_back(
 def test_a_candidate_that_fails_its_shadow_evaluation_leaves_production_untouched(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    registry_dir = tmp_path / "registry"
-    shutil.copytree(kafka_settings.registry_dir, registry_dir)
-    settings = kafka_settings.model_copy(update={"registry_dir": registry_dir})
+    settings, registry_dir = own_registry(kafka_settings, tmp_path)
     before, after, _ = load_kdd_drift_sources(settings.data_dir)
     events = kdd_drift_events(before, after, DriftSpec("abrupt", 10_000), limit=110_000)
     replay(settings, settings.topic("kdd"), events)
@@ -172,13 +187,8 @@ def test_a_shift_of_normal_traffic_is_learnt_without_labels_and_its_false_alarms
     normal (the alerting rows included: severity, no campaign, persistent) and is promoted; on the
     traffic that follows it raises a fraction of the production model's false alarms and still
     detects the validation attacks."""
-    registry_dir = tmp_path / "registry"
-    shutil.copytree(kafka_settings.registry_dir, registry_dir)
-    settings = kafka_settings.model_copy(update={"registry_dir": registry_dir})
-    before, after, source = load_kdd_drift_sources(settings.data_dir, "shift")
-    events = kdd_drift_events(before, after, DriftSpec("shift", 2_000), limit=32_000, source=source)
-    replay(settings, settings.topic("kdd"), events)
-    event = drift_event(settings, "kdd")
+    settings, registry_dir = own_registry(kafka_settings, tmp_path)
+    after, event = replay_shift(settings, 32_000)
     policy = RetrainPolicy(min_events=20_000, max_events=30_000, wait_s=30, cooldown_s=0)
     retrainer = Retrainer(settings, policy)
     try:
@@ -212,14 +222,9 @@ def test_analysts_benign_verdicts_start_the_retrain_before_min_events(
     from stream.kafka import flush_or_raise, make_producer, produce
     from stream.messages import Feedback, SourceRef, encode
 
-    registry_dir = tmp_path / "registry"
-    shutil.copytree(kafka_settings.registry_dir, registry_dir)
-    settings = kafka_settings.model_copy(update={"registry_dir": registry_dir, "topic_prefix": "early."})
+    settings, registry_dir = own_registry(kafka_settings, tmp_path, topic_prefix="early.")
     create_topics(settings)
-    before, after, source = load_kdd_drift_sources(settings.data_dir, "shift")
-    events = kdd_drift_events(before, after, DriftSpec("shift", 2_000), limit=11_000, source=source)
-    replay(settings, settings.topic("kdd"), events)
-    event = drift_event(settings, "kdd")
+    _, event = replay_shift(settings, 11_000)
     producer = make_producer(settings)
     now = datetime.now(UTC).isoformat()
     changed = [(int(p), o + 100 * k) for p, o in event.change.partition_offsets.items() for k in range(2)]
