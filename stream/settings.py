@@ -200,7 +200,9 @@ class Settings(BaseSettings):
     )
 
     bootstrap_servers: str | None = Field(
-        default=None, description="Kafka cluster to use; when unset the embedded broker is used"
+        default=None,
+        description="Kafka cluster to use, and start no broker; unset: the embedded broker on "
+        "127.0.0.1:ANOMSTREAM_BROKER_PORT",
     )
     kafka: dict[str, SecretStr | str] = Field(
         default_factory=dict, description="librdkafka properties, passed through untouched"
