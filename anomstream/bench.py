@@ -15,7 +15,8 @@ the median of ``repetitions`` (3) with its [min, max] under ``spread``:
   curve is drawn in ``latency_curve.png`` beside ``bench.json``.
 * ``worker_rss_mb``: that worker process's resident memory before and after the latency replays.
 * ``replica``: a new worker process (``anomstream worker --streams kdd``) on a pre-filled topic:
-  seconds from its start to its first score record (``start_s``), and its resident memory once it
+  seconds from its start to its first score record (``start_s``; ``start_cpu_s``: the CPU seconds
+  it used until then), and its resident memory once it
   has scored ``events`` events (``rss_mb``; ``peak_rss_mb``: its peak), each a median of three starts.
 * ``--soak``: 2,000,000 events through a worker process as fast as the replay goes; its RSS from
   the end of warm-up (the first 10% of events) to the end (``soak``, ``soak_rss.png``).
@@ -305,7 +306,7 @@ class Benchmark:
                 group = settings.model_copy(update={"group_id": f"{settings.group_id}-{rep}"})
                 runs.append(replica_start(group, n, settings.state_dir / f"bench-replica-{rep}.log"))
         result: dict[str, Any] = {"events": n}
-        for key, digits in (("start_s", 2), ("rss_mb", 1), ("peak_rss_mb", 1)):
+        for key, digits in (("start_s", 2), ("start_cpu_s", 2), ("rss_mb", 1), ("peak_rss_mb", 1)):
             result[key] = self._figure(f"replica.{key}", [run[key] for run in runs], digits)
         return result
 

@@ -11,6 +11,7 @@ The profile and the sweep are reusable on their own::
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import time
@@ -70,6 +71,12 @@ def percentiles(delays: list[float]) -> tuple[float, float]:
 
 
 # -- worker processes -------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
     """A process's resident memory in MB (``VmHWM``: its peak so far), from ``/proc``."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -105,7 +112,8 @@ def replica_start(
     """Start one ``anomstream worker --streams kdd`` process on a topic pre-filled with ``events``
     events (its group has committed none): seconds from the process's start to its first score
     record on the broker (``start_s``: interpreter, imports, model load and warm-up, group join, the
-    first batch scored and published), then its resident memory once it has committed them all
+    first batch scored and published; ``start_cpu_s``: the CPU time it used until then, which a busy
+    machine does not inflate), then its resident memory once it has committed them all
     (``rss_mb``) and its peak (``peak_rss_mb``). The process is stopped (SIGTERM) before returning.
     """
     scores = settings.topic("scores")
@@ -122,10 +130,11 @@ def replica_start(
         )
         try:
             deadline = started + timeout
-            first = None
+            first: float | None = None
+            first_cpu = 0.0
             while first is None and time.monotonic() < deadline and worker.poll() is None:
                 if any(check_message(m) for m in reader.consume(100, 0.02)):
-                    first = time.monotonic() - started
+                    first, first_cpu = time.monotonic() - started, cpu_seconds(worker.pid)
             while counter.count() < events and time.monotonic() < deadline and worker.poll() is None:
                 time.sleep(0.2)
             if first is None or worker.poll() is not None or counter.count() < events:
@@ -134,6 +143,7 @@ def replica_start(
                 )
             return {
                 "start_s": first,
+                "start_cpu_s": first_cpu,
                 "rss_mb": rss_mb(worker.pid),
                 "peak_rss_mb": rss_mb(worker.pid, "VmHWM"),
             }
