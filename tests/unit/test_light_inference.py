@@ -103,7 +103,8 @@ from tests.support.data import corrected_sample, require_data
 model = Registry(sys.argv[1]).load("kdd", inference_only=sys.argv[2] == "light")
 model.warm_up(5000)
 scored = model.score(KddRaw.from_frame(corrected_sample(require_data("kdd99").parent, 500)))
-frameworks = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras", "jax", "torch"})
+heavy = {"tensorflow", "keras", "jax", "torch", "sklearn"}
+frameworks = sorted({name.split(".")[0] for name in sys.modules} & heavy)
 print(json.dumps({"frameworks": frameworks, "alerts": int(scored.is_alert.sum())}))
 """
 
