@@ -169,7 +169,7 @@ def profile_stages(settings: Settings, n_events: int, stream: str = "kdd") -> di
     The consumer joins its group and receives its first messages before the clock starts, so
     ``consume`` is the cost of taking prefetched messages, not of the group join.
     """
-    model = Registry(settings.registry_dir).load(stream)
+    model = Registry(settings.registry_dir).load(stream, inference_only=True)  # as the worker serves it
     model.warm_up()
     consumer = make_consumer(settings, f"profile-{uuid.uuid4().hex[:6]}")
     consumer.subscribe([settings.topic(stream)])
