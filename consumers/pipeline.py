@@ -44,17 +44,17 @@ twice.
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from consumers.faults import NO_FAULTS, Faults
 from consumers.outputs import undeliverable
 from models.scoring import BatchScores, ScoringModel
 from stream.kafka import Headers
@@ -126,7 +126,7 @@ class Publisher:
         eos: bool,
         worker_id: str,
         dead_letter_topic: str,
-        crash_before_commit: int = 0,
+        faults: Faults = NO_FAULTS,
         on_undeliverable: Callable[[str, str], None] | None = None,
         renew_producer: Callable[[], Producer] | None = None,
         committed: Callable[[list[TopicPartition], float], list[TopicPartition]] | None = None,
@@ -156,7 +156,7 @@ class Publisher:
         self._assignments = 0
         self.worker_id = worker_id
         self.dead_letter_topic = dead_letter_topic
-        self.crash_before_commit = crash_before_commit
+        self.faults = faults
         self.on_undeliverable = on_undeliverable
         self.inbox: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=1)
         self.done: queue.Queue[ScoredBatch] = queue.Queue()
@@ -344,7 +344,8 @@ class Publisher:
                 outputs = self._produce(outputs, batch, singly=attempt > 0)
                 self._call("send_offsets_to_transaction", timeout, self.producer.send_offsets_to_transaction,
                            offsets, metadata, timeout)  # fmt: skip
-                self._maybe_crash(batch)
+                flush = partial(self.producer.flush, 30)
+                self.faults.before_commit_transaction(batch.number, self.committed, flush, self.inbox.qsize)
                 committing = True
                 self._call("commit_transaction", timeout, self.producer.commit_transaction, timeout)
                 return
@@ -577,27 +578,3 @@ class Publisher:
         self.retried_batches += 1
         log.warning("batch %d: delivery failed (%s): retrying (attempt %d)", batch.number, error, attempt + 2)
         time.sleep(min(2**attempt * 0.2, 5))
-
-    def _maybe_crash(self, batch: ScoredBatch) -> None:
-        """ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT=N under --eos: SIGKILL with batch N's transaction open
-        and (when the stream has more) batch N+1 scored behind it: two batches in flight."""
-        if not self.crash_before_commit or self.committed + 1 < self.crash_before_commit:
-            return
-        self.producer.flush(30)  # batch N's outputs are written (under --eos: not committed)
-        deadline = time.monotonic() + 10
-        while self.inbox.empty() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        kill_before_commit(batch.number, 1 + self.inbox.qsize())
-
-
-def kill_before_commit(number: int, in_flight: int) -> None:
-    """The crash of ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: SIGKILL, as a machine failure would."""
-    log.warning(
-        "ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: killing this worker before committing batch %d "
-        "(%d batches in flight)",
-        number,
-        in_flight,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
