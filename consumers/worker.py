@@ -38,7 +38,7 @@ from consumers.decoding import DECODERS
 from consumers.faults import NO_FAULTS, Faults, from_env
 from consumers.metrics import WorkerMetrics, worker_readiness
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter
-from consumers.pipeline import (
+from consumers.publisher import (
     MAX_DELIVERY_RETRIES,
     DeliveryFailedError,
     Output,
@@ -337,7 +337,7 @@ class ScoringWorker:
             decoded = DECODERS[stream](messages, getattr(model.encoder, "length", None))
             for rejected in decoded.rejected:
                 key, value, headers = dead_letter(rejected, self.worker_id)
-                outputs.append((dlq_topic, value, key, headers, rejected.message))
+                outputs.append(Output(dlq_topic, value, key, headers, rejected.message))
                 where = (rejected.message.topic(), rejected.message.partition())
                 events, dead = batch.per_partition[where]
                 batch.per_partition[where] = (events - 1, dead + 1)
@@ -349,12 +349,12 @@ class ScoringWorker:
             meta = BatchMeta.of(valid, decoded.event_times, decoded.labels, decoded.keys)
             rows = scored.alert_rows.tolist()
             for row, (key, value) in zip(rows, build_alerts(model, meta, scored, detected_at), strict=True):
-                outputs.append((alerts_topic, value, key, None, valid[row]))
+                outputs.append(Output(alerts_topic, value, key, None, valid[row]))
             first_of: dict[bytes, Message] = {}
             for message in valid:
                 first_of.setdefault(f"{message.topic()}:{message.partition()}".encode(), message)
             for key, value in build_score_records(model, meta, scored):
-                outputs.append((scores_topic, value, key, None, first_of[key]))
+                outputs.append(Output(scores_topic, value, key, None, first_of[key]))
             batch.events += len(valid)
             batch.alerts += len(rows)
             batch.by_stream[stream] = (len(valid), len(rows))

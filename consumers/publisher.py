@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -81,8 +81,15 @@ SIZE_ERRORS = frozenset(
     {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE}
 )
 
-# topic, value, key, headers, and the input message it was made from (for a stand-in dead letter).
-Output = tuple[str, bytes | None, bytes | None, Headers | None, Message]
+
+class Output(NamedTuple):
+    """One message a scored batch publishes."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: Headers | None
+    source: Message  # the input message it was made from (named by a stand-in dead letter)
 
 
 class DeliveryFailedError(RuntimeError):
@@ -495,7 +502,7 @@ class Publisher:
         dl_key, dl_value, dl_headers = undeliverable(
             topic, key, value, source, reason, message, self.worker_id
         )
-        stand_in = (self.dead_letter_topic, dl_value, dl_key, dl_headers, source)
+        stand_in = Output(self.dead_letter_topic, dl_value, dl_key, dl_headers, source)
         batch.stand_ins.append(stand_in)
         return stand_in
 
@@ -503,7 +510,7 @@ class Publisher:
         """At-least-once: what to produce again after failures (the failed outputs only, refused ones
         replaced by dead letters), and whether any failure was transient."""
         failures, self._failures = self._failures, []
-        by_content = {(o[0], o[1]): o for o in (*batch.outputs, *batch.stand_ins)}
+        by_content = {(o.topic, o.value): o for o in (*batch.outputs, *batch.stand_ins)}
         again: list[Output] = []
         transient = False
         for error, message in failures:
@@ -530,7 +537,7 @@ class Publisher:
             return outputs
         kept: list[Output] = []
         for output in outputs:
-            error = refused.get((output[0], output[1]))
+            error = refused.get((output.topic, output.value))
             if error is None:
                 kept.append(output)
                 continue
@@ -560,7 +567,7 @@ class Publisher:
             batch.learn = []  # learnt only from whole committed batches: never twice
             log.warning("batch %d: %s reassigned since it was consumed: left to be read again",
                         batch.number, sorted(f"{t}[{p}]" for t, p in gone))  # fmt: skip
-        kept = [o for o in outputs if (o[4].topic(), o[4].partition()) in held]
+        kept = [o for o in outputs if (o.source.topic(), o.source.partition()) in held]
         return kept, [tp for tp in offsets if (tp.topic, tp.partition) in held]
 
     def _flush(self) -> None:
