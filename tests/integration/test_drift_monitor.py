@@ -141,7 +141,7 @@ def test_restart_resumes_from_the_checkpoint_and_never_counts_twice(
                            stop=StopFlag(install=False))  # fmt: skip
     first_stats = halfway.run(max_records=total_records // 2)
     assert 0 < first_stats.records < total_records
-    checkpoint = json.loads(halfway.store.path.read_text())
+    checkpoint = json.loads(halfway.checkpoint.store.path.read_text())
     # Where each scores partition must be read again: its lowest record not yet watched (records are
     # watched in event-time order across partitions, so this may still be 0 for some).
     resume_at = sum(checkpoint["offsets"].values())
@@ -161,7 +161,7 @@ def test_restart_resumes_from_the_checkpoint_and_never_counts_twice(
     assert first_stats.scores + second_stats.scores == len(events)
     # The retried batch, and records watched out of offset order before the stop, are skipped.
     assert first_stats.duplicates + second_stats.duplicates >= duplicated
-    assert second.units["kdd"].watch.n == len(events)
+    assert second.watches.units["kdd"].watch.n == len(events)
 
 
 def test_a_second_monitor_with_the_same_instance_id_is_refused(
@@ -174,7 +174,7 @@ def test_a_second_monitor_with_the_same_instance_id_is_refused(
         command = [sys.executable, "-m", "anomstream", "drift", "--instance-id", "twin"]
         second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
     finally:
-        first.store.close()
+        first.checkpoint.store.close()
     assert second.returncode == 1
     assert "another drift monitor uses instance id 'twin'" in second.stderr
     assert "Traceback" not in second.stderr
@@ -192,7 +192,7 @@ def test_a_checkpoint_taken_on_a_recreated_scores_topic_is_not_resumed(
     replay_events(settings, events[:6000])
     run_worker(settings, 6000)
     first, _ = watch(settings, 6000)
-    assert first.units["kdd"].watch.n == 6000
+    assert first.watches.units["kdd"].watch.n == 6000
 
     scores = settings.topic("scores")
     admin = make_admin(settings)
@@ -210,4 +210,4 @@ def test_a_checkpoint_taken_on_a_recreated_scores_topic_is_not_resumed(
     run_worker(settings, 2000)
     second, stats = watch(settings, 2000)
     assert stats.scores == 2000 and stats.duplicates == 0
-    assert second.units["kdd"].watch.n == 2000, "the old topic's watch was resumed"
+    assert second.watches.units["kdd"].watch.n == 2000, "the old topic's watch was resumed"
