@@ -36,7 +36,6 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from consumers.batching import DynamicBatcher
 from consumers.decoding import DECODERS
 from consumers.faults import NO_FAULTS, Faults, from_env
-from consumers.metrics import WorkerMetrics, worker_readiness
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter
 from consumers.publisher import (
     MAX_DELIVERY_RETRIES,
@@ -46,6 +45,7 @@ from consumers.publisher import (
     ScoredBatch,
 )
 from consumers.reloading import ModelWatcher
+from consumers.worker_metrics import WorkerMetrics, worker_readiness
 from models.checkpoints import OnlineStateStore
 from models.detectors.backend import warm_up_sizes
 from models.registry import Registry, RegistryError
@@ -84,6 +84,16 @@ class WorkerStats:
 
 
 class ScoringWorker:
+    """A member of the scoring consumer group: scores every input stream it is assigned, in batches.
+
+    It consumes, decodes and scores a batch (one model call per stream) and hands the outputs to its
+    :class:`~consumers.publisher.Publisher`, which delivers them while the next batch is scored; the
+    offsets of a batch are committed only once its outputs are (under ``eos``, in the batch's
+    transaction). It hot-reloads a stream's production model between batches, checkpoints what
+    models learn from committed batches, drains in-flight batches before partitions go or it stops.
+    ``faults`` injects a crash for the recovery tests (:mod:`consumers.faults`).
+    """
+
     def __init__(
         self,
         settings: Settings,

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from consumers.drift.calibrations import WatchSpec
+from consumers.drift.calibration_cache import WatchSpec
 from consumers.drift.state import CheckpointStore, SpanLog, Unit
 from models.drift import DriftWatch
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from consumers.drift.calibrations import WatchSpec
+from consumers.drift.calibration_cache import WatchSpec
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ ALIAS_RECHECK_S = 2.0
 
 
 class CalibrationSource(Protocol):
-    """What the follower asks of the registry (:class:`consumers.drift.calibrations.Calibrations`)."""
+    """What the follower asks of the registry (:class:`consumers.drift.calibration_cache.Calibrations`)."""
 
     def production(self, stream: str) -> tuple[str, int] | None: ...
 

@@ -29,13 +29,13 @@ import msgspec
 import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from consumers.drift.calibrations import Calibrations
+from consumers.drift.calibration_cache import Calibrations
 from consumers.drift.checkpoint import MonitorCheckpoint
 from consumers.drift.events import build_drift_event
-from consumers.drift.features import FEATURE_KS, FeatureSampler
+from consumers.drift.feature_sampler import FEATURE_KS, FeatureSampler
 from consumers.drift.following import ModelFollower
 from consumers.drift.merge import Pending, RecordMerger
-from consumers.drift.metrics import DriftMetrics
+from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.retrain import Retrainer
 from consumers.drift.state import CheckpointStore, Unit
 from consumers.drift.watches import MonitorStats, StreamWatches

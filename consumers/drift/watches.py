@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from consumers.drift.calibrations import WatchSpec
+from consumers.drift.calibration_cache import WatchSpec
 from consumers.drift.following import ModelFollower
-from consumers.drift.metrics import DriftMetrics
+from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.state import SpanLog, Unit
 from models.drift import DriftWatch, WatchEvent
 from stream.messages import DriftEvent, ScoreRecord

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from consumers.drift.calibrations import Calibrations
+from consumers.drift.calibration_cache import Calibrations
 from consumers.drift.following import ModelFollower
-from consumers.drift.metrics import DriftMetrics
+from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.watches import MonitorStats, StreamWatches
 from models.registry import Registry
 from models.training import TrainingRequest, train

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from consumers.drift.calibrations import WatchSpec
+from consumers.drift.calibration_cache import WatchSpec
 from consumers.drift.checkpoint import MonitorCheckpoint
 from consumers.drift.following import ModelFollower
-from consumers.drift.metrics import DriftMetrics
+from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.state import CheckpointStore
 from consumers.drift.watches import MonitorStats, StreamWatches
 from models.drift import DriftConfig, WatchConfig, calibrate
