@@ -207,6 +207,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: _default_data_home() / "data")
     registry_dir: Path = Field(default_factory=lambda: _default_data_home() / "registry")
     state_dir: Path = Field(default_factory=_default_state_home)
+    state_url: str | None = Field(
+        default=None,
+        description="where monitors' checkpoints, calibrations and workers' online state live: a folder "
+        "or s3://bucket/prefix (any host resumes from it); unset: state_dir",
+    )
     broker_port: int = Field(default=9092, ge=1, le=65535)
 
     group_id: str = "anomstream-workers"

@@ -6,7 +6,6 @@ connections of ``corrected`` (recorded weeks later, with other hosts and service
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -141,7 +140,8 @@ def test_restart_resumes_from_the_checkpoint_and_never_counts_twice(
                            stop=StopFlag(install=False))  # fmt: skip
     first_stats = halfway.run(max_records=total_records // 2)
     assert 0 < first_stats.records < total_records
-    checkpoint = json.loads(halfway.store.path.read_text())
+    checkpoint = halfway.store.load()
+    assert checkpoint is not None
     # Where each scores partition must be read again: its lowest record not yet watched (records are
     # watched in event-time order across partitions, so this may still be 0 for some).
     resume_at = sum(checkpoint["offsets"].values())
