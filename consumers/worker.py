@@ -53,6 +53,7 @@ from stream.kafka import make_consumer, make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
+from stream.state_store import state_store
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class ScoringWorker:
         self.registry = Registry(settings.registry_dir)
         # What models learn while scoring is checkpointed under a stable owner, so a restart resumes
         # it: the --worker-id (replicas are replica-0, replica-1, ...), else this host.
-        self.online = OnlineStateStore(settings.state_dir, worker_id or socket.gethostname())
+        self.online = OnlineStateStore(state_store(settings), worker_id or socket.gethostname())
         self._checkpointed = time.monotonic()
         self._learnt: dict[str, int] = {}  # committed events learnt, per stream (current model)
         self.models = self._load_models(streams)

@@ -38,7 +38,7 @@ class MonitorCheckpoint:
         if saved_topic and topic_id and saved_topic != topic_id:
             log.warning("checkpoint %s was taken on another scores topic (topic id %s, now %s: a new "
                         "cluster or a recreated topic): its offsets and watches do not apply; starting "
-                        "fresh", self.store.path, saved_topic, topic_id)  # fmt: skip
+                        "fresh", self.store.where, saved_topic, topic_id)  # fmt: skip
             return {}
         self.saved_offsets = {int(p): int(o) for p, o in saved["offsets"].items()}
         units = {}
@@ -46,7 +46,7 @@ class MonitorCheckpoint:
             spec = specs.get(state["stream"])
             if spec is not None:
                 units[spec.stream] = _restored(spec, state)
-        log.info("resumed from %s: %s", self.store.path, {u.stream: u.watch.n for u in units.values()})
+        log.info("resumed from %s: %s", self.store.where, {u.stream: u.watch.n for u in units.values()})
         return units
 
     def needed(self, commit: Iterable[int]) -> bool:

@@ -56,6 +56,7 @@ from stream.kafka.watchdog import UNTIMED_CALL_S, close_quietly, guarded
 from stream.messages import ScoreRecord, decode_drift_event, decode_model_update, encode
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
+from stream.state_store import state_store
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class DriftMonitor:
         self.metrics = DriftMetrics(metrics_port, stall_after_s=settings.resilience.stall_after_s)
         self.scores_topic = settings.topic("scores")
         self.checkpoint = MonitorCheckpoint(
-            CheckpointStore(settings.state_dir, settings.drift.group_id, self.instance)
+            CheckpointStore(settings.state_dir, settings.drift.group_id, self.instance, state_store(settings))
         )
         self.stats = MonitorStats()
         self.watches = StreamWatches(self.follower, self.metrics, self.stats)
