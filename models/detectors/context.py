@@ -80,8 +80,9 @@ class ContextDetector:
     """Nearest-neighbour novelty + anomaly likelihood + out-of-range evidence, learning all along.
 
     ``online=False`` freezes the memory after ``freeze_after`` windows (the ablation "without online
-    learning"); ``likelihood=False`` reports the bare novelty; ``out_of_range=False`` drops the range
-    evidence; ``limits=(low, high)`` replaces the running range by a fixed one (the ablation that hands
+    learning"); ``learn_below`` keeps windows scoring at or above it out of the memory;
+    ``likelihood=False`` reports the bare novelty; ``out_of_range=False`` drops the range evidence;
+    ``limits=(low, high)`` replaces the running range by a fixed one (the ablation that hands
     the detector a series' whole-file minimum and maximum, as NAB does for HTM and CAD OSE).
     """
 
@@ -104,6 +105,7 @@ class ContextDetector:
         min_std: float = 0.001,
         settle: int = 300,
         online: bool = True,
+        learn_below: float | None = None,
         freeze_after: int = 0,
         likelihood: bool = True,
         out_of_range: bool = True,
@@ -119,6 +121,7 @@ class ContextDetector:
         self.min_std = min_std
         self.settle = settle
         self.online = online
+        self.learn_below = learn_below
         self.freeze_after = freeze_after
         self.likelihood = likelihood
         self.out_of_range = out_of_range
@@ -225,11 +228,12 @@ class ContextDetector:
             if self.out_of_range:
                 score = max(score, self._range_evidence(state, value, low, high))
             scores[i] = score
-            self._remember(state, window, value)
+            self._remember(state, window, value, score)
         return scores
 
-    def _remember(self, state: _State, window: np.ndarray, value: float) -> None:
-        if self.online or state.learnt < self.freeze_after:
+    def _remember(self, state: _State, window: np.ndarray, value: float, score: float) -> None:
+        learning = self.online or state.learnt < self.freeze_after
+        if learning and (self.learn_below is None or score < self.learn_below):
             state.memory[state.learnt % len(state.memory)] = window
             state.learnt += 1
         state.low, state.high = min(state.low, value), max(state.high, value)
