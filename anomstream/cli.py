@@ -396,8 +396,12 @@ def evaluate(
             raise fail("sensor evaluation is the NAB benchmark: add --benchmark nab")
         from models.evaluation.nab.benchmark import SENSOR_DETECTORS, run_benchmark
 
+        params: dict[str, dict] = {}
+        for key, value in parse_assignments(param).items():  # e.g. context.likelihood=false (ablations)
+            name, _, arg = key.partition(".")
+            params.setdefault(name, {})[arg] = value
         result = run_benchmark(settings().data_dir, out, names or SENSOR_DETECTORS, window, seed,
-                               progress=console.print)  # fmt: skip
+                               params=params, progress=console.print)  # fmt: skip
         Console().print(nab_table(result))
         console.print(f"[green]wrote[/] {out / 'nab.json'}, {out / 'report.md'} and plots")
         return

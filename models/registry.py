@@ -74,6 +74,7 @@ REQUIRED_ARTIFACTS: dict[str, tuple[str, ...]] = {
     "iforest": _SKOPS,
     "pca": _SKOPS,
     "hst": ("params.json", "state.json"),
+    "context": ("params.json", "state.json"),
     # Plus every member's own artifacts under members/<i>-<name>/ (see required_artifacts).
     "ensemble": ("params.json", "calibration.json"),
 }

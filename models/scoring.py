@@ -3,7 +3,8 @@
 Scoring is pure: ``score`` judges a batch and changes nothing, so a retried batch is judged the same
 way. What learns while scoring (a sliding threshold, Half-Space Trees) learns in ``learn``, which the
 worker calls only once the batch's outputs are committed; an online detector learns only the rows that
-did not alert, so an attack never becomes normal by being seen.
+did not alert, so an attack never becomes normal by being seen (unless it is ``sequential``:
+the sensor ``context`` detector learns every window, so an anomaly that repeats stops being new).
 
 Explanations stay arrays (feature indices and contributions per alerting row) until an alert is
 serialised: no Python object per feature per alert on the hot path.
@@ -91,7 +92,9 @@ class ScoringModel:
     def score_encoded(self, X: np.ndarray) -> BatchScores:
         """Score an encoded batch (what ``encoder.transform`` returned)."""
         explain = getattr(self.detector, "explain", None)
-        if explain is not None:
+        if getattr(self.detector, "sequential", False):  # in the context of the batches scored before
+            scores, contributions = self.detector.score_next(X), None  # type: ignore[attr-defined]
+        elif explain is not None:
             scores, contributions = explain(X)
         else:
             scores, contributions = self.detector.score(X), None
@@ -141,7 +144,11 @@ class ScoringModel:
             return
         self.threshold.learn(scored.scores)
         if self.detector_learns and scored.encoded is not None:
-            self.detector.learn(scored.encoded[~scored.is_alert])  # type: ignore[attr-defined]
+            # A sequential detector learns every window it scored, in order (repeated anomalies stop
+            # being new); its scores of a batch assumed exactly that.
+            sequential = getattr(self.detector, "sequential", False)
+            rows = scored.encoded if sequential else scored.encoded[~scored.is_alert]
+            self.detector.learn(rows)  # type: ignore[attr-defined]
 
 
 def top_contributions(contributions: np.ndarray, k: int = TOP_FEATURES) -> tuple[np.ndarray, np.ndarray]:

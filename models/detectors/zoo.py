@@ -18,6 +18,7 @@ DETECTORS: dict[str, str] = {
     "iforest": "models.detectors.classical:IsolationForestDetector",
     "pca": "models.detectors.classical:PCADetector",
     "hst": "models.detectors.online:HalfSpaceTreesDetector",
+    "context": "models.detectors.context:ContextDetector",
     "ensemble": "models.detectors.ensemble:Ensemble",
 }
 

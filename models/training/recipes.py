@@ -63,6 +63,8 @@ RECIPES: dict[tuple[str, str, str], ParamsOf] = {
         "height": 8,
         "window_size": min(250, n_fit),
     },
+    # The windows overlapping the scored one are left out of its nearest-neighbour search.
+    ("sensor", "*", "context"): lambda window, n_fit: {"gap": window},
 }
 
 

@@ -14,17 +14,18 @@ import pytest
 from confluent_kafka import TIMESTAMP_CREATE_TIME
 
 from consumers.worker import ScoringWorker
-from models.evaluation.nab.benchmark import anomaly_scores
+from models.evaluation.nab.benchmark import anomaly_scores, run_online
 from models.registry import Registry
 from models.training import TrainingRequest, train
 from models.training.data import fit_window_count
 from producers.replay import ReplayProducer
 from producers.sensor import SeriesPacer, event_end_times, iso_times, sensor_events
-from stream.datasets.sensor import load_bearing, load_nab_series
+from stream.datasets.sensor import SensorSeries, load_bearing, load_nab_series
 from stream.kafka import create_topics, read_all
 from stream.messages import decode_sensor_window
+from stream.settings import Settings
 from stream.signals import StopFlag
-from stream.windows import sliding_windows, window_end_rows
+from stream.windows import per_row_scores, sliding_windows, window_end_rows
 from tests.support import make_settings, measure, require_data
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.integration
 # A real series whose clock repeats 03:00 eleven times (daylight saving): rows must keep file order.
 SERIES = "realKnownCause/ec2_request_latency_system_failure.csv"
 WINDOW = 16
+# The shortest NAB series (1,127 rows), for the detector that learns while it scores.
+LEARNING_SERIES = "realTraffic/speed_7578.csv"
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +45,28 @@ def sensor_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_series_streamed_scores_equal_offline(kafka_bootstrap: str, sensor_registry: Path) -> None:
-    settings = make_settings(kafka_bootstrap, sensor_registry)
+def replay_and_score(settings: Settings, series: SensorSeries, worker_id: str) -> tuple[list, list[dict]]:
+    """Replay ``series`` as windows, score them all with one worker; the events and score records."""
     create_topics(settings)
-    series = load_nab_series(settings.data_dir, SERIES)
     events = list(sensor_events([series], WINDOW))
     replay = ReplayProducer(settings, settings.topic("sensor"), progress=False, stop=StopFlag(False))
-    assert replay.run(events).delivered == len(events) == len(series) - WINDOW + 1
-
+    assert replay.run(events).delivered == len(events)
     stop = StopFlag(install=False)
     timer = threading.Timer(120, stop.set)
     timer.start()
     try:
-        stats = ScoringWorker(settings, ["sensor"], worker_id="sensor-test", stop=stop).run(len(events))
+        stats = ScoringWorker(settings, ["sensor"], worker_id=worker_id, stop=stop).run(len(events))
     finally:
         timer.cancel()
     assert stats.events == len(events) and stats.dead_letters == 0
+    return events, [orjson.loads(m.value()) for m in read_all(settings, settings.topic("scores"))]
 
-    records = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("scores"))]
+
+def test_series_streamed_scores_equal_offline(kafka_bootstrap: str, sensor_registry: Path) -> None:
+    settings = make_settings(kafka_bootstrap, sensor_registry)
+    series = load_nab_series(settings.data_dir, SERIES)
+    events, records = replay_and_score(settings, series, "sensor-test")
+    assert len(events) == len(series) - WINDOW + 1
     assert {r["partition"] for r in records} and len({r["partition"] for r in records}) == 1  # one key
     rows = sorted(
         (offset, score, label, when)
@@ -94,6 +101,35 @@ def test_series_streamed_scores_equal_offline(kafka_bootstrap: str, sensor_regis
     alerts = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("alerts"))]
     assert len(alerts) == sum(sum(r["is_alert"]) for r in records)
     assert {a["event_time"] for a in alerts} <= set(iso_times(series.timestamps[ends]))
+
+
+def test_a_learning_worker_streams_the_offline_nab_scores(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """The ``context`` detector learns every committed window in the worker; its scores on the scores
+    topic, and so the NAB row scores made from them, are the offline benchmark's (``run_online``)."""
+    data = require_data("nab")
+    train(Registry(tmp_path), data.parent, TrainingRequest("sensor", "context", series=LEARNING_SERIES,
+                                                           window=WINDOW))  # fmt: skip
+    # Small batches: the worker scores one while the one before it is still being published.
+    settings = make_settings(kafka_bootstrap, tmp_path, batch_size=97, state_dir=tmp_path / "state")
+    series = load_nab_series(settings.data_dir, LEARNING_SERIES)
+    events, records = replay_and_score(settings, series, "learning-test")
+    rows = sorted((o, s) for r in records for o, s in zip(r["offsets"], r["scores"], strict=True))
+    assert [row[0] for row in rows] == list(range(len(events)))  # every window once, in row order
+    streamed = np.array([row[1] for row in rows])
+    offline = run_online(series, "context", WINDOW)
+    np.testing.assert_allclose(streamed, offline.raw, rtol=0, atol=1e-9)
+    live = per_row_scores(len(series), window_end_rows(len(series), WINDOW), streamed)
+    np.testing.assert_allclose(live, offline.scores, rtol=0, atol=1e-9)
+    assert offline.raw.max() >= 0.5  # it does detect something on this series
+    assert len(records) >= len(events) // 97
+    # What it learnt is checkpointed outside the registry: every committed window, once.
+    checkpoint = tmp_path / "state" / "online" / "sensor" / "context" / "v0001" / "learning-test.json"
+    saved = orjson.loads(checkpoint.read_bytes())
+    assert saved["committed_events"] == saved["detector"]["learnt"] == len(events)
+    measure(
+        f"{LEARNING_SERIES}: {len(events)} windows scored and learnt by the worker, in {len(records)} "
+        f"score records; max |streamed - offline| {np.max(np.abs(streamed - offline.raw)):.1e}"
+    )
 
 
 def test_bearing_windows_keep_row_order_per_sensor_and_pace_by_series_time(
