@@ -24,7 +24,7 @@ from confluent_kafka import TopicPartition
 
 from consumers.decoding import DECODERS
 from consumers.outputs import BatchMeta, build_alerts, build_score_records
-from models.registry import Registry
+from models.registry import open_registry
 from models.scoring import ScoringModel
 from stream.kafka import check_message, iter_topic, make_consumer, make_producer
 from stream.settings import Settings
@@ -78,7 +78,7 @@ def profile_stages(settings: Settings, n_events: int, stream: str = "kdd") -> di
     The consumer joins its group and receives its first messages before the clock starts, so
     ``consume`` is the cost of taking prefetched messages, not of the group join.
     """
-    model = Registry(settings.registry_dir).load(stream)
+    model = open_registry(settings).load(stream)
     model.warm_up()
     consumer = make_consumer(settings, f"profile-{uuid.uuid4().hex[:6]}")
     consumer.subscribe([settings.topic(stream)])

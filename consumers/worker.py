@@ -47,7 +47,7 @@ from consumers.pipeline import (
 from consumers.reloading import ModelWatcher
 from models.checkpoints import OnlineStateStore
 from models.detectors.backend import warm_up_sizes
-from models.registry import Registry, RegistryError
+from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
 from stream.kafka import make_consumer, make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
@@ -99,7 +99,7 @@ class ScoringWorker:
         self.guard = guard if guard is not None else watchdog()  # tests inject one to force overruns
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
-        self.registry = Registry(settings.registry_dir)
+        self.registry = open_registry(settings)
         # What models learn while scoring is checkpointed under a stable owner, so a restart resumes
         # it: the --worker-id (replicas are replica-0, replica-1, ...), else this host.
         self.online = OnlineStateStore(settings.state_dir, worker_id or socket.gethostname())
@@ -141,7 +141,7 @@ class ScoringWorker:
             self._resume(models[stream])
         if not models:
             raise RegistryError(
-                f"no production model in {self.settings.registry_dir} for any of {list(streams)}: "
+                f"no production model in {self.settings.registry} for any of {list(streams)}: "
                 "run `anomstream train --stream kdd` first"
             )
         return models

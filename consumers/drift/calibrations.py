@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.drift import DriftConfig, ModelReference, WatchConfig, calibrate, ert_for_risk, model_reference
-from models.registry import Registry
+from models.registry import open_registry
 from stream.atomic import write_json_atomic
 from stream.settings import Settings
 
@@ -35,7 +35,7 @@ class Calibrations:
     def __init__(self, settings: Settings, kind: str) -> None:
         self.settings = settings
         self.kind = kind
-        self.registry = Registry(settings.registry_dir)
+        self.registry = open_registry(settings)
         self.folder = Path(settings.state_dir) / "drift" / "calibrations"
         self.folder.mkdir(parents=True, exist_ok=True)
 

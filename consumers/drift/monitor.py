@@ -105,7 +105,7 @@ class DriftMonitor:
                 log.warning("stream %s has no production model yet: watching for one", stream)
         if not self.specs and not self.fixed_streams:
             raise RegistryError(
-                f"no production model in {settings.registry_dir}: nothing to watch; "
+                f"no production model in {settings.registry}: nothing to watch; "
                 "run `anomstream train --stream kdd` first"
             )
         self.metrics = DriftMetrics(metrics_port, stall_after_s=settings.resilience.stall_after_s)
