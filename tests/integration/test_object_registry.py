@@ -143,3 +143,29 @@ def test_two_promoters_racing_give_one_winner_and_one_clear_error(
         assert alias is not None and alias["version"] == won[0]
         statuses = {row["version"]: row["status"] for row in reg.list("ecg")}
         assert [v for v, s in statuses.items() if s == "production"] == won
+
+
+def test_a_worker_scores_with_the_s3_registrys_model_and_follows_a_promotion(
+    kafka_bootstrap: str, s3: S3Endpoint, s3_registry_url: str, kdd_pca_registry: Path, tmp_path: Path
+) -> None:
+    from models.registry import Registry
+    from stream.kafka import create_topics
+    from tests.support import corrected_sample
+    from tests.support.streams import make_settings, score_across_promotion
+
+    settings = make_settings(
+        kafka_bootstrap, tmp_path / "no-folder", registry_url=s3_registry_url, s3=s3.settings()
+    )
+    create_topics(settings)
+    trainer = open_registry(settings)
+    model = Registry(kdd_pca_registry).load("kdd")  # the session's PCA, published twice into the bucket
+    for _ in range(2):
+        new = trainer.save("kdd", model.detector, model.encoder, model.threshold, model.manifest["training"],
+                           calibration_scores=model.calibration_scores)  # fmt: skip
+    assert new.version == 2 and trainer.production("kdd")["version"] == 1
+    assert not (tmp_path / "no-folder").exists()
+
+    versions = score_across_promotion(settings, corrected_sample(settings.data_dir, 1000, seed=3), "pca", 2)
+    assert versions[0] == 1 and versions[-1] == new.version
+    cached = sorted(p.name for p in (settings.state_dir / "registry-cache").glob("*/kdd/pca/v*"))
+    assert [name[:6] for name in cached] == ["v0001-", "v0002-"]
