@@ -15,6 +15,7 @@ Credentials, region and endpoint come from :class:`~stream.settings.ObjectStoreS
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -45,6 +46,10 @@ def _client(settings: ObjectStoreSettings) -> Any:
         from botocore.config import Config
     except ImportError:  # pragma: no cover - a dependency of the package
         raise ObjectStoreError("boto3 is not installed: pip install 'anomstream'") from None
+    # botocore says at INFO where it found credentials, on every client: noise in the CLI's log.
+    logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
+    logging.getLogger("botocore.utils").setLevel(logging.WARNING)
+    logging.getLogger("botocore.configprovider").setLevel(logging.WARNING)
     options: dict[str, Any] = {}
     if settings.access_key_id:
         options["aws_access_key_id"] = settings.access_key_id
