@@ -151,7 +151,7 @@ def data_fetch(
             console.print(f"\n[green]verified[/] {path}")
     except OSError as exc:  # ChecksumError explains itself
         raise fail(
-            f"download failed ({exc}): no network? Copy the files into {target} (README: Data)"
+            f"download failed ({exc}): no network? Copy the files into {target} (docs/operations.md: Data)"
         ) from None
 
 

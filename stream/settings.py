@@ -68,15 +68,20 @@ class TopicNames(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kdd: str = "kdd.connections"
-    ecg: str = "ecg.beats"
-    sensor: str = "sensor.windows"
-    alerts: str = "alerts"
-    scores: str = "scores"
-    dead_letter: str = "dead-letter"
-    drift: str = "drift-events"
-    model_updates: str = "model-updates"
-    feedback: str = "feedback"
+    kdd: str = Field(default="kdd.connections", description="KDD Cup 99 connections, one per message")
+    ecg: str = Field(default="ecg.beats", description="ECG heartbeats, one 140-sample beat per message")
+    sensor: str = Field(default="sensor.windows", description="sensor readings, one window per message")
+    alerts: str = Field(default="alerts", description="one alert per anomalous event")
+    scores: str = Field(default="scores", description="one score record per scored batch and partition")
+    dead_letter: str = Field(
+        default="dead-letter", description="messages that could not be decoded or validated, bytes untouched"
+    )
+    drift: str = Field(default="drift-events", description="drift detections")
+    model_updates: str = Field(
+        default="model-updates",
+        description="promotions, rollbacks and retrain outcomes; workers reload on them",
+    )
+    feedback: str = Field(default="feedback", description="analysts' verdicts on alerts")
 
 
 class DriftSettings(BaseModel):
@@ -95,7 +100,7 @@ class DriftSettings(BaseModel):
         lt=1,
         description="chance that target_ert stable scores raise one anyway (0.632: plain expected run time)",
     )
-    calibration_seed: int = 0
+    calibration_seed: int = Field(default=0, description="seed of the calibration's bootstrap streams")
     cooldown: int = Field(default=50_000, ge=0, description="events after a detection with no other")
     burst_window: int = Field(default=500, ge=10, description="events over which the alert rate is taken")
     burst_rate: float = Field(default=0.5, gt=0, le=1, description="alert rate that makes a burst")
@@ -104,7 +109,8 @@ class DriftSettings(BaseModel):
     # at most ~1,000 sensor windows; ECG5000's abnormal beats number 2,079 in all.
     max_burst: dict[str, int] = Field(
         default_factory=lambda: {"kdd": 250_000, "ecg": 5_000, "sensor": 2_000},
-        description="per stream: alerting longer than this is drift (ANOMSTREAM_DRIFT__MAX_BURST__KDD=...)",
+        description="per stream: a run of alerts longer than this (events) is drift, not an attack burst; "
+        "a stream not set keeps its default",
     )
 
     @field_validator("max_burst", mode="after")
@@ -196,15 +202,21 @@ class ObjectStoreSettings(BaseModel):
         default=None, description="S3 endpoint; unset: AWS (or AWS_ENDPOINT_URL)"
     )
     region: str | None = Field(default=None, description="region; unset: AWS_REGION / AWS_DEFAULT_REGION")
-    access_key_id: str | None = Field(default=None, description="unset: AWS_ACCESS_KEY_ID or a role")
-    secret_access_key: SecretStr | None = Field(default=None, description="unset: AWS_SECRET_ACCESS_KEY")
-    session_token: SecretStr | None = Field(default=None, description="unset: AWS_SESSION_TOKEN")
+    access_key_id: str | None = Field(
+        default=None, description="access key; unset: AWS_ACCESS_KEY_ID, AWS_PROFILE or a role"
+    )
+    secret_access_key: SecretStr | None = Field(
+        default=None, description="secret key; unset: AWS_SECRET_ACCESS_KEY"
+    )
+    session_token: SecretStr | None = Field(
+        default=None, description="session token; unset: AWS_SESSION_TOKEN"
+    )
     addressing_style: str = Field(default="path", description="path (S3-compatible servers) or virtual")
     # A server may check a conditional write's precondition and write in two steps (s3proxy 3.0 does:
     # docs/registry.md): the alias is read back this long after a compare-and-swap, so of two
     # promoters that both passed the check, only the one whose write stayed reports success.
     cas_settle_s: float = Field(
-        default=0.5, ge=0, description="wait before reading the production alias back after a flip"
+        default=0.5, ge=0, description="wait before reading a conditional write back (docs/registry.md)"
     )
 
 
@@ -216,26 +228,51 @@ class Settings(BaseSettings):
     )
 
     bootstrap_servers: str | None = Field(
-        default=None, description="Kafka cluster to use; when unset the embedded broker is used"
+        default=None,
+        description="Kafka cluster to use, and start no broker; unset: the embedded broker on "
+        "127.0.0.1:ANOMSTREAM_BROKER_PORT",
     )
     kafka: dict[str, SecretStr | str] = Field(
         default_factory=dict, description="librdkafka properties, passed through untouched"
     )
-    topic_prefix: str = ""
-    topics: TopicNames = Field(default_factory=TopicNames)
-    topic_partitions: int = Field(default=6, ge=1)
-    replication_factor: int = Field(default=1, ge=1)
-
-    data_dir: Path = Field(default_factory=lambda: _default_data_home() / "data")
-    registry_dir: Path = Field(default_factory=lambda: _default_data_home() / "registry")
-    registry_url: str | None = Field(
-        default=None, description="a folder or s3://bucket/prefix; unset: registry_dir"
+    topic_prefix: str = Field(default="", description="prefix of every topic name, e.g. dev.")
+    topics: TopicNames = Field(default_factory=TopicNames, description="topic names, one variable each")
+    topic_partitions: int = Field(
+        default=6,
+        ge=1,
+        description="partitions per topic created (the most useful worker replicas per stream)",
     )
-    s3: ObjectStoreSettings = Field(default_factory=ObjectStoreSettings)
-    state_dir: Path = Field(default_factory=_default_state_home)
-    broker_port: int = Field(default=9092, ge=1, le=65535)
+    replication_factor: int = Field(default=1, ge=1, description="replicas of each topic created")
 
-    group_id: str = "anomstream-workers"
+    # The folders' defaults depend on the environment, so the configuration reference shows the rule.
+    data_dir: Path = Field(
+        default_factory=lambda: _default_data_home() / "data",
+        description="datasets: kdd99/, ecg5000/, nab/, nslkdd/, bearing/",
+        json_schema_extra={
+            "shown_default": "$XDG_DATA_HOME/anomstream/data (~/.local/share/anomstream/data)"
+        },
+    )
+    registry_dir: Path = Field(
+        default_factory=lambda: _default_data_home() / "registry",
+        description="the model registry",
+        json_schema_extra={"shown_default": "$XDG_DATA_HOME/anomstream/registry"},
+    )
+    registry_url: str | None = Field(
+        default=None,
+        description="the registry as a folder or s3://bucket/prefix (docs/registry.md); unset: registry_dir",
+    )
+    s3: ObjectStoreSettings = Field(
+        default_factory=ObjectStoreSettings, description="the object store of an s3:// registry"
+    )
+    state_dir: Path = Field(
+        default_factory=_default_state_home,
+        description="the embedded broker's data and logs, demo and bench logs, checkpoints of online state "
+        "(workers' learning state, the drift monitor's watches and calibrations)",
+        json_schema_extra={"shown_default": "$XDG_STATE_HOME/anomstream (~/.local/state/anomstream)"},
+    )
+    broker_port: int = Field(default=9092, ge=1, le=65535, description="the embedded broker's port")
+
+    group_id: str = Field(default="anomstream-workers", description="the scoring workers' consumer group")
     # Dynamic batching (as in Triton and TF Serving): a batch is scored as soon as it holds
     # ``batch_size`` messages or its oldest message has waited ``max_queue_delay_ms``.
     batch_size: int = Field(default=5000, ge=1, description="largest batch scored in one model call")
@@ -245,9 +282,13 @@ class Settings(BaseSettings):
     batch_timeout_s: float = Field(
         default=0.2, gt=0, description="how long an idle worker waits for a message between checks"
     )
-    drift: DriftSettings = Field(default_factory=DriftSettings)
-    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
-    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    drift: DriftSettings = Field(
+        default_factory=DriftSettings, description="the drift monitor and its retrain"
+    )
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings, description="the dashboard")
+    resilience: ResilienceSettings = Field(
+        default_factory=ResilienceSettings, description="outages and stops"
+    )
 
     @field_validator("kafka", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Test sets of the evaluation protocols (README: Evaluation results).
+"""Test sets of the evaluation protocols (docs/evaluation.md).
 
 - KDD ``ffl``: the Fast Forward Labs report's protocol: 18 continuous features, min-max scaled on
   training data; a seeded 8,000 "normal" + 2,000 attack sample of ``corrected``, where the 17 attack

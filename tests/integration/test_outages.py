@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from consumers.worker import ScoringWorker
 from stream.broker import EmbeddedBroker, free_port
 from stream.kafka import read_all
+from stream.settings import Settings
 from stream.signals import StopFlag
 from tests.support import measure, spawn_worker, wait_until
 from tests.support.outages import (
@@ -53,68 +55,97 @@ def _sigterm(process: subprocess.Popen, log: Path) -> tuple[int, float]:
     return code, time.monotonic() - signalled
 
 
-@pytest.mark.parametrize(
-    ("eos", "replicas"),
-    [
-        (True, 1),
-        (False, 1),
-        # Open defect (1 run in 5): after the outage both --eos replicas were reassigned and then
-        # scored about 1 event/s for over a minute. Run and reported, not yet a gate.
-        pytest.param(
-            True,
-            2,
-            marks=pytest.mark.xfail(reason="--eos replicas=2 slow after recovery, 1 run in 5", strict=False),
-        ),
-        (False, 2),
-    ],
-    ids=["eos", "alo", "eos-2", "alo-2"],
-)
-def test_worker_and_replay_recover_from_a_broker_outage(
-    outage_broker: EmbeddedBroker, kdd_pca_registry: Path, tmp_path: Path, eos: bool, replicas: int
+@dataclass
+class _Side:
+    """One worker under the outage: its mode, settings, process, log, metrics port and replay."""
+
+    eos: bool
+    settings: Settings
+    log: Path
+    port: int
+    worker: subprocess.Popen
+    replay: BackgroundReplay | None = None
+
+    @property
+    def mode(self) -> str:
+        return "--eos" if self.eos else "at-least-once"
+
+
+@pytest.mark.parametrize("replicas", [1, 2], ids=["x1", "x2"])
+def test_workers_and_replays_recover_from_a_broker_outage(
+    outage_broker: EmbeddedBroker, kdd_pca_registry: Path, tmp_path: Path, replicas: int
 ) -> None:
-    settings = outage_settings(outage_broker, kdd_pca_registry)
-    log = tmp_path / "worker.log"
-    args = (["--eos"] if eos else []) + (
-        ["--replicas", str(replicas)] if replicas > 1 else ["--worker-id", "w"]
-    )
-    port = free_port()
-    worker = spawn_worker(settings, *args, "--metrics-port", str(port), log_path=log, session=True)
+    """An --eos worker and an at-least-once worker (each ``replicas`` replicas, a stream of its own)
+    live through the same outage: one broker stop per replica count keeps the module short."""
+    sides: list[_Side] = []
     try:
-        assert wait_until(lambda: "assigned" in log.read_text(), 120), log.read_text()[-3000:]
-        replay = BackgroundReplay(settings, N_EVENTS, RATE).start()
-        assert wait_until(lambda: "scored" in log.read_text() or Tally.of(settings).scored > 0, 60)
+        for eos in (True, False):
+            settings = outage_settings(outage_broker, kdd_pca_registry)
+            log, port = tmp_path / f"worker-{'eos' if eos else 'alo'}.log", free_port()
+            args = (["--eos"] if eos else []) + (
+                ["--replicas", str(replicas)] if replicas > 1 else ["--worker-id", "w"]
+            )
+            worker = spawn_worker(settings, *args, "--metrics-port", str(port), log_path=log, session=True)
+            sides.append(_Side(eos, settings, log, port, worker))
+        for side in sides:
+            assert wait_until(lambda side=side: "assigned" in side.log.read_text(), 120), (
+                side.log.read_text()[-3000:]
+            )
+        for side in sides:
+            side.replay = BackgroundReplay(side.settings, N_EVENTS, RATE).start()
+        for side in sides:
+            assert wait_until(lambda side=side: Tally.of(side.settings).scored > 0, 60), side.mode
         stopped, back = outage(outage_broker)
-        assert wait_until(all_scored(settings, N_EVENTS), RECOVERY_BOUND_S), (
-            f"not all scored {RECOVERY_BOUND_S:.0f}s after the broker came back:\n{log.read_text()[-4000:]}"
-        )
-        recovery = time.monotonic() - back
-        stats = replay.join(60)
-        assert worker.poll() is None, "the worker (or its supervisor) exited instead of recovering"
-        if replicas == 1:
-            assert wait_until(lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, 30)
-        code, took = _sigterm(worker, log)
+        recovery: dict[bool, float] = {}
+        for side in sides:
+            scored = wait_until(
+                all_scored(side.settings, N_EVENTS), max(RECOVERY_BOUND_S - (time.monotonic() - back), 1)
+            )
+            if not scored and side.eos and replicas > 1:
+                # Open defect (1 run in 5 in an earlier round, 0 in 5 since): after the outage both
+                # --eos replicas were reassigned, then scored about 1 event/s. Reported, not a gate.
+                pytest.xfail(f"--eos x2 slow after recovery:\n{side.log.read_text()[-4000:]}")
+            assert scored, (
+                f"{side.mode}: not all scored {RECOVERY_BOUND_S:.0f}s after the broker came back:\n"
+                f"{side.log.read_text()[-4000:]}"
+            )
+            recovery[side.eos] = time.monotonic() - back
+        stats = {side.eos: side.replay.join(60) for side in sides if side.replay is not None}
+        for side in sides:
+            assert side.worker.poll() is None, (
+                f"{side.mode}: the worker (or its supervisor) exited instead of recovering"
+            )
+            if replicas == 1:
+                healthy = f"http://127.0.0.1:{side.port}/healthz"
+                assert wait_until(lambda url=healthy: http_status(url) == 200, 30), side.mode
+        exits = {side.eos: _sigterm(side.worker, side.log) for side in sides}
     finally:
-        kill_group(worker)  # a failed test leaves no replica behind
-    text = log.read_text()
-    # A supervisor reports 143 when a replica it restarted was still starting when SIGTERM came (it
-    # died of the signal): an interruption, not a failure (consumers.supervisor.combined_exit_code).
-    clean = (0,) if replicas == 1 else (0, 143)
-    assert code in clean, f"SIGTERM after the outage should be a clean stop (exit {code}):\n{text[-3000:]}"
-    assert stats.delivered == N_EVENTS and stats.failed == 0, stats
-    tally = Tally.of(settings)
-    assert tally.inputs == N_EVENTS, "the replay wrote each event once (idempotent producer)"
-    assert tally.lost == 0
-    if eos:
-        assert tally.doubled == 0, "exactly-once: no offset in two committed score records"
-        assert tally.alerts_doubled == 0, "exactly-once: no alert id twice"
-    restarts = text.count("exited with")
-    measure(
-        f"outage, worker {'--eos' if eos else 'at-least-once'} x{replicas}: broker down "
-        f"{back - stopped:.0f}s, all scored {recovery:.0f}s after it answered, {restarts} restarts, "
-        f"{tally.scored:,} scored / {tally.lost} lost / {tally.doubled} doubled "
-        f"({tally.alerts_doubled} alert ids twice), replay {stats.delivered:,} delivered, "
-        f"SIGTERM exit {took:.1f}s"
-    )
+        for side in sides:
+            kill_group(side.worker)  # a failed test leaves no replica behind
+    for side in sides:
+        text = side.log.read_text()
+        code, took = exits[side.eos]
+        # A supervisor reports 143 when a replica it restarted was still starting when SIGTERM came
+        # (it died of the signal): an interruption, not a failure (supervisor.combined_exit_code).
+        clean = (0,) if replicas == 1 else (0, 143)
+        assert code in clean, (
+            f"{side.mode}: SIGTERM after the outage should be a clean stop (exit {code}):\n{text[-3000:]}"
+        )
+        replayed = stats[side.eos]
+        assert replayed.delivered == N_EVENTS and replayed.failed == 0, replayed
+        tally = Tally.of(side.settings)
+        assert tally.inputs == N_EVENTS, "the replay wrote each event once (idempotent producer)"
+        assert tally.lost == 0, side.mode
+        if side.eos:
+            assert tally.doubled == 0, "exactly-once: no offset in two committed score records"
+            assert tally.alerts_doubled == 0, "exactly-once: no alert id twice"
+        measure(
+            f"outage, worker {side.mode} x{replicas}: broker down {back - stopped:.0f}s, all scored "
+            f"{recovery[side.eos]:.0f}s after it answered, {text.count('exited with')} restarts, "
+            f"{tally.scored:,} scored / {tally.lost} lost / {tally.doubled} doubled "
+            f"({tally.alerts_doubled} alert ids twice), replay {replayed.delivered:,} delivered, "
+            f"SIGTERM exit {took:.1f}s"
+        )
 
 
 def test_drift_monitor_and_dashboard_recover_from_a_broker_outage(
