@@ -14,6 +14,10 @@ the median of ``repetitions`` (3) with its [min, max] under ``spread``:
   events/s and at the worker's measured maximum; ``latency_ms`` is its 5,000 events/s point. The
   curve is drawn in ``latency_curve.png`` beside ``bench.json``.
 * ``worker_rss_mb``: that worker process's resident memory before and after the latency replays.
+* ``replica``: a new worker process (``anomstream worker --streams kdd``) on a pre-filled topic:
+  seconds from its start to its first score record (``start_s``; ``start_cpu_s``: the CPU seconds
+  it used until then), and its resident memory once it
+  has scored ``events`` events (``rss_mb``; ``peak_rss_mb``: its peak), each a median of three starts.
 * ``--soak``: 2,000,000 events through a worker process as fast as the replay goes; its RSS from
   the end of warm-up (the first 10% of events) to the end (``soak``, ``soak_rss.png``).
 * ``--profile``: µs per event in each stage of the worker (``profile_us_per_event``).
@@ -42,12 +46,15 @@ from rich.console import Console
 from rich.table import Table
 
 from anomstream.measurements import (
+    CommittedCounter,
     alert_delays_ms,
     median_and_spread,
     percentiles,
     plot_latency_curve,
     plot_soak,
     profile_stages,
+    replica_start,
+    rss_mb,
     scoring_sweep,
 )
 from consumers.supervisor import worker_command
@@ -56,7 +63,7 @@ from models.registry import open_registry
 from producers.kdd import kdd_events, load_kdd_replay
 from producers.replay import ReplayProducer
 from stream.broker import EmbeddedBroker, temporary_broker
-from stream.kafka import check_message, create_topics, end_offsets, make_admin, make_consumer
+from stream.kafka import check_message, create_topics, make_admin, make_consumer
 from stream.labels import is_attack
 from stream.settings import Settings
 from stream.signals import StopFlag
@@ -77,38 +84,9 @@ class BenchConfig:
     mostly_normal: bool = True
     soak_events: int = 0  # --soak: 2,000,000
     profile_events: int = 0  # --profile: 50,000
+    replica_events: int = 10_000  # events a new worker process scores in the replica measurement
     # Kept for the old option: a single latency point at this rate (the curve's only point).
     latency_rate: float | None = None
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class _CommittedCounter:
-    """How many input events a worker group has committed (its offsets, summed over partitions)."""
-
-    def __init__(self, settings: Settings) -> None:
-        from confluent_kafka import TopicPartition
-
-        self.consumer = make_consumer(settings, settings.group_id)
-        topic = settings.topic("kdd")
-        self.partitions = [TopicPartition(topic, p) for p in end_offsets(settings, topic)]
-
-    def count(self) -> int:
-        try:
-            return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
-        except Exception:  # noqa: BLE001 - a slow broker answer: counted again on the next call
-            return 0
-
-    def __enter__(self) -> _CommittedCounter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.consumer.close()
 
 
 def mostly_normal_frame(frame: pd.DataFrame, attack_share: float = 0.005, seed: int = 0) -> pd.DataFrame:
@@ -278,7 +256,7 @@ class Benchmark:
         prefix_of: dict[str, str] = {}
         total = 0
         with self._worker_process(settings, "latency") as worker:
-            rss_start = _rss_mb(worker.pid)
+            rss_start = rss_mb(worker.pid)
             for rate in rates:
                 for rep in range(self.config.repetitions):
                     tag = f"r{int(rate)}x{rep}"
@@ -292,7 +270,7 @@ class Benchmark:
                     )
                     total += n
                     self._wait_scored(settings, total)
-            rss_end = _rss_mb(worker.pid)
+            rss_end = rss_mb(worker.pid)
         delays = alert_delays_ms(settings, prefix_of)
         curve = []
         for rate in rates:
@@ -315,10 +293,27 @@ class Benchmark:
         rss = {"start": round(rss_start, 1), "end": round(rss_end, 1), "events": total}
         return curve, rss
 
+    def _replica(self, cluster: Settings) -> dict[str, Any]:
+        """A new worker process, started ``repetitions`` times on the same pre-filled topic, each in a
+        group of its own (so each scores every event): start seconds and RSS, medians."""
+        settings = self._fresh(cluster, "replica")
+        frame, source = self._frame(settings)
+        n = self.config.replica_events
+        self._prefill(settings, frame, source, n)
+        runs = []
+        for rep in range(self.config.repetitions):
+            with self.console.status(f"replica start {rep + 1}/{self.config.repetitions}..."):
+                group = settings.model_copy(update={"group_id": f"{settings.group_id}-{rep}"})
+                runs.append(replica_start(group, n, settings.state_dir / f"bench-replica-{rep}.log"))
+        result: dict[str, Any] = {"events": n}
+        for key, digits in (("start_s", 2), ("start_cpu_s", 2), ("rss_mb", 1), ("peak_rss_mb", 1)):
+            result[key] = self._figure(f"replica.{key}", [run[key] for run in runs], digits)
+        return result
+
     @staticmethod
     def _wait_scored(settings: Settings, total: int, timeout: float = 120.0) -> None:
         """Wait until the worker group has committed ``total`` input events (the replay drained)."""
-        with _CommittedCounter(settings) as counter:
+        with CommittedCounter(settings) as counter:
             deadline = time.monotonic() + timeout
             while counter.count() < total and time.monotonic() < deadline:
                 time.sleep(0.5)
@@ -328,13 +323,13 @@ class Benchmark:
         frame, source = self._frame(settings)
         n = self.config.soak_events
         samples: list[list[float]] = []  # [seconds, RSS MB, events committed]
-        with self._worker_process(settings, "soak") as worker, _CommittedCounter(settings) as counter:
+        with self._worker_process(settings, "soak") as worker, CommittedCounter(settings) as counter:
             started = time.monotonic()
             stop = threading.Event()
 
             def sample() -> None:
                 while not stop.is_set():
-                    samples.append([round(time.monotonic() - started, 1), round(_rss_mb(worker.pid), 1),
+                    samples.append([round(time.monotonic() - started, 1), round(rss_mb(worker.pid), 1),
                                     counter.count()])  # fmt: skip
                     stop.wait(1.0)
 
@@ -347,7 +342,7 @@ class Benchmark:
             deadline = time.monotonic() + 1800
             while (not samples or samples[-1][2] < n) and time.monotonic() < deadline:
                 time.sleep(1.0)
-            rss_end = _rss_mb(worker.pid)
+            rss_end = rss_mb(worker.pid)
             stop.set()
             sampler.join(5)
         # Warm-up ends once the worker has committed the first 10% of the events.
@@ -391,6 +386,7 @@ class Benchmark:
                     1,
                 )
             curve, rss = self._latency_curve(cluster, main["worker_eps"])
+            replica = self._replica(cluster)
             profile = soak = None
             if self.config.profile_events:
                 profile_settings = self._fresh(cluster, "profile")
@@ -409,6 +405,7 @@ class Benchmark:
             "naive_predict_eps": naive,
             "latency_ms": {"p50": headline["p50"], "p99": headline["p99"], "rate_eps": headline["rate_eps"]},
             "worker_rss_mb": rss,
+            "replica": replica,
             "latency_curve": [{k: p[k] for k in ("rate_eps", "p50", "p99", "alerts")} for p in curve],
             "streams": streams,
             "spread": self.spread,
@@ -458,6 +455,12 @@ class Benchmark:
             )
         rss = result["worker_rss_mb"]
         table.add_row("worker RSS", f"{rss['start']} -> {rss['end']} MB", f"over {rss['events']:,} events")
+        replica = result["replica"]
+        table.add_row(
+            "new replica: start to first scores",
+            f"{replica['start_s']} s",
+            f"RSS {replica['rss_mb']} MB (peak {replica['peak_rss_mb']})",
+        )
         if "soak" in result:
             soak = result["soak"]["rss_mb"]
             table.add_row(

@@ -6,11 +6,14 @@ The profile and the sweep are reusable on their own::
     from anomstream.measurements import profile_stages, scoring_sweep
     profile_stages(settings, n_events=50_000)   # µs/event per stage of the worker, on a real broker
     scoring_sweep(model, raw)                   # the model call alone, per batch size, any device
+    replica_start(settings, events=10_000)      # a new worker process: seconds to its first scores, RSS
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,9 +27,10 @@ from confluent_kafka import TopicPartition
 
 from consumers.decoding import DECODERS
 from consumers.outputs import BatchMeta, build_alerts, build_score_records
+from consumers.supervisor import worker_command
 from models.registry import open_registry
 from models.scoring import ScoringModel
-from stream.kafka import check_message, iter_topic, make_consumer, make_producer
+from stream.kafka import check_message, end_offsets, iter_topic, make_consumer, make_producer, make_reader
 from stream.settings import Settings
 
 
@@ -66,6 +70,93 @@ def percentiles(delays: list[float]) -> tuple[float, float]:
     return float(np.percentile(delays, 50)), float(np.percentile(delays, 99))
 
 
+# -- worker processes -------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory in MB (``VmHWM``: its peak so far), from ``/proc``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class CommittedCounter:
+    """How many input events a worker group has committed (its offsets, summed over partitions)."""
+
+    def __init__(self, settings: Settings, stream: str = "kdd") -> None:
+        self.consumer = make_consumer(settings, settings.group_id)
+        topic = settings.topic(stream)
+        self.partitions = [TopicPartition(topic, p) for p in end_offsets(settings, topic)]
+
+    def count(self) -> int:
+        try:
+            return sum(max(tp.offset, 0) for tp in self.consumer.committed(self.partitions, timeout=10))
+        except Exception:  # noqa: BLE001 - a slow broker answer: counted again on the next call
+            return 0
+
+    def __enter__(self) -> CommittedCounter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.consumer.close()
+
+
+def replica_start(
+    settings: Settings, events: int, log_path: Path, timeout: float = 180.0
+) -> dict[str, float]:
+    """Start one ``anomstream worker --streams kdd`` process on a topic pre-filled with ``events``
+    events (its group has committed none): seconds from the process's start to its first score
+    record on the broker (``start_s``: interpreter, imports, model load and warm-up, group join, the
+    first batch scored and published; ``start_cpu_s``: the CPU time it used until then, which a busy
+    machine does not inflate), then its resident memory once it has committed them all
+    (``rss_mb``) and its peak (``peak_rss_mb``). The process is stopped (SIGTERM) before returning.
+    """
+    scores = settings.topic("scores")
+    reader = make_reader(settings)
+    # From the topic's current end: earlier runs on the same topics wrote score records too.
+    reader.assign([TopicPartition(scores, p, end) for p, end in end_offsets(settings, scores).items()])
+    with log_path.open("wb") as log, CommittedCounter(settings) as counter:
+        started = time.monotonic()
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            worker_command("--streams", "kdd"),
+            env=settings.environment(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = started + timeout
+            first: float | None = None
+            first_cpu = 0.0
+            while first is None and time.monotonic() < deadline and worker.poll() is None:
+                if any(check_message(m) for m in reader.consume(100, 0.02)):
+                    first, first_cpu = time.monotonic() - started, cpu_seconds(worker.pid)
+            while counter.count() < events and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.2)
+            if first is None or worker.poll() is not None or counter.count() < events:
+                raise RuntimeError(
+                    f"the worker did not score {events} events in {timeout:.0f} s: see {log_path}"
+                )
+            return {
+                "start_s": first,
+                "start_cpu_s": first_cpu,
+                "rss_mb": rss_mb(worker.pid),
+                "peak_rss_mb": rss_mb(worker.pid, "VmHWM"),
+            }
+        finally:
+            reader.close()
+            worker.terminate()
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
 # -- per-stage profile ------------------------------------------------------------------------------
 STAGES = ("consume", "decode+validate", "encode", "model call", "alert build", "produce", "flush/commit")
 
@@ -78,7 +169,7 @@ def profile_stages(settings: Settings, n_events: int, stream: str = "kdd") -> di
     The consumer joins its group and receives its first messages before the clock starts, so
     ``consume`` is the cost of taking prefetched messages, not of the group join.
     """
-    model = open_registry(settings).load(stream)
+    model = open_registry(settings).load(stream, inference_only=True)  # as the worker serves it
     model.warm_up()
     consumer = make_consumer(settings, f"profile-{uuid.uuid4().hex[:6]}")
     consumer.subscribe([settings.topic(stream)])

@@ -42,12 +42,12 @@ class ModelWatcher:
         registry: Registry,
         serving: dict[str, tuple[str, int]],
         streams: Iterable[str],
-        warm_up_sizes: tuple[int, ...] = (1,),
+        max_batch: int = 1,
     ) -> None:
         self.registry = registry
         self.serving = dict(serving)
         self.streams = frozenset(streams)
-        self.warm_up_sizes = warm_up_sizes
+        self.max_batch = max_batch  # the largest batch a reloaded model is warmed up for
         self.ready: queue.Queue[ScoringModel] = queue.Queue()
         self._logged: set[str] = set()
         self._stop = threading.Event()
@@ -110,8 +110,8 @@ class ModelWatcher:
             if self.serving.get(stream) == wanted:
                 log.info("stream %s already uses %s v%d", stream, *wanted)
                 return None
-            model = self.registry.load(stream)
-            model.warm_up(self.warm_up_sizes)
+            model = self.registry.load(stream, inference_only=True)
+            model.warm_up(self.max_batch)
         except Exception as exc:  # any failure keeps the current model: scoring must go on
             self._once(f"cannot reload the production model of {stream} ({exc}): keeping the current one")
             return None

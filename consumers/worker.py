@@ -46,7 +46,6 @@ from consumers.pipeline import (
 )
 from consumers.reloading import ModelWatcher
 from models.checkpoints import OnlineStateStore
-from models.detectors.backend import warm_up_sizes
 from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
 from stream.kafka import make_consumer, make_producer, wait_for_broker
@@ -136,7 +135,8 @@ class ScoringWorker:
                     stream,
                 )
                 continue
-            models[stream] = self.registry.load(stream)
+            # A worker only scores: dense nets run in NumPy, without importing Keras (models.detectors.light).
+            models[stream] = self.registry.load(stream, inference_only=True)
             log.info("stream %s -> %s v%d", stream, models[stream].detector_name, models[stream].version)
             self._resume(models[stream])
         if not models:
@@ -179,11 +179,11 @@ class ScoringWorker:
             recovery_s=self.settings.resilience.recovery_s,
         ).start()
         self._probe: Consumer | None = None
-        sizes = warm_up_sizes(self.settings.batch_size)
+        max_batch = self.settings.batch_size
         for model in self.models.values():
-            model.warm_up(sizes)  # compile before the first event, not on it
+            model.warm_up(max_batch)  # compile before the first event, not on it
         serving = {s: (m.detector_name, m.version) for s, m in self.models.items()}
-        self.watcher = ModelWatcher(self.settings, self.registry, serving, self.streams, sizes).start()
+        self.watcher = ModelWatcher(self.settings, self.registry, serving, self.streams, max_batch).start()
         self._subscribe()
         # Models, TensorFlow and clients are loaded: move them out of the garbage collector's view.
         # Every batch allocates ~10 containers per event, and each collection would otherwise scan

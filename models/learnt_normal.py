@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 PARAMS, RECORDS, RATIOS, REACH = "params.json", "records.npy", "ratios.npy", "reach.npy"
 ARTIFACTS = (PARAMS, RECORDS, RATIOS, REACH)
@@ -108,6 +107,10 @@ class LearntNormal:
         return LearntNormal(**self.params()).fit(both, np.r_[ratios, self.ratios_], seed, ceilings)
 
     def _index(self) -> None:
+        # Imported here: every worker imports this module, and only an adapted model needs the index
+        # (scikit-learn and SciPy cost a new worker ~60 MB and a second of CPU to import).
+        from sklearn.neighbors import NearestNeighbors
+
         self._nn_ = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(self.records_)
 
     # -- scoring ----------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from models.detectors import DETECTORS, Detector, detector_class
+from models.detectors import DETECTORS, Detector
+from models.detectors.light import load_detector
 from models.features import FeatureEncoder, encoder_from_dict
 from models.learnt_normal import ARTIFACTS as LEARNT_ARTIFACTS
 from models.learnt_normal import LearntNormal
@@ -428,10 +429,18 @@ class Registry:
             )
         return manifest
 
-    def load(self, stream: str, detector: str | None = None, version: int | None = None) -> ScoringModel:
+    def load(
+        self,
+        stream: str,
+        detector: str | None = None,
+        version: int | None = None,
+        inference_only: bool = False,
+    ) -> ScoringModel:
+        """A verified version as a :class:`ScoringModel`. ``inference_only`` (a worker that only scores):
+        a dense net is served by its NumPy forward pass, without importing Keras
+        (:mod:`models.detectors.light`); the model cannot be trained further."""
         ref = self.resolve(stream, detector, version)
         manifest = self.verify(ref)
-        cls = detector_class(ref.detector)
         try:
             calibration = (
                 np.load(ref.path / CALIBRATION, allow_pickle=False)
@@ -450,7 +459,7 @@ class Registry:
             detector_name=ref.detector,
             version=ref.version,
             encoder=encoder,
-            detector=cls.load(ref.path / "detector"),
+            detector=load_detector(ref.detector, ref.path / "detector", inference_only),
             threshold=threshold,
             manifest=manifest,
             calibration_scores=calibration,

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from models.detectors import Detector
+from models.detectors.backend import warm_up_sizes
+from models.detectors.base import KerasDetector
 from models.features import FeatureEncoder
 from models.learnt_normal import LearntNormal
 from models.thresholds import Threshold
@@ -107,8 +109,18 @@ class ScoringModel:
             scores = self.learnt_normal.adjust(X, scores, self.threshold.threshold_)
         return scores
 
-    def warm_up(self, sizes: tuple[int, ...] = (1,)) -> None:
-        """Run the detector once per batch size, so compilation happens before the first event."""
+    @property
+    def served_by_keras(self) -> bool:
+        """Whether scoring runs through Keras (a Keras detector, or an ensemble with one among its
+        members), rather than NumPy, scikit-learn or river."""
+        members = getattr(self.detector, "members_", [self.detector])
+        return any(isinstance(member, KerasDetector) for member in members)
+
+    def warm_up(self, max_batch: int = 1) -> None:
+        """Run the detector once per batch size it compiles for, up to ``max_batch`` (see
+        :func:`~models.detectors.backend.warm_up_sizes`), so compilation happens before the first
+        event. A model that Keras does not serve is called once, and Keras is not imported."""
+        sizes = warm_up_sizes(max_batch) if self.served_by_keras else (1,)
         width = len(self.encoder.feature_names_)
         for n in sizes:
             self.detector.score(np.zeros((n, width), np.float32))

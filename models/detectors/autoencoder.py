@@ -50,3 +50,9 @@ class DenseAutoencoder(ReconstructionDetector):
         # Linear output: scaled test values can leave [0, 1] and should be able to show it.
         outputs = layers.Dense(n_features, name="reconstruction")(x)
         return keras.Model(inputs, outputs, name="dense_autoencoder")
+
+    def dense_layers(self) -> list[tuple[str, str]]:
+        """The scoring forward pass as a chain of the layers ``build`` names: (name, activation) in
+        order (dropout is a no-op at inference), which :mod:`models.detectors.light` runs in NumPy."""
+        sizes = [*self.hidden, *reversed(self.hidden[:-1])]
+        return [*((f"dense_{i}", self.activation) for i in range(len(sizes))), ("reconstruction", "linear")]

@@ -207,9 +207,21 @@ class ReconstructionDetector(KerasDetector):
     """
 
     def score_from_output(self, X: np.ndarray, output: np.ndarray) -> np.ndarray:
-        return np.mean(np.square(X - output), axis=1)
+        return reconstruction_scores(X, output)
 
     def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         X = np.asarray(X, dtype=np.float32)
-        contributions = np.square(X - self.forward(X)) / X.shape[1]
-        return contributions.sum(axis=1), contributions
+        return reconstruction_explanation(X, self.forward(X))
+
+
+# The arithmetic of reconstruction scores, shared by the Keras detectors and the NumPy forward pass
+# that serves them in workers (models.detectors.light), so both judge and explain a row alike.
+def reconstruction_scores(X: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Mean squared error of each row against its reconstruction."""
+    return np.mean(np.square(X - output), axis=1)
+
+
+def reconstruction_explanation(X: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and per-column contributions (squared error / d; each row's contributions sum to its score)."""
+    contributions = np.square(X - output) / X.shape[1]
+    return contributions.sum(axis=1), contributions

@@ -181,6 +181,16 @@ class VariationalAutoencoder(ReconstructionDetector):
         keras = keras_module()
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate), loss=gaussian_nll)
 
+    def dense_layers(self) -> list[tuple[str, str]] | None:
+        """The ``"error"`` scoring pass as a chain of the layers ``build`` names (encoder to ``z_mean``,
+        decoder to ``x_mean``), which :mod:`models.detectors.light` runs in NumPy; None for
+        ``"probability"`` (Monte-Carlo sampling: served by Keras)."""
+        if self.score_kind != "error":
+            return None
+        encoder = [(f"encoder_{i}", self.activation) for i in range(len(self.hidden))]
+        decoder = [(f"decoder_{i}", self.activation) for i in range(len(self.hidden))]
+        return [*encoder, ("z_mean", "linear"), *decoder, ("x_mean", "linear")]
+
     def inference_model(self) -> Any:
         return self.scorer_
 

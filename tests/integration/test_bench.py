@@ -26,6 +26,7 @@ def test_bench_writes_its_contract_and_batching_wins(kafka_settings: Settings, t
         latency_rates=(500, 2000),
         curve_max=False,
         profile_events=3_000,
+        replica_events=2_000,
     )
     Benchmark(settings, config, Console(quiet=True)).run(tmp_path)
     result = json.loads((tmp_path / "bench.json").read_text())
@@ -62,9 +63,18 @@ def test_bench_writes_its_contract_and_batching_wins(kafka_settings: Settings, t
         "consume", "decode+validate", "encode", "model call", "alert build", "produce", "flush/commit"
     }  # fmt: skip
     assert (tmp_path / "latency_curve.png").stat().st_size > 10_000
+    # A new worker process: it scored all its events, so each figure is of a replica that worked.
+    replica = result["replica"]
+    assert replica["events"] == 2_000
+    assert 0 < replica["start_cpu_s"] <= replica["start_s"] * 2  # two cores at most
+    assert 0 < replica["rss_mb"] <= replica["peak_rss_mb"]
+    for figure in ("start_s", "start_cpu_s", "rss_mb", "peak_rss_mb"):
+        low, high = result["spread"][f"replica.{figure}"]
+        assert low <= replica[figure] <= high, figure
     measure(
         f"bench (6k events, 2 reps): wire {result['wire_limit_eps']:,}, worker {result['worker_eps']:,}, "
         f"eos {result['worker_eos_eps']:,}, naive {result['naive_predict_eps']} ev/s; latency at 2,000 ev/s "
         f"p50 {result['latency_curve'][1]['p50']} ms p99 {result['latency_curve'][1]['p99']} ms; "
-        f"profile {result['profile_us_per_event']}"
+        f"profile {result['profile_us_per_event']}; new replica {replica['start_s']} s to first scores, "
+        f"RSS {replica['rss_mb']} MB"
     )
