@@ -29,22 +29,23 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from consumers.batching import DynamicBatcher
 from consumers.decoding import DECODERS
-from consumers.metrics import WorkerMetrics, worker_readiness
+from consumers.faults import NO_FAULTS, Faults, from_env
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter
-from consumers.pipeline import (
+from consumers.publisher import (
     MAX_DELIVERY_RETRIES,
     DeliveryFailedError,
     Output,
     Publisher,
     ScoredBatch,
-    kill_before_commit,
 )
 from consumers.reloading import ModelWatcher
+from consumers.worker_metrics import WorkerMetrics, worker_readiness
 from models.checkpoints import OnlineStateStore
 from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
@@ -52,6 +53,7 @@ from stream.kafka import make_consumer, make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
+from stream.state_store import state_store
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,16 @@ class WorkerStats:
 
 
 class ScoringWorker:
+    """A member of the scoring consumer group: scores every input stream it is assigned, in batches.
+
+    It consumes, decodes and scores a batch (one model call per stream) and hands the outputs to its
+    :class:`~consumers.publisher.Publisher`, which delivers them while the next batch is scored; the
+    offsets of a batch are committed only once its outputs are (under ``eos``, in the batch's
+    transaction). It hot-reloads a stream's production model between batches, checkpoints what
+    models learn from committed batches, drains in-flight batches before partitions go or it stops.
+    ``faults`` injects a crash for the recovery tests (:mod:`consumers.faults`).
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -91,17 +103,19 @@ class ScoringWorker:
         stop: StopFlag | None = None,
         metrics_port: int | None = None,
         guard: Watchdog | None = None,
+        faults: Faults = NO_FAULTS,
     ) -> None:
         self.settings = settings
         self.streams = tuple(streams)
         self.eos = eos
         self.guard = guard if guard is not None else watchdog()  # tests inject one to force overruns
+        self.faults = faults  # recovery tests inject a crash before a commit (consumers.faults)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
         self.registry = open_registry(settings)
         # What models learn while scoring is checkpointed under a stable owner, so a restart resumes
         # it: the --worker-id (replicas are replica-0, replica-1, ...), else this host.
-        self.online = OnlineStateStore(settings.state_dir, worker_id or socket.gethostname())
+        self.online = OnlineStateStore(state_store(settings), worker_id or socket.gethostname())
         self._checkpointed = time.monotonic()
         self._learnt: dict[str, int] = {}  # committed events learnt, per stream (current model)
         self.models = self._load_models(streams)
@@ -112,15 +126,11 @@ class ScoringWorker:
             readiness=lambda: worker_readiness(self),
             stall_after_s=settings.resilience.stall_after_s,
         )
-        # Crash injection for recovery tests: SIGKILL ourselves with batch N published and not committed.
-        self._crash_before_commit = int(os.environ.get("ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT") or 0)
         self._submitted_events = 0
         self._batch_number = 0
-        self._crash_pending = 0  # the batch withheld from commit before the test crash
         self._in_rebalance = False
         self._lost_at: float | None = None  # when partitions were last lost, until assigned again
         self.rejoins = 0  # consumers recreated because they did not rejoin their group
-        self._crash_deadline: float | None = None
         for stream, model in self.models.items():
             self.metrics.model_version.labels(stream, model.detector_name).set(model.version)
 
@@ -168,7 +178,7 @@ class ScoringWorker:
             eos=self.eos,
             worker_id=self.worker_id,
             dead_letter_topic=self.settings.topic("dead_letter"),
-            crash_before_commit=self._crash_before_commit,
+            faults=self.faults,
             on_undeliverable=lambda topic, reason: self.metrics.undeliverable.labels(topic, reason).inc(),
             renew_producer=lambda: self._new_producer(initialise=False),
             while_waiting=self._while_waiting,
@@ -210,7 +220,7 @@ class ScoringWorker:
                 if messages:
                     self._submit(messages)
                 self.publisher.serve()
-                self._maybe_crash()
+                self.faults.scored(self._batch_number, partial(self.publisher.producer.flush, 30))
                 self.publisher.raise_if_failed()
                 self.metrics.update_lag(self.consumer, in_flight=self.publisher.in_flight)
                 if time.monotonic() - last_report > 10:
@@ -338,7 +348,7 @@ class ScoringWorker:
             decoded = DECODERS[stream](messages, getattr(model.encoder, "length", None))
             for rejected in decoded.rejected:
                 key, value, headers = dead_letter(rejected, self.worker_id)
-                outputs.append((dlq_topic, value, key, headers, rejected.message))
+                outputs.append(Output(dlq_topic, value, key, headers, rejected.message))
                 where = (rejected.message.topic(), rejected.message.partition())
                 events, dead = batch.per_partition[where]
                 batch.per_partition[where] = (events - 1, dead + 1)
@@ -350,12 +360,12 @@ class ScoringWorker:
             meta = BatchMeta.of(valid, decoded.event_times, decoded.labels, decoded.keys)
             rows = scored.alert_rows.tolist()
             for row, (key, value) in zip(rows, build_alerts(model, meta, scored, detected_at), strict=True):
-                outputs.append((alerts_topic, value, key, None, valid[row]))
+                outputs.append(Output(alerts_topic, value, key, None, valid[row]))
             first_of: dict[bytes, Message] = {}
             for message in valid:
                 first_of.setdefault(f"{message.topic()}:{message.partition()}".encode(), message)
             for key, value in build_score_records(model, meta, scored):
-                outputs.append((scores_topic, value, key, None, first_of[key]))
+                outputs.append(Output(scores_topic, value, key, None, first_of[key]))
             batch.events += len(valid)
             batch.alerts += len(rows)
             batch.by_stream[stream] = (len(valid), len(rows))
@@ -373,11 +383,8 @@ class ScoringWorker:
             except queue.Empty:
                 break
             if not self.eos:
-                due = self._crash_before_commit and self.stats.batches + 1 >= self._crash_before_commit
-                if due and not self._crash_pending:  # the first withheld batch stays the one named
-                    self._crash_pending = batch.number
-                if self._crash_pending:
-                    continue  # withheld: the crash test kills the worker with this batch uncommitted
+                if self.faults.withhold(batch.number, self.stats.batches):
+                    continue  # a recovery test kills the worker with this batch uncommitted
                 try:
                     if sync and not self._in_rebalance:  # no timeout of its own: the watchdog gives
                         # it one (a stuck one ends us). Not inside a rebalance callback: a consumer
@@ -420,18 +427,6 @@ class ScoringWorker:
             stats.by_stream[stream] += n_events
             self.metrics.events.labels(stream).inc(n_events)
             self.metrics.alerts.labels(stream).inc(n_alerts)
-
-    def _maybe_crash(self) -> None:
-        """ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT=N (at-least-once): batch N is published and withheld
-        from commit; the worker dies once batch N+1 was scored and handed over too (two in flight),
-        or after 10 s when the stream has nothing more."""
-        if not self._crash_pending:
-            return
-        if self._crash_deadline is None:
-            self._crash_deadline = time.monotonic() + 10
-        if self._batch_number > self._crash_pending or time.monotonic() > self._crash_deadline:
-            self.publisher.producer.flush(30)
-            kill_before_commit(self._crash_pending, self._batch_number - self._crash_pending + 1)
 
     # -- online state -----------------------------------------------------------------------------
     def _resume(self, model: ScoringModel) -> None:
@@ -551,5 +546,7 @@ def serve(
         args = ["--streams", ",".join(streams)] + (["--eos"] if eos else [])
         grace = settings.resilience.shutdown_grace_s
         return ReplicaSupervisor(replicas, args, metrics_port=metrics_port, grace_s=grace).run()
-    ScoringWorker(settings, streams, eos=eos, worker_id=worker_id, metrics_port=metrics_port).run()
+    worker = ScoringWorker(settings, streams, eos=eos, worker_id=worker_id, metrics_port=metrics_port,
+                           faults=from_env())  # fmt: skip
+    worker.run()
     return 0

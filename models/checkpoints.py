@@ -1,8 +1,9 @@
 """Checkpoints of what a model learns while it scores: a sliding threshold's window, Half-Space Trees'
 masses. They live outside the sha256-sealed registry artifacts (those never change once written), one
-file per stream, model version and owner (a worker id)::
+document per stream, model version and owner (a worker id) in the state store (:mod:`stream.state_store`:
+the state folder, or an object store, where a replica restarted on another host finds it)::
 
-    STATE_DIR/online/<stream>/<detector>/v0003/<owner>.json
+    online/<stream>/<detector>/v0003/<owner>.json
 
 A checkpoint also names the exact model it was learnt on (a digest of the sealed manifest: creation
 time and artifact sha256s), so one left by another registry's "v3", or by a version that was deleted
@@ -16,7 +17,8 @@ owner id resumes from it (a crash loses at most the last interval of learning, n
 >>> from models.thresholds import SlidingPercentileThreshold
 >>> from models.scoring import ScoringModel
 >>> model = ScoringModel("ecg", "pca", 3, None, None, SlidingPercentileThreshold(4, 75).fit([1, 2, 3, 4]))
->>> store = OnlineStateStore(Path(tempfile.mkdtemp()), "replica-0")
+>>> from stream.state_store import FolderStateStore
+>>> store = OnlineStateStore(FolderStateStore(Path(tempfile.mkdtemp())), "replica-0")
 >>> model.learn(np.array([9.0, 9.5])); store.save(model, committed_events=2)
 >>> fresh = ScoringModel("ecg", "pca", 3, None, None, SlidingPercentileThreshold(4, 75).fit([1, 2, 3, 4]))
 >>> store.restore(fresh), fresh.threshold.threshold_
@@ -28,11 +30,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from models.scoring import ScoringModel
-from stream.atomic import write_json_atomic
+from stream.state_store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -60,43 +61,44 @@ def online_state(model: ScoringModel) -> dict[str, Any]:
 
 
 class OnlineStateStore:
-    def __init__(self, root: Path, owner: str) -> None:
-        self.root = Path(root) / "online"
+    """A worker's online-state checkpoints, in a state store, under its owner id."""
+
+    def __init__(self, store: StateStore, owner: str) -> None:
+        self.store = store
         self.owner = owner
 
-    def path(self, model: ScoringModel) -> Path:
-        version = f"v{model.version:04d}"
-        return self.root / model.stream / model.detector_name / version / f"{self.owner}.json"
+    def key(self, model: ScoringModel) -> str:
+        return f"online/{model.stream}/{model.detector_name}/v{model.version:04d}/{self.owner}.json"
 
     def save(self, model: ScoringModel, committed_events: int) -> None:
         """Write the model's online state atomically (a crash mid-write leaves the previous one)."""
         if not model.learns:
             return
-        path = self.path(model)
-        path.parent.mkdir(parents=True, exist_ok=True)
         payload = {
             "model": model_identity(model),
             "committed_events": committed_events,
             **online_state(model),
         }
-        write_json_atomic(path, payload)
+        self.store.write(self.key(model), payload)
 
     def restore(self, model: ScoringModel) -> int | None:
         """Apply the last checkpoint of this model version; the committed events it covers, or None."""
-        path = self.path(model)
-        if not model.learns or not path.is_file():
+        if not model.learns:
             return None
+        where = self.store.where(self.key(model))
         try:
-            payload = json.loads(path.read_text())
+            payload = self.store.read(self.key(model))
+            if payload is None:
+                return None
             if payload.get("model") != model_identity(model):
                 log.info("online state %s was learnt on another model with this version number: "
-                         "starting as trained", path)  # fmt: skip
+                         "starting as trained", where)  # fmt: skip
                 return None
             if "threshold" in payload and model.threshold.learns:
                 model.threshold.set_state(payload["threshold"])
             if "detector" in payload and model.detector_learns:
                 model.detector.set_state(payload["detector"])  # type: ignore[attr-defined]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable online state %s (%s): starting as trained", path, exc)
+            log.warning("ignoring unreadable online state %s (%s): starting as trained", where, exc)
             return None
         return int(payload.get("committed_events", 0))

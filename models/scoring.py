@@ -53,6 +53,14 @@ class BatchScores:
 
 @dataclass
 class ScoringModel:
+    """One registry version of a stream's model, loaded as a worker serves it.
+
+    ``score`` encodes a raw batch, scores it in one detector call, applies the fitted threshold and
+    explains only the rows that alert; it changes nothing. ``learn`` is where a learning threshold or
+    an online detector moves, called only with a committed batch's scores. Built by
+    ``Registry.load``, verified against its manifest.
+    """
+
     stream: str
     detector_name: str
     version: int

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rich.progress import (
     BarColumn,
@@ -62,21 +63,53 @@ def repeat(events: Sequence[Event], loop: bool = False, limit: int | None = None
     return itertools.islice(itertools.cycle(events) if loop and events else iter(events), limit)
 
 
-class Pacer:
-    """Sleeps just enough to hold ``rate`` events/s on average (0 = as fast as possible)."""
+class Clock(Protocol):
+    """What a pacer reads and waits on: the wall clock in a replay, a fake one in a test."""
 
-    def __init__(self, rate: float) -> None:
+    def now(self) -> float:
+        """Seconds, from any fixed origin."""
+        ...
+
+    def sleep(self, seconds: float, stop: StopFlag) -> None:
+        """Wait ``seconds``, or less when ``stop`` is set meanwhile."""
+        ...
+
+
+class WallClock:
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def sleep(self, seconds: float, stop: StopFlag) -> None:
+        stop.wait(seconds)
+
+
+class Pacer:
+    """Sleeps just enough to hold ``rate`` events/s on average (0 = as fast as possible).
+
+    >>> class Fake:  # a clock that moves only when slept on
+    ...     t = 0.0
+    ...     def now(self): return self.t
+    ...     def sleep(self, seconds, stop): self.t += seconds
+    >>> clock = Fake()
+    >>> pacer = Pacer(1000, clock)
+    >>> pacer.wait(500, StopFlag(install=False))  # 500 events sent at once: wait until they are due
+    >>> clock.t
+    0.5
+    """
+
+    def __init__(self, rate: float, clock: Clock | None = None) -> None:
         self.rate = rate
-        self.start = time.perf_counter()
+        self.clock = clock if clock is not None else WallClock()
+        self.start = self.clock.now()
         # Events sent between two waits: one sleep per chunk keeps the overhead per event negligible.
         self.chunk = max(1, min(1000, int(rate / 100))) if rate > 0 else 1000
 
     def wait(self, sent: int, stop: StopFlag) -> None:
         if self.rate <= 0:
             return
-        ahead = self.start + sent / self.rate - time.perf_counter()
+        ahead = self.start + sent / self.rate - self.clock.now()
         if ahead > 0:
-            stop.wait(ahead)
+            self.clock.sleep(ahead, stop)
 
 
 class ReplayProducer:

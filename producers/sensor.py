@@ -15,13 +15,12 @@ retention delete the data at once. The worker reads a window's event time from i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import orjson
 
-from producers.replay import Event, Pacer, ReplayProducer, ReplayStats, repeat
+from producers.replay import Clock, Event, Pacer, ReplayProducer, ReplayStats, repeat
 from stream.datasets.sensor import SensorSeries, load_sensor_series
 from stream.settings import Settings
 from stream.signals import StopFlag
@@ -101,10 +100,12 @@ class SeriesPacer(Pacer):
     [0.0, 5.0, 5.0, 15.0]
     """
 
-    def __init__(self, end_times: np.ndarray, speedup: float, max_gap: float | None = None) -> None:
+    def __init__(
+        self, end_times: np.ndarray, speedup: float, max_gap: float | None = None, clock: Clock | None = None
+    ) -> None:
         if speedup <= 0:
             raise ValueError(f"speedup must be positive, got {speedup}")
-        super().__init__(0.0)
+        super().__init__(0.0, clock)
         self.chunk = 1  # every event has its own due time
         ends = np.asarray(end_times, dtype="datetime64[ns]").astype(np.int64) / 1e9
         gaps = np.maximum(np.diff(ends), 0.0) / speedup
@@ -123,10 +124,10 @@ class SeriesPacer(Pacer):
     def wait(self, sent: int, stop: StopFlag) -> None:
         # The clock starts when the first event has gone out, not when the pacer was built.
         if self._started is None:
-            self._started = time.perf_counter() - self.due_at(sent - 1)
-        ahead = self._started + self.due_at(sent) - time.perf_counter()
+            self._started = self.clock.now() - self.due_at(sent - 1)
+        ahead = self._started + self.due_at(sent) - self.clock.now()
         if ahead > 0:
-            stop.wait(ahead)
+            self.clock.sleep(ahead, stop)
 
 
 def event_end_times(series: Sequence[SensorSeries], window: int, stride: int = 1) -> np.ndarray:

@@ -270,6 +270,11 @@ class Settings(BaseSettings):
         "(workers' learning state, the drift monitor's watches and calibrations)",
         json_schema_extra={"shown_default": "$XDG_STATE_HOME/anomstream (~/.local/state/anomstream)"},
     )
+    state_url: str | None = Field(
+        default=None,
+        description="where monitors' checkpoints, calibrations and workers' online state live: a folder "
+        "or s3://bucket/prefix (any host resumes from it); unset: state_dir",
+    )
     broker_port: int = Field(default=9092, ge=1, le=65535, description="the embedded broker's port")
 
     group_id: str = Field(default="anomstream-workers", description="the scoring workers' consumer group")
@@ -354,6 +359,8 @@ class Settings(BaseSettings):
             env[f"ANOMSTREAM_{name.upper()}"] = str(getattr(self, name))
         if self.bootstrap_servers:
             env["ANOMSTREAM_BOOTSTRAP_SERVERS"] = self.bootstrap_servers
+        if self.state_url:
+            env["ANOMSTREAM_STATE_URL"] = self.state_url
         for field_name, topic in self.topics.model_dump().items():
             env[f"ANOMSTREAM_TOPICS__{field_name.upper()}"] = topic
         for field_name, value in self.drift.model_dump().items():

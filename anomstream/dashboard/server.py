@@ -71,22 +71,27 @@ class FrameHub:
         return frame["seq"], self._encoder.encode(frame)
 
     async def run(self) -> None:
+        """A frame every ``interval`` seconds until closed."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while not self.closed.is_set():
             next_at += self.interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            with self.aggregator.lock:
-                frame = self.aggregator.delta()  # drains the per-frame buffers even with no page open
-            if not self.clients:
-                self.seq = frame["seq"]
-                continue
-            frame["interval"] = self.interval
-            data = self._encoder.encode(frame)
-            async with self._changed:
-                self.seq, self.latest = frame["seq"], data
-                self._changed.notify_all()
-            self.metrics.frames.inc()
+            await self.frame()
+
+    async def frame(self) -> None:
+        """Make one delta and hand it to every page (a test calls it instead of waiting on ``run``)."""
+        with self.aggregator.lock:
+            frame = self.aggregator.delta()  # drains the per-frame buffers even with no page open
+        if not self.clients:
+            self.seq = frame["seq"]
+            return
+        frame["interval"] = self.interval
+        data = self._encoder.encode(frame)
+        async with self._changed:
+            self.seq, self.latest = frame["seq"], data
+            self._changed.notify_all()
+        self.metrics.frames.inc()
 
     def finished(self, task: asyncio.Task) -> None:
         """Frames stopped: say why in the log and in /readyz (a bug, not a state to carry on in)."""

@@ -23,21 +23,23 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
 import numpy as np
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from consumers.drift.calibrations import Calibrations, WatchSpec
+from consumers.drift.calibration_cache import Calibrations
+from consumers.drift.checkpoint import MonitorCheckpoint
 from consumers.drift.events import build_drift_event
-from consumers.drift.features import FEATURE_KS, FeatureSampler
+from consumers.drift.feature_sampler import FEATURE_KS, FeatureSampler
+from consumers.drift.following import ModelFollower
 from consumers.drift.merge import Pending, RecordMerger
-from consumers.drift.metrics import DriftMetrics
+from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.retrain import Retrainer
-from consumers.drift.state import CheckpointStore, SpanLog, Unit
-from models.drift import DETECTORS, DriftWatch, WatchEvent
+from consumers.drift.state import CheckpointStore, Unit
+from consumers.drift.watches import MonitorStats, StreamWatches
+from models.drift import DETECTORS, WatchEvent
 from models.registry import RegistryError
 from stream.errors import ConfigurationError
 from stream.kafka import (
@@ -51,31 +53,27 @@ from stream.kafka import (
     topic_id,
 )
 from stream.kafka.watchdog import UNTIMED_CALL_S, close_quietly, guarded
-from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
+from stream.messages import ScoreRecord, decode_drift_event, decode_model_update, encode
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
+from stream.state_store import state_store
 
 log = logging.getLogger(__name__)
 
 _decode_record = msgspec.json.Decoder(ScoreRecord).decode
-ALIAS_RECHECK_S = 2.0
 MAX_QUEUED = 500  # score records queued per partition before its fetching pauses
 
 
-@dataclass
-class MonitorStats:
-    records: int = 0
-    scores: int = 0
-    duplicates: int = 0  # scores of input offsets already watched (a worker's retried batch)
-    stale: int = 0  # scores of a model version that is not the stream's production model
-    malformed: int = 0
-    events: list[DriftEvent] = field(default_factory=list)
-    # Per event, the input offsets (per partition) of the scores that completed the detection.
-    detected_at_offsets: list[dict[str, int]] = field(default_factory=list)
-    checkpoints: int = 0
-
-
 class DriftMonitor:
+    """A member of the drift monitors' group on ``scores``: a thin loop around Kafka-free parts.
+
+    It consumes score records and merges them in event-time order (:mod:`consumers.drift.merge`),
+    feeds them to its :class:`~consumers.drift.watches.StreamWatches` (one drift watch per stream,
+    following the production model through a :class:`~consumers.drift.following.ModelFollower`),
+    publishes what they detect on ``drift-events`` (and, with ``retrain``, submits a retrain), and
+    checkpoints (:class:`~consumers.drift.checkpoint.MonitorCheckpoint`) before it commits offsets.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -95,26 +93,20 @@ class DriftMonitor:
             )
         self.stop = stop if stop is not None else StopFlag()
         self.retrainer = _make_retrainer(settings) if retrain else None
-        self.calibrations = Calibrations(settings, self.kind)
-        self.fixed_streams = list(streams) if streams else None
-        self.specs: dict[str, WatchSpec] = {}
-        for stream in self.fixed_streams or STREAMS:
-            if self.calibrations.production(stream) is not None:
-                self.specs[stream] = self.calibrations.spec(stream)
-            elif self.fixed_streams:
-                log.warning("stream %s has no production model yet: watching for one", stream)
-        if not self.specs and not self.fixed_streams:
+        self.follower = ModelFollower(Calibrations(settings, self.kind), streams)
+        self.follower.start(STREAMS)
+        if not self.follower.specs and not self.follower.fixed_streams:
             raise RegistryError(
                 f"no production model in {settings.registry}: nothing to watch; "
                 "run `anomstream train --stream kdd` first"
             )
         self.metrics = DriftMetrics(metrics_port, stall_after_s=settings.resilience.stall_after_s)
         self.scores_topic = settings.topic("scores")
-        self.store = CheckpointStore(settings.state_dir, settings.drift.group_id, self.instance)
-        self.units: dict[str, Unit] = {}
-        self.next_offsets: dict[int, int] = {}  # scores partition -> next offset to read
-        self.saved_offsets: dict[int, int] = {}  # what the checkpoint covers, per scores partition
-        self.dirty = False
+        self.checkpoint = MonitorCheckpoint(
+            CheckpointStore(settings.state_dir, settings.drift.group_id, self.instance, state_store(settings))
+        )
+        self.stats = MonitorStats()
+        self.watches = StreamWatches(self.follower, self.metrics, self.stats)
         self.merger = RecordMerger()
         self.features = FeatureSampler(settings) if settings.drift.feature_test else None
         self._sampled: dict[str, int] = {}  # admitted events counted towards the next feature sample
@@ -122,9 +114,7 @@ class DriftMonitor:
         self.paused: set[int] = set()
         self.assigned: set[int] = set()
         self.published: set[str] = set()
-        self.stats = MonitorStats()
-        self._alias_checked: dict[str, float] = {}
-        for stream, spec in self.specs.items():
+        for stream, spec in self.follower.specs.items():
             self.metrics.model_version.labels(stream).set(spec.model[1])
             # A zero series from the start: "no drift yet" is 0 on a panel, not "no data".
             self.metrics.drift_events.labels(stream, self.kind)
@@ -134,7 +124,7 @@ class DriftMonitor:
     def run(self, max_records: int | None = None) -> MonitorStats:
         """Watch until stopped (or until ``max_records`` score records were read)."""
         self.scores_topic_id = topic_id(self.settings, self.scores_topic)
-        self._restore(self.store.load())
+        self.watches.units.update(self.checkpoint.restore(self.follower.specs, self.scores_topic_id))
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"drift monitor {self.instance}",
                               self._abandoned).arm(self.stop)  # fmt: skip
         self.producer = make_producer(self.settings)
@@ -148,7 +138,7 @@ class DriftMonitor:
         if self.features is not None:
             self.features.start()
         self.metrics.ready = True
-        watched = sorted(self.specs) or "(waiting for models)"
+        watched = sorted(self.follower.specs) or "(waiting for models)"
         log.info("drift monitor watching %s with %s (target: one false alarm per %d scores)",
                  watched, self.kind, self.settings.drift.target_ert)  # fmt: skip
         last_checkpoint = time.monotonic()
@@ -165,7 +155,7 @@ class DriftMonitor:
                 for partition in self.assigned:
                     resume_at = self.merger.commit_offset(partition)
                     if resume_at is not None:
-                        self.next_offsets[partition] = resume_at
+                        self.checkpoint.next_offsets[partition] = resume_at
                 self._flow_control()
                 if updates is not None:
                     self._follow_model_updates(updates)
@@ -175,7 +165,7 @@ class DriftMonitor:
                 self._poll_features()
                 self.metrics.beat(pending=sum(self.merger.queued(p) for p in self.assigned) + len(messages))
                 if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
-                    self._checkpoint(set(self.next_offsets))
+                    self._checkpoint(set(self.checkpoint.next_offsets))
                     last_checkpoint = time.monotonic()
                 if max_records is not None and self.stats.records >= max_records:
                     break
@@ -228,44 +218,18 @@ class DriftMonitor:
             self.paused -= {tp.partition for tp in drained}
 
     def _handle(self, item: Pending) -> None:
-        self.dirty = True
+        self.checkpoint.dirty = True
         self.stats.records += 1
         self.metrics.progress.completed()
-        record = item.record
-        if record is None:
+        if item.record is None:
             return
-        if record.stream not in self.specs and not self._adopt(record.stream):
+        watched = self.watches.watch(item.record)
+        if watched is None:
             return
-        unit = self._unit(record)
-        if unit is None:
-            self.stats.stale += len(record.offsets)
-            return
-        self._watch(unit, record)
-
-    def _watch(self, unit: Unit, record: ScoreRecord) -> None:
-        offsets = np.asarray(record.offsets, dtype=np.int64)
-        fresh = offsets > unit.high.get(record.partition, -1)
-        self.stats.duplicates += int((~fresh).sum())
-        if not fresh.any():
-            return
-        rows = np.flatnonzero(fresh)
-        scores = np.asarray(record.scores, dtype=np.float64)[rows]
-        alerts = np.asarray(record.is_alert, dtype=bool)[rows]
-        times = [record.event_times[int(rows[0])], record.event_times[int(rows[-1])]]
-        start = unit.watch.n
-        unit.spans.add(start, record.partition, offsets[rows], times)
-        unit.high[record.partition] = int(offsets[rows[-1]])
-        events = unit.watch.update(scores, alerts)
-        self.stats.scores += len(rows)
-        self.metrics.scores.labels(unit.stream, "watched").inc(len(rows))
-        self.metrics.in_burst.labels(unit.stream).set(1 if unit.watch.in_burst else 0)
         if self.features is not None:
-            self._offer_sample(unit, record, offsets[rows])
-        drift = unit.watch.drift
-        self.metrics.statistic.labels(unit.stream, drift.config.kind).set(drift.statistic)
-        self.metrics.threshold.labels(unit.stream, drift.config.kind).set(drift.threshold)
-        for event in events:
-            self._publish(unit, event)
+            self._offer_sample(watched.unit, item.record, watched.offsets)
+        for event in watched.events:
+            self._publish(watched.unit, event)
 
     def _offer_sample(self, unit: Unit, record: ScoreRecord, offsets: np.ndarray) -> None:
         """Every feature_sample_every-th admitted (normal-looking, not in a burst) event."""
@@ -286,7 +250,7 @@ class DriftMonitor:
             self.metrics.feature_tests.labels(stream).inc(runs - self._tests_counted.get(stream, 0))
             self._tests_counted[stream] = runs
         for detection in self.features.poll():
-            unit = self.units.get(detection.stream)
+            unit = self.watches.units.get(detection.stream)
             if unit is None or unit.model != detection.model:
                 continue
             if unit.watch.n < unit.watch.quiet_until:
@@ -309,63 +273,7 @@ class DriftMonitor:
             )
             unit.watch.acknowledge()
 
-    # -- units and models -----------------------------------------------------------------------
-    def _unit(self, record: ScoreRecord) -> Unit | None:
-        """The unit watching this record's scores; None when they are not the production model's."""
-        spec = self.specs[record.stream]
-        model = (record.detector, record.model_version)
-        if model != spec.model and self._refresh_spec(record.stream, model):
-            spec = self.specs[record.stream]
-        if model != spec.model:
-            return None
-        unit = self.units.get(record.stream)
-        if unit is None:
-            unit = self.units[record.stream] = Unit(
-                record.stream, spec.model, DriftWatch(spec.config), checksum=spec.checksum
-            )
-        elif unit.model != spec.model:
-            self._reset(unit, spec)
-        return unit
-
-    def _refresh_spec(self, stream: str, seen: tuple[str, int]) -> bool:
-        """Re-read the production alias (at most every 2 s per stream); True when the spec changed."""
-        now = time.monotonic()
-        if now - self._alias_checked.get(stream, 0.0) < ALIAS_RECHECK_S:
-            return False
-        self._alias_checked[stream] = now
-        production = self.calibrations.production(stream)
-        if production is None or production == self.specs[stream].model:
-            return False
-        self._switch_model(stream, production)
-        return True
-
-    def _adopt(self, stream: str) -> bool:
-        """A stream seen for the first time: watch it if it has a production model (and is wanted)."""
-        if self.fixed_streams is not None and stream not in self.fixed_streams:
-            return False
-        now = time.monotonic()
-        if now - self._alias_checked.get(stream, 0.0) < ALIAS_RECHECK_S:
-            return False
-        self._alias_checked[stream] = now
-        if self.calibrations.production(stream) is None:
-            return False
-        self._switch_model(stream, None)
-        return True
-
-    def _switch_model(self, stream: str, model: tuple[str, int] | None) -> None:
-        spec = self.calibrations.spec(stream, *(model or (None, None)))
-        self.specs[stream] = spec
-        self.metrics.model_version.labels(stream).set(spec.model[1])
-        if stream in self.units:
-            self._reset(self.units[stream], spec)
-        log.info("watching %s/%s v%d (detectors reset with its calibration)", stream, *spec.model)
-
-    @staticmethod
-    def _reset(unit: Unit, spec: WatchSpec) -> None:
-        # The offsets high-water marks stay: a new model does not make old input new.
-        unit.model, unit.watch, unit.spans = spec.model, DriftWatch(spec.config), SpanLog()
-        unit.checksum = spec.checksum
-
+    # -- models -----------------------------------------------------------------------------------
     def _follow_model_updates(self, reader: Consumer) -> None:
         for message in reader.consume(100, 0):
             if not check_message(message):
@@ -375,14 +283,13 @@ class DriftMonitor:
             except msgspec.DecodeError as exc:
                 log.warning("ignoring malformed model update: %s", exc)
                 continue
-            wanted = self.fixed_streams is None or update.stream in self.fixed_streams
-            production = self.calibrations.production(update.stream)
-            current = self.specs.get(update.stream)
-            if wanted and production is not None and (current is None or current.model != production):
-                try:
-                    self._switch_model(update.stream, production)
-                except RegistryError as exc:
-                    log.error("cannot watch %s after its model update: %s", update.stream, exc)
+            try:
+                spec = self.follower.updated(update.stream)
+            except RegistryError as exc:
+                log.error("cannot watch %s after its model update: %s", update.stream, exc)
+                continue
+            if spec is not None:
+                self.watches.switch(spec)
 
     # -- events ---------------------------------------------------------------------------------
     def _publish(self, unit: Unit, event: WatchEvent) -> None:
@@ -444,9 +351,9 @@ class DriftMonitor:
                 event = decode_drift_event(message.value() or b"")
             except msgspec.DecodeError:
                 continue
-            if event.event_id in self.published or event.stream not in self.specs:
+            if event.event_id in self.published or event.stream not in self.follower.specs:
                 continue
-            unit = self.units.get(event.stream)
+            unit = self.watches.units.get(event.stream)
             if unit is not None and unit.model[1] == event.model_version:
                 log.info("drift on %s reported by another monitor (%s): ours starts afresh, quiet",
                          event.stream, event.event_id)  # fmt: skip
@@ -465,15 +372,13 @@ class DriftMonitor:
     # -- checkpoints and group membership --------------------------------------------------------
     def _checkpoint(self, commit: set[int], in_callback: bool = False) -> None:
         """Deliver events, save the whole state, then commit the offsets of ``commit`` it covers."""
-        if not self.dirty and not (commit - set(self.saved_offsets)):
+        if not self.checkpoint.needed(commit):
             return
         flush_or_raise(self.producer)
-        self.store.save(self.next_offsets, list(self.units.values()), self.scores_topic_id)
-        self.saved_offsets = dict(self.next_offsets)
+        self.checkpoint.save(self.watches.units.values(), self.scores_topic_id)
         self.stats.checkpoints += 1
-        self.dirty = False
-        offsets = [TopicPartition(self.scores_topic, p, self.next_offsets[p]) for p in sorted(commit)
-                   if p in self.next_offsets]  # fmt: skip
+        covered = self.checkpoint.covered(commit)
+        offsets = [TopicPartition(self.scores_topic, p, offset) for p, offset in covered.items()]
         if not offsets:
             return
         try:
@@ -485,29 +390,6 @@ class DriftMonitor:
             # The checkpoint is the truth: on restart this monitor resumes from it.
             log.warning("offset commit failed (%s): the checkpoint covers it", exc)
 
-    def _restore(self, saved: dict | None) -> None:
-        if saved is None:
-            return
-        saved_topic = saved.get("topic_id")
-        if saved_topic and self.scores_topic_id and saved_topic != self.scores_topic_id:
-            log.warning("checkpoint %s was taken on another %s (topic id %s, now %s: a new cluster or a "
-                        "recreated topic): its offsets and watches do not apply; starting fresh",
-                        self.store.path, self.scores_topic, saved_topic, self.scores_topic_id)  # fmt: skip
-            return
-        self.saved_offsets = {int(p): int(o) for p, o in saved["offsets"].items()}
-        for state in saved["units"]:
-            spec = self.specs.get(state["stream"])
-            if spec is None:
-                continue
-            high = {int(k): int(v) for k, v in state["high"].items()}
-            unit = Unit(spec.stream, spec.model, DriftWatch(spec.config), high=high, checksum=spec.checksum)
-            same_model = tuple(state["model"]) == spec.model and state.get("checksum") == spec.checksum
-            if same_model and state["kind"] == spec.config.score.kind:
-                unit.watch.set_state(state["watch"])
-                unit.spans = SpanLog.from_state(state["spans"])
-            self.units[spec.stream] = unit
-        log.info("resumed from %s: %s", self.store.path, {u.stream: u.watch.n for u in self.units.values()})
-
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Resume where the checkpoint stopped (the commit after it may be lost), unless another
         # monitor has since moved the partition further (what it watched is not ours to watch).
@@ -515,11 +397,7 @@ class DriftMonitor:
         # thread while this one is inside consume() deadlocks); its own timeout bounds it.
         committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
         for tp in partitions:
-            saved = self.saved_offsets.get(tp.partition)
-            if saved is not None and saved > committed.get(tp.partition, -1):
-                tp.offset = saved
-            if tp.offset >= 0:
-                self.next_offsets[tp.partition] = tp.offset
+            tp.offset = self.checkpoint.resume_at(tp.partition, tp.offset, committed.get(tp.partition, -1))
         self.assigned |= {tp.partition for tp in partitions}
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions))
         consumer.incremental_assign(partitions)
@@ -539,14 +417,13 @@ class DriftMonitor:
         self.merger.drop(partitions)
         self.paused -= partitions
         self.assigned -= partitions
-        for partition in partitions:
-            self.next_offsets.pop(partition, None)
+        self.checkpoint.drop(partitions)
 
     def _shutdown(self, *readers: Consumer | None) -> None:
         log.info("stopping: %d score records, %d scores watched, %d drift events",
                  self.stats.records, self.stats.scores, len(self.stats.events))  # fmt: skip
         try:
-            self._checkpoint(set(self.next_offsets))
+            self._checkpoint(set(self.checkpoint.next_offsets))
         finally:
             close_quietly(self.consumer, "the drift monitor's consumer")
             for reader in readers:
@@ -557,7 +434,7 @@ class DriftMonitor:
             if self.features is not None:
                 self.features.close()
             self.metrics.close()
-            self.store.close()
+            self.checkpoint.store.close()
 
 
 def _make_retrainer(settings: Settings) -> Retrainer:

@@ -16,7 +16,6 @@ resumes from its checkpoint, never re-counting what it covers.
 from __future__ import annotations
 
 import fcntl
-import json
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from models.drift import DriftWatch
-from stream.atomic import write_json_atomic
 from stream.errors import AnomstreamError
+from stream.state_store import FolderStateStore, StateStore
 
 SPAN_HISTORY = 400_000  # events whose offsets are kept, to place a change (> max_burst)
 
@@ -165,24 +164,28 @@ class InstanceInUseError(AnomstreamError, RuntimeError):
 
 
 class CheckpointStore:
-    """``state_dir/drift/<group>/<instance>.json``, replaced atomically, held under a lock."""
+    """A monitor instance's checkpoint, ``drift/<group>/<instance>.json`` in the state store (a folder,
+    or an object store any host reaches: :mod:`stream.state_store`), held under a local lock so two
+    monitors on one host never share an instance id."""
 
-    def __init__(self, root: Path, group: str, instance: str) -> None:
-        self.folder = Path(root) / "drift" / group
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.path = self.folder / f"{instance}.json"
-        self._lock = (self.folder / f"{instance}.lock").open("w")
+    def __init__(self, root: Path, group: str, instance: str, store: StateStore | None = None) -> None:
+        folder = Path(root) / "drift" / group
+        folder.mkdir(parents=True, exist_ok=True)
+        self.store = store if store is not None else FolderStateStore(root)
+        self.key = f"drift/{group}/{instance}.json"
+        self.where = self.store.where(self.key)
+        self._lock = (folder / f"{instance}.lock").open("w")
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._lock.close()
             raise InstanceInUseError(
-                f"another drift monitor uses instance id {instance!r} (lock {self.folder}/{instance}.lock): "
+                f"another drift monitor uses instance id {instance!r} (lock {folder}/{instance}.lock): "
                 "give this one its own with --instance-id"
             ) from None
 
     def load(self) -> dict[str, Any] | None:
-        return json.loads(self.path.read_text()) if self.path.is_file() else None
+        return self.store.read(self.key)
 
     def save(self, offsets: dict[int, int], units: list[Unit], topic_id: str | None = None) -> None:
         data = {
@@ -190,7 +193,7 @@ class CheckpointStore:
             "offsets": {str(p): o for p, o in sorted(offsets.items())},
             "units": [u.state() for u in units],
         }
-        write_json_atomic(self.path, data)
+        self.store.write(self.key, data)
 
     def close(self) -> None:
         fcntl.flock(self._lock, fcntl.LOCK_UN)

@@ -17,8 +17,8 @@ telling attack bursts from a change of normal traffic (see :mod:`models.drift.wa
 
 from models.drift.calibration import calibrate, ert_for_risk, false_alarms, library_defaults
 from models.drift.config import DETECTORS, DriftConfig, ReferenceCDF
-from models.drift.features import FeatureDrift, FeatureTestResult, feature_alpha
-from models.drift.reference import ModelReference, model_reference
+from models.drift.feature_test import FeatureDrift, FeatureTestResult, feature_alpha
+from models.drift.reference_scores import ModelReference, model_reference
 from models.drift.score_drift import Detection, ScoreDrift
 from models.drift.watch import ALERT_RATE, DriftWatch, WatchConfig, WatchEvent
 

@@ -7,7 +7,7 @@ and the shadow evaluation that decides whether it is promoted.
 - :mod:`models.retraining.filtering`: the cap on repeated records;
 - :mod:`models.retraining.candidate`: the adapted candidate (production + learnt normal) and the
   shadow evaluation;
-- :mod:`models.retraining.reference`: the production model's training data, rebuilt from its manifest
+- :mod:`models.retraining.training_data`: the production model's training data, rebuilt from its manifest
   (the validation attacks every candidate must still detect);
 - :mod:`models.retraining.retrain`: :func:`retrain_after_change`, all of it in order.
 
@@ -19,8 +19,8 @@ from models.retraining.candidate import LabelledValidation, adapted_candidate, s
 from models.retraining.evidence import BURSTS, MIXED, NEW_NORMAL, Evidence, select_learnt, weigh
 from models.retraining.filtering import cap_repeats
 from models.retraining.policy import RetrainPolicy
-from models.retraining.reference import rebuild_training_data
 from models.retraining.retrain import INSUFFICIENT, PASSED, REJECTED, RetrainReport, retrain_after_change
+from models.retraining.training_data import rebuild_training_data
 
 __all__ = [
     "BURSTS",

@@ -29,7 +29,7 @@ from models.retraining.candidate import (
 )
 from models.retraining.evidence import Evidence, select_learnt, weigh
 from models.retraining.policy import RetrainPolicy
-from models.retraining.reference import original_training
+from models.retraining.training_data import original_training
 from models.scoring import ScoringModel
 from stream.labels import is_attack
 

@@ -21,7 +21,7 @@ call (where)                                  on overrun
 ``send_offsets_to_transaction``,              the worker's publisher recreates its transactional
 ``commit_transaction``, ``abort_transaction``  producer (retrying ``init_transactions`` on the new
 ``init_transactions``, ``flush`` (worker      one), asks the group what was committed, and
-publisher, consumers/pipeline.py)             retries the batch until ``recovery_s``
+publisher, consumers/publisher.py)            retries the batch until ``recovery_s``
 ``committed`` (the publisher's own probe      as above: the batch is retried
 consumer)
 ``commit`` (sync; worker shutdown, drift      StuckCallError ends the process: one line, exit 75

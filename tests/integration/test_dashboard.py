@@ -135,13 +135,14 @@ def test_dashboard_shows_a_live_replay_alerts_and_a_promotion(
 
         # The severity filter shows only what it says.
         Select(driver.find_element(By.ID, "filter-severity")).select_by_visible_text("high")
-        time.sleep(0.1)  # the filter applies at the next animation frame
-        shown = driver.execute_script(SEVERITIES_SHOWN)
-        assert shown and set(shown) <= {"high", "critical"}, shown
+        # The filter applies at the next animation frame.
+        wait.until(lambda d: set(d.execute_script(SEVERITIES_SHOWN) or ["none"]) <= {"high", "critical"})
         Select(driver.find_element(By.ID, "filter-severity")).select_by_visible_text("all")
 
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        time.sleep(1.0)  # one more frame, so the last minute's scores are all drawn
+        # One more frame, so the last minute's scores are all drawn.
+        drawn = driver.execute_script("return window.anomstream.frames")
+        wait.until(lambda d: d.execute_script("return window.anomstream.frames") > drawn)
         for path in (ARTIFACTS / "dashboard.png", tmp_path / "dashboard.png"):
             assert driver.save_screenshot(str(path)) and path.stat().st_size > 10_000
         updates_per_s = (frames1 - frames0) / (wall1 - wall0)

@@ -6,7 +6,6 @@ connections of ``corrected`` (recorded weeks later, with other hosts and service
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from stream.messages import decode_drift_event
 from stream.settings import Settings
 from stream.signals import StopFlag
 from tests.support import replay_events, run_worker, schema_validator, score_records, wait_until
+from tests.support.objectstore import S3Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -119,10 +119,17 @@ def test_a_drifting_replay_yields_exactly_one_drift_event(kafka_settings: Settin
     print(f"drift event: change estimated {estimated}, true {truth}; detected at {detected}, delay {delay}")
 
 
-def test_restart_resumes_from_the_checkpoint_and_never_counts_twice(
-    kafka_settings: Settings, tmp_path: Path
+def test_restart_on_another_host_resumes_from_the_checkpoint_and_never_counts_twice(
+    kafka_settings: Settings, s3: S3Endpoint, tmp_path: Path
 ) -> None:
-    settings = kafka_settings.model_copy(update={"state_dir": tmp_path / "state"})
+    """The checkpoint lives in the object store (ANOMSTREAM_STATE_URL=s3://...): the monitor restarted
+    on another host, with an empty state folder, resumes the lost one's watch."""
+    state = {
+        "state_dir": tmp_path / "host-a",
+        "state_url": f"{s3.new_bucket('state')}/state",
+        "s3": s3.settings(),
+    }
+    settings = kafka_settings.model_copy(update=state)
     events = drifting_events(settings.data_dir)[BEFORE - 6000 : BEFORE]
     replay_events(settings, events)
     run_worker(settings, len(events))
@@ -141,7 +148,8 @@ def test_restart_resumes_from_the_checkpoint_and_never_counts_twice(
                            stop=StopFlag(install=False))  # fmt: skip
     first_stats = halfway.run(max_records=total_records // 2)
     assert 0 < first_stats.records < total_records
-    checkpoint = json.loads(halfway.store.path.read_text())
+    checkpoint = halfway.checkpoint.store.load()
+    assert checkpoint is not None
     # Where each scores partition must be read again: its lowest record not yet watched (records are
     # watched in event-time order across partitions, so this may still be 0 for some).
     resume_at = sum(checkpoint["offsets"].values())
@@ -152,8 +160,10 @@ def test_restart_resumes_from_the_checkpoint_and_never_counts_twice(
                   asynchronous=False)  # fmt: skip
     rewind.close()
 
+    assert not any((tmp_path / "host-a").rglob("*.json")), "the checkpoint is not on the local disk"
+    other_host = settings.model_copy(update={"state_dir": tmp_path / "host-b"})
     second, second_stats = watch(
-        settings, len(events) + duplicated - first_stats.scores - first_stats.duplicates
+        other_host, len(events) + duplicated - first_stats.scores - first_stats.duplicates
     )
     # Resumed from the checkpoint's offsets, not from the rewound commit; records watched out of offset
     # order past the checkpoint's offset are read again and skipped as duplicates.
@@ -161,7 +171,7 @@ def test_restart_resumes_from_the_checkpoint_and_never_counts_twice(
     assert first_stats.scores + second_stats.scores == len(events)
     # The retried batch, and records watched out of offset order before the stop, are skipped.
     assert first_stats.duplicates + second_stats.duplicates >= duplicated
-    assert second.units["kdd"].watch.n == len(events)
+    assert second.watches.units["kdd"].watch.n == len(events)
 
 
 def test_a_second_monitor_with_the_same_instance_id_is_refused(
@@ -174,7 +184,7 @@ def test_a_second_monitor_with_the_same_instance_id_is_refused(
         command = [sys.executable, "-m", "anomstream", "drift", "--instance-id", "twin"]
         second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
     finally:
-        first.store.close()
+        first.checkpoint.store.close()
     assert second.returncode == 1
     assert "another drift monitor uses instance id 'twin'" in second.stderr
     assert "Traceback" not in second.stderr
@@ -192,7 +202,7 @@ def test_a_checkpoint_taken_on_a_recreated_scores_topic_is_not_resumed(
     replay_events(settings, events[:6000])
     run_worker(settings, 6000)
     first, _ = watch(settings, 6000)
-    assert first.units["kdd"].watch.n == 6000
+    assert first.watches.units["kdd"].watch.n == 6000
 
     scores = settings.topic("scores")
     admin = make_admin(settings)
@@ -210,4 +220,4 @@ def test_a_checkpoint_taken_on_a_recreated_scores_topic_is_not_resumed(
     run_worker(settings, 2000)
     second, stats = watch(settings, 2000)
     assert stats.scores == 2000 and stats.duplicates == 0
-    assert second.units["kdd"].watch.n == 2000, "the old topic's watch was resumed"
+    assert second.watches.units["kdd"].watch.n == 2000, "the old topic's watch was resumed"

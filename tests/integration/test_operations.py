@@ -24,16 +24,13 @@ def test_replaying_before_the_topics_exist_is_one_line_that_says_create_them(
 ) -> None:
     fresh = kafka_settings.model_copy(update={"topic_prefix": "never-created."})
     command = [sys.executable, "-m", "anomstream", "replay", "kdd", "--limit", "500"]
-    started = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, env=fresh.environment(), timeout=120)
-    seconds = time.monotonic() - started
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1
     assert lines == [
         "error: topic never-created.kdd.connections does not exist: create the topics with "
         "`anomstream topics create`"
-    ], result.stderr
-    assert seconds < 30, "it used to retry for 30 s and print ~1,500 delivery failures"
+    ], result.stderr  # it used to retry for 30 s and print ~1,500 delivery failures
 
 
 def test_a_broker_outage_is_logged_once_with_counts_not_per_attempt(

@@ -15,11 +15,12 @@ from tests.support.streams import (
     score_records,
     scored_offsets,
     spawn_worker,
-    wait_until,
 )
+from tests.support.timing import FakeClock, wait_until
 
 __all__ = [
     "REPO",
+    "FakeClock",
     "committed_count",
     "corrected_sample",
     "data_root",

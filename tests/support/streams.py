@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import threading
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -24,6 +23,7 @@ from stream.messages import decode_score_record
 from stream.settings import Settings
 from stream.signals import StopFlag
 from tests.support.data import data_root
+from tests.support.timing import wait_until
 
 
 def make_settings(bootstrap: str, registry: Path, **overrides: object) -> Settings:
@@ -132,15 +132,6 @@ def committed_count(settings: Settings) -> int:
 def input_offsets(settings: Settings) -> set[tuple[str, int, int]]:
     topic = settings.topic("kdd")
     return {(topic, p, o) for p, end in end_offsets(settings, topic).items() for o in range(end)}
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def score_across_promotion(

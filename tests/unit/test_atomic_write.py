@@ -45,7 +45,7 @@ def test_the_writers_share_the_helper() -> None:
     through stream.atomic; none keeps a temporary-file-and-rename of its own."""
     root = Path(__file__).resolve().parents[2]
     for module in ("models/registry.py", "models/checkpoints.py", "consumers/drift/state.py",
-                   "consumers/drift/calibrations.py", "stream/datasets/fetch.py"):  # fmt: skip
+                   "consumers/drift/calibration_cache.py", "stream/datasets/fetch.py"):  # fmt: skip
         source = (root / module).read_text()
         assert "from stream.atomic import" in source, module
         assert "mkstemp" not in source and "os.replace" not in source, module

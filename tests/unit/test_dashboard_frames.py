@@ -12,8 +12,6 @@ from anomstream.dashboard.metrics import DashboardMetrics
 from anomstream.dashboard.server import FrameHub
 from stream.messages import ScoreRecord
 
-INTERVAL = 0.2  # generous: a loaded machine must not turn a delta into a snapshot
-
 
 def parse(event: bytes) -> tuple[str, int, dict]:
     fields = dict(line.split(": ", 1) for line in event.decode().strip().splitlines() if ": " in line)
@@ -21,9 +19,10 @@ def parse(event: bytes) -> tuple[str, int, dict]:
 
 
 async def read_page(slow_after: int) -> list[tuple[str, int, dict]]:
+    """Eight events of one page; the test makes the frames (no interval, no wall clock), and after
+    event ``slow_after`` the page misses three of them (a slow connection)."""
     aggregator = Aggregator(("kdd",))
-    hub = FrameHub(aggregator, DashboardMetrics(("kdd",)), INTERVAL)
-    frames = asyncio.create_task(hub.run())
+    hub = FrameHub(aggregator, DashboardMetrics(("kdd",)))
     events = []
     stream = hub.stream()
     try:
@@ -33,13 +32,15 @@ async def read_page(slow_after: int) -> list[tuple[str, int, dict]]:
                     aggregator.add_score_record(ScoreRecord("kdd", "ae", 1, "kdd.connections", 0, [0, 1],
                                                             [0.1, 0.9], [False, True], ["normal", "smurf"],
                                                             [None, None]))  # fmt: skip
+            if i > 0:  # the first event is the page's snapshot; each one after it follows a frame
+                await hub.frame()
             events.append(parse(await anext(stream)))
             if i == slow_after:
-                await asyncio.sleep(INTERVAL * 4)  # a slow page: misses a few deltas
+                for _ in range(3):
+                    await hub.frame()
     finally:
         await stream.aclose()
         await hub.close()
-        frames.cancel()
     assert hub.clients == 0
     return events
 

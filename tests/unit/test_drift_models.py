@@ -1,5 +1,6 @@
-"""The monitor follows the production model: a newer production version resets the stream's watch
-with that model's own calibration, and scores of any other version are not watched."""
+"""The drift watches follow the production model: a newer production version resets the stream's watch
+with that model's own calibration, and scores of any other version are not watched (no broker: the
+watches take score records as plain data)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from consumers.drift.merge import Pending
-from consumers.drift.monitor import DriftMonitor
+from consumers.drift.calibration_cache import Calibrations
+from consumers.drift.following import ModelFollower
+from consumers.drift.monitor_metrics import DriftMetrics
+from consumers.drift.watches import MonitorStats, StreamWatches
 from models.registry import Registry
 from models.training import TrainingRequest, train
 from stream.messages import ScoreRecord
 from stream.settings import Settings
-from stream.signals import StopFlag
 from tests.support import require_data
 
 
@@ -29,22 +31,27 @@ def test_a_new_production_model_resets_the_watch_with_its_own_calibration(tmp_pa
     registry = Registry(tmp_path / "registry")
     train(registry, data, TrainingRequest("kdd", "pca"))
     settings = Settings(registry_dir=tmp_path / "registry", state_dir=tmp_path / "state", data_dir=data)
-    monitor = DriftMonitor(settings, ["kdd"], instance_id="unit", stop=StopFlag(install=False))
-    try:
-        monitor._handle(Pending(0, 0, "t", record(1, range(0, 500))))
-        first = monitor.units["kdd"]
-        assert first.model == ("pca", 1) and first.watch.n == 500
-        first_config = first.watch.config
+    calibrations = Calibrations(settings, settings.drift.detector)
+    follower = ModelFollower(calibrations, ["kdd"])
+    follower.start(["kdd"])
+    stats = MonitorStats()
+    watches = StreamWatches(follower, DriftMetrics(), stats)
 
-        train(registry, data, TrainingRequest("kdd", "pca", seed=1), promote=True)
-        # Not told yet (no model-updates read here): v1 is still production as far as it knows.
-        monitor._handle(Pending(0, 1, "t", record(1, range(500, 700))))
-        assert first.watch.n == 700
-        monitor._handle(Pending(0, 2, "t", record(2, range(700, 1000))))  # v2's scores: re-read alias
-        unit = monitor.units["kdd"]
-        assert unit.model == ("pca", 2) and unit.watch.n == 300
-        assert unit.watch.config == monitor.calibrations.spec("kdd", "pca", 2).config != first_config
-        monitor._handle(Pending(0, 3, "t", record(1, range(1000, 1100))))  # a worker not yet reloaded
-        assert monitor.stats.stale == 100 and unit.watch.n == 300
-    finally:
-        monitor.store.close()
+    watches.watch(record(1, range(0, 500)))
+    first = watches.units["kdd"]
+    assert first.model == ("pca", 1) and first.watch.n == 500
+    first_config = first.watch.config
+
+    train(registry, data, TrainingRequest("kdd", "pca", seed=1), promote=True)
+    # Not told yet (no model-updates read here): v1 is still production as far as it knows.
+    watches.watch(record(1, range(500, 700)))
+    assert first.watch.n == 700
+    watched = watches.watch(record(2, range(700, 1000)))  # v2's scores: the alias is re-read
+    unit = watches.units["kdd"]
+    assert watched is not None and watched.unit is unit and watched.offsets.tolist() == list(range(700, 1000))
+    assert unit.model == ("pca", 2) and unit.watch.n == 300
+    assert unit.watch.config == calibrations.spec("kdd", "pca", 2).config != first_config
+    assert watches.watch(record(1, range(1000, 1100))) is None  # a worker not yet reloaded
+    assert stats.stale == 100 and unit.watch.n == 300
+    assert watches.watch(record(2, range(900, 1000))) is None  # a retried batch: watched once
+    assert stats.duplicates == 100 and unit.watch.n == 300

@@ -113,7 +113,7 @@ def test_worker_readiness_and_liveness_from_what_the_loop_recorded() -> None:
     import time
     from types import SimpleNamespace
 
-    from consumers.metrics import LOOP_DEAD_S, WorkerMetrics, worker_readiness
+    from consumers.worker_metrics import LOOP_DEAD_S, WorkerMetrics, worker_readiness
     from stream.settings import Settings
 
     metrics = WorkerMetrics()

@@ -9,6 +9,7 @@ import numpy as np
 from models.checkpoints import OnlineStateStore
 from models.scoring import ScoringModel
 from models.thresholds import SlidingPercentileThreshold
+from stream.state_store import FolderStateStore
 
 
 def _model(created_at: str, artifacts: dict[str, str]) -> ScoringModel:
@@ -18,7 +19,7 @@ def _model(created_at: str, artifacts: dict[str, str]) -> ScoringModel:
 
 
 def test_a_checkpoint_resumes_onto_the_same_model(tmp_path: Path) -> None:
-    store = OnlineStateStore(tmp_path, "replica-0")
+    store = OnlineStateStore(FolderStateStore(tmp_path), "replica-0")
     learnt = _model("2026-11-30T10:00:00Z", {"threshold.json": "aa"})
     learnt.learn(np.array([9.0, 9.5]))
     store.save(learnt, committed_events=2)
@@ -31,7 +32,7 @@ def test_a_checkpoint_resumes_onto_the_same_model(tmp_path: Path) -> None:
 def test_a_checkpoint_of_another_model_with_the_same_version_number_is_not_resumed(tmp_path: Path) -> None:
     """Version numbers repeat (another registry, a registry rebuilt): the CI run that failed resumed a
     'v2' checkpoint left in ~/.local/state by an earlier run and learnt every event twice."""
-    store = OnlineStateStore(tmp_path, "replica-0")
+    store = OnlineStateStore(FolderStateStore(tmp_path), "replica-0")
     learnt = _model("2026-11-30T10:00:00Z", {"threshold.json": "aa"})
     learnt.learn(np.array([9.0, 9.5]))
     store.save(learnt, committed_events=2)

@@ -9,8 +9,8 @@ import subprocess
 from prometheus_client import CollectorRegistry
 
 from anomstream.dashboard.metrics import DashboardMetrics
-from consumers.drift.metrics import DriftMetrics
-from consumers.metrics import WorkerMetrics
+from consumers.drift.monitor_metrics import DriftMetrics
+from consumers.worker_metrics import WorkerMetrics
 from tests.support.operators import (
     COMPOSE,
     GRAFANA_DASHBOARD,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 import orjson
 import pytest
@@ -12,7 +12,7 @@ from producers.replay import Pacer
 from stream.datasets import find_kdd_file, read_kdd
 from stream.messages import KDD_FEATURES, decode_kdd_connection
 from stream.signals import StopFlag
-from tests.support import require_data
+from tests.support import FakeClock, require_data, wait_until
 
 
 def test_kdd_events_carry_the_41_features_and_validate() -> None:
@@ -37,18 +37,29 @@ def test_limit_and_loop() -> None:
 
 @pytest.mark.parametrize("rate", [2000.0, 10000.0])
 def test_pacer_holds_the_requested_rate(rate: float) -> None:
-    pacer, stop, sent = Pacer(rate), StopFlag(install=False), 0
-    started = time.perf_counter()
+    clock, stop, sent = FakeClock(), StopFlag(install=False), 0
+    pacer, started = Pacer(rate, clock), clock.t
     while sent < rate * 0.5:  # half a second worth of events, in chunks of 50
         sent += 50
+        clock.advance(0.001)  # producing a chunk takes a millisecond
         pacer.wait(sent, stop)
-    elapsed = time.perf_counter() - started
-    assert 0.45 <= elapsed <= 0.7, f"{sent} events at {rate}/s took {elapsed:.3f}s"
+    assert clock.t - started == pytest.approx(0.5), f"{sent} events at {rate}/s took {clock.t - started}s"
+    assert all(s == pytest.approx(50 / rate - 0.001) for s in clock.sleeps)  # one sleep per chunk
+
+
+def test_pacer_behind_schedule_does_not_sleep() -> None:
+    clock, stop = FakeClock(), StopFlag(install=False)
+    pacer = Pacer(100.0, clock)
+    clock.advance(2.0)  # a broker stall: 200 events are due already
+    pacer.wait(150, stop)
+    assert clock.sleeps == []
+    pacer.wait(250, stop)  # catches up without ever sleeping ahead of its schedule
+    assert clock.sleeps == [pytest.approx(0.5)]
 
 
 def test_pacer_stops_waiting_when_stopped() -> None:
     pacer, stop = Pacer(1.0), StopFlag(install=False)
     stop.set()
-    started = time.perf_counter()
-    pacer.wait(100, stop)  # would otherwise sleep ~100 s
-    assert time.perf_counter() - started < 0.1
+    waited = threading.Thread(target=pacer.wait, args=(100, stop), daemon=True)  # would sleep ~100 s
+    waited.start()
+    assert wait_until(lambda: not waited.is_alive(), timeout=30, interval=0.01)

@@ -13,7 +13,7 @@ import time
 import pytest
 from confluent_kafka import TopicPartition
 
-from consumers.pipeline import Publisher, ScoredBatch
+from consumers.publisher import Publisher, ScoredBatch
 from stream.kafka.watchdog import StuckCallError, Watchdog
 from stream.signals import EXIT_ABANDONED, StopFlag
 

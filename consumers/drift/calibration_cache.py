@@ -1,4 +1,5 @@
-"""Calibrated watch settings per production model, computed once and kept under the state folder.
+"""Calibrated watch settings per production model, computed once and kept in the state store
+(:mod:`stream.state_store`: the state folder, or an object store every host shares).
 
 Calibrating ADWIN to one false alarm per 1,000,000 scores simulates ~13 million scores (a few
 seconds); a model version is sealed, so its calibration is cached by the sha256 of its validation
@@ -7,16 +8,14 @@ scores, the detector kind, the target and the seed.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from models.drift import DriftConfig, ModelReference, WatchConfig, calibrate, ert_for_risk, model_reference
 from models.registry import open_registry
-from stream.atomic import write_json_atomic
 from stream.settings import Settings
+from stream.state_store import state_store
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +35,7 @@ class Calibrations:
         self.settings = settings
         self.kind = kind
         self.registry = open_registry(settings)
-        self.folder = Path(settings.state_dir) / "drift" / "calibrations"
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.store = state_store(settings)
 
     def production(self, stream: str) -> tuple[str, int] | None:
         alias = self.registry.production(stream)
@@ -57,9 +55,10 @@ class Calibrations:
         # "At most one false alarm per target_ert scores", with a false_alarm_risk chance of one.
         ert = ert_for_risk(d.target_ert, d.false_alarm_risk)
         name = f"{reference.checksum[:16]}-{self.kind}-ert{ert}-seed{d.calibration_seed}.json"
-        path = self.folder / name
-        if path.is_file():
-            return DriftConfig.from_dict(json.loads(path.read_text()))
+        key = f"drift/calibrations/{name}"
+        cached = self.store.read(key)
+        if cached is not None:
+            return DriftConfig.from_dict(cached)
         started = time.monotonic()
         log.info("calibrating %s for %s/%s v%d on %d validation scores (expected run time %d)...",
                  self.kind, reference.stream, reference.detector, reference.version, len(reference.scores),
@@ -68,7 +67,7 @@ class Calibrations:
         log.info("calibrated %s for %s v%d: %s, simulated expected run time %s, in %.1fs", self.kind,
                  reference.stream, reference.version, _params(config), config.estimated_ert,
                  time.monotonic() - started)  # fmt: skip
-        write_json_atomic(path, config.to_dict())
+        self.store.write(key, config.to_dict())
         return config
 
 

@@ -44,17 +44,17 @@ twice.
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from consumers.faults import NO_FAULTS, Faults
 from consumers.outputs import undeliverable
 from models.scoring import BatchScores, ScoringModel
 from stream.kafka import Headers
@@ -81,8 +81,15 @@ SIZE_ERRORS = frozenset(
     {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_MSG_SIZE}
 )
 
-# topic, value, key, headers, and the input message it was made from (for a stand-in dead letter).
-Output = tuple[str, bytes | None, bytes | None, Headers | None, Message]
+
+class Output(NamedTuple):
+    """One message a scored batch publishes."""
+
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: Headers | None
+    source: Message  # the input message it was made from (named by a stand-in dead letter)
 
 
 class DeliveryFailedError(RuntimeError):
@@ -126,7 +133,7 @@ class Publisher:
         eos: bool,
         worker_id: str,
         dead_letter_topic: str,
-        crash_before_commit: int = 0,
+        faults: Faults = NO_FAULTS,
         on_undeliverable: Callable[[str, str], None] | None = None,
         renew_producer: Callable[[], Producer] | None = None,
         committed: Callable[[list[TopicPartition], float], list[TopicPartition]] | None = None,
@@ -156,7 +163,7 @@ class Publisher:
         self._assignments = 0
         self.worker_id = worker_id
         self.dead_letter_topic = dead_letter_topic
-        self.crash_before_commit = crash_before_commit
+        self.faults = faults
         self.on_undeliverable = on_undeliverable
         self.inbox: queue.Queue[ScoredBatch | None] = queue.Queue(maxsize=1)
         self.done: queue.Queue[ScoredBatch] = queue.Queue()
@@ -344,7 +351,8 @@ class Publisher:
                 outputs = self._produce(outputs, batch, singly=attempt > 0)
                 self._call("send_offsets_to_transaction", timeout, self.producer.send_offsets_to_transaction,
                            offsets, metadata, timeout)  # fmt: skip
-                self._maybe_crash(batch)
+                flush = partial(self.producer.flush, 30)
+                self.faults.before_commit_transaction(batch.number, self.committed, flush, self.inbox.qsize)
                 committing = True
                 self._call("commit_transaction", timeout, self.producer.commit_transaction, timeout)
                 return
@@ -494,7 +502,7 @@ class Publisher:
         dl_key, dl_value, dl_headers = undeliverable(
             topic, key, value, source, reason, message, self.worker_id
         )
-        stand_in = (self.dead_letter_topic, dl_value, dl_key, dl_headers, source)
+        stand_in = Output(self.dead_letter_topic, dl_value, dl_key, dl_headers, source)
         batch.stand_ins.append(stand_in)
         return stand_in
 
@@ -502,7 +510,7 @@ class Publisher:
         """At-least-once: what to produce again after failures (the failed outputs only, refused ones
         replaced by dead letters), and whether any failure was transient."""
         failures, self._failures = self._failures, []
-        by_content = {(o[0], o[1]): o for o in (*batch.outputs, *batch.stand_ins)}
+        by_content = {(o.topic, o.value): o for o in (*batch.outputs, *batch.stand_ins)}
         again: list[Output] = []
         transient = False
         for error, message in failures:
@@ -529,7 +537,7 @@ class Publisher:
             return outputs
         kept: list[Output] = []
         for output in outputs:
-            error = refused.get((output[0], output[1]))
+            error = refused.get((output.topic, output.value))
             if error is None:
                 kept.append(output)
                 continue
@@ -559,7 +567,7 @@ class Publisher:
             batch.learn = []  # learnt only from whole committed batches: never twice
             log.warning("batch %d: %s reassigned since it was consumed: left to be read again",
                         batch.number, sorted(f"{t}[{p}]" for t, p in gone))  # fmt: skip
-        kept = [o for o in outputs if (o[4].topic(), o[4].partition()) in held]
+        kept = [o for o in outputs if (o.source.topic(), o.source.partition()) in held]
         return kept, [tp for tp in offsets if (tp.topic, tp.partition) in held]
 
     def _flush(self) -> None:
@@ -577,27 +585,3 @@ class Publisher:
         self.retried_batches += 1
         log.warning("batch %d: delivery failed (%s): retrying (attempt %d)", batch.number, error, attempt + 2)
         time.sleep(min(2**attempt * 0.2, 5))
-
-    def _maybe_crash(self, batch: ScoredBatch) -> None:
-        """ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT=N under --eos: SIGKILL with batch N's transaction open
-        and (when the stream has more) batch N+1 scored behind it: two batches in flight."""
-        if not self.crash_before_commit or self.committed + 1 < self.crash_before_commit:
-            return
-        self.producer.flush(30)  # batch N's outputs are written (under --eos: not committed)
-        deadline = time.monotonic() + 10
-        while self.inbox.empty() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        kill_before_commit(batch.number, 1 + self.inbox.qsize())
-
-
-def kill_before_commit(number: int, in_flight: int) -> None:
-    """The crash of ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: SIGKILL, as a machine failure would."""
-    log.warning(
-        "ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT: killing this worker before committing batch %d "
-        "(%d batches in flight)",
-        number,
-        in_flight,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
