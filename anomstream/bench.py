@@ -59,7 +59,7 @@ from anomstream.measurements import (
 )
 from consumers.supervisor import worker_command
 from consumers.worker import ScoringWorker
-from models.registry import Registry
+from models.registry import open_registry
 from producers.kdd import kdd_events, load_kdd_replay
 from producers.replay import ReplayProducer
 from stream.broker import EmbeddedBroker, temporary_broker
@@ -207,7 +207,7 @@ class Benchmark:
         """One message at a time: decode, encode, ``model.predict`` (the anti-pattern batching replaces)."""
         from consumers.decoding import decode_kdd
 
-        model = Registry(settings.registry_dir).load("kdd")
+        model = open_registry(settings).load("kdd")
         keras_model = getattr(model.detector, "model_", None)
         consumer = make_consumer(settings, settings.group_id + "-naive")
         consumer.subscribe([settings.topic("kdd")])
@@ -365,12 +365,12 @@ class Benchmark:
         out.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
             cluster = self._cluster(stack)
-            if Registry(cluster.registry_dir).production("kdd") is None:
+            if open_registry(cluster).production("kdd") is None:
                 from models.training import TrainingRequest, train
 
                 self.console.print("no KDD model: training the default autoencoder first")
                 request = TrainingRequest("kdd", "ae", allow_synthetic=True)
-                train(Registry(cluster.registry_dir), cluster.data_dir, request)
+                train(open_registry(cluster), cluster.data_dir, request)
             frame, source = self._frame(cluster)
             streams = {"corrected": self._throughput(cluster, "corrected", frame, source)}
             if self.config.mostly_normal:
@@ -478,7 +478,7 @@ def run_sweep(settings: Settings, out: Path, console: Console) -> dict[str, Any]
     from models.detectors.backend import device_description
     from models.features import KddRaw
 
-    model = Registry(settings.registry_dir).load("kdd")
+    model = open_registry(settings).load("kdd")
     frame, _ = load_kdd_replay(settings.data_dir, "test", announce=console.print)
 
     X = model.encoder.transform(KddRaw.from_frame(frame.head(16_384)))

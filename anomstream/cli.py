@@ -329,14 +329,14 @@ def train(
 ) -> None:
     """Train a detector and write a new registry version."""
     from anomstream.options import epoch_override, parse_assignments
-    from models.registry import Registry
+    from models.registry import open_registry
     from models.training import TrainingRequest
     from models.training import train as train_model
 
     if epochs is not None and epochs < 1:
         raise fail(f"--epochs must be at least 1, got {epochs}: nothing was trained or saved")
     s = settings()
-    registry = Registry(s.registry_dir)
+    registry = open_registry(s)
     try:
         if if_missing and registry.production(stream) is not None:
             console.print(f"stream {stream} already has a production model: nothing to do")
@@ -454,10 +454,10 @@ def models_list(stream: Annotated[str | None, typer.Option(help="only this strea
     retrained candidate's shadow evaluation."""
     from anomstream.views import models_table
     from models.detectors import DETECTORS
-    from models.registry import Registry, RegistryError
+    from models.registry import RegistryError, open_registry
 
     try:
-        rows = Registry(settings().registry_dir).list(stream)
+        rows = open_registry(settings()).list(stream)
     except RegistryError as exc:
         raise fail(str(exc)) from None
     Console().print(models_table(rows))

@@ -161,10 +161,10 @@ class Demo:
             self.console.print(f"[yellow]download failed ({exc}); the demo continues on synthetic data[/]")
 
     def _ensure_model(self) -> None:
-        from models.registry import Registry
+        from models.registry import open_registry
         from models.training import TrainingRequest, train
 
-        registry = Registry(self.settings.registry_dir)
+        registry = open_registry(self.settings)
         prod = registry.production("kdd")
         if prod is not None:
             self.console.print(f"model: kdd/{prod['detector']} v{prod['version']} (production)")

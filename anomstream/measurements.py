@@ -28,7 +28,7 @@ from confluent_kafka import TopicPartition
 from consumers.decoding import DECODERS
 from consumers.outputs import BatchMeta, build_alerts, build_score_records
 from consumers.supervisor import worker_command
-from models.registry import Registry
+from models.registry import open_registry
 from models.scoring import ScoringModel
 from stream.kafka import check_message, end_offsets, iter_topic, make_consumer, make_producer, make_reader
 from stream.settings import Settings
@@ -169,7 +169,7 @@ def profile_stages(settings: Settings, n_events: int, stream: str = "kdd") -> di
     The consumer joins its group and receives its first messages before the clock starts, so
     ``consume`` is the cost of taking prefetched messages, not of the group join.
     """
-    model = Registry(settings.registry_dir).load(stream, inference_only=True)  # as the worker serves it
+    model = open_registry(settings).load(stream, inference_only=True)  # as the worker serves it
     model.warm_up()
     consumer = make_consumer(settings, f"profile-{uuid.uuid4().hex[:6]}")
     consumer.subscribe([settings.topic(stream)])

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from models.registry import Registry
+from models.registry import open_registry
 from stream.kafka import BrokerUnavailableError, flush_or_raise, make_producer, produce, wait_for_broker
 from stream.messages import ModelUpdate, encode
 from stream.settings import Settings
@@ -49,7 +49,7 @@ def promote(
     ``reason`` is ``manual``, ``drift:<event_id>`` (a retrain that passed its shadow evaluation) or
     ``rollback``; it is recorded in the alias and in the announcement.
     """
-    Registry(settings.registry_dir).promote(stream, detector, version, reason=reason)
+    open_registry(settings).promote(stream, detector, version, reason=reason)
     update = ModelUpdate(stream, detector, version, datetime.now(UTC).isoformat(), reason=reason)
     return Promotion(update, announce(settings, update))
 
@@ -57,7 +57,7 @@ def promote(
 def rollback(settings: Settings, stream: str) -> Promotion:
     """Return the stream to its previous production model (verified first) and tell running workers.
     The version rolled back from becomes ``rejected``."""
-    alias = Registry(settings.registry_dir).rollback(stream)
+    alias = open_registry(settings).rollback(stream)
     now = datetime.now(UTC).isoformat()
     update = ModelUpdate(stream, alias["detector"], alias["version"], now, reason="rollback")
     return Promotion(update, announce(settings, update))

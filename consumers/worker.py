@@ -47,7 +47,7 @@ from consumers.publisher import (
 from consumers.reloading import ModelWatcher
 from consumers.worker_metrics import WorkerMetrics, worker_readiness
 from models.checkpoints import OnlineStateStore
-from models.registry import Registry, RegistryError
+from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
 from stream.kafka import make_consumer, make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
@@ -112,7 +112,7 @@ class ScoringWorker:
         self.faults = faults  # recovery tests inject a crash before a commit (consumers.faults)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
-        self.registry = Registry(settings.registry_dir)
+        self.registry = open_registry(settings)
         # What models learn while scoring is checkpointed under a stable owner, so a restart resumes
         # it: the --worker-id (replicas are replica-0, replica-1, ...), else this host.
         self.online = OnlineStateStore(state_store(settings), worker_id or socket.gethostname())
@@ -151,7 +151,7 @@ class ScoringWorker:
             self._resume(models[stream])
         if not models:
             raise RegistryError(
-                f"no production model in {self.settings.registry_dir} for any of {list(streams)}: "
+                f"no production model in {self.settings.registry} for any of {list(streams)}: "
                 "run `anomstream train --stream kdd` first"
             )
         return models

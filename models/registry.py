@@ -36,7 +36,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -53,6 +53,7 @@ from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
 from stream.atomic import write_json_atomic
 from stream.errors import AnomstreamError
+from stream.settings import Settings
 
 MANIFEST = "manifest.json"
 ALIAS = "production.json"
@@ -86,6 +87,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class RegistryError(AnomstreamError, RuntimeError):
     """The registry has no such model, cannot do what was asked, or holds a malformed file."""
+
+
+class RegistryConflictError(RegistryError):
+    """Another writer changed the production alias (or took the version number) between our read and
+    our write: nothing of ours was switched."""
 
 
 class RegistryIntegrityError(RegistryError):
@@ -177,9 +183,37 @@ def required_artifacts(detector: str, read_params: Any = None, prefix: str = "de
     return names if prefix != "detector" else [*COMMON_ARTIFACTS, *names]
 
 
+def open_registry(settings: Settings) -> Registry:
+    """The registry the settings name: a folder, or an ``s3://bucket/prefix`` URL (whose versions are
+    downloaded, verified, into ``<state dir>/registry-cache``).
+
+    >>> open_registry(Settings(registry_url="/tmp/models")).location
+    '/tmp/models'
+    """
+    if settings.registry.startswith("s3://"):
+        from models.object_registry import ObjectStoreRegistry
+
+        return ObjectStoreRegistry(settings.registry, settings.s3, settings.state_dir / "registry-cache")
+    return Registry(Path(settings.registry))
+
+
+def validate_alias(alias: dict[str, Any], where: str) -> dict[str, Any]:
+    """A production alias with a zoo detector, a version and a well-formed history, or a RegistryError."""
+    check_detector(alias.get("detector"), where)
+    check_version(alias.get("version"), where)
+    history = alias.setdefault("history", [])
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise RegistryError(f"{where}: history must be a list of {{detector, version}} objects")
+    for entry in history:
+        check_detector(entry.get("detector"), where)
+        check_version(entry.get("version"), where)
+    return alias
+
+
 class Registry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.location = str(self.root)  # what messages name: this folder, or an s3:// URL
 
     # -- writing --------------------------------------------------------------------------------
     def save(
@@ -204,8 +238,7 @@ class Registry:
         """
         check_stream(stream)
         check_detector(detector.name)
-        folder = self.root / stream / detector.name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = self._staging_parent(stream, detector.name)
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
         try:
             detector.save(staging / "detector")
@@ -244,6 +277,12 @@ class Registry:
             self.promote(stream, ref.detector, ref.version)
         return ref
 
+    def _staging_parent(self, stream: str, name: str) -> Path:
+        """Where a new version is written before it is published (beside its siblings: one rename)."""
+        folder = self.root / stream / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     def _publish(self, staging: Path, folder: Path, stream: str, name: str, manifest: dict) -> ModelRef:
         # Two trainers may race for the same number: rename() fails for the loser, who takes the next.
         for _ in range(100):
@@ -274,7 +313,7 @@ class Registry:
     def manifest(self, stream: str, detector: str, version: int) -> dict[str, Any]:
         path = self._version_dir(stream, detector, version) / MANIFEST
         if not path.is_file():
-            raise RegistryError(f"no model {stream}/{detector} v{version} in {self.root}")
+            raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
         return read_json_file(path, "manifest")
 
     def threshold(self, stream: str, detector: str, version: int) -> Threshold:
@@ -290,38 +329,36 @@ class Registry:
         """Every version's manifest (without artifact hashes), with its ``status`` (and why) and an
         ``is_production`` flag."""
         rows = []
-        streams = (
-            [check_stream(stream)]
-            if stream
-            else sorted(p.name for p in self.root.glob("*") if p.is_dir() and _STREAM_NAME.match(p.name))
-        )
-        for s in streams:
-            for det_dir in sorted(p for p in (self.root / s).glob("*") if p.is_dir() and p.name in DETECTORS):
-                for version in self.versions(s, det_dir.name):
-                    m = self.manifest(s, det_dir.name, version)
+        for s in [check_stream(stream)] if stream else self._streams():
+            for name in self._detectors(s):
+                for version in self.versions(s, name):
+                    m = self.manifest(s, name, version)
                     m.pop("artifacts", None)
-                    record = self.status(s, det_dir.name, version)
+                    record = self.status(s, name, version)
                     m["status"], m["status_reason"] = record["status"], record.get("reason", "")
                     m["is_production"] = record["status"] == "production"
                     rows.append(m)
         return rows
 
+    def _streams(self) -> tuple[str, ...]:
+        return tuple(sorted(p.name for p in self.root.glob("*") if p.is_dir() and _STREAM_NAME.match(p.name)))
+
+    def _detectors(self, stream: str) -> tuple[str, ...]:
+        return tuple(
+            sorted(p.name for p in (self.root / stream).glob("*") if p.is_dir() and p.name in DETECTORS)
+        )
+
+    def _read_alias(self, stream: str) -> tuple[dict[str, Any] | None, str]:
+        """The alias as stored (unvalidated) and where it is, for messages."""
+        path = self.root / check_stream(stream) / ALIAS
+        return (read_json_file(path, "production alias") if path.exists() else None), str(path)
+
     def production(self, stream: str) -> dict[str, Any] | None:
         """The stream's production alias, validated; None when the stream has none."""
-        path = self.root / check_stream(stream) / ALIAS
-        if not path.exists():
+        alias, where = self._read_alias(stream)
+        if alias is None:
             return None
-        alias = read_json_file(path, "production alias")
-        where = str(path)
-        check_detector(alias.get("detector"), where)
-        check_version(alias.get("version"), where)
-        history = alias.setdefault("history", [])
-        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
-            raise RegistryError(f"{where}: history must be a list of {{detector, version}} objects")
-        for entry in history:
-            check_detector(entry.get("detector"), where)
-            check_version(entry.get("version"), where)
-        return alias
+        return validate_alias(alias, where)
 
     def resolve(self, stream: str, detector: str | None = None, version: int | None = None) -> ModelRef:
         """Production model by default; else the newest version of ``detector`` (or ``version``)."""
@@ -329,18 +366,18 @@ class Registry:
             prod = self.production(stream)
             if prod is None:
                 raise RegistryError(
-                    f"no production model for stream {stream!r} in {self.root}: "
+                    f"no production model for stream {stream!r} in {self.location}: "
                     f"run `anomstream train --stream {stream}` first"
                 )
             detector, version = prod["detector"], prod["version"]
         if version is None:
             known = self.versions(stream, detector)
             if not known:
-                raise RegistryError(f"no {detector!r} model for stream {stream!r} in {self.root}")
+                raise RegistryError(f"no {detector!r} model for stream {stream!r} in {self.location}")
             version = known[-1]
         path = self._version_dir(stream, detector, version)
         if not (path / MANIFEST).is_file():
-            raise RegistryError(f"no model {stream}/{detector} v{version} in {self.root}")
+            raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
         return ModelRef(stream, detector, version, path)
 
     def verify(self, ref: ModelRef) -> dict[str, Any]:
@@ -442,12 +479,11 @@ class Registry:
                 "reason": prod.get("reason", "manual"),
                 "updated_at": prod.get("promoted_at"),
             }
-        path = self._version_dir(stream, detector, version) / STATUS
-        if path.exists():
-            record = read_json_file(path, "status")
+        record, where = self._read_status(stream, detector, version)
+        if record is not None:
             if record.get("status") not in STATUSES:
                 raise RegistryError(
-                    f"{path}: status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
+                    f"{where}: status {record.get('status')!r} is not one of {', '.join(STATUSES)}"
                 )
             if record["status"] == "production":  # the alias moved on without a record (crash): replaced
                 record = {**record, "status": "retired"}
@@ -467,13 +503,21 @@ class Registry:
         self.resolve(stream, detector, version)
         self._write_status(stream, detector, version, status, reason)
 
-    def _write_status(self, stream: str, detector: str, version: int, status: str, reason: str) -> None:
+    def _read_status(self, stream: str, detector: str, version: int) -> tuple[dict[str, Any] | None, str]:
         path = self._version_dir(stream, detector, version) / STATUS
-        previous = read_json_file(path, "status") if path.exists() else {}
+        return (read_json_file(path, "status") if path.exists() else None), str(path)
+
+    def _status_record(self, stream: str, detector: str, version: int, status: str, reason: str) -> dict:
+        """The new status record of a version, its previous ones kept as history."""
+        previous = self._read_status(stream, detector, version)[0] or {}
         history = previous.get("history", []) if isinstance(previous.get("history"), list) else []
         if previous.get("status"):
             history = [*history, {k: previous.get(k) for k in ("status", "reason", "updated_at")}]
-        record = {"status": status, "reason": reason, "updated_at": _now(), "history": history}
+        return {"status": status, "reason": reason, "updated_at": _now(), "history": history}
+
+    def _write_status(self, stream: str, detector: str, version: int, status: str, reason: str) -> None:
+        record = self._status_record(stream, detector, version, status, reason)
+        path = self._version_dir(stream, detector, version) / STATUS
         write_json_atomic(path, record, indent=2, default=str)
 
     # -- aliases --------------------------------------------------------------------------------
@@ -489,40 +533,58 @@ class Registry:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _flip_alias(
+        self, stream: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Replace the alias with ``change(current)`` (None: leave it); returns (new, replaced). Here the
+        stream's file lock serialises promoters, so each sees the one before it."""
+        with self._alias_lock(stream):
+            current = self.production(stream)
+            alias = change(current)
+            if alias is not None:
+                write_json_atomic(self.root / stream / ALIAS, alias, indent=2, default=str)
+        return alias, current
+
     def promote(self, stream: str, detector: str, version: int, reason: str = "manual") -> dict[str, Any]:
         """Make ``detector`` v``version`` production, after verifying its seal (a tampered or
         incomplete version is refused with :class:`RegistryIntegrityError` and nothing changes).
         The version it replaces becomes ``retired``."""
         ref = self.resolve(stream, detector, version)
         self.verify(ref)
-        with self._alias_lock(stream):
-            current = self.production(stream)
+
+        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
             history = []
             if current is not None:
                 if (current["detector"], current["version"]) == (detector, version):
-                    return current
+                    return None
                 history = [*current["history"], {k: current[k] for k in ("detector", "version")}]
-            alias = {"detector": detector, "version": version, "promoted_at": _now(), "reason": reason,
-                     "history": history}  # fmt: skip
-            write_json_atomic(self.root / stream / ALIAS, alias, indent=2, default=str)
-            if current is not None:
-                self._write_status(
-                    stream, current["detector"], current["version"], "retired", f"replaced: {reason}"
-                )
+            return {"detector": detector, "version": version, "promoted_at": _now(), "reason": reason,
+                    "history": history}  # fmt: skip
+
+        alias, current = self._flip_alias(stream, change)
+        if alias is None:
+            assert current is not None
+            return current
+        if current is not None:
+            self._write_status(
+                stream, current["detector"], current["version"], "retired", f"replaced: {reason}"
+            )
         return alias
 
     def rollback(self, stream: str) -> dict[str, Any]:
         """Return to the previous production version (verified first). The version rolled back from
         becomes ``rejected``: it was judged bad in production, so nothing promotes it again by
         itself (``models promote`` still can)."""
-        with self._alias_lock(stream):
-            current = self.production(stream)
+
+        def change(current: dict[str, Any] | None) -> dict[str, Any]:
             if not current or not current["history"]:
                 raise RegistryError(f"stream {stream!r} has no earlier production model to roll back to")
             previous = current["history"][-1]
             self.verify(self.resolve(stream, previous["detector"], previous["version"]))
-            alias = {"detector": previous["detector"], "version": previous["version"], "promoted_at": _now(),
-                     "reason": "rollback", "history": current["history"][:-1]}  # fmt: skip
-            write_json_atomic(self.root / stream / ALIAS, alias, indent=2, default=str)
-            self._write_status(stream, current["detector"], current["version"], "rejected", "rollback")
+            return {"detector": previous["detector"], "version": previous["version"], "promoted_at": _now(),
+                    "reason": "rollback", "history": current["history"][:-1]}  # fmt: skip
+
+        alias, current = self._flip_alias(stream, change)
+        assert alias is not None and current is not None
+        self._write_status(stream, current["detector"], current["version"], "rejected", "rollback")
         return alias

@@ -24,8 +24,9 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from stream.errors import AnomstreamError
 from stream.settings import Settings
@@ -78,35 +79,36 @@ def find_java() -> str:
 
 def ensure_jars(quiet: bool = True) -> Path:
     """Download Kafka's jars once through Maven into the cache; return the folder that holds them."""
-    libs = cache_dir() / "libs"
-    if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+    return fetch_jars(
+        RUNTIME_DIR / "pom.xml", cache_dir() / "libs", "kafka_2.13-*.jar", f"Kafka {KAFKA_VERSION}",
+        _NO_BROKER_HINT, quiet,
+    )  # fmt: skip
+
+
+def fetch_jars(pom: Path, libs: Path, expect: str, what: str, hint: str, quiet: bool = True) -> Path:
+    """The runtime jars of ``pom`` in ``libs``, fetched once through Maven from Maven Central
+    (``mvn dependency:copy-dependencies``); ``expect`` is a glob the folder must then match."""
+    if libs.is_dir() and any(libs.glob(expect)):
         return libs
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError(
-            "Maven (mvn) not found: it downloads Kafka's jars from Maven Central once. "
-            "Install it (e.g. apt install maven), " + _NO_BROKER_HINT
+            f"Maven (mvn) not found: it downloads {what}'s jars from Maven Central once. "
+            "Install it (e.g. apt install maven), " + hint
         )
     libs.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=libs.parent, prefix=".libs-"))
-    log.info("downloading Apache Kafka %s jars from Maven Central into %s", KAFKA_VERSION, libs)
-    command = [
-        mvn,
-        "-B",
-        "-f",
-        str(RUNTIME_DIR / "pom.xml"),
-        "dependency:copy-dependencies",
-        "-DincludeScope=runtime",
-        f"-DoutputDirectory={staging}",
-    ]
+    log.info("downloading %s jars from Maven Central into %s", what, libs)
+    command = [mvn, "-B", "-f", str(pom), "dependency:copy-dependencies", "-DincludeScope=runtime",
+               f"-DoutputDirectory={staging}"]  # fmt: skip
     if quiet:
         command.insert(1, "-q")
     result = subprocess.run(command, capture_output=quiet, text=True, check=False)
-    if result.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+    if result.returncode != 0 or not any(staging.glob(expect)):
         shutil.rmtree(staging, ignore_errors=True)
         detail = (result.stdout or "")[-2000:] if quiet else ""
         raise BrokerError(
-            f"mvn could not fetch Kafka {KAFKA_VERSION} (exit {result.returncode}); check network "
+            f"mvn could not fetch {what} (exit {result.returncode}); check network "
             f"access to Maven Central or ~/.m2/settings.xml mirrors.\n{detail}"
         )
     try:
@@ -348,15 +350,31 @@ def _kafka_cluster_id(value: str) -> str:
     return base64.urlsafe_b64encode(uuid.UUID(value).bytes).decode().rstrip("=")
 
 
+class LocalServer(Protocol):
+    def start(self) -> str: ...
+    def stop(self) -> object: ...
+
+
+ServerT = TypeVar("ServerT", bound=LocalServer)
+
+
 @contextlib.contextmanager
-def temporary_broker() -> Iterator[EmbeddedBroker]:
+def temporary_server(prefix: str, make: Callable[[Path], ServerT]) -> Iterator[ServerT]:
+    """``make(folder)`` started with its state in a temporary folder, stopped and removed on exit."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    server = make(folder)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def temporary_broker() -> contextlib.AbstractContextManager[EmbeddedBroker]:
     """A throw-away broker on free ports with its state in a temporary folder, stopped and removed
     on exit (benchmarks and test sessions)."""
-    folder = Path(tempfile.mkdtemp(prefix="anomstream-kafka-"))
-    broker = EmbeddedBroker(folder, port=free_port(), controller_port=free_port())
-    try:
-        broker.start()
-        yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+    return temporary_server(
+        "anomstream-kafka-",
+        lambda folder: EmbeddedBroker(folder, port=free_port(), controller_port=free_port()),
+    )

@@ -192,6 +192,34 @@ class ResilienceSettings(BaseModel):
     )
 
 
+class ObjectStoreSettings(BaseModel):
+    """The S3-compatible store of an ``s3://`` registry, e.g. ANOMSTREAM_S3__ENDPOINT_URL=http://s3:8080.
+    What is unset here comes from boto3's standard chain (AWS_ACCESS_KEY_ID, AWS_REGION, ...)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint; unset: AWS (or AWS_ENDPOINT_URL)"
+    )
+    region: str | None = Field(default=None, description="region; unset: AWS_REGION / AWS_DEFAULT_REGION")
+    access_key_id: str | None = Field(
+        default=None, description="access key; unset: AWS_ACCESS_KEY_ID, AWS_PROFILE or a role"
+    )
+    secret_access_key: SecretStr | None = Field(
+        default=None, description="secret key; unset: AWS_SECRET_ACCESS_KEY"
+    )
+    session_token: SecretStr | None = Field(
+        default=None, description="session token; unset: AWS_SESSION_TOKEN"
+    )
+    addressing_style: str = Field(default="path", description="path (S3-compatible servers) or virtual")
+    # A server may check a conditional write's precondition and write in two steps (s3proxy 3.0 does:
+    # docs/registry.md): the alias is read back this long after a compare-and-swap, so of two
+    # promoters that both passed the check, only the one whose write stayed reports success.
+    cas_settle_s: float = Field(
+        default=0.5, ge=0, description="wait before reading a conditional write back (docs/registry.md)"
+    )
+
+
 class Settings(BaseSettings):
     """Everything a producer, worker, trainer or CLI verb needs to know about its environment."""
 
@@ -228,6 +256,13 @@ class Settings(BaseSettings):
         default_factory=lambda: _default_data_home() / "registry",
         description="the model registry",
         json_schema_extra={"shown_default": "$XDG_DATA_HOME/anomstream/registry"},
+    )
+    registry_url: str | None = Field(
+        default=None,
+        description="the registry as a folder or s3://bucket/prefix (docs/registry.md); unset: registry_dir",
+    )
+    s3: ObjectStoreSettings = Field(
+        default_factory=ObjectStoreSettings, description="the object store of an s3:// registry"
     )
     state_dir: Path = Field(
         default_factory=_default_state_home,
@@ -272,6 +307,21 @@ class Settings(BaseSettings):
             text = raw_value.get_secret_value() if isinstance(raw_value, SecretStr) else str(raw_value)
             props[key] = SecretStr(text) if _is_secret(key) else text
         return props
+
+    @field_validator("registry_url", mode="after")
+    @classmethod
+    def _registry_location(cls, value: str | None) -> str | None:
+        if value and value.startswith("s3://") and not value[5:].split("/", 1)[0]:
+            raise ValueError("an s3:// registry URL names a bucket: s3://bucket/prefix")
+        if value and "://" in value and not value.startswith(("s3://", "file://")):
+            raise ValueError("the registry is a folder or an s3://bucket/prefix URL")
+        return value or None
+
+    @property
+    def registry(self) -> str:
+        """Where the registry lives: an ``s3://bucket/prefix`` URL or a folder."""
+        url = self.registry_url or str(self.registry_dir)
+        return url.removeprefix("file://")
 
     @property
     def embedded_broker(self) -> bool:
@@ -319,6 +369,12 @@ class Settings(BaseSettings):
                     env[f"ANOMSTREAM_DRIFT__{field_name.upper()}__{key.upper()}"] = str(item)
             else:
                 env[f"ANOMSTREAM_DRIFT__{field_name.upper()}"] = str(value)
+        if self.registry_url:
+            env["ANOMSTREAM_REGISTRY_URL"] = self.registry_url
+        for field_name, value in self.s3.model_dump().items():
+            if value is not None:
+                shown = value.get_secret_value() if isinstance(value, SecretStr) else value
+                env[f"ANOMSTREAM_S3__{field_name.upper()}"] = str(shown)
         if self.dashboard.analyst_token is not None:
             env["ANOMSTREAM_DASHBOARD__ANALYST_TOKEN"] = self.dashboard.analyst_token.get_secret_value()
         for field_name, value in self.resilience.model_dump().items():

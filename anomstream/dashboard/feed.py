@@ -30,7 +30,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 
 from anomstream.dashboard.aggregate import Aggregator, decode_alert_head
 from anomstream.dashboard.metrics import DashboardMetrics
-from models.registry import Registry, RegistryError
+from models.registry import RegistryError, open_registry
 from stream.health import Readiness
 from stream.kafka import check_message, make_consumer, make_reader, partitions_of, watermarks
 from stream.kafka.watchdog import StuckCallError, close_quietly, guarded
@@ -76,7 +76,7 @@ class Feed:
         self.metrics = metrics
         self.from_beginning = from_beginning
         self.stop = stop if stop is not None else StopFlag(install=False)
-        self.registry = Registry(settings.registry_dir)
+        self.registry = open_registry(settings)
         self.topics = {
             settings.topic("scores"): "scores",
             settings.topic("alerts"): "alerts",

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from models.drift import DriftConfig, ModelReference, WatchConfig, calibrate, ert_for_risk, model_reference
-from models.registry import Registry
+from models.registry import open_registry
 from stream.settings import Settings
 from stream.state_store import state_store
 
@@ -34,7 +34,7 @@ class Calibrations:
     def __init__(self, settings: Settings, kind: str) -> None:
         self.settings = settings
         self.kind = kind
-        self.registry = Registry(settings.registry_dir)
+        self.registry = open_registry(settings)
         self.store = state_store(settings)
 
     def production(self, stream: str) -> tuple[str, int] | None:

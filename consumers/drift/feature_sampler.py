@@ -29,7 +29,7 @@ from confluent_kafka import TopicPartition
 from consumers.decoding import DECODERS
 from models.drift import FeatureDrift, FeatureTestResult, ert_for_risk, feature_alpha
 from models.features import encoder_from_dict
-from models.registry import Registry
+from models.registry import open_registry
 from stream.kafka import check_message, make_reader
 from stream.settings import Settings
 
@@ -69,7 +69,7 @@ class FeatureSampler:
         self.alpha = (
             alpha if alpha is not None else feature_alpha(ert, d.feature_window, d.feature_sample_every)
         )
-        self.registry = Registry(settings.registry_dir)
+        self.registry = open_registry(settings)
         self.requests: queue.Queue[tuple[str, tuple[str, int], str, int, list[int], str | None]] = (
             queue.Queue()
         )

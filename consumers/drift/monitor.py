@@ -97,7 +97,7 @@ class DriftMonitor:
         self.follower.start(STREAMS)
         if not self.follower.specs and not self.follower.fixed_streams:
             raise RegistryError(
-                f"no production model in {settings.registry_dir}: nothing to watch; "
+                f"no production model in {settings.registry}: nothing to watch; "
                 "run `anomstream train --stream kdd` first"
             )
         self.metrics = DriftMetrics(metrics_port, stall_after_s=settings.resilience.stall_after_s)

@@ -36,7 +36,7 @@ import numpy as np
 from consumers.decoding import DECODERS
 from consumers.model_updates import announce, promote
 from consumers.verdicts import Verdicts, read_verdicts
-from models.registry import Registry, RegistryError
+from models.registry import RegistryError, open_registry
 from models.retraining import (
     INSUFFICIENT,
     PASSED,
@@ -115,7 +115,7 @@ class Retrainer:
     def __init__(self, settings: Settings, policy: RetrainPolicy | None = None) -> None:
         self.settings = settings
         self.policy = policy or policy_from(settings)
-        self.registry = Registry(settings.registry_dir)
+        self.registry = open_registry(settings)
         self._pool: ProcessPoolExecutor | None = None
         self._jobs: list[_Job] = []
         self._last_start: dict[str, float] = {}
@@ -322,7 +322,7 @@ def _confirmed_attacks(
 def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> dict[str, Any]:
     """One retrain, run in the child process; returns outcome, candidate version, shadow, detail."""
     event = msgspec.json.decode(payload, type=DriftEvent)
-    registry = Registry(settings.registry_dir)
+    registry = open_registry(settings)
     production = registry.load(event.stream)
     if production.version != event.model_version:
         return {

@@ -16,6 +16,7 @@ import pytest
 
 from stream.settings import Settings
 from tests.support.data import data_root, require_data
+from tests.support.objectstore import S3Endpoint
 from tests.support.report import MEASUREMENTS
 from tests.support.streams import make_settings
 
@@ -126,3 +127,23 @@ def kdd_pca_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pca-registry")
     train(Registry(root), data.parent, TrainingRequest("kdd", "pca"))
     return root
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Endpoint]:
+    """A real S3-compatible server for the session: s3proxy from Maven Central on a free port, or the
+    store named by ANOMSTREAM_TEST_S3_ENDPOINT."""
+    existing = S3Endpoint.from_environment()
+    if existing is not None:
+        yield existing
+        return
+    from stream.s3proxy import temporary_s3_server
+
+    with temporary_s3_server() as server:
+        yield S3Endpoint(server.endpoint, server.identity, server.credential)
+
+
+@pytest.fixture
+def s3_registry_url(s3: S3Endpoint) -> str:
+    """``s3://<a bucket of this test's own>/registry``."""
+    return s3.new_bucket()

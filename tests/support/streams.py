@@ -23,6 +23,7 @@ from stream.messages import decode_score_record
 from stream.settings import Settings
 from stream.signals import StopFlag
 from tests.support.data import data_root
+from tests.support.timing import wait_until
 
 
 def make_settings(bootstrap: str, registry: Path, **overrides: object) -> Settings:
@@ -131,3 +132,32 @@ def committed_count(settings: Settings) -> int:
 def input_offsets(settings: Settings) -> set[tuple[str, int, int]]:
     topic = settings.topic("kdd")
     return {(topic, p, o) for p, end in end_offsets(settings, topic).items() for o in range(end)}
+
+
+def score_across_promotion(
+    settings: Settings, frame: pd.DataFrame, detector: str, version: int, worker_id: str = "reloader"
+) -> list[int]:
+    """A worker thread scores the first half of ``frame``, follows the promotion of ``detector``
+    v``version`` announced on model-updates, and scores the second half; returns each score record's
+    model version, in order."""
+    from consumers.model_updates import promote
+
+    def scored() -> int:
+        return sum(len(r["offsets"]) for r in score_records(settings))
+
+    half = len(frame) // 2
+    stop = StopFlag(install=False)
+    worker = ScoringWorker(settings, ["kdd"], worker_id=worker_id, stop=stop)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        replay(settings, frame.head(half))
+        assert wait_until(lambda: scored() == half, 60)
+        assert promote(settings, "kdd", detector, version).announced
+        assert wait_until(lambda: worker.models["kdd"].version == version, 30)
+        replay(settings, frame.iloc[half:])
+        assert wait_until(lambda: scored() == len(frame), 60)
+    finally:
+        stop.set()
+        thread.join(30)
+    return [r["model_version"] for r in score_records(settings)]

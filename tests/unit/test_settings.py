@@ -89,3 +89,31 @@ def test_a_secret_in_a_property_whose_name_says_nothing_is_still_redacted(
         "hunter2" not in caplog.text and "opaque-value" not in caplog.text and "hunter2" not in repr(settings)
     )
     assert "'linger.ms': '5'" in caplog.text, "harmless numbers stay visible"
+
+
+def test_an_s3_registry_and_its_secrets_reach_child_processes_but_never_a_repr(monkeypatch) -> None:
+    from pydantic import SecretStr
+
+    settings = Settings(
+        registry_url="s3://models/prod",
+        s3={"endpoint_url": "http://s3:80", "access_key_id": "AK", "secret_access_key": SecretStr("s3cr3t")},
+    )
+    assert settings.registry == "s3://models/prod"
+    assert "s3cr3t" not in repr(settings)
+    for key, value in settings.environment().items():
+        monkeypatch.setenv(key, value)
+    child = Settings()
+    assert child.registry == "s3://models/prod" and child.s3.endpoint_url == "http://s3:80"
+    secret = child.s3.secret_access_key
+    assert secret is not None and secret.get_secret_value() == "s3cr3t"
+
+
+def test_a_registry_url_is_a_folder_or_an_s3_url() -> None:
+    from pydantic import ValidationError
+
+    assert Settings(registry_url="", registry_dir="/srv/models").registry == "/srv/models"
+    assert Settings(registry_url="file:///srv/models").registry == "/srv/models"
+    with pytest.raises(ValidationError, match="folder or an s3://bucket/prefix"):
+        Settings(registry_url="gs://models")
+    with pytest.raises(ValidationError, match="names a bucket"):
+        Settings(registry_url="s3:///prefix")

@@ -14,7 +14,11 @@ from stream.settings_doc import DOC_PATH, render, variables
 
 ROOT = Path(__file__).resolve().parents[2]
 # Variables read by the test suite, not by Settings.
-TEST_ONLY = {"ANOMSTREAM_TEST_BOOTSTRAP_SERVERS", "ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT"}
+TEST_ONLY = {
+    "ANOMSTREAM_TEST_BOOTSTRAP_SERVERS",
+    "ANOMSTREAM_TEST_CRASH_BEFORE_COMMIT",
+    "ANOMSTREAM_TEST_S3_ENDPOINT",
+}
 
 
 def test_configuration_doc_is_up_to_date() -> None:
