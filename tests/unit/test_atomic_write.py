@@ -41,11 +41,15 @@ def test_a_failed_check_discards_the_new_content(tmp_path: Path) -> None:
 
 
 def test_the_writers_share_the_helper() -> None:
-    """The registry, online checkpoints, drift state and calibrations, and dataset downloads write
-    through stream.atomic; none keeps a temporary-file-and-rename of its own."""
+    """The registry, the state store (online checkpoints, drift state and calibrations go through it)
+    and dataset downloads write through stream.atomic; none keeps a temporary-file-and-rename of its
+    own, and the state's users write through the state store."""
     root = Path(__file__).resolve().parents[2]
-    for module in ("models/registry.py", "models/checkpoints.py", "consumers/drift/state.py",
-                   "consumers/drift/calibration_cache.py", "stream/datasets/fetch.py"):  # fmt: skip
+    for module in ("models/registry.py", "stream/state_store.py", "stream/datasets/fetch.py"):
         source = (root / module).read_text()
         assert "from stream.atomic import" in source, module
         assert "mkstemp" not in source and "os.replace" not in source, module
+    for module in ("models/checkpoints.py", "consumers/drift/state.py", "consumers/drift/calibration_cache.py"):
+        source = (root / module).read_text()
+        assert "stream.state_store import" in source, module
+        assert "mkstemp" not in source and "os.replace" not in source and "write_text" not in source, module
