@@ -49,7 +49,8 @@ def test_the_writers_share_the_helper() -> None:
         source = (root / module).read_text()
         assert "from stream.atomic import" in source, module
         assert "mkstemp" not in source and "os.replace" not in source, module
-    for module in ("models/checkpoints.py", "consumers/drift/state.py", "consumers/drift/calibration_cache.py"):
+    users = ("models/checkpoints.py", "consumers/drift/state.py", "consumers/drift/calibration_cache.py")
+    for module in users:
         source = (root / module).read_text()
         assert "stream.state_store import" in source, module
         assert "mkstemp" not in source and "os.replace" not in source and "write_text" not in source, module
