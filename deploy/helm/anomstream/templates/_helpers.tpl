@@ -63,7 +63,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* The environment variable that names the registry location (the S3 URL). */}}
+{{/* The setting that names the registry location (Settings.registry_url: a folder or s3://bucket/prefix). */}}
 {{- define "anomstream.registryVariable" -}}ANOMSTREAM_REGISTRY_URL{{- end -}}
 
 {{/* KEDA's name for a librdkafka SASL mechanism. */}}
