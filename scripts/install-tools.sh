@@ -8,7 +8,7 @@
 # downloaded modules (GOPATH) stay under .tools/ (ignored by git). The compiled packages go to Go's
 # own build cache (`go env GOCACHE`), and -trimpath keeps the clone's path out of their cache keys,
 # so every clone on a machine shares them: helm's first build takes ~20 minutes on a busy 2-core
-# machine, a fresh clone's (CI's) then only downloads and links. Once built, this returns at once.
+# machine, a fresh clone's (CI's) then 25 s (download and link). Once built, this returns at once.
 # Exit status: 0 installed or already there, 2 setup problem (no Go toolchain, no proxy).
 set -euo pipefail
 
