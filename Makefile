@@ -18,7 +18,7 @@ PYTEST_ARGS ?= -ra --durations=15
 # screenshots. Installed with apt when missing (as root, as CI runs); otherwise says what to install.
 DEB_PACKAGES := chromium chromium-driver prometheus fonts-dejavu-core
 
-.PHONY: venv demo test lint lint-docker unit integration data clean system-deps
+.PHONY: venv demo test lint lint-docker lint-helm tools unit integration data clean system-deps
 
 $(BIN)/anomstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,17 +34,26 @@ demo: venv
 data: venv
 	$(BIN)/anomstream data fetch kdd
 
-lint: venv
+lint: venv tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	bash scripts/lint-docker.sh
+	bash scripts/lint-helm.sh
 
 lint-docker: venv
 	bash scripts/lint-docker.sh
 
-unit: venv
+# The Helm chart: helm lint, helm template, kubeconform against the vendored schemas (offline).
+lint-helm: tools
+	bash scripts/lint-helm.sh
+
+# helm and kubeconform (pinned) into .tools/bin, built with `go install` the first time only.
+tools:
+	bash scripts/install-tools.sh
+
+unit: venv tools
 	$(BIN)/pytest tests/unit anomstream stream producers consumers models $(PYTEST_ARGS)
 
 integration: venv system-deps
