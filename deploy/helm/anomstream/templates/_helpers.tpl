@@ -118,6 +118,10 @@ monitor) get the read-write object store credentials, the others the read-only o
 - name: ANOMSTREAM_REGISTRY_DIR
   value: /registry
 {{- end }}
+{{- with $v.state.url }}
+- name: ANOMSTREAM_STATE_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- with $v.registry.endpoint }}
 - name: AWS_ENDPOINT_URL
   value: {{ . | quote }}
