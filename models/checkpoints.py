@@ -14,6 +14,7 @@ checkpoint at most every ``interval`` seconds and when it stops, and a restarted
 owner id resumes from it (a crash loses at most the last interval of learning, never doubles it).
 
 >>> import tempfile, numpy as np
+>>> from pathlib import Path
 >>> from models.thresholds import SlidingPercentileThreshold
 >>> from models.scoring import ScoringModel
 >>> model = ScoringModel("ecg", "pca", 3, None, None, SlidingPercentileThreshold(4, 75).fit([1, 2, 3, 4]))

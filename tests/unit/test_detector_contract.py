@@ -199,7 +199,7 @@ def test_any_tampered_artifact_is_refused_before_loading(
     def must_not_run(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a model file was deserialised before its checksum was verified")
 
-    monkeypatch.setattr(models.registry, "detector_class", must_not_run)
+    monkeypatch.setattr(models.registry, "load_detector", must_not_run)
     monkeypatch.setattr(pickle, "load", must_not_run)
     monkeypatch.setattr(pickle, "loads", must_not_run)
     artifacts = sorted(p for p in (folder / "detector").rglob("*") if p.is_file())
