@@ -49,6 +49,7 @@ from models.detectors.light import load_detector
 from models.features import FeatureEncoder, encoder_from_dict
 from models.learnt_normal import ARTIFACTS as LEARNT_ARTIFACTS
 from models.learnt_normal import LearntNormal
+from models.model_id import ModelId, ProductionAlias
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
 from stream.atomic import write_json_atomic
@@ -197,20 +198,37 @@ def open_registry(settings: Settings) -> Registry:
     return Registry(Path(settings.registry))
 
 
-def validate_alias(alias: dict[str, Any], where: str) -> dict[str, Any]:
-    """A production alias with a zoo detector, a version and a well-formed history, or a RegistryError."""
-    check_detector(alias.get("detector"), where)
-    check_version(alias.get("version"), where)
-    history = alias.setdefault("history", [])
+def _model_id(entry: dict[str, Any], where: str) -> ModelId:
+    return ModelId(check_detector(entry.get("detector"), where), check_version(entry.get("version"), where))
+
+
+def alias_from_json(alias: dict[str, Any], where: str) -> ProductionAlias:
+    """A stored production alias with a zoo detector, a version and a well-formed history, or a
+    RegistryError naming ``where``."""
+    model = _model_id(alias, where)
+    history = alias.get("history", [])
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise RegistryError(f"{where}: history must be a list of {{detector, version}} objects")
-    for entry in history:
-        check_detector(entry.get("detector"), where)
-        check_version(entry.get("version"), where)
-    return alias
+    return ProductionAlias(
+        model,
+        promoted_at=alias.get("promoted_at"),
+        reason=alias.get("reason", "manual"),
+        history=tuple(_model_id(entry, where) for entry in history),
+    )
 
 
 class Registry:
+    """The versions of every stream's models, their statuses and each stream's production alias, in
+    a folder (:class:`models.object_registry.ObjectStoreRegistry` keeps them in an object store
+    behind the same methods). See the module for the layout and what is verified when.
+
+    For example::
+
+        registry = Registry(Path("models"))
+        ref = registry.save("kdd", detector, encoder, threshold, training={...})
+        model = registry.load("kdd")  # the production model, its seal verified
+    """
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.location = str(self.root)  # what messages name: this folder, or an s3:// URL
@@ -353,12 +371,12 @@ class Registry:
         path = self.root / check_stream(stream) / ALIAS
         return (read_json_file(path, "production alias") if path.exists() else None), str(path)
 
-    def production(self, stream: str) -> dict[str, Any] | None:
+    def production(self, stream: str) -> ProductionAlias | None:
         """The stream's production alias, validated; None when the stream has none."""
         alias, where = self._read_alias(stream)
         if alias is None:
             return None
-        return validate_alias(alias, where)
+        return alias_from_json(alias, where)
 
     def resolve(self, stream: str, detector: str | None = None, version: int | None = None) -> ModelRef:
         """Production model by default; else the newest version of ``detector`` (or ``version``)."""
@@ -369,7 +387,7 @@ class Registry:
                     f"no production model for stream {stream!r} in {self.location}: "
                     f"run `anomstream train --stream {stream}` first"
                 )
-            detector, version = prod["detector"], prod["version"]
+            detector, version = prod.model
         if version is None:
             known = self.versions(stream, detector)
             if not known:
@@ -473,12 +491,8 @@ class Registry:
         a version without a status record is ``retired`` if it was production once, else a
         ``candidate``."""
         prod = self.production(stream)
-        if prod is not None and (prod["detector"], prod["version"]) == (detector, version):
-            return {
-                "status": "production",
-                "reason": prod.get("reason", "manual"),
-                "updated_at": prod.get("promoted_at"),
-            }
+        if prod is not None and prod.model == (detector, version):
+            return {"status": "production", "reason": prod.reason, "updated_at": prod.promoted_at}
         record, where = self._read_status(stream, detector, version)
         if record is not None:
             if record.get("status") not in STATUSES:
@@ -488,9 +502,7 @@ class Registry:
             if record["status"] == "production":  # the alias moved on without a record (crash): replaced
                 record = {**record, "status": "retired"}
             return record
-        was_production = prod is not None and {"detector": detector, "version": version} in [
-            {"detector": h["detector"], "version": h["version"]} for h in prod["history"]
-        ]
+        was_production = prod is not None and (detector, version) in prod.history
         return {"status": "retired" if was_production else "candidate", "reason": "", "updated_at": None}
 
     def set_status(self, stream: str, detector: str, version: int, status: str, reason: str = "") -> None:
@@ -534,57 +546,53 @@ class Registry:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _flip_alias(
-        self, stream: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        self, stream: str, change: Callable[[ProductionAlias | None], ProductionAlias | None]
+    ) -> tuple[ProductionAlias | None, ProductionAlias | None]:
         """Replace the alias with ``change(current)`` (None: leave it); returns (new, replaced). Here the
         stream's file lock serialises promoters, so each sees the one before it."""
         with self._alias_lock(stream):
             current = self.production(stream)
             alias = change(current)
             if alias is not None:
-                write_json_atomic(self.root / stream / ALIAS, alias, indent=2, default=str)
+                write_json_atomic(self.root / stream / ALIAS, alias.to_json(), indent=2, default=str)
         return alias, current
 
-    def promote(self, stream: str, detector: str, version: int, reason: str = "manual") -> dict[str, Any]:
+    def promote(self, stream: str, detector: str, version: int, reason: str = "manual") -> ProductionAlias:
         """Make ``detector`` v``version`` production, after verifying its seal (a tampered or
         incomplete version is refused with :class:`RegistryIntegrityError` and nothing changes).
         The version it replaces becomes ``retired``."""
         ref = self.resolve(stream, detector, version)
         self.verify(ref)
 
-        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            history = []
+        def change(current: ProductionAlias | None) -> ProductionAlias | None:
+            history: tuple[ModelId, ...] = ()
             if current is not None:
-                if (current["detector"], current["version"]) == (detector, version):
+                if current.model == (detector, version):
                     return None
-                history = [*current["history"], {k: current[k] for k in ("detector", "version")}]
-            return {"detector": detector, "version": version, "promoted_at": _now(), "reason": reason,
-                    "history": history}  # fmt: skip
+                history = (*current.history, current.model)
+            return ProductionAlias(ModelId(detector, version), _now(), reason, history)
 
         alias, current = self._flip_alias(stream, change)
         if alias is None:
             assert current is not None
             return current
         if current is not None:
-            self._write_status(
-                stream, current["detector"], current["version"], "retired", f"replaced: {reason}"
-            )
+            self._write_status(stream, *current.model, "retired", f"replaced: {reason}")
         return alias
 
-    def rollback(self, stream: str) -> dict[str, Any]:
+    def rollback(self, stream: str) -> ProductionAlias:
         """Return to the previous production version (verified first). The version rolled back from
         becomes ``rejected``: it was judged bad in production, so nothing promotes it again by
         itself (``models promote`` still can)."""
 
-        def change(current: dict[str, Any] | None) -> dict[str, Any]:
-            if not current or not current["history"]:
+        def change(current: ProductionAlias | None) -> ProductionAlias:
+            if not current or not current.history:
                 raise RegistryError(f"stream {stream!r} has no earlier production model to roll back to")
-            previous = current["history"][-1]
-            self.verify(self.resolve(stream, previous["detector"], previous["version"]))
-            return {"detector": previous["detector"], "version": previous["version"], "promoted_at": _now(),
-                    "reason": "rollback", "history": current["history"][:-1]}  # fmt: skip
+            previous = current.history[-1]
+            self.verify(self.resolve(stream, *previous))
+            return ProductionAlias(previous, _now(), "rollback", current.history[:-1])
 
         alias, current = self._flip_alias(stream, change)
         assert alias is not None and current is not None
-        self._write_status(stream, current["detector"], current["version"], "rejected", "rollback")
+        self._write_status(stream, *current.model, "rejected", "rollback")
         return alias

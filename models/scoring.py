@@ -23,6 +23,7 @@ from models.detectors.backend import warm_up_sizes
 from models.detectors.base import KerasDetector
 from models.features import FeatureEncoder
 from models.learnt_normal import LearntNormal
+from models.model_id import ModelId
 from models.thresholds import Threshold
 from stream.messages import FeatureContribution
 
@@ -71,6 +72,10 @@ class ScoringModel:
     manifest: dict[str, Any] = field(default_factory=dict)
     calibration_scores: np.ndarray | None = None  # the detector's scores of held-out normal rows
     learnt_normal: LearntNormal | None = None  # normal traffic learnt after a drift (an adapted model)
+
+    @property
+    def model_id(self) -> ModelId:
+        return ModelId(self.detector_name, self.version)
 
     @property
     def feature_names(self) -> list[str]:

@@ -74,7 +74,7 @@ def test_promoting_a_tampered_copy_is_refused_and_production_stays(tmp_path: Pat
     _flip_byte(copy / "detector" / "model.weights.h5")
     with pytest.raises(RegistryIntegrityError, match="sha256"):
         registry.promote("kdd", "ae", 2)
-    assert registry.production("kdd")["version"] == 1
+    assert registry.production("kdd").version == 1
     assert registry.status("kdd", "ae", 1)["status"] == "production"
 
 
@@ -96,7 +96,7 @@ def test_cli_promote_of_a_tampered_version_exits_1_with_one_line(
     monkeypatch.setenv("ANOMSTREAM_REGISTRY_DIR", str(tmp_path))
     code, output = run_cli(["models", "promote", "kdd", "ae", "2"], capsys)
     assert code == 1 and "sha256" in output and "Traceback" not in output, output
-    assert registry.production("kdd")["version"] == 1
+    assert registry.production("kdd").version == 1
 
 
 def test_rollback_verifies_the_version_it_returns_to(tmp_path: Path, fitted) -> None:
@@ -106,7 +106,7 @@ def test_rollback_verifies_the_version_it_returns_to(tmp_path: Path, fitted) -> 
     _flip_byte(v1.path / "threshold.json")
     with pytest.raises(RegistryIntegrityError, match="sha256"):
         registry.rollback("kdd")
-    assert registry.production("kdd")["version"] == 2
+    assert registry.production("kdd").version == 2
 
 
 # -- defect 4: confined paths, required artifacts, malformed files --------------------------------
