@@ -16,8 +16,9 @@ manifest. Loading and promoting verify the seal before anything is read or switc
 
 - every artifact name is a plain relative name inside its version folder (no ``..``, no absolute
   path, no symbolic link that leads outside);
-- every artifact the detector kind needs (:data:`REQUIRED_ARTIFACTS`) is listed and present, and
-  every listed file matches its sha256; only listed files are ever read;
+- every artifact the detector kind needs (:func:`required_artifacts`: what its class declares in
+  ``ARTIFACTS``) is listed and present, and every listed file matches its sha256; only listed files
+  are ever read;
 - every registry file that is not what it should be (truncated JSON, wrong types, a detector name
   that is not in the zoo) raises one :class:`RegistryError` that names the file.
 
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from models.detectors import DETECTORS, Detector
+from models.detectors import DETECTORS, Detector, detector_class
 from models.detectors.light import load_detector
 from models.features import FeatureEncoder, encoder_from_dict
 from models.learnt_normal import ARTIFACTS as LEARNT_ARTIFACTS
@@ -64,22 +65,6 @@ LEARNT_NORMAL = "learnt_normal"  # folder of an adapted model's learnt records (
 STATUSES = ("production", "candidate", "rejected", "retired")
 MUTABLE = frozenset({STATUS})  # files of a version folder outside the seal
 
-# What each detector kind's save() writes (inside ``detector/``), beside the encoder and threshold.
-_KERAS = ("params.json", "model.weights.h5")
-_SKOPS = ("params.json", "model.skops")
-REQUIRED_ARTIFACTS: dict[str, tuple[str, ...]] = {
-    "ae": _KERAS,
-    "vae": _KERAS,
-    "seq_ae": _KERAS,
-    "bigan": _KERAS,
-    "ocsvm": _SKOPS,
-    "iforest": _SKOPS,
-    "pca": _SKOPS,
-    "hst": ("params.json", "state.json"),
-    "context": ("params.json", "state.json"),
-    # Plus every member's own artifacts under members/<i>-<name>/ (see required_artifacts).
-    "ensemble": ("params.json", "calibration.json"),
-}
 COMMON_ARTIFACTS = ("encoder.json", "threshold.json")
 
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -171,10 +156,15 @@ def plain_artifact_name(name: Any, where: str) -> PurePosixPath:
 
 def required_artifacts(detector: str, read_params: Any = None, prefix: str = "detector") -> list[str]:
     """The artifacts a version of ``detector`` must list: encoder, threshold and what the detector
-    kind's save() writes. An ensemble also needs each member's artifacts; ``read_params(relative)``
-    returns a verified params.json, from which the member names come."""
+    kind's save() writes (its class's ``ARTIFACTS``, inside ``detector/``). An ensemble also needs
+    each member's artifacts; ``read_params(relative)`` returns a verified params.json, from which the
+    member names come.
+
+    >>> required_artifacts("pca")
+    ['encoder.json', 'threshold.json', 'detector/params.json', 'detector/model.skops']
+    """
     check_detector(detector)
-    names = [f"{prefix}/{file}" for file in REQUIRED_ARTIFACTS[detector]]
+    names = [f"{prefix}/{file}" for file in detector_class(detector).ARTIFACTS]
     if detector == "ensemble" and read_params is not None:
         members = read_params(f"{prefix}/params.json").get("member_names")
         if not isinstance(members, list):
