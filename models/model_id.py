@@ -1,10 +1,11 @@
-"""Which model, by name: a detector's version (:class:`ModelId`), and a stream's production alias
-(:class:`ProductionAlias`) as a typed record, read and written in the registry's JSON format."""
+"""Which model, by name: a detector's version (:class:`ModelId`); a stream's production alias
+(:class:`ProductionAlias`) as a typed record, read and written in the registry's JSON format; and the
+keys of a version's sealed manifest (:class:`Manifest`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 
 class ModelId(NamedTuple):
@@ -54,3 +55,23 @@ class ProductionAlias:
             "reason": self.reason,
             "history": [h.to_json() for h in self.history],
         }
+
+
+class Manifest(TypedDict, total=False):
+    """``manifest.json`` of a version, as :meth:`models.registry.Registry.save` seals it (older
+    versions may lack a key; :meth:`~models.registry.Registry.verify` checks the ones it needs)."""
+
+    stream: str
+    detector: str
+    detector_class: str
+    version: int
+    created_at: str
+    features: list[str]
+    encoder: dict[str, Any]  # the encoder's kind, protocol and window length
+    threshold: dict[str, Any]  # Threshold.to_dict()
+    learnt_normal: dict[str, Any]  # an adapted model's learnt records, summarised
+    training: dict[str, Any]  # data, parameters and figures of the training run
+    metrics: dict[str, Any]
+    shadow: dict[str, Any]  # a retrained candidate's shadow evaluation
+    retrain: dict[str, Any]  # a retrained candidate's origin: drift event, rows, rule
+    artifacts: dict[str, str]  # relative name -> sha256 of every sealed file

@@ -30,9 +30,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from models.model_id import ProductionAlias
+from models.model_id import Manifest, ProductionAlias
 from models.registry import (
     ALIAS,
     DETECTORS,
@@ -149,9 +149,9 @@ class ObjectStoreRegistry(Registry):
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
         return found[0]
 
-    def manifest(self, stream: str, detector: str, version: int) -> dict[str, Any]:
+    def manifest(self, stream: str, detector: str, version: int) -> Manifest:
         where = f"{self.location}/{self._version_key(stream, detector, version, MANIFEST)}"
-        return _decode(self._manifest_bytes(stream, detector, version), "manifest", where)
+        return cast(Manifest, _decode(self._manifest_bytes(stream, detector, version), "manifest", where))
 
     def _version_dir(self, stream: str, detector: str, version: int) -> Path:
         # The folder registry's resolve() finds a version here: the verified cached copy, fetched once.

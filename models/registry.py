@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -50,7 +50,7 @@ from models.detectors.light import load_detector
 from models.features import FeatureEncoder, encoder_from_dict
 from models.learnt_normal import ARTIFACTS as LEARNT_ARTIFACTS
 from models.learnt_normal import LearntNormal
-from models.model_id import ModelId, ProductionAlias
+from models.model_id import Manifest, ModelId, ProductionAlias
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
 from stream.atomic import write_json_atomic
@@ -318,11 +318,11 @@ class Registry:
         check_detector(detector)
         return self.root / stream / detector / f"v{check_version(version):04d}"
 
-    def manifest(self, stream: str, detector: str, version: int) -> dict[str, Any]:
+    def manifest(self, stream: str, detector: str, version: int) -> Manifest:
         path = self._version_dir(stream, detector, version) / MANIFEST
         if not path.is_file():
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
-        return read_json_file(path, "manifest")
+        return cast(Manifest, read_json_file(path, "manifest"))
 
     def threshold(self, stream: str, detector: str, version: int) -> Threshold:
         """A version's threshold as stored in its manifest: its cut and its severity ratios (what the
@@ -340,7 +340,7 @@ class Registry:
         for s in [check_stream(stream)] if stream else self._streams():
             for name in self._detectors(s):
                 for version in self.versions(s, name):
-                    m = self.manifest(s, name, version)
+                    m: dict[str, Any] = dict(self.manifest(s, name, version))
                     m.pop("artifacts", None)
                     record = self.status(s, name, version)
                     m["status"], m["status_reason"] = record["status"], record.get("reason", "")
@@ -388,7 +388,7 @@ class Registry:
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
         return ModelRef(stream, detector, version, path)
 
-    def verify(self, ref: ModelRef) -> dict[str, Any]:
+    def verify(self, ref: ModelRef) -> Manifest:
         """Check the seal of a version: plain artifact names inside its folder, every artifact its
         detector kind needs listed, every listed file present with its sha256. Returns the manifest."""
         manifest = read_json_file(ref.path / MANIFEST, "manifest")
@@ -436,7 +436,7 @@ class Registry:
                 f"{label}: the manifest does not list {', '.join(missing)}, which a {ref.detector} model "
                 "needs (all artifacts must be checksummed): retrain or restore the folder"
             )
-        return manifest
+        return cast(Manifest, manifest)
 
     def load(
         self,
