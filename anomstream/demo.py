@@ -167,7 +167,7 @@ class Demo:
         registry = open_registry(self.settings)
         prod = registry.production("kdd")
         if prod is not None:
-            self.console.print(f"model: kdd/{prod['detector']} v{prod['version']} (production)")
+            self.console.print(f"model: kdd/{prod.model} (production)")
             return
         self.console.print("no KDD model yet: training the dense autoencoder on normal traffic (~1 minute)")
         ref = train(registry, self.settings.data_dir, TrainingRequest("kdd", "ae", allow_synthetic=True))

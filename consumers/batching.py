@@ -14,7 +14,7 @@ handed over, so a busy worker never adds a delay on top of its own work.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -28,18 +28,26 @@ class DynamicBatcher:
 
         batcher = DynamicBatcher(consumer, max_size=5000, max_delay_s=0.005)
         batch = batcher.next_batch()  # [] after ``idle_wait_s`` without a message
+
+    ``clock`` (seconds, monotonic) is what the queue delay is measured with; a test passes a fake one.
     """
 
     def __init__(
-        self, consumer: Consumer, max_size: int, max_delay_s: float, idle_wait_s: float = 0.2
+        self,
+        consumer: Consumer,
+        max_size: int,
+        max_delay_s: float,
+        idle_wait_s: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.consumer = consumer
         self.max_size = max_size
         self.max_delay_s = max_delay_s
         self.idle_wait_s = idle_wait_s
+        self.clock = clock
         # Messages collected for the batch in progress; a rebalance may remove some (``discard``).
         self.pending: list[Message] = []
-        self._handed_over = time.monotonic()
+        self._handed_over = clock()
 
     def next_batch(self) -> list[Message]:
         """The next batch (possibly empty when nothing arrived within ``idle_wait_s``)."""
@@ -50,18 +58,18 @@ class DynamicBatcher:
         else:
             first = self.consumer.poll(self.idle_wait_s)
             if first is None or not check_message(first):
-                self._handed_over = time.monotonic()
+                self._handed_over = self.clock()
                 return []
             pending.append(first)
-            oldest = time.monotonic()
+            oldest = self.clock()
         deadline = oldest + self.max_delay_s
         while len(pending) < self.max_size:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self.clock()
             if remaining <= 0:
                 break
             pending += _data(self.consumer.consume(self.max_size - len(pending), remaining))
         batch, self.pending = pending, []
-        self._handed_over = time.monotonic()
+        self._handed_over = self.clock()
         return batch
 
     def collect(self, timeout: float) -> None:

@@ -59,5 +59,5 @@ def rollback(settings: Settings, stream: str) -> Promotion:
     The version rolled back from becomes ``rejected``."""
     alias = open_registry(settings).rollback(stream)
     now = datetime.now(UTC).isoformat()
-    update = ModelUpdate(stream, alias["detector"], alias["version"], now, reason="rollback")
+    update = ModelUpdate(stream, alias.detector, alias.version, now, reason="rollback")
     return Promotion(update, announce(settings, update))

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import msgspec
 from confluent_kafka import Consumer
 
+from models.model_id import ModelId
 from models.registry import Registry
 from models.scoring import ScoringModel
 from stream.kafka import check_message, follow_from_end
@@ -40,7 +41,7 @@ class ModelWatcher:
         self,
         settings: Settings,
         registry: Registry,
-        serving: dict[str, tuple[str, int]],
+        serving: dict[str, ModelId],
         streams: Iterable[str],
         max_batch: int = 1,
     ) -> None:
@@ -97,25 +98,24 @@ class ModelWatcher:
             if alias is None:
                 self._once(f"model update for {stream}, but the registry has no production model for it")
                 return None
-            wanted = (str(alias["detector"]), int(alias["version"]))
+            wanted = alias.model
             if (update.detector, update.version) != wanted:
                 log.warning(
-                    "model update names %s v%d for %s, but the production alias says %s v%d: "
-                    "following the alias",
+                    "model update names %s v%d for %s, but the production alias says %s: following the alias",
                     update.detector,
                     update.version,
                     stream,
-                    *wanted,
+                    wanted,
                 )
             if self.serving.get(stream) == wanted:
-                log.info("stream %s already uses %s v%d", stream, *wanted)
+                log.info("stream %s already uses %s", stream, wanted)
                 return None
             model = self.registry.load(stream, inference_only=True)
             model.warm_up(self.max_batch)
         except Exception as exc:  # any failure keeps the current model: scoring must go on
             self._once(f"cannot reload the production model of {stream} ({exc}): keeping the current one")
             return None
-        self.serving[stream] = (model.detector_name, model.version)
+        self.serving[stream] = model.model_id
         self.ready.put(model)
         return model
 

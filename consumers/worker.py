@@ -192,7 +192,7 @@ class ScoringWorker:
         max_batch = self.settings.batch_size
         for model in self.models.values():
             model.warm_up(max_batch)  # compile before the first event, not on it
-        serving = {s: (m.detector_name, m.version) for s, m in self.models.items()}
+        serving = {s: m.model_id for s, m in self.models.items()}
         self.watcher = ModelWatcher(self.settings, self.registry, serving, self.streams, max_batch).start()
         self._subscribe()
         # Models, TensorFlow and clients are loaded: move them out of the garbage collector's view.

@@ -30,8 +30,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from models.model_id import Manifest, ProductionAlias
 from models.registry import (
     ALIAS,
     DETECTORS,
@@ -42,11 +43,11 @@ from models.registry import (
     RegistryConflictError,
     RegistryError,
     RegistryIntegrityError,
+    alias_from_json,
     check_detector,
     check_stream,
     check_version,
     plain_artifact_name,
-    validate_alias,
 )
 from stream.objectstore import ObjectStore, PreconditionFailed
 from stream.settings import ObjectStoreSettings
@@ -148,9 +149,9 @@ class ObjectStoreRegistry(Registry):
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
         return found[0]
 
-    def manifest(self, stream: str, detector: str, version: int) -> dict[str, Any]:
+    def manifest(self, stream: str, detector: str, version: int) -> Manifest:
         where = f"{self.location}/{self._version_key(stream, detector, version, MANIFEST)}"
-        return _decode(self._manifest_bytes(stream, detector, version), "manifest", where)
+        return cast(Manifest, _decode(self._manifest_bytes(stream, detector, version), "manifest", where))
 
     def _version_dir(self, stream: str, detector: str, version: int) -> Path:
         # The folder registry's resolve() finds a version here: the verified cached copy, fetched once.
@@ -205,21 +206,21 @@ class ObjectStoreRegistry(Registry):
         return (_decode(found[0], "production alias", where) if found else None), where
 
     def _flip_alias(
-        self, stream: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        self, stream: str, change: Callable[[ProductionAlias | None], ProductionAlias | None]
+    ) -> tuple[ProductionAlias | None, ProductionAlias | None]:
         """Compare-and-swap on the alias's ETag: of two promoters that read the same alias, one wins
         and the other gets :class:`RegistryConflictError` (it decided on a state that is gone)."""
         key = f"{check_stream(stream)}/{ALIAS}"
         found = self.store.get(key)
         where = f"{self.location}/{key}"
-        current = validate_alias(_decode(found[0], "production alias", where), where) if found else None
+        current = alias_from_json(_decode(found[0], "production alias", where), where) if found else None
         alias = change(current)
         if alias is None:
             return None, current
-        data = _encode(alias)
+        data = _encode(alias.to_json())
         conflict = RegistryConflictError(
-            f"the production alias of {stream!r} changed while switching it to {alias['detector']} "
-            f"v{alias['version']}: nothing was switched; see `anomstream models list --stream {stream}` "
+            f"the production alias of {stream!r} changed while switching it to {alias.model}: nothing was "
+            f"switched; see `anomstream models list --stream {stream}` "
             "and try again"
         )
         try:

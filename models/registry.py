@@ -16,8 +16,9 @@ manifest. Loading and promoting verify the seal before anything is read or switc
 
 - every artifact name is a plain relative name inside its version folder (no ``..``, no absolute
   path, no symbolic link that leads outside);
-- every artifact the detector kind needs (:data:`REQUIRED_ARTIFACTS`) is listed and present, and
-  every listed file matches its sha256; only listed files are ever read;
+- every artifact the detector kind needs (:func:`required_artifacts`: what its class declares in
+  ``ARTIFACTS``) is listed and present, and every listed file matches its sha256; only listed files
+  are ever read;
 - every registry file that is not what it should be (truncated JSON, wrong types, a detector name
   that is not in the zoo) raises one :class:`RegistryError` that names the file.
 
@@ -40,15 +41,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
-from models.detectors import DETECTORS, Detector
+from models.detectors import DETECTORS, Detector, detector_class
 from models.detectors.light import load_detector
 from models.features import FeatureEncoder, encoder_from_dict
 from models.learnt_normal import ARTIFACTS as LEARNT_ARTIFACTS
 from models.learnt_normal import LearntNormal
+from models.model_id import Manifest, ModelId, ProductionAlias
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
 from stream.atomic import write_json_atomic
@@ -63,22 +65,6 @@ LEARNT_NORMAL = "learnt_normal"  # folder of an adapted model's learnt records (
 STATUSES = ("production", "candidate", "rejected", "retired")
 MUTABLE = frozenset({STATUS})  # files of a version folder outside the seal
 
-# What each detector kind's save() writes (inside ``detector/``), beside the encoder and threshold.
-_KERAS = ("params.json", "model.weights.h5")
-_SKOPS = ("params.json", "model.skops")
-REQUIRED_ARTIFACTS: dict[str, tuple[str, ...]] = {
-    "ae": _KERAS,
-    "vae": _KERAS,
-    "seq_ae": _KERAS,
-    "bigan": _KERAS,
-    "ocsvm": _SKOPS,
-    "iforest": _SKOPS,
-    "pca": _SKOPS,
-    "hst": ("params.json", "state.json"),
-    "context": ("params.json", "state.json"),
-    # Plus every member's own artifacts under members/<i>-<name>/ (see required_artifacts).
-    "ensemble": ("params.json", "calibration.json"),
-}
 COMMON_ARTIFACTS = ("encoder.json", "threshold.json")
 
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -170,10 +156,15 @@ def plain_artifact_name(name: Any, where: str) -> PurePosixPath:
 
 def required_artifacts(detector: str, read_params: Any = None, prefix: str = "detector") -> list[str]:
     """The artifacts a version of ``detector`` must list: encoder, threshold and what the detector
-    kind's save() writes. An ensemble also needs each member's artifacts; ``read_params(relative)``
-    returns a verified params.json, from which the member names come."""
+    kind's save() writes (its class's ``ARTIFACTS``, inside ``detector/``). An ensemble also needs
+    each member's artifacts; ``read_params(relative)`` returns a verified params.json, from which the
+    member names come.
+
+    >>> required_artifacts("pca")
+    ['encoder.json', 'threshold.json', 'detector/params.json', 'detector/model.skops']
+    """
     check_detector(detector)
-    names = [f"{prefix}/{file}" for file in REQUIRED_ARTIFACTS[detector]]
+    names = [f"{prefix}/{file}" for file in detector_class(detector).ARTIFACTS]
     if detector == "ensemble" and read_params is not None:
         members = read_params(f"{prefix}/params.json").get("member_names")
         if not isinstance(members, list):
@@ -197,20 +188,37 @@ def open_registry(settings: Settings) -> Registry:
     return Registry(Path(settings.registry))
 
 
-def validate_alias(alias: dict[str, Any], where: str) -> dict[str, Any]:
-    """A production alias with a zoo detector, a version and a well-formed history, or a RegistryError."""
-    check_detector(alias.get("detector"), where)
-    check_version(alias.get("version"), where)
-    history = alias.setdefault("history", [])
+def _model_id(entry: dict[str, Any], where: str) -> ModelId:
+    return ModelId(check_detector(entry.get("detector"), where), check_version(entry.get("version"), where))
+
+
+def alias_from_json(alias: dict[str, Any], where: str) -> ProductionAlias:
+    """A stored production alias with a zoo detector, a version and a well-formed history, or a
+    RegistryError naming ``where``."""
+    model = _model_id(alias, where)
+    history = alias.get("history", [])
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise RegistryError(f"{where}: history must be a list of {{detector, version}} objects")
-    for entry in history:
-        check_detector(entry.get("detector"), where)
-        check_version(entry.get("version"), where)
-    return alias
+    return ProductionAlias(
+        model,
+        promoted_at=alias.get("promoted_at"),
+        reason=alias.get("reason", "manual"),
+        history=tuple(_model_id(entry, where) for entry in history),
+    )
 
 
 class Registry:
+    """The versions of every stream's models, their statuses and each stream's production alias, in
+    a folder (:class:`models.object_registry.ObjectStoreRegistry` keeps them in an object store
+    behind the same methods). See the module for the layout and what is verified when.
+
+    For example::
+
+        registry = Registry(Path("models"))
+        ref = registry.save("kdd", detector, encoder, threshold, training={...})
+        model = registry.load("kdd")  # the production model, its seal verified
+    """
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.location = str(self.root)  # what messages name: this folder, or an s3:// URL
@@ -310,11 +318,11 @@ class Registry:
         check_detector(detector)
         return self.root / stream / detector / f"v{check_version(version):04d}"
 
-    def manifest(self, stream: str, detector: str, version: int) -> dict[str, Any]:
+    def manifest(self, stream: str, detector: str, version: int) -> Manifest:
         path = self._version_dir(stream, detector, version) / MANIFEST
         if not path.is_file():
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
-        return read_json_file(path, "manifest")
+        return cast(Manifest, read_json_file(path, "manifest"))
 
     def threshold(self, stream: str, detector: str, version: int) -> Threshold:
         """A version's threshold as stored in its manifest: its cut and its severity ratios (what the
@@ -332,7 +340,7 @@ class Registry:
         for s in [check_stream(stream)] if stream else self._streams():
             for name in self._detectors(s):
                 for version in self.versions(s, name):
-                    m = self.manifest(s, name, version)
+                    m: dict[str, Any] = dict(self.manifest(s, name, version))
                     m.pop("artifacts", None)
                     record = self.status(s, name, version)
                     m["status"], m["status_reason"] = record["status"], record.get("reason", "")
@@ -353,12 +361,12 @@ class Registry:
         path = self.root / check_stream(stream) / ALIAS
         return (read_json_file(path, "production alias") if path.exists() else None), str(path)
 
-    def production(self, stream: str) -> dict[str, Any] | None:
+    def production(self, stream: str) -> ProductionAlias | None:
         """The stream's production alias, validated; None when the stream has none."""
         alias, where = self._read_alias(stream)
         if alias is None:
             return None
-        return validate_alias(alias, where)
+        return alias_from_json(alias, where)
 
     def resolve(self, stream: str, detector: str | None = None, version: int | None = None) -> ModelRef:
         """Production model by default; else the newest version of ``detector`` (or ``version``)."""
@@ -369,7 +377,7 @@ class Registry:
                     f"no production model for stream {stream!r} in {self.location}: "
                     f"run `anomstream train --stream {stream}` first"
                 )
-            detector, version = prod["detector"], prod["version"]
+            detector, version = prod.model
         if version is None:
             known = self.versions(stream, detector)
             if not known:
@@ -380,7 +388,7 @@ class Registry:
             raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
         return ModelRef(stream, detector, version, path)
 
-    def verify(self, ref: ModelRef) -> dict[str, Any]:
+    def verify(self, ref: ModelRef) -> Manifest:
         """Check the seal of a version: plain artifact names inside its folder, every artifact its
         detector kind needs listed, every listed file present with its sha256. Returns the manifest."""
         manifest = read_json_file(ref.path / MANIFEST, "manifest")
@@ -428,7 +436,7 @@ class Registry:
                 f"{label}: the manifest does not list {', '.join(missing)}, which a {ref.detector} model "
                 "needs (all artifacts must be checksummed): retrain or restore the folder"
             )
-        return manifest
+        return cast(Manifest, manifest)
 
     def load(
         self,
@@ -473,12 +481,8 @@ class Registry:
         a version without a status record is ``retired`` if it was production once, else a
         ``candidate``."""
         prod = self.production(stream)
-        if prod is not None and (prod["detector"], prod["version"]) == (detector, version):
-            return {
-                "status": "production",
-                "reason": prod.get("reason", "manual"),
-                "updated_at": prod.get("promoted_at"),
-            }
+        if prod is not None and prod.model == (detector, version):
+            return {"status": "production", "reason": prod.reason, "updated_at": prod.promoted_at}
         record, where = self._read_status(stream, detector, version)
         if record is not None:
             if record.get("status") not in STATUSES:
@@ -488,9 +492,7 @@ class Registry:
             if record["status"] == "production":  # the alias moved on without a record (crash): replaced
                 record = {**record, "status": "retired"}
             return record
-        was_production = prod is not None and {"detector": detector, "version": version} in [
-            {"detector": h["detector"], "version": h["version"]} for h in prod["history"]
-        ]
+        was_production = prod is not None and (detector, version) in prod.history
         return {"status": "retired" if was_production else "candidate", "reason": "", "updated_at": None}
 
     def set_status(self, stream: str, detector: str, version: int, status: str, reason: str = "") -> None:
@@ -534,57 +536,53 @@ class Registry:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _flip_alias(
-        self, stream: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
-    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        self, stream: str, change: Callable[[ProductionAlias | None], ProductionAlias | None]
+    ) -> tuple[ProductionAlias | None, ProductionAlias | None]:
         """Replace the alias with ``change(current)`` (None: leave it); returns (new, replaced). Here the
         stream's file lock serialises promoters, so each sees the one before it."""
         with self._alias_lock(stream):
             current = self.production(stream)
             alias = change(current)
             if alias is not None:
-                write_json_atomic(self.root / stream / ALIAS, alias, indent=2, default=str)
+                write_json_atomic(self.root / stream / ALIAS, alias.to_json(), indent=2, default=str)
         return alias, current
 
-    def promote(self, stream: str, detector: str, version: int, reason: str = "manual") -> dict[str, Any]:
+    def promote(self, stream: str, detector: str, version: int, reason: str = "manual") -> ProductionAlias:
         """Make ``detector`` v``version`` production, after verifying its seal (a tampered or
         incomplete version is refused with :class:`RegistryIntegrityError` and nothing changes).
         The version it replaces becomes ``retired``."""
         ref = self.resolve(stream, detector, version)
         self.verify(ref)
 
-        def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            history = []
+        def change(current: ProductionAlias | None) -> ProductionAlias | None:
+            history: tuple[ModelId, ...] = ()
             if current is not None:
-                if (current["detector"], current["version"]) == (detector, version):
+                if current.model == (detector, version):
                     return None
-                history = [*current["history"], {k: current[k] for k in ("detector", "version")}]
-            return {"detector": detector, "version": version, "promoted_at": _now(), "reason": reason,
-                    "history": history}  # fmt: skip
+                history = (*current.history, current.model)
+            return ProductionAlias(ModelId(detector, version), _now(), reason, history)
 
         alias, current = self._flip_alias(stream, change)
         if alias is None:
             assert current is not None
             return current
         if current is not None:
-            self._write_status(
-                stream, current["detector"], current["version"], "retired", f"replaced: {reason}"
-            )
+            self._write_status(stream, *current.model, "retired", f"replaced: {reason}")
         return alias
 
-    def rollback(self, stream: str) -> dict[str, Any]:
+    def rollback(self, stream: str) -> ProductionAlias:
         """Return to the previous production version (verified first). The version rolled back from
         becomes ``rejected``: it was judged bad in production, so nothing promotes it again by
         itself (``models promote`` still can)."""
 
-        def change(current: dict[str, Any] | None) -> dict[str, Any]:
-            if not current or not current["history"]:
+        def change(current: ProductionAlias | None) -> ProductionAlias:
+            if not current or not current.history:
                 raise RegistryError(f"stream {stream!r} has no earlier production model to roll back to")
-            previous = current["history"][-1]
-            self.verify(self.resolve(stream, previous["detector"], previous["version"]))
-            return {"detector": previous["detector"], "version": previous["version"], "promoted_at": _now(),
-                    "reason": "rollback", "history": current["history"][:-1]}  # fmt: skip
+            previous = current.history[-1]
+            self.verify(self.resolve(stream, *previous))
+            return ProductionAlias(previous, _now(), "rollback", current.history[:-1])
 
         alias, current = self._flip_alias(stream, change)
         assert alias is not None and current is not None
-        self._write_status(stream, current["detector"], current["version"], "rejected", "rollback")
+        self._write_status(stream, *current.model, "rejected", "rollback")
         return alias

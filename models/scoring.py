@@ -23,6 +23,7 @@ from models.detectors.backend import warm_up_sizes
 from models.detectors.base import KerasDetector
 from models.features import FeatureEncoder
 from models.learnt_normal import LearntNormal
+from models.model_id import Manifest, ModelId
 from models.thresholds import Threshold
 from stream.messages import FeatureContribution
 
@@ -68,9 +69,13 @@ class ScoringModel:
     encoder: FeatureEncoder
     detector: Detector
     threshold: Threshold
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: Manifest = field(default_factory=lambda: Manifest())
     calibration_scores: np.ndarray | None = None  # the detector's scores of held-out normal rows
     learnt_normal: LearntNormal | None = None  # normal traffic learnt after a drift (an adapted model)
+
+    @property
+    def model_id(self) -> ModelId:
+        return ModelId(self.detector_name, self.version)
 
     @property
     def feature_names(self) -> list[str]:

@@ -35,6 +35,7 @@ import msgspec
 import numpy as np
 
 from models.evaluation.confusion import Confusion
+from models.model_id import ModelId, ProductionAlias
 from models.registry import Registry, RegistryError
 from models.thresholds import DEFAULT_RATIOS, SEVERITIES, FixedThreshold, Threshold, grade
 from stream.labels import label_classes
@@ -159,10 +160,10 @@ class StreamState:
     ratios: tuple[float, ...] = DEFAULT_RATIOS
     detector: str | None = None
     model_version: int | None = None
-    replaced: set[tuple[str, int]] = field(default_factory=set)
+    replaced: set[ModelId] = field(default_factory=set)
     # Highest offset seen per source partition: a re-published record below it is a duplicate.
     high_water: dict[tuple[str, int], int] = field(default_factory=dict)
-    histograms: dict[tuple[str, int], Histogram] = field(default_factory=dict)
+    histograms: dict[ModelId, Histogram] = field(default_factory=dict)
     # Scores since the last frame, sampled when the frame is made.
     pending: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
     points: deque[tuple[float, dict[str, list]]] = field(default_factory=deque)
@@ -172,6 +173,13 @@ class StreamState:
         default_factory=lambda: deque(maxlen=RATE_HISTORY)
     )
     alerts_by_severity: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SEVERITIES, 0))
+
+    @property
+    def model(self) -> ModelId | None:
+        """The model whose scores the stream follows now; None before its first record."""
+        if self.detector is None or self.model_version is None:
+            return None
+        return ModelId(self.detector, self.model_version)
 
 
 class Aggregator:
@@ -251,7 +259,7 @@ class Aggregator:
         bucket["alerts"] += n_alerts
         bucket["confusion"].add(confusion)
         if current and state.threshold is not None:
-            model = (record.detector, record.model_version)
+            model = ModelId(record.detector, record.model_version)
             if model not in state.histograms:
                 # Keep the current model and the one before.
                 for old in list(state.histograms)[:-1]:
@@ -267,13 +275,13 @@ class Aggregator:
         Replicas reload a promoted model one after the other: records of the model it replaced may
         still arrive for a moment, and must not switch the stream back.
         """
-        model = (detector, version)
-        if model == (state.detector, state.model_version):
+        model = ModelId(detector, version)
+        if model == state.model:
             return True
         if model in state.replaced:
             return False
-        if state.detector is not None and state.model_version is not None:
-            state.replaced.add((state.detector, state.model_version))
+        if state.model is not None:
+            state.replaced.add(state.model)
         state.detector, state.model_version = model
         state.threshold, state.threshold_source, state.ratios = None, "", DEFAULT_RATIOS
         looked_up = self._lookup(state.name, detector, version)
@@ -364,7 +372,7 @@ class Aggregator:
         self._add_timeline(entry)
         if update.status == "production":
             # A rollback may bring a replaced model back: let the stream follow it again.
-            self.stream(update.stream).replaced.discard((update.detector, update.version))
+            self.stream(update.stream).replaced.discard(ModelId(update.detector, update.version))
             self.production[update.stream] = {
                 "detector": update.detector,
                 "version": update.version,
@@ -376,13 +384,13 @@ class Aggregator:
         self.timeline.append(entry)
         self.new_timeline.append(entry)
 
-    def set_production(self, stream: str, alias: dict[str, Any]) -> None:
+    def set_production(self, stream: str, alias: ProductionAlias) -> None:
         """The registry's production alias (what workers load), read at start and after each update."""
         known = self.production.get(stream, {})
         self.production[stream] = {
-            "detector": alias["detector"],
-            "version": alias["version"],
-            "since": alias.get("promoted_at") or known.get("since"),
+            "detector": alias.detector,
+            "version": alias.version,
+            "since": alias.promoted_at or known.get("since"),
             "reason": known.get("reason", "registry"),
         }
 
@@ -412,8 +420,7 @@ class Aggregator:
         minute = Confusion()
         for bucket in state.per_second.within(now, MINUTE_S):
             minute.add(bucket["confusion"])
-        model = (state.detector, state.model_version)
-        histogram = state.histograms.get(model) if None not in model else None  # type: ignore[arg-type]
+        histogram = state.histograms.get(state.model) if state.model is not None else None
         return {
             "scored": state.scored,
             "alerts": state.alerts,

@@ -158,7 +158,7 @@ class Feed:
             return
         with self.aggregator.lock:
             self.aggregator.set_production(stream, alias)
-        self.metrics.production_version.labels(stream).set(alias["version"])
+        self.metrics.production_version.labels(stream).set(alias.version)
 
     # -- the reader -----------------------------------------------------------------------------
     def _read(self) -> None:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from models.drift import DriftConfig, ModelReference, WatchConfig, calibrate, ert_for_risk, model_reference
+from models.model_id import ModelId
 from models.registry import open_registry
 from stream.settings import Settings
 from stream.state_store import state_store
@@ -25,7 +26,7 @@ class WatchSpec:
     """What a stream's units watch: the production model's scores, through this calibrated watch."""
 
     stream: str
-    model: tuple[str, int]
+    model: ModelId
     config: WatchConfig
     checksum: str = ""  # sha256 of the model's calibration scores: this exact sealed version
 
@@ -37,9 +38,9 @@ class Calibrations:
         self.registry = open_registry(settings)
         self.store = state_store(settings)
 
-    def production(self, stream: str) -> tuple[str, int] | None:
+    def production(self, stream: str) -> ModelId | None:
         alias = self.registry.production(stream)
-        return None if alias is None else (str(alias["detector"]), int(alias["version"]))
+        return None if alias is None else alias.model
 
     def spec(self, stream: str, detector: str | None = None, version: int | None = None) -> WatchSpec:
         """The watch for ``stream``'s production model (or a given version), calibrated or cached."""
@@ -48,7 +49,7 @@ class Calibrations:
         d = self.settings.drift
         max_burst = d.max_burst.get(stream, WatchConfig.max_burst)
         config = WatchConfig(score, d.burst_window, d.burst_rate, max_burst, d.cooldown)
-        return WatchSpec(stream, (reference.detector, reference.version), config, reference.checksum)
+        return WatchSpec(stream, ModelId(reference.detector, reference.version), config, reference.checksum)
 
     def _score_config(self, reference: ModelReference) -> DriftConfig:
         d = self.settings.drift

@@ -6,24 +6,26 @@ import hashlib
 from datetime import UTC, datetime
 
 from models.drift import WatchEvent
+from models.model_id import ModelId
 from stream.messages import ChangePoint, DriftEvent
 
 
-def drift_event_id(stream: str, model: tuple[str, int], instance: str, event: WatchEvent) -> str:
+def drift_event_id(stream: str, model: ModelId, instance: str, event: WatchEvent) -> str:
     """Deterministic: re-detecting the same change after a restart republishes the same id.
 
     >>> from models.drift import WatchEvent
     >>> e = WatchEvent("adwin", 1200, 1000, 0.2, 0.1)
-    >>> drift_event_id("kdd", ("ae", 3), "host-a", e) == drift_event_id("kdd", ("ae", 3), "host-a", e)
+    >>> model = ModelId("ae", 3)
+    >>> drift_event_id("kdd", model, "host-a", e) == drift_event_id("kdd", model, "host-a", e)
     True
     """
-    text = f"{stream}/{model[0]}/{model[1]}/{instance}/{event.detector}/{event.position}"
+    text = f"{stream}/{model.detector}/{model.version}/{instance}/{event.detector}/{event.position}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def build_drift_event(
     stream: str,
-    model: tuple[str, int],
+    model: ModelId,
     instance: str,
     event: WatchEvent,
     topic: str,
@@ -34,7 +36,7 @@ def build_drift_event(
     return DriftEvent(
         event_id=drift_event_id(stream, model, instance, event),
         stream=stream,
-        model_version=model[1],
+        model_version=model.version,
         detector=event.detector,
         statistic=float(event.statistic),
         threshold=float(event.threshold),

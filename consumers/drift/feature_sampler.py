@@ -29,6 +29,7 @@ from confluent_kafka import TopicPartition
 from consumers.decoding import DECODERS
 from models.drift import FeatureDrift, FeatureTestResult, ert_for_risk, feature_alpha
 from models.features import encoder_from_dict
+from models.model_id import ModelId
 from models.registry import open_registry
 from stream.kafka import check_message, make_reader
 from stream.settings import Settings
@@ -42,7 +43,7 @@ READ_TIMEOUT_S = 10.0
 @dataclass(frozen=True)
 class FeatureDetection:
     stream: str
-    model: tuple[str, int]
+    model: ModelId
     result: FeatureTestResult
     partition_offsets: dict[str, int]  # first sampled offset of the drifted window, per partition
     event_time: str | None
@@ -50,7 +51,7 @@ class FeatureDetection:
 
 @dataclass
 class _Window:
-    model: tuple[str, int]
+    model: ModelId
     encoder: Any
     names: list[str]
     reference: np.ndarray | None = None
@@ -70,9 +71,7 @@ class FeatureSampler:
             alpha if alpha is not None else feature_alpha(ert, d.feature_window, d.feature_sample_every)
         )
         self.registry = open_registry(settings)
-        self.requests: queue.Queue[tuple[str, tuple[str, int], str, int, list[int], str | None]] = (
-            queue.Queue()
-        )
+        self.requests: queue.Queue[tuple[str, ModelId, str, int, list[int], str | None]] = queue.Queue()
         self.results: queue.Queue[FeatureDetection] = queue.Queue()
         self.tests_run: dict[str, int] = defaultdict(int)
         self.windows: dict[str, _Window] = {}
@@ -83,7 +82,7 @@ class FeatureSampler:
     def start(self) -> None:
         self._thread.start()
 
-    def offer(self, stream: str, model: tuple[str, int], topic: str, partition: int, offsets: list[int],
+    def offer(self, stream: str, model: ModelId, topic: str, partition: int, offsets: list[int],
               first_time: str | None) -> None:  # fmt: skip
         """Events to sample (called by the monitor's loop; never blocks)."""
         if offsets and self.failed is None:
@@ -116,7 +115,7 @@ class FeatureSampler:
         finally:
             reader.close()
 
-    def _drain(self, timeout: float) -> list[tuple[str, tuple[str, int], str, int, list[int], str | None]]:
+    def _drain(self, timeout: float) -> list[tuple[str, ModelId, str, int, list[int], str | None]]:
         try:
             items = [self.requests.get(timeout=timeout)]
         except queue.Empty:
@@ -129,7 +128,7 @@ class FeatureSampler:
 
     def _sample(self, reader: Any, batch: list) -> None:
         wanted: dict[tuple[str, str, int], list[int]] = defaultdict(list)
-        models: dict[str, tuple[str, int]] = {}
+        models: dict[str, ModelId] = {}
         times: dict[tuple[str, int], str | None] = {}
         for stream, model, topic, partition, offsets, first_time in batch:
             wanted[(stream, topic, partition)] += offsets
@@ -150,10 +149,10 @@ class FeatureSampler:
             if window.count >= self.window:
                 self._test(stream, window)
 
-    def _window(self, stream: str, model: tuple[str, int]) -> _Window:
+    def _window(self, stream: str, model: ModelId) -> _Window:
         window = self.windows.get(stream)
         if window is None or window.model != model:
-            ref = self.registry.resolve(stream, model[0], model[1])
+            ref = self.registry.resolve(stream, *model)
             self.registry.verify(ref)
             encoder = encoder_from_dict(json.loads((ref.path / "encoder.json").read_text()))
             window = self.windows[stream] = _Window(model, encoder, list(encoder.feature_names_))

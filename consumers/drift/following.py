@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from consumers.drift.calibration_cache import WatchSpec
+from models.model_id import ModelId
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ ALIAS_RECHECK_S = 2.0
 class CalibrationSource(Protocol):
     """What the follower asks of the registry (:class:`consumers.drift.calibration_cache.Calibrations`)."""
 
-    def production(self, stream: str) -> tuple[str, int] | None: ...
+    def production(self, stream: str) -> ModelId | None: ...
 
     def spec(self, stream: str, detector: str | None = None, version: int | None = None) -> WatchSpec: ...
 
@@ -65,7 +66,7 @@ class ModelFollower:
             return None
         return self._switch(stream, None)
 
-    def refresh(self, stream: str, seen: tuple[str, int]) -> WatchSpec | None:
+    def refresh(self, stream: str, seen: ModelId) -> WatchSpec | None:
         """Scores of model ``seen``, not the one watched: the new spec when the alias moved."""
         if seen == self.specs[stream].model or not self._due(stream):
             return None
@@ -89,8 +90,8 @@ class ModelFollower:
         self._checked[stream] = now
         return True
 
-    def _switch(self, stream: str, model: tuple[str, int] | None) -> WatchSpec:
+    def _switch(self, stream: str, model: ModelId | None) -> WatchSpec:
         spec = self.calibrations.spec(stream, *(model or (None, None)))
         self.specs[stream] = spec
-        log.info("watching %s/%s v%d (detectors reset with its calibration)", stream, *spec.model)
+        log.info("watching %s/%s (detectors reset with its calibration)", stream, spec.model)
         return spec

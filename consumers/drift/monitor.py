@@ -115,7 +115,7 @@ class DriftMonitor:
         self.assigned: set[int] = set()
         self.published: set[str] = set()
         for stream, spec in self.follower.specs.items():
-            self.metrics.model_version.labels(stream).set(spec.model[1])
+            self.metrics.model_version.labels(stream).set(spec.model.version)
             # A zero series from the start: "no drift yet" is 0 on a panel, not "no data".
             self.metrics.drift_events.labels(stream, self.kind)
         self.scores_topic_id: str | None = None
@@ -338,8 +338,8 @@ class DriftMonitor:
         self.stats.detected_at_offsets.append(detected)
         self.metrics.drift_events.labels(unit.stream, event.detector).inc()
         log.warning(
-            "drift on %s (%s v%d, %s): statistic %.4g > %.4g, change from offsets %s (%s), action %s%s",
-            unit.stream, unit.model[0], unit.model[1], event.detector, event.statistic, event.threshold,
+            "drift on %s (%s, %s): statistic %.4g > %.4g, change from offsets %s (%s), action %s%s",
+            unit.stream, unit.model, event.detector, event.statistic, event.threshold,
             offsets, when, drift.action, f"; features {detail}" if detail else "",
         )  # fmt: skip
 
@@ -354,7 +354,7 @@ class DriftMonitor:
             if event.event_id in self.published or event.stream not in self.follower.specs:
                 continue
             unit = self.watches.units.get(event.stream)
-            if unit is not None and unit.model[1] == event.model_version:
+            if unit is not None and unit.model.version == event.model_version:
                 log.info("drift on %s reported by another monitor (%s): ours starts afresh, quiet",
                          event.stream, event.event_id)  # fmt: skip
                 unit.watch.acknowledge()

@@ -36,6 +36,7 @@ import numpy as np
 from consumers.decoding import DECODERS
 from consumers.model_updates import announce, promote
 from consumers.verdicts import Verdicts, read_verdicts
+from models.model_id import ModelId
 from models.registry import RegistryError, open_registry
 from models.retraining import (
     INSUFFICIENT,
@@ -71,7 +72,7 @@ class RetrainResult:
 @dataclass
 class _Job:
     event: DriftEvent
-    production: tuple[str, int]
+    production: ModelId
     future: Future
 
 
@@ -152,16 +153,15 @@ class Retrainer:
         except RegistryError as exc:
             log.warning("drift event %s: %s", event.event_id, exc)
             return False
-        if prod is None or prod["version"] != event.model_version:
+        if prod is None or prod.version != event.model_version:
             log.info("drift event %s is about %s v%d, not the production model: ignored",
                      event.event_id, stream, event.model_version)  # fmt: skip
             return False
         payload = msgspec.json.encode(event)
         future = self._executor().submit(retrain_job, self.settings, payload, self.policy)
-        self._jobs.append(_Job(event, (prod["detector"], prod["version"]), future))
+        self._jobs.append(_Job(event, prod.model, future))
         self._last_start[stream] = time.monotonic()
-        log.info("drift event %s: retraining %s/%s v%d in the background",
-                 event.event_id, stream, prod["detector"], prod["version"])  # fmt: skip
+        log.info("drift event %s: retraining %s/%s in the background", event.event_id, stream, prod.model)
         return True
 
     @property
@@ -200,12 +200,12 @@ class Retrainer:
         return self._log(result)
 
     def _promote(self, job: _Job, result: RetrainResult) -> RetrainResult:
-        stream, detector = job.event.stream, job.production[0]
+        stream, detector = job.event.stream, job.production.detector
         assert result.candidate_version is not None
         try:
             current = self.registry.production(stream)
-            if current is None or (current["detector"], current["version"]) != job.production:
-                moved = "none" if current is None else f"{current['detector']} v{current['version']}"
+            if current is None or current.model != job.production:
+                moved = "none" if current is None else str(current.model)
                 detail = f"production changed to {moved} while retraining: candidate kept, not promoted"
                 return replace(result, outcome="skipped", detail=detail)
             promotion = promote(

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from models.drift import DriftWatch
+from models.model_id import ModelId
 from stream.errors import AnomstreamError
 from stream.state_store import FolderStateStore, StateStore
 
@@ -140,7 +141,7 @@ class Unit:
     """One stream's drift watch, with the offsets it watched and where each position came from."""
 
     stream: str
-    model: tuple[str, int]  # (detector, version) whose scores are watched
+    model: ModelId  # whose scores are watched
     watch: DriftWatch
     spans: SpanLog = field(default_factory=SpanLog)
     high: dict[int, int] = field(default_factory=dict)  # input partition -> highest offset watched

@@ -17,6 +17,7 @@ from consumers.drift.following import ModelFollower
 from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.state import SpanLog, Unit
 from models.drift import DriftWatch, WatchEvent
+from models.model_id import ModelId
 from stream.messages import DriftEvent, ScoreRecord
 
 
@@ -66,13 +67,13 @@ class StreamWatches:
 
     def switch(self, spec: WatchSpec) -> None:
         """The stream's production model is ``spec``'s now: its unit starts afresh."""
-        self.metrics.model_version.labels(spec.stream).set(spec.model[1])
+        self.metrics.model_version.labels(spec.stream).set(spec.model.version)
         if spec.stream in self.units:
             _reset(self.units[spec.stream], spec)
 
     def _unit(self, record: ScoreRecord) -> Unit | None:
         """The unit watching this record's scores; None when they are not the production model's."""
-        model = (record.detector, record.model_version)
+        model = ModelId(record.detector, record.model_version)
         moved = self.follower.refresh(record.stream, model)
         if moved is not None:
             self.switch(moved)

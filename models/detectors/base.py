@@ -53,6 +53,7 @@ def n_params(detector: Any) -> int:
 
 
 PARAMS_FILE = "params.json"
+WEIGHTS_FILE = "model.weights.h5"
 
 
 def constructor_params(detector: Any) -> dict[str, Any]:
@@ -88,6 +89,8 @@ class KerasDetector:
     """
 
     name: ClassVar[str] = "keras"
+    # What save() writes: the registry requires each listed and checksummed (models.registry).
+    ARTIFACTS: ClassVar[tuple[str, ...]] = (PARAMS_FILE, WEIGHTS_FILE)
 
     def __init__(
         self,
@@ -186,7 +189,7 @@ class KerasDetector:
     # -- persistence ----------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         write_params(directory, self, n_features=self.n_features_)
-        self.model_.save_weights(directory / "model.weights.h5")
+        self.model_.save_weights(directory / WEIGHTS_FILE)
 
     @classmethod
     def load(cls, directory: Path) -> Self:
@@ -194,7 +197,7 @@ class KerasDetector:
         detector = cls(**meta["params"])
         detector.n_features_ = int(meta["n_features"])
         detector.model_ = detector.build(detector.n_features_)
-        detector.model_.load_weights(directory / "model.weights.h5")
+        detector.model_.load_weights(directory / WEIGHTS_FILE)
         detector._forward = None
         return detector
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.detectors.base import constructor_params, read_params, write_params
+from models.detectors.base import PARAMS_FILE, constructor_params, read_params, write_params
 
 MODEL_FILE = "model.skops"
 
@@ -55,6 +55,7 @@ class SklearnDetector:
     """Base: subclasses make the estimator and turn its output into an anomaly score."""
 
     name: ClassVar[str] = "sklearn"
+    ARTIFACTS: ClassVar[tuple[str, ...]] = (PARAMS_FILE, MODEL_FILE)  # what save() writes
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

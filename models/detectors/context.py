@@ -52,7 +52,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.detectors.base import constructor_params, read_params, write_params
+from models.detectors.base import PARAMS_FILE, constructor_params, read_params, write_params
 from models.evaluation.nab.likelihood import AnomalyLikelihood, log_likelihood
 
 STATE_FILE = "state.json"
@@ -87,6 +87,7 @@ class ContextDetector:
     """
 
     name: ClassVar[str] = "context"
+    ARTIFACTS: ClassVar[tuple[str, ...]] = (PARAMS_FILE, STATE_FILE)  # what save() writes
     learns: ClassVar[bool] = True
     # Scores each window in the context of those before it, in the same batch too, and learns every
     # window it scored (alerting ones included: an anomaly that keeps coming back is the new normal).

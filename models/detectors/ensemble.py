@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.detectors.base import constructor_params, n_params, read_params, write_params
+from models.detectors.base import PARAMS_FILE, constructor_params, n_params, read_params, write_params
 from models.detectors.zoo import detector_class
 from models.thresholds import QuantileThreshold, Threshold, threshold_from_dict
 
@@ -58,6 +58,8 @@ def _explainer(member: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarr
 
 class Ensemble:
     name: ClassVar[str] = "ensemble"
+    # What save() writes, beside each member's own artifacts under members/<i>-<name>/.
+    ARTIFACTS: ClassVar[tuple[str, ...]] = (PARAMS_FILE, CALIBRATION_FILE)
 
     def __init__(
         self,

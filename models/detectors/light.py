@@ -28,6 +28,7 @@ from typing import Any, cast
 import numpy as np
 
 from models.detectors.base import (
+    WEIGHTS_FILE,
     Detector,
     KerasDetector,
     read_params,
@@ -37,8 +38,6 @@ from models.detectors.base import (
 from models.detectors.zoo import detector_class
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_FILE = "model.weights.h5"
 
 
 def _relu(x: np.ndarray) -> np.ndarray:

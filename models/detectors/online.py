@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.detectors.base import constructor_params, read_params, write_params
+from models.detectors.base import PARAMS_FILE, constructor_params, read_params, write_params
 
 STATE_FILE = "state.json"
 
@@ -64,6 +64,7 @@ def _splits_fingerprint(trees: Iterable[Any]) -> str:
 
 class HalfSpaceTreesDetector:
     name: ClassVar[str] = "hst"
+    ARTIFACTS: ClassVar[tuple[str, ...]] = (PARAMS_FILE, STATE_FILE)  # what save() writes
     # It keeps learning while it scores: a worker calls learn() with the rows of committed batches.
     learns: ClassVar[bool] = True
 

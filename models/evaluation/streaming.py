@@ -42,6 +42,7 @@ import numpy as np
 from models.drift import WatchConfig, calibrate, ert_for_risk
 from models.drift.watch import DriftWatch
 from models.features import KddEncoder, KddRaw
+from models.model_id import Manifest
 from models.retraining import PASSED, LabelledValidation, RetrainPolicy, cap_repeats, retrain_after_change
 from models.scoring import ScoringModel
 from models.training.data import TrainingData
@@ -163,7 +164,7 @@ def fit_warmup(data: StreamData, protocol: StreamProtocol) -> FittedModel:
 
 
 def as_scoring(fitted: FittedModel, version: int) -> ScoringModel:
-    manifest = {"training": fitted.description, "version": version}
+    manifest = Manifest(training=fitted.description, version=version)
     return ScoringModel("kdd", fitted.detector.name, version, fitted.encoder, fitted.detector,
                         fitted.threshold, manifest, fitted.calibration_scores)  # fmt: skip
 

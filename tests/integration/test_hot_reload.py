@@ -25,7 +25,7 @@ def test_worker_hot_reloads_a_promoted_model(kafka_settings: Settings, tmp_path:
     registry = Registry(registry_dir)
     request = TrainingRequest("kdd", "ae", detector_params={"epochs": 2, "verbose": 0})
     new = train(registry, settings.data_dir, request, promote=False)
-    assert registry.production("kdd")["version"] == 1 and new.version == 2
+    assert registry.production("kdd").version == 1 and new.version == 2
 
     versions = score_across_promotion(
         settings, corrected_sample(settings.data_dir, 2000, seed=7), "ae", new.version

@@ -69,7 +69,7 @@ def test_a_version_in_s3_loads_verified_from_a_cache_named_by_its_digest(
     assert cached.name == f"v0001-{hashlib.sha256(manifest).hexdigest()[:16]}"
     assert (cached / "manifest.json").read_bytes() == manifest
     assert sorted(store.list(BLOBS)) == sorted(f"{BLOBS}/{d}" for d in model.manifest["artifacts"].values())
-    assert worker.production("ecg")["version"] == 1
+    assert worker.production("ecg").version == 1
     assert [row["status"] for row in worker.list()] == ["production"]
 
 
@@ -140,7 +140,7 @@ def test_two_promoters_racing_give_one_winner_and_one_clear_error(
         assert len(won) == 1 and len(lost) == 1, (won, lost)
         assert "changed while switching" in lost[0] and "try again" in lost[0]
         alias = reg.production("ecg")
-        assert alias is not None and alias["version"] == won[0]
+        assert alias is not None and alias.version == won[0]
         statuses = {row["version"]: row["status"] for row in reg.list("ecg")}
         assert [v for v, s in statuses.items() if s == "production"] == won
 
@@ -162,7 +162,7 @@ def test_a_worker_scores_with_the_s3_registrys_model_and_follows_a_promotion(
     for _ in range(2):
         new = trainer.save("kdd", model.detector, model.encoder, model.threshold, model.manifest["training"],
                            calibration_scores=model.calibration_scores)  # fmt: skip
-    assert new.version == 2 and trainer.production("kdd")["version"] == 1
+    assert new.version == 2 and trainer.production("kdd").version == 1
     assert not (tmp_path / "no-folder").exists()
 
     versions = score_across_promotion(settings, corrected_sample(settings.data_dir, 1000, seed=3), "pca", 2)

@@ -14,7 +14,8 @@ import pytest
 from stream.broker import temporary_broker
 from stream.kafka import create_topics
 from stream.settings import Settings
-from tests.support import make_settings, spawn_worker, wait_until
+from tests.support import corrected_sample, make_settings, replay, spawn_worker, wait_until
+from tests.support.outages import all_scored
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,9 @@ def test_a_broker_outage_is_logged_once_with_counts_not_per_attempt(
             broker.stop()
             time.sleep(20)  # librdkafka retries every connection many times a second meanwhile
             broker.start()
-            time.sleep(5)
+            # Back means working: a few events replayed after the restart are all scored.
+            replay(settings, corrected_sample(settings.data_dir, 20, seed=51))
+            assert wait_until(all_scored(settings, 20), 120), log.read_text()[-2000:]
             during = log.read_text().splitlines()[before:]
         finally:
             worker.terminate()

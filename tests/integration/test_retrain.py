@@ -116,7 +116,7 @@ def test_drift_retrain_promotes_announces_and_rolls_back(
 
     registry = Registry(registry_dir)
     prod = registry.production("sensor")
-    assert (prod["version"], prod["reason"]) == (2, f"drift:{event.event_id}")
+    assert prod is not None and (prod.version, prod.reason) == (2, f"drift:{event.event_id}")
     manifest = registry.manifest("sensor", "ae", 2)
     assert manifest["shadow"]["passed"] and manifest["retrain"]["event_id"] == event.event_id
     n_events = len(series[0]) - WINDOW + 1
@@ -165,7 +165,7 @@ def test_a_candidate_that_fails_its_shadow_evaluation_leaves_production_untouche
     assert result.candidate_version == 2
 
     registry = Registry(registry_dir)
-    assert registry.production("kdd")["version"] == 1
+    assert registry.production("kdd").version == 1
     rows = registry.list("kdd")
     assert [(r["version"], r["status"]) for r in rows] == [(1, "production"), (2, "rejected")]
     shadow = registry.manifest("kdd", "ae", 2)["shadow"]

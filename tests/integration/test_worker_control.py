@@ -62,7 +62,7 @@ def test_malformed_forged_and_unloadable_updates_never_stop_scoring(
     registry = Registry(registry_dir)
     request = TrainingRequest("kdd", "ae", detector_params={"epochs": 1, "verbose": 0})
     v2 = train(registry, settings.data_dir, request, promote=False)
-    assert registry.production("kdd")["version"] == 1 and v2.version == 2
+    assert registry.production("kdd").version == 1 and v2.version == 2
 
     worker, stop, thread = _start(settings, ["kdd"])
     frame = corrected_sample(settings.data_dir, 3000, seed=21)

@@ -102,7 +102,8 @@ def test_dynamic_batches_are_full_under_a_backlog_and_immediate_when_idle(kafka_
         assert sum(sizes) == 3000 and max(sizes) == 1000, sizes
         assert sizes.count(1000) >= 2, f"a backlog is served in full batches: {sizes}"
 
-        # One event on an idle stream is handed over at once: no waiting for the batch to fill.
+        # One event on an idle stream is handed over alone: no waiting for the batch to fill (how
+        # soon is pinned on a fake clock in tests/unit/test_batching.py, not in wall time here).
         producer = make_producer(settings)
         producer.produce(settings.topic("kdd"), b"{}", b"lonely")
         producer.flush(10)
@@ -110,9 +111,7 @@ def test_dynamic_batches_are_full_under_a_backlog_and_immediate_when_idle(kafka_
         batch: list = []
         while not batch and time.monotonic() - sent < 10:
             batch = batcher.next_batch()
-        waited = time.monotonic() - sent
         assert [m.key() for m in batch] == [b"lonely"]
-        assert waited < 1.0, f"an idle worker scored one event {waited:.3f} s after it arrived"
     finally:
         consumer.close()
 

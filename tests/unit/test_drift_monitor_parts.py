@@ -16,6 +16,7 @@ from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.state import CheckpointStore
 from consumers.drift.watches import MonitorStats, StreamWatches
 from models.drift import DriftConfig, WatchConfig, calibrate
+from models.model_id import ModelId
 from stream.messages import ScoreRecord
 
 
@@ -29,18 +30,18 @@ def config() -> WatchConfig:
 class Aliases:
     """A registry's production aliases, as the follower reads them (a dict the test moves)."""
 
-    def __init__(self, config: WatchConfig, production: dict[str, tuple[str, int]]) -> None:
+    def __init__(self, config: WatchConfig, production: dict[str, ModelId]) -> None:
         self.config = config
         self.production_of = production
         self.reads = 0
 
-    def production(self, stream: str) -> tuple[str, int] | None:
+    def production(self, stream: str) -> ModelId | None:
         self.reads += 1
         return self.production_of.get(stream)
 
     def spec(self, stream: str, detector: str | None = None, version: int | None = None) -> WatchSpec:
         model = (detector, version) if detector and version else self.production_of[stream]
-        return WatchSpec(stream, (str(model[0]), int(model[1])), self.config, f"sha-{model[1]}")
+        return WatchSpec(stream, ModelId(str(model[0]), int(model[1])), self.config, f"sha-{model[1]}")
 
 
 class Clock:

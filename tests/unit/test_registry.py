@@ -69,10 +69,10 @@ def test_first_version_is_promoted_later_ones_only_when_asked(tmp_path: Path, fi
     registry = Registry(tmp_path)
     _save(registry, fitted)
     _save(registry, fitted)
-    assert registry.production("ecg")["version"] == 1
+    assert registry.production("ecg").version == 1
     _save(registry, fitted, promote=True)
-    assert registry.production("ecg")["version"] == 3
-    assert registry.rollback("ecg")["version"] == 1
+    assert registry.production("ecg").version == 3
+    assert registry.rollback("ecg").version == 1
     with pytest.raises(RegistryError, match="roll back"):
         registry.rollback("ecg")
     rows = registry.list("ecg")
