@@ -235,14 +235,14 @@ def test_analysts_benign_verdicts_start_the_retrain_before_min_events(
     flush_or_raise(producer, 30)
     policy = RetrainPolicy(min_events=20_000, max_events=30_000, wait_s=60, cooldown_s=0)
     retrainer = Retrainer(settings, policy)
-    started = time.monotonic()
     try:
         assert retrainer.submit(event)
         result = wait_for_result(retrainer)
     finally:
         retrainer.close()
     assert result.outcome == "promoted", result
-    assert time.monotonic() - started < 60, "it did not wait out wait_s for 20,000 events"
     retrain = Registry(registry_dir).manifest("kdd", "ae", 2)["retrain"]
+    # Started early, on the verdicts (not after waiting out wait_s for 20,000 events): the manifest
+    # says why, where a wall-clock bound would only say how busy the machine was.
     assert retrain["started"].startswith("early") and retrain["verdicts"]["benign"] >= 5
     assert retrain["selection"]["benign_verdicts"] >= 4  # those in the training part (the rest: holdout)
