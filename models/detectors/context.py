@@ -97,14 +97,16 @@ class ContextDetector:
 
     def __init__(
         self,
-        memory: int = 2000,
+        memory: int = 1000,
         gap: int = 16,
         range_margin: float = 0.02,
         recent_rows: int = 500,
-        recent_margin: float = 0.3,
+        recent_margin: float = 0.4,
         recent_score: float = 0.9,
         min_std: float = 0.001,
         settle: int = 300,
+        average: int = 3,
+        history: int = 5000,
         online: bool = True,
         learn_below: float | None = None,
         freeze_after: int = 0,
@@ -121,6 +123,8 @@ class ContextDetector:
         self.recent_score = recent_score
         self.min_std = min_std
         self.settle = settle
+        self.average = average
+        self.history = history
         self.online = online
         self.learn_below = learn_below
         self.freeze_after = freeze_after
@@ -146,7 +150,9 @@ class ContextDetector:
     def _empty_state(self) -> _State:
         return _State(
             memory=np.zeros((self.memory + self.gap, self.n_features_)),
-            likelihood=AnomalyLikelihood(skip=self.settle, average=1, min_std=self.min_std),
+            likelihood=AnomalyLikelihood(
+                skip=self.settle, average=self.average, history=self.history, min_std=self.min_std
+            ),
             recent=deque(maxlen=self.recent_rows),
         )
 

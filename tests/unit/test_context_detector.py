@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from models.detectors.context import ContextDetector
 from models.evaluation.nab.benchmark import run_online
@@ -78,6 +79,17 @@ def test_a_value_beyond_the_running_range_scores_one() -> None:
     scores = stream(fitted(X), X, [50])
     assert scores[1200 - WINDOW + 1] == 1.0
     assert scores[1200 - WINDOW + 1 - 300 : 1200 - WINDOW + 1].max() < 1.0
+
+
+def test_the_likelihood_averages_a_few_novelties_over_a_bounded_history() -> None:
+    # The likelihood judges the mean of the last ``average`` novelties against the last ``history``
+    # such means: an old regime leaves the estimate instead of widening it for the whole series.
+    X = sliding_windows(wave(1500), WINDOW)
+    detector = fitted(X, history=400, average=3)
+    stream(detector, X, [64])
+    saved = detector.state()["likelihood"]
+    assert len(saved["averages"]) == 400 and len(saved["recent"]) == 3
+    assert saved["averages"][-1] == pytest.approx(np.mean(saved["recent"]))
 
 
 def test_checkpointed_state_resumes_exactly(tmp_path: object) -> None:
