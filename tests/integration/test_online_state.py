@@ -3,7 +3,6 @@ batches only, checkpointed outside the sealed artifacts, and resumed by a restar
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -52,8 +51,10 @@ def test_a_restarted_worker_resumes_what_its_model_learnt(
 
     first = _run(settings, "replica-0", 1500)
     model = first.models["kdd"]
-    checkpoint = first.online.path(model)
-    saved = json.loads(checkpoint.read_text())
+    key = first.online.key(model)
+    assert (settings.state_dir / key).is_file(), "checkpointed in the state folder (no state URL set)"
+    saved = first.online.store.read(key)
+    assert saved is not None
     assert saved["committed_events"] == first.stats.events >= 1500
     assert saved["threshold"] == model.threshold.state() != trained.threshold.state(), "it learnt"
     assert saved["detector"] == model.detector.state() != trained.detector.state()
@@ -67,7 +68,8 @@ def test_a_restarted_worker_resumes_what_its_model_learnt(
 
     rest = 3000 - first.stats.events
     finished = _run(settings, "replica-0", rest)
-    final = json.loads(checkpoint.read_text())
+    final = first.online.store.read(key)
+    assert final is not None
     # The second run learnt only what it committed itself, on top of what it resumed: every event
     # of the stream learnt exactly once across the restart.
     assert finished.stats.events == rest and final["committed_events"] == 3000
