@@ -153,13 +153,20 @@ def test_a_learning_threshold_learns_each_committed_event_once_in_stream_order(
     assert stats.events == 3000 and stats.batches >= 5
     learnt = list(worker.models["kdd"].threshold.state()["recent"])[len(initial) :]
     assert len(learnt) == 3000, "each committed event is learnt exactly once"
-    where: dict[float, tuple[int, int]] = {}
+    # Events are named by their score; two distinct connections can still score the same float
+    # (a CI run found one pair among 3,000), so a score names every event that has it.
+    where: dict[float, list[tuple[int, int]]] = {}
     for record in score_records(settings):
         for offset, score in zip(record["offsets"], record["scores"], strict=True):
-            where[score] = (record["partition"], offset)
-    assert len(where) == 3000 and sorted(learnt) == sorted(where)
+            where.setdefault(score, []).append((record["partition"], offset))
+    assert sum(map(len, where.values())) == 3000 and sorted(learnt) == sorted(
+        score for score, places in where.items() for _ in places
+    ), "every scored event learnt once"
     last: dict[int, int] = {}
     for score in learnt:
-        partition, offset = where[score]
-        assert offset > last.get(partition, -1), "learnt out of stream order"
+        # The earliest not-yet-learnt event with this score that keeps its partition in order.
+        candidates = sorted((o, p) for p, o in where[score] if o > last.get(p, -1))
+        assert candidates, "learnt out of stream order"
+        offset, partition = candidates[0]
+        where[score].remove((partition, offset))
         last[partition] = offset
