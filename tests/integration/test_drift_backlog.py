@@ -21,6 +21,7 @@ from stream.kafka import create_topics, flush_or_raise, make_producer, produce, 
 from stream.settings import Settings
 from stream.signals import StopFlag
 from tests.support import replay_events, run_worker, score_records, wait_until
+from tests.support.streams import first_offsets_of
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +36,6 @@ def shifted_normal_traffic(data_dir: Path) -> list:
     before = train[train["label"] == "normal"].sample(n=BEFORE, random_state=1)
     after = test[test["label"] == "normal"].sample(n=AFTER, random_state=2)
     return [*kdd_events(before, "train"), *kdd_events(after, "corrected")]
-
-
-def first_changed_offsets(settings: Settings) -> dict[str, int]:
-    first: dict[str, int] = {}
-    for message in read_all(settings, settings.topic("kdd")):
-        if message.key().startswith(b"corrected"):
-            key = str(message.partition())
-            first[key] = min(first.get(key, message.offset()), message.offset())
-    return first
 
 
 def watch_until_an_event(settings: Settings, scores: int) -> list[dict]:
@@ -74,7 +66,7 @@ def test_a_monitor_catching_up_on_a_backlog_places_the_change_in_every_partition
     create_topics(settings)
     replay_events(settings, shifted_normal_traffic(settings.data_dir))
     run_worker(settings, BEFORE + AFTER)
-    truth = first_changed_offsets(settings)
+    truth = first_offsets_of(settings, b"corrected")
     assert len(truth) == PARTITIONS
     records = score_records(settings)
     first = max(

@@ -26,6 +26,7 @@ from stream.settings import Settings
 from stream.signals import StopFlag
 from tests.support import replay_events, run_worker, schema_validator, score_records, wait_until
 from tests.support.objectstore import S3Endpoint
+from tests.support.streams import first_offsets_of
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +51,7 @@ def free_port() -> int:
 
 def true_change(settings: Settings) -> dict[str, int]:
     """The first offset of ``corrected`` traffic in every input partition."""
-    first: dict[str, int] = {}
-    for message in read_all(settings, settings.topic("kdd")):
-        if message.key().startswith(b"corrected"):
-            key = str(message.partition())
-            first[key] = min(first.get(key, message.offset()), message.offset())
-    return first
+    return first_offsets_of(settings, b"corrected")
 
 
 def watch(

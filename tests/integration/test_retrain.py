@@ -64,6 +64,16 @@ def wait_for_result(retrainer: Retrainer, timeout: float = 300.0) -> RetrainResu
     raise AssertionError("no retrain result in time")
 
 
+def retrain_once(settings: Settings, policy: RetrainPolicy, event: DriftEvent) -> RetrainResult:
+    """Submit one drift event to a retrainer of its own and wait for the outcome."""
+    retrainer = Retrainer(settings, policy)
+    try:
+        assert retrainer.submit(event)
+        return wait_for_result(retrainer)
+    finally:
+        retrainer.close()
+
+
 def own_registry(settings: Settings, tmp_path: Path, **update: object) -> tuple[Settings, Path]:
     """The session's KDD registry copied for one test (its promotions stay its own)."""
     registry_dir = tmp_path / "registry"
@@ -155,12 +165,7 @@ def test_a_candidate_that_fails_its_shadow_evaluation_leaves_production_untouche
     policy = RetrainPolicy(
         min_events=20_000, max_events=100_000, min_alert_drop=0.95, wait_s=30, cooldown_s=0
     )
-    retrainer = Retrainer(settings, policy)
-    try:
-        assert retrainer.submit(event)
-        result = wait_for_result(retrainer)
-    finally:
-        retrainer.close()
+    result = retrain_once(settings, policy, event)
     assert result.outcome == "rejected", result
     assert result.candidate_version == 2
 
@@ -190,12 +195,7 @@ def test_a_shift_of_normal_traffic_is_learnt_without_labels_and_its_false_alarms
     settings, registry_dir = own_registry(kafka_settings, tmp_path)
     after, event = replay_shift(settings, 32_000)
     policy = RetrainPolicy(min_events=20_000, max_events=30_000, wait_s=30, cooldown_s=0)
-    retrainer = Retrainer(settings, policy)
-    try:
-        assert retrainer.submit(event)
-        result = wait_for_result(retrainer)
-    finally:
-        retrainer.close()
+    result = retrain_once(settings, policy, event)
     assert result.outcome == "promoted", result
     registry = Registry(registry_dir)
     manifest = registry.manifest("kdd", "ae", 2)
@@ -234,12 +234,7 @@ def test_analysts_benign_verdicts_start_the_retrain_before_min_events(
         produce(producer, settings.topic("feedback"), encode(verdict), verdict.alert_id.encode())
     flush_or_raise(producer, 30)
     policy = RetrainPolicy(min_events=20_000, max_events=30_000, wait_s=60, cooldown_s=0)
-    retrainer = Retrainer(settings, policy)
-    try:
-        assert retrainer.submit(event)
-        result = wait_for_result(retrainer)
-    finally:
-        retrainer.close()
+    result = retrain_once(settings, policy, event)
     assert result.outcome == "promoted", result
     retrain = Registry(registry_dir).manifest("kdd", "ae", 2)["retrain"]
     # Started early, on the verdicts (not after waiting out wait_s for 20,000 events): the manifest

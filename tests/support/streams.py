@@ -161,3 +161,14 @@ def score_across_promotion(
         stop.set()
         thread.join(30)
     return [r["model_version"] for r in score_records(settings)]
+
+
+def first_offsets_of(settings: Settings, key_prefix: bytes) -> dict[str, int]:
+    """The first offset, per partition of the kdd input topic, of the events whose key starts with
+    ``key_prefix`` (e.g. ``b"corrected"``: where a replay switched to that file's traffic)."""
+    first: dict[str, int] = {}
+    for message in read_all(settings, settings.topic("kdd")):
+        if message.key().startswith(key_prefix):
+            key = str(message.partition())
+            first[key] = min(first.get(key, message.offset()), message.offset())
+    return first
