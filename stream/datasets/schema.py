@@ -1,0 +1,297 @@
+"""Dataset schemas: one small TOML file that says how a file of one's own becomes a stream.
+
+A schema names the stream (its topic, its registry entry, the ``stream`` of its alerts), says how to
+read the file (CSV, Parquet or JSON lines, gzip or not), which column holds the time, the key and the
+ground truth, and what a detector scores:
+
+- ``kind = "records"``: one message per row, a JSON object of the numeric and categorical feature
+  columns (KDD connections, a firewall log, daily weather);
+- ``kind = "series"``: sliding windows over the value column(s) of a time series, one message per
+  window (NAB, a sensor CSV; several value columns: one multivariate window, or one series each);
+- ``kind = "windows"``: one row is already one window of samples (ECG5000 heartbeats).
+
+The built-in datasets are schemas too (``stream/datasets/builtin/*.toml``): KDD Cup 99, NSL-KDD,
+ECG5000, NAB series and the NASA bearing are read by the same code as a user's file.
+
+For example::
+
+    schema = load_schema("seattle-weather.toml")
+    schema.name, schema.kind, schema.features.numeric
+    # -> ('seattle-weather', 'records', ['precipitation', 'temp_max', 'temp_min', 'wind'])
+
+Validated with pydantic; its JSON Schema is published as ``stream/schemas/dataset-schema.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stream.errors import ConfigurationError
+
+BUILTIN_DIR = Path(__file__).parent / "builtin"
+# Names a schema stream may not take: the logical topics every deployment already has.
+RESERVED_NAMES = frozenset({"alerts", "scores", "dead_letter", "dead-letter", "drift", "model_updates",
+                            "model-updates", "feedback", "topic_prefix"})  # fmt: skip
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+
+
+class SchemaError(ConfigurationError):
+    """A dataset schema file that cannot be read or does not validate (one line: what and where)."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Source(_Part):
+    """How the file is read."""
+
+    format: Literal["csv", "parquet", "jsonl"] = Field(
+        default="csv", description="csv (any delimiter), parquet, or jsonl (one JSON object per line)"
+    )
+    compression: Literal["infer", "gzip", "none"] = Field(
+        default="infer", description="infer: gzip when the file name ends in .gz"
+    )
+    header: bool = Field(default=True, description="csv: the first line names the columns")
+    columns: list[str] = Field(
+        default_factory=list,
+        description="csv without a header: the name of every column, in file order (unset: the "
+        'columns are named by position, "0", "1", ...)',
+    )
+    delimiter: str = Field(default=",", description='csv: one character, or "whitespace" for runs of blanks')
+    path: str | None = Field(
+        default=None, description="the file to read when none is given (relative to the schema file)"
+    )
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, value: str) -> str:
+        if value != "whitespace" and len(value) != 1:
+            raise ValueError(f'must be one character or "whitespace", got {value!r}')
+        return value
+
+
+class Timestamp(_Part):
+    """When each row happened; replays can be paced by it (``--speedup``)."""
+
+    column: str = Field(description="the column holding each row's time")
+    format: str | None = Field(
+        default=None,
+        description='strftime format such as %Y/%m/%d %H:%M, or "unix" / "unix_ms" for epoch numbers; '
+        "unset: ISO 8601 or inferred",
+    )
+
+
+class Features(_Part):
+    """What a records detector scores: numeric columns are min-max scaled on training data,
+    categorical ones one-hot encoded (a category never seen in training encodes as zeros)."""
+
+    numeric: list[str] = Field(default_factory=list, description="numeric feature columns")
+    categorical: list[str] = Field(default_factory=list, description="categorical feature columns")
+    log: list[str] = Field(
+        default_factory=list,
+        description="numeric columns compressed with log(1 + x) before scaling (counts and byte sizes "
+        "that span orders of magnitude)",
+    )
+    missing: Literal["error", "drop"] = Field(
+        default="error", description="a row with an empty feature cell: refuse the file, or drop the row"
+    )
+
+
+class Label(_Part):
+    """Ground truth: travels in the ``label`` header, never in the fields a detector scores."""
+
+    column: str = Field(description="the column holding each row's label")
+    normal: list[str | int | float | bool] = Field(
+        min_length=1, description="the value(s) that mean normal; every other value is an anomaly"
+    )
+    trim: str = Field(default="", description='characters stripped from the end of a label (KDD: ".")')
+
+
+class Series(_Part):
+    """Sliding windows over a time series (``kind = "series"``)."""
+
+    values: list[str] = Field(min_length=1, description="the value column(s)")
+    window: int = Field(default=16, ge=2, le=4096, description="rows per window")
+    stride: int = Field(default=1, ge=1, description="rows between the ends of two windows")
+    multivariate: bool = Field(
+        default=True,
+        description="several value columns: one window of all of them (true), or one series per column "
+        "keyed by its name (false)",
+    )
+
+
+class DatasetSchema(_Part):
+    """A dataset of one's own, declared: how to read it, what to score, where it streams."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN, description="the stream's name: registry entry, alerts' stream, default topic"
+    )
+    description: str = Field(default="", description="free text: where the data comes from")
+    kind: Literal["records", "series", "windows"] = Field(
+        default="records", description="records: a message per row; series: sliding windows; "
+        "windows: a row is a window of samples"
+    )  # fmt: skip
+    topic: str | None = Field(default=None, description="the input topic (default: the stream's name)")
+    source: Source = Field(default_factory=Source)
+    timestamp: Timestamp | None = None
+    key: str | None = Field(
+        default=None, description="the column whose value keys each message (series: one series per key)"
+    )
+    features: Features = Field(default_factory=Features)
+    label: Label | None = None
+    series: Series | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatasetSchema:
+        if self.name in RESERVED_NAMES:
+            raise ValueError(f"name {self.name!r} is a reserved topic name: choose another")
+        if self.kind == "series" and self.series is None:
+            raise ValueError('kind = "series" needs a [series] table with its value column(s)')
+        if self.kind != "series" and self.series is not None:
+            raise ValueError(f'a [series] table applies to kind = "series", not {self.kind!r}')
+        if self.kind == "records" and not (self.features.numeric or self.features.categorical):
+            raise ValueError('kind = "records" needs [features] numeric and/or categorical columns')
+        if self.kind == "series" and (self.features.numeric or self.features.categorical):
+            raise ValueError('kind = "series" scores its [series] values: leave [features] empty')
+        unknown_log = sorted(set(self.features.log) - set(self.features.numeric))
+        if unknown_log:
+            raise ValueError(f"[features] log names {unknown_log}, which are not numeric features")
+        if self.kind == "series" and self.timestamp is None:
+            raise ValueError('kind = "series" needs a [timestamp] column: windows say when they end')
+        roles = self.scored_columns() + self.meta_columns()
+        doubled = sorted({c for c in roles if roles.count(c) > 1})
+        if doubled:
+            raise ValueError(f"column(s) {doubled} have two roles: a column is a feature, key, label or time")
+        return self
+
+    # -- what the file must hold ----------------------------------------------------------------
+    def scored_columns(self) -> list[str]:
+        """The columns a detector scores, in message order (empty for ``windows``: every other column)."""
+        if self.series is not None:
+            return list(self.series.values)
+        return [*self.features.numeric, *self.features.categorical]
+
+    def meta_columns(self) -> list[str]:
+        """Time, key and label columns."""
+        columns = []
+        if self.timestamp is not None:
+            columns.append(self.timestamp.column)
+        if self.key is not None:
+            columns.append(self.key)
+        if self.label is not None:
+            columns.append(self.label.column)
+        return columns
+
+    @property
+    def topic_name(self) -> str:
+        """The input topic, before any common prefix."""
+        return self.topic or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (stored with every model trained on the stream)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "schema") -> DatasetSchema:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SchemaError(f"{where}: {_one_line(exc)}") from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def builtin_schemas() -> dict[str, Path]:
+    """The schema files shipped with anomstream, by name (``kdd99``, ``ecg5000``, ``nab``, ...)."""
+    return {path.stem: path for path in sorted(BUILTIN_DIR.glob("*.toml"))}
+
+
+def load_schema(where: str | Path) -> DatasetSchema:
+    """A schema from a TOML (or JSON) file, or a built-in by name; SchemaError says what is wrong.
+
+    A relative ``source.path`` is resolved against the schema file's folder.
+    """
+    path = Path(where)
+    if not path.is_file():
+        builtins = builtin_schemas()
+        if str(where) in builtins:
+            path = builtins[str(where)]
+        else:
+            raise SchemaError(
+                f"no dataset schema {str(where)!r}: give a schema file (write a draft with "
+                f"`anomstream data infer FILE`) or a built-in: {', '.join(builtins)}"
+            )
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # TOMLDecodeError, JSONDecodeError
+        raise SchemaError(f"{path}: not a readable TOML schema: {exc}") from None
+    schema = DatasetSchema.from_dict(data, str(path))
+    if schema.source.path is not None and not Path(schema.source.path).is_absolute():
+        source = schema.source.model_copy(update={"path": str(path.parent / schema.source.path)})
+        schema = schema.model_copy(update={"source": source})
+    return schema
+
+
+def schema_file(directory: Path | None = None) -> Path:
+    """Where the published JSON Schema of dataset schemas lives."""
+    return (directory or Path(__file__).parents[1] / "schemas") / "dataset-schema.schema.json"
+
+
+def json_schema() -> dict[str, Any]:
+    schema = DatasetSchema.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def write_json_schema(directory: Path | None = None) -> Path:
+    path = schema_file(directory)
+    path.write_text(json.dumps(json_schema(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# -- TOML ------------------------------------------------------------------------------------------
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def to_toml(schema: DatasetSchema, notes: dict[str, str] | None = None) -> str:
+    """The schema as TOML, each table preceded by the ``notes`` given for it (``"features"``: ...).
+
+    Read back by :func:`load_schema` into an equal schema.
+    """
+    notes = notes or {}
+    data = schema.to_dict()
+    lines = [f"# {line}" for line in notes.get("", "").splitlines()]
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for key, value in data.items():
+        if key not in tables:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for table, values in tables.items():
+        lines.append("")
+        lines.extend(f"# {line}" for line in notes.get(table, "").splitlines())
+        lines.append(f"[{table}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m stream.datasets.schema: refresh the published JSON Schema
+    print(write_json_schema())
