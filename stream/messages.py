@@ -115,12 +115,17 @@ class EcgBeat(Struct, frozen=True, gc=False):
 
 
 class SensorWindow(Struct, frozen=True, gc=False):
-    """One window of a sensor series; ``start`` / ``end`` are the series' own timestamps."""
+    """One window of a sensor series; ``start`` / ``end`` are the series' own timestamps.
+
+    A multivariate sensor sends ``channels`` values per row, row after row: ``values`` holds
+    ``rows * channels`` numbers, all channels of the first row first.
+    """
 
     sensor_id: Name
     start: TimeText
     end: TimeText
     values: Annotated[list[Sample], Meta(min_length=2, max_length=4096)]
+    channels: Annotated[int, Meta(ge=1, le=256)] = 1
 
 
 # -- outputs --------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ a window's ``start`` can even be later than its ``end``.
 [3, 6, 9]
 >>> sliding_windows(np.arange(10.0), 4, 3)[-1].tolist()
 [6.0, 7.0, 8.0, 9.0]
+>>> sliding_windows(np.arange(6.0).reshape(3, 2), 2).tolist()   # two channels
+[[0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]]
 >>> per_row_scores(10, ends, np.array([0.1, 0.2, 0.3])).tolist()
 [0.0, 0.0, 0.0, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.3]
 """
@@ -49,14 +51,25 @@ def window_end_rows(n_rows: int, length: int, stride: int = 1) -> np.ndarray:
 def sliding_windows(values: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
     """``(n_windows, length)`` view of a 1-D series, one row per window (see :func:`window_end_rows`).
 
-    A read-only view: copy it before writing into it.
+    A multivariate series ``(n_rows, channels)`` gives ``(n_windows, length * channels)``: each
+    window's rows one after the other, all channels of a row together (row-major, as a window of a
+    multivariate sensor travels in its message)::
+
+        sliding_windows(np.arange(6.0).reshape(3, 2), 2)   # rows [0, 1], [2, 3], [4, 5]
+        # -> [[0, 1, 2, 3], [2, 3, 4, 5]]
+
+    A read-only view for one channel, a copy for several: copy it before writing into it.
     """
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1:
-        raise ValueError(f"expected a 1-D series, got shape {values.shape}")
+    if values.ndim not in (1, 2):
+        raise ValueError(f"expected a 1-D series or (rows, channels), got shape {values.shape}")
+    channels = 1 if values.ndim == 1 else values.shape[1]
     ends = window_end_rows(len(values), length, stride)
     if not len(ends):
-        return np.zeros((0, length), dtype=np.float64)
+        return np.zeros((0, length * channels), dtype=np.float64)
+    if values.ndim == 2:
+        view = np.lib.stride_tricks.sliding_window_view(values, length, axis=0)  # (n, channels, length)
+        return view[ends - (length - 1)].transpose(0, 2, 1).reshape(len(ends), length * channels)
     view = np.lib.stride_tricks.sliding_window_view(values, length)
     return view[ends - (length - 1)]
 

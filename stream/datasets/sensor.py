@@ -21,27 +21,32 @@ import pandas as pd
 
 from stream.datasets.files import DatasetMissingError, first_file
 from stream.datasets.nab import list_series, load_series, load_windows, probation_length, window_row_bounds
+from stream.datasets.table import Table
 
 BEARING_FILES = ("Averaged_BearingTest_Dataset.csv",)
 
 
 @dataclass(frozen=True)
 class SensorSeries:
-    """One univariate series.
+    """One series: univariate (``values`` of shape ``(n,)``) or multivariate (``(n, channels)``).
 
-    ``name`` is the NAB key (``"<category>/<file>.csv"``) or ``"bearing/<column>"``; ``sensor_id`` is
-    the message key on the topic. ``anomaly_rows`` marks the rows inside a NAB anomaly window (None
-    for an unlabelled series).
+    ``name`` is the NAB key (``"<category>/<file>.csv"``), ``"bearing/<column>"`` or ``"<file>/<key>"``;
+    ``sensor_id`` is the message key on the topic. ``anomaly_rows`` marks the rows inside an anomaly
+    (a NAB anomaly window, or a labelled row of one's own file; None for an unlabelled series).
     """
 
     name: str
     sensor_id: str
     timestamps: np.ndarray  # datetime64[ns], file order
-    values: np.ndarray  # float64
+    values: np.ndarray  # float64, (n,) or (n, channels)
     anomaly_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.values.ndim == 1 else int(self.values.shape[1])
 
     @property
     def probation(self) -> int:
@@ -135,6 +140,37 @@ def load_bearing(data_dir: Path, path: Path | None = None) -> list[SensorSeries]
         values = frame[column].to_numpy(dtype=np.float64)
         series.append(SensorSeries(f"bearing/{column}", sensor_id, timestamps, values, None))
     return series
+
+
+def sensor_id_of(text: str) -> str:
+    """A message key from a column or key name: ``"Bearing 1"`` -> ``"bearing-1"``."""
+    return "-".join(str(text).lower().split())
+
+
+def table_series(table: Table) -> list[SensorSeries]:
+    """The series of a ``kind = "series"`` table: one per key value (in order of first appearance; the
+    file's stem when the schema has no key), and with ``multivariate = false`` one per value column
+    too. A row's label marks it an anomaly unless it is one of the schema's normal values."""
+    spec = table.schema.series
+    if spec is None or table.timestamps is None:
+        raise ValueError(f"schema {table.schema.name!r} is not a series schema (kind = 'series')")
+    stem = table.source.rsplit(".", 1)[0]
+    keys = table.keys if table.keys is not None else np.full(len(table), stem, dtype=object)
+    groups = pd.unique(keys)
+    out = []
+    for key in groups:
+        rows = np.flatnonzero(keys == key) if len(groups) > 1 else np.arange(len(table))
+        values = table.frame[spec.values].to_numpy(dtype=np.float64)[rows]
+        anomaly = None if table.normal is None else ~table.normal[rows]
+        times = table.timestamps[rows]
+        if spec.multivariate or len(spec.values) == 1:
+            flat = values[:, 0] if len(spec.values) == 1 else values
+            out.append(SensorSeries(f"{table.source}/{key}", sensor_id_of(str(key)), times, flat, anomaly))
+            continue
+        for column, channel in zip(spec.values, values.T, strict=True):
+            sensor = sensor_id_of(column) if len(groups) == 1 else sensor_id_of(f"{key} {column}")
+            out.append(SensorSeries(f"{table.source}/{column}", sensor, times, channel, anomaly))
+    return out
 
 
 def load_sensor_series(
