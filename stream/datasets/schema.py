@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stream.errors import ConfigurationError
+from stream.settings import Settings, TopicNames
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # Names a schema stream may not take: the logical topics every deployment already has.
@@ -192,6 +193,13 @@ class DatasetSchema(_Part):
     def topic_name(self) -> str:
         """The input topic, before any common prefix."""
         return self.topic or self.name
+
+    def input_topic(self, settings: Settings) -> str:
+        """The full input topic: a built-in stream's configured topic (``ANOMSTREAM_TOPICS__KDD``), else
+        the schema's ``topic`` (default: its name), both under the common topic prefix."""
+        if self.name in TopicNames.model_fields:
+            return settings.topic(self.name)
+        return settings.topic_prefix + self.topic_name
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (stored with every model trained on the stream)."""
