@@ -2,17 +2,25 @@
 
 An encoder is fitted on training data only and stored with the model as plain JSON, so the
 statistics a worker applies are exactly the ones the model was trained with.
+
+- :class:`TableEncoder`: records of named columns (a ``kind = "records"`` dataset schema): numeric
+  columns min-max scaled (some log-compressed first), categorical ones one-hot. It stores the dataset
+  schema it was trained for, so a worker builds the stream's decoder from the model it loaded.
+  :class:`KddEncoder` is the same encoder configured for KDD Cup 99 (protocols ``full`` and ``ffl``).
+- :class:`WindowEncoder`: fixed-length windows of one or several channels (ECG beats, sensor windows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
+from stream.datasets.schema import DatasetSchema
 from stream.messages import KDD_BINARY, KDD_CATEGORICAL, KDD_NUMERIC, KDD_RATES
 
 # The 18 continuous features of the Fast Forward Labs KDD experiment (protocol `ffl`).
@@ -44,14 +52,24 @@ KDD_HEAVY_TAILED: tuple[str, ...] = tuple(
 
 
 @dataclass(frozen=True)
-class KddRaw:
-    """A batch of KDD records before encoding: numeric columns (KDD_NUMERIC order) and symbols."""
+class RecordsRaw:
+    """A batch of records before encoding: the numeric columns and the categorical ones (as text),
+    each in the order its encoder names them."""
 
-    numeric: np.ndarray  # (n, 38) float64
-    symbols: np.ndarray  # (n, 3) object: protocol_type, service, flag
+    numeric: np.ndarray  # (n, k) float64
+    symbols: np.ndarray  # (n, m) object: text
 
     def __len__(self) -> int:
         return self.numeric.shape[0]
+
+    def take(self, rows: np.ndarray | slice) -> RecordsRaw:
+        """The rows ``rows``, in that order."""
+        return type(self)(self.numeric[rows], self.symbols[rows])
+
+
+@dataclass(frozen=True)
+class KddRaw(RecordsRaw):
+    """A batch of KDD records: numeric columns in KDD_NUMERIC order, symbols protocol_type, service, flag."""
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> KddRaw:
@@ -101,7 +119,134 @@ class MinMaxScaler:
         return scaler
 
 
-class KddEncoder:
+class TableEncoder:
+    """Records of named columns -> scaled matrix: numeric columns (those in ``log`` compressed with
+    log(1 + x) first, negatives read as 0) min-max scaled on the fit rows, categorical columns one-hot
+    (a category never seen in training encodes as zeros in its group). Feature names are the columns'
+    and ``column=category`` for the one-hot ones.
+
+    ``columns``: the numeric columns of the raw batches, when they hold more than the encoder scores
+    (KDD's ``ffl`` protocol scores 18 of the 38). ``schema``: the dataset schema the encoder was made
+    for, stored with it (:meth:`for_schema`).
+
+    For example::
+
+        encoder = TableEncoder.for_schema(schema).fit(table_raw(table))
+        encoder.feature_names_[-2:]
+        # -> ['weather=sun', 'weather=snow']
+    """
+
+    kind = "table"
+
+    def __init__(
+        self,
+        numeric: Sequence[str],
+        categorical: Sequence[str] = (),
+        log: Sequence[str] = (),
+        columns: Sequence[str] | None = None,
+        schema: DatasetSchema | None = None,
+    ) -> None:
+        self.numeric = list(numeric)
+        self.categorical = list(categorical)
+        self.log = list(log)
+        self.columns = list(columns) if columns is not None else list(numeric)
+        self.schema = schema
+        unknown = sorted((set(self.numeric) - set(self.columns)) | (set(self.log) - set(self.numeric)))
+        if unknown:
+            raise ValueError(f"columns {unknown} are scored or log-compressed but not numeric inputs")
+        self._select = None if self.columns == self.numeric else [self.columns.index(c) for c in self.numeric]
+        self._log = [self.numeric.index(c) for c in self.numeric if c in set(self.log)]
+
+    @classmethod
+    def for_schema(cls, schema: DatasetSchema) -> TableEncoder:
+        """The encoder of a ``kind = "records"`` schema's features."""
+        if schema.kind != "records":
+            raise ValueError(
+                f"schema {schema.name!r} is of kind {schema.kind!r}: a TableEncoder encodes records"
+            )
+        features = schema.features
+        return cls(features.numeric, features.categorical, features.log, schema=schema)
+
+    def _numeric_block(self, raw: RecordsRaw) -> np.ndarray:
+        if raw.numeric.ndim != 2 or raw.numeric.shape[1] != len(self.columns):
+            raise ValueError(f"expected {len(self.columns)} numeric columns, got shape {raw.numeric.shape}")
+        if self._select is not None:
+            block = raw.numeric[:, self._select]  # a copy
+        else:
+            block = raw.numeric.copy() if self._log else raw.numeric
+        if self._log:
+            block[:, self._log] = np.log1p(np.maximum(block[:, self._log], 0.0))
+        return block
+
+    def _one_hot(self, raw: RecordsRaw) -> np.ndarray:
+        # Symbols never seen in training encode as all zeros in their group: the other features
+        # still score the record.
+        blocks = []
+        n = len(raw)
+        for col, index in enumerate(self._index):
+            codes = np.fromiter(map(index.get, raw.symbols[:, col], repeat(-1)), np.int64, n)
+            block = np.zeros((n, len(index)), dtype=np.float32)
+            known = codes >= 0
+            block[np.flatnonzero(known), codes[known]] = 1.0
+            blocks.append(block)
+        return np.hstack(blocks) if blocks else np.zeros((n, 0), np.float32)
+
+    def _set_categories(self, categories: list[list[str]]) -> None:
+        self.categories_ = categories
+        self._index = [{symbol: i for i, symbol in enumerate(c)} for c in categories]
+
+    def fit(self, raw: RecordsRaw) -> TableEncoder:
+        self.scaler_ = MinMaxScaler().fit(self._numeric_block(raw))
+        self._set_categories([sorted(set(raw.symbols[:, c])) for c in range(len(self.categorical))])
+        onehot_names = [
+            f"{name}={symbol}"
+            for name, cats in zip(self.categorical, self.categories_, strict=True)
+            for symbol in cats
+        ]
+        self.feature_names_ = [*self.numeric, *onehot_names]
+        return self
+
+    def transform(self, raw: RecordsRaw) -> np.ndarray:
+        scaled = self.scaler_.transform(self._numeric_block(raw))
+        if not self.categorical:
+            return scaled
+        return np.hstack([scaled, self._one_hot(raw)]).astype(np.float32, copy=False)
+
+    def _fitted(self) -> dict[str, Any]:
+        return {
+            "scaler": self.scaler_.to_dict(),
+            "categories": self.categories_,
+            "feature_names": self.feature_names_,
+        }
+
+    def _restore(self, data: dict[str, Any]) -> None:
+        self.scaler_ = MinMaxScaler.from_dict(data["scaler"])
+        self._set_categories([[str(s) for s in c] for c in data["categories"]])
+        self.feature_names_ = list(data["feature_names"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "numeric": self.numeric,
+            "categorical": self.categorical,
+            "log": self.log,
+            "columns": self.columns,
+            **self._fitted(),
+            "schema": self.schema.to_dict() if self.schema is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TableEncoder:
+        schema = data.get("schema")
+        encoder = cls(
+            data["numeric"], data["categorical"], data["log"], data.get("columns"),
+            DatasetSchema.from_dict(schema, "the encoder's dataset schema") if schema else None,
+        )  # fmt: skip
+        encoder._restore(data)
+        return encoder
+
+
+class KddEncoder(TableEncoder):
     """KDD records -> scaled matrix, under protocol ``full`` (41 features, one-hot) or ``ffl`` (18).
 
     For example::
@@ -118,123 +263,129 @@ class KddEncoder:
     def __init__(self, protocol: str = "full") -> None:
         if protocol not in ("full", "ffl"):
             raise ValueError(f"unknown KDD protocol {protocol!r}: use 'full' or 'ffl'")
+        if protocol == "ffl":
+            super().__init__(FFL_FEATURES, columns=KDD_NUMERIC)
+        else:
+            super().__init__(KDD_NUMERIC, KDD_CATEGORICAL, KDD_HEAVY_TAILED)
         self.protocol = protocol
 
-    def _numeric_block(self, raw: KddRaw) -> np.ndarray:
-        if self.protocol == "ffl":
-            return raw.numeric[:, [KDD_NUMERIC.index(f) for f in FFL_FEATURES]]
-        block = raw.numeric.copy()
-        heavy = [KDD_NUMERIC.index(f) for f in KDD_HEAVY_TAILED]
-        block[:, heavy] = np.log1p(np.maximum(block[:, heavy], 0.0))
-        return block
-
-    def _one_hot(self, raw: KddRaw) -> np.ndarray:
-        # Symbols never seen in training encode as all zeros in their group: the reconstruction
-        # error of the other features still scores the record.
-        blocks = []
-        for col, categories in enumerate(self.categories_):
-            index = {symbol: i for i, symbol in enumerate(categories)}
-            codes = np.fromiter((index.get(s, -1) for s in raw.symbols[:, col]), np.int64, len(raw))
-            block = np.zeros((len(raw), len(categories)), dtype=np.float32)
-            known = codes >= 0
-            block[np.flatnonzero(known), codes[known]] = 1.0
-            blocks.append(block)
-        return np.hstack(blocks) if blocks else np.zeros((len(raw), 0), np.float32)
-
-    def fit(self, raw: KddRaw) -> KddEncoder:
-        self.scaler_ = MinMaxScaler().fit(self._numeric_block(raw))
-        if self.protocol == "full":
-            self.categories_ = [sorted(set(raw.symbols[:, c])) for c in range(len(KDD_CATEGORICAL))]
-            onehot_names = [
-                f"{name}={symbol}"
-                for name, cats in zip(KDD_CATEGORICAL, self.categories_, strict=True)
-                for symbol in cats
-            ]
-            self.feature_names_ = [*KDD_NUMERIC, *onehot_names]
-        else:
-            self.categories_ = []
-            self.feature_names_ = list(FFL_FEATURES)
-        return self
-
-    def transform(self, raw: KddRaw) -> np.ndarray:
-        scaled = self.scaler_.transform(self._numeric_block(raw))
-        if self.protocol == "ffl":
-            return scaled
-        return np.hstack([scaled, self._one_hot(raw)]).astype(np.float32, copy=False)
-
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "protocol": self.protocol,
-            "scaler": self.scaler_.to_dict(),
-            "categories": self.categories_,
-            "feature_names": self.feature_names_,
-        }
+        return {"kind": self.kind, "protocol": self.protocol, **self._fitted()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KddEncoder:
         encoder = cls(data["protocol"])
-        encoder.scaler_ = MinMaxScaler.from_dict(data["scaler"])
-        encoder.categories_ = [list(c) for c in data["categories"]]
-        encoder.feature_names_ = list(data["feature_names"])
+        encoder._restore(data)
         return encoder
 
 
 class WindowEncoder:
     """Fixed-length windows (ECG beats, sensor windows) -> scaled matrix.
 
-    ``scaling="global"`` applies one min-max range learnt on training windows (keeps amplitude,
-    which distinguishes abnormal beats); ``"window"`` rescales each window to [0, 1] (shape only).
+    A window is ``length`` rows of ``channels`` values each, row after row (all channels of the first
+    row first: :func:`stream.windows.sliding_windows`). ``scaling="global"`` applies one min-max range
+    per channel learnt on training windows (keeps amplitude, which distinguishes abnormal beats);
+    ``"window"`` rescales each window's channels to [0, 1] (shape only). One channel is named
+    ``t000``, ``t001``, ...; several are named by the schema's value columns (``temp@t003``).
     """
 
     kind = "window"
 
-    def __init__(self, length: int, scaling: str = "global") -> None:
+    def __init__(
+        self, length: int, scaling: str = "global", channels: int = 1, schema: DatasetSchema | None = None
+    ) -> None:
         if scaling not in ("global", "window"):
             raise ValueError(f"unknown scaling {scaling!r}: use 'global' or 'window'")
+        if channels < 1:
+            raise ValueError(f"a window has at least one channel, got {channels}")
         self.length = length
         self.scaling = scaling
+        self.channels = channels
+        self.schema = schema
+
+    @property
+    def width(self) -> int:
+        """Values per window: rows times channels."""
+        return self.length * self.channels
+
+    def _names(self) -> list[str]:
+        if self.channels == 1:
+            return [f"t{i:03d}" for i in range(self.length)]
+        values = self.schema.series.values if self.schema is not None and self.schema.series else []
+        names = values if len(values) == self.channels else [f"c{j}" for j in range(self.channels)]
+        return [f"{name}@t{i:03d}" for i in range(self.length) for name in names]
 
     def _check(self, X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.length:
-            raise ValueError(f"expected windows of {self.length} values, got shape {X.shape}")
+        if X.ndim != 2 or X.shape[1] != self.width:
+            raise ValueError(f"expected windows of {self.width} values, got shape {X.shape}")
         return X
+
+    def _by_channel(self, X: np.ndarray) -> np.ndarray:
+        return X.reshape(len(X), self.length, self.channels)
 
     def fit(self, X: np.ndarray) -> WindowEncoder:
         X = self._check(X)
-        self.low_, self.high_ = float(X.min()), float(X.max())
-        self.feature_names_ = [f"t{i:03d}" for i in range(self.length)]
+        # One channel: two floats (as every stored window encoder has them); several: one per channel.
+        self.low_: Any
+        self.high_: Any
+        if self.channels == 1:
+            self.low_, self.high_ = float(X.min()), float(X.max())
+        else:
+            rows = self._by_channel(X)
+            self.low_, self.high_ = rows.min(axis=(0, 1)), rows.max(axis=(0, 1))
+        self.feature_names_ = self._names()
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         X = self._check(X)
         if self.scaling == "window":
-            low = X.min(axis=1, keepdims=True)
-            span = X.max(axis=1, keepdims=True) - low
-            return ((X - low) / np.where(span > 0, span, 1.0)).astype(np.float32)
-        span = self.high_ - self.low_ or 1.0
-        return ((X - self.low_) / span).astype(np.float32)
+            rows = self._by_channel(X)
+            low = rows.min(axis=1, keepdims=True)
+            span = rows.max(axis=1, keepdims=True) - low
+            return ((rows - low) / np.where(span > 0, span, 1.0)).reshape(X.shape).astype(np.float32)
+        if self.channels == 1:
+            span = self.high_ - self.low_ or 1.0
+            return ((X - self.low_) / span).astype(np.float32)
+        spans = np.asarray(self.high_) - np.asarray(self.low_)
+        low, span = np.tile(self.low_, self.length), np.tile(np.where(spans > 0, spans, 1.0), self.length)
+        return ((X - low) / span).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "length": self.length,
-            "scaling": self.scaling,
-            "low": self.low_,
-            "high": self.high_,
-        }
+        data: dict[str, Any] = {"kind": self.kind, "length": self.length, "scaling": self.scaling}
+        if self.channels == 1:
+            data.update(low=self.low_, high=self.high_)
+        else:
+            data.update(channels=self.channels, low=np.asarray(self.low_).tolist(),
+                        high=np.asarray(self.high_).tolist())  # fmt: skip
+        if self.schema is not None:
+            data["schema"] = self.schema.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WindowEncoder:
-        encoder = cls(int(data["length"]), data["scaling"])
-        encoder.low_, encoder.high_ = float(data["low"]), float(data["high"])
-        encoder.feature_names_ = [f"t{i:03d}" for i in range(encoder.length)]
+        schema = data.get("schema")
+        encoder = cls(
+            int(data["length"]), data["scaling"], int(data.get("channels", 1)),
+            DatasetSchema.from_dict(schema, "the encoder's dataset schema") if schema else None,
+        )  # fmt: skip
+        if encoder.channels == 1:
+            encoder.low_, encoder.high_ = float(data["low"]), float(data["high"])
+        else:
+            encoder.low_ = np.asarray(data["low"], dtype=np.float64)
+            encoder.high_ = np.asarray(data["high"], dtype=np.float64)
+        encoder.feature_names_ = encoder._names()
         return encoder
 
 
-def encoder_from_dict(data: dict[str, Any]) -> KddEncoder | WindowEncoder:
-    kinds: dict[str, Any] = {"kdd": KddEncoder, "window": WindowEncoder}
+def encoder_schema(encoder: Any) -> DatasetSchema | None:
+    """The dataset schema an encoder was trained for (None: a built-in stream's encoder)."""
+    schema = getattr(encoder, "schema", None)
+    return schema if isinstance(schema, DatasetSchema) else None
+
+
+def encoder_from_dict(data: dict[str, Any]) -> TableEncoder | WindowEncoder:
+    kinds: dict[str, Any] = {"kdd": KddEncoder, "table": TableEncoder, "window": WindowEncoder}
     if data.get("kind") not in kinds:
         raise ValueError(f"unknown encoder kind {data.get('kind')!r}")
     return kinds[data["kind"]].from_dict(data)
