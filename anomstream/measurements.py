@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 from confluent_kafka import TopicPartition
 
-from consumers.decoding import DECODERS
+from consumers.decoding import decoder_for
 from consumers.outputs import BatchMeta, build_alerts, build_score_records
 from consumers.supervisor import worker_command
 from models.registry import open_registry
@@ -171,6 +171,7 @@ def profile_stages(settings: Settings, n_events: int, stream: str = "kdd") -> di
     """
     model = open_registry(settings).load(stream, inference_only=True)  # as the worker serves it
     model.warm_up()
+    decode = decoder_for(stream, model.encoder)
     consumer = make_consumer(settings, f"profile-{uuid.uuid4().hex[:6]}")
     consumer.subscribe([settings.topic(stream)])
     producer = make_producer(settings, None, **{"delivery.report.only.error": True})
@@ -192,7 +193,7 @@ def profile_stages(settings: Settings, n_events: int, stream: str = "kdd") -> di
         if not messages:
             continue
         t1 = time.perf_counter()
-        decoded = DECODERS[stream](messages, getattr(model.encoder, "length", None))
+        decoded = decode(messages)
         t2 = time.perf_counter()
         X = model.encoder.transform(decoded.raw)
         t3 = time.perf_counter()

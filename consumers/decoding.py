@@ -1,5 +1,11 @@
 """Message bytes -> validated raw batches, one decoder per stream.
 
+:func:`decoder_for` gives a stream's decoder for the model that scores it: the built-in streams
+(``kdd``, ``ecg``, ``sensor``) decode as they always have; a stream described by a dataset schema
+decodes through a msgspec struct built from the schema the model was trained with
+(:class:`SchemaRecords` for ``kind = "records"``, sensor windows for ``series``, ECG-shaped beats
+for ``windows``).
+
 A message that fails to decode or validate is returned as :class:`Rejected` (raw bytes untouched,
 the error kept) for the dead-letter topic; it never stops the batch. So is a message whose key or
 ``label`` header is larger than an alert may carry (``Oversize``): copied into alerts and score
@@ -14,14 +20,19 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from operator import attrgetter
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import numpy as np
+import pandas as pd
 from confluent_kafka import Message
+from msgspec import Meta
 
-from models.features import KddRaw
+from models.features import KddRaw, RecordsRaw, encoder_schema
+from stream.datasets.schema import DatasetSchema
+from stream.errors import ConfigurationError
 from stream.messages import (
     KDD_CATEGORICAL,
     KDD_NUMERIC,
@@ -29,6 +40,7 @@ from stream.messages import (
     decode_kdd_connection,
     decode_sensor_window,
 )
+from stream.settings import Settings, TopicNames
 
 # Keys and labels are copied into every alert and score record of their event: bounded here, so
 # that an output always fits in one Kafka message (1 MB by default).
@@ -45,7 +57,7 @@ class Rejected:
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    raw: Any  # what the stream's encoder takes (KddRaw, or an (n, length) array of windows)
+    raw: Any  # what the stream's encoder takes (KddRaw / RecordsRaw, or an (n, width) array of windows)
     messages: list[Message]  # the valid messages, aligned with the rows of ``raw``
     records: list[Any]  # their validated records (stream.messages structs)
     rejected: list[Rejected]
@@ -102,6 +114,7 @@ def _validate(
 
 
 Decoder = Callable[[Sequence[Message], int | None], DecodedBatch]
+BatchDecoder = Callable[[Sequence[Message]], DecodedBatch]  # a decoder bound to one model
 
 _kdd_numeric = attrgetter(*KDD_NUMERIC)
 _kdd_symbols = attrgetter(*KDD_CATEGORICAL)
@@ -119,19 +132,27 @@ def decode_kdd(messages: Sequence[Message], width: int | None = None) -> Decoded
 
 
 def _decode_windows(
-    validate: Callable[[bytes], Any], event_time: Callable[[Any], str] | None = None
-) -> Decoder:
-    def decode(messages: Sequence[Message], width: int | None = None) -> DecodedBatch:
+    validate: Callable[[bytes], Any],
+    event_time: Callable[[Any], str] | None = None,
+    channels: Callable[[Any], int] | None = None,
+) -> Callable[..., DecodedBatch]:
+    def decode(messages: Sequence[Message], width: int | None = None, n_channels: int = 1) -> DecodedBatch:
         valid, records, rejected, labels, keys = _validate(messages, validate)
         if width is not None:
-            # A window of another length than the model's cannot be scored: dead-letter it alone.
+            # A window of another length (or channel count) than the model's cannot be scored:
+            # dead-letter it alone.
             keep = []
             for message, record, label, key in zip(valid, records, labels, keys, strict=True):
-                if len(record.values) == width:
-                    keep.append((message, record, label, key))
-                else:
+                if len(record.values) != width:
                     error = f"values: window has {len(record.values)} values, the model expects {width}"
                     rejected.append(Rejected(message, "ValidationError", error))
+                elif channels is not None and channels(record) != n_channels:
+                    error = (
+                        f"channels: window has {channels(record)} channels, the model expects {n_channels}"
+                    )
+                    rejected.append(Rejected(message, "ValidationError", error))
+                else:
+                    keep.append((message, record, label, key))
             valid, records = [k[0] for k in keep], [k[1] for k in keep]
             labels, keys = [k[2] for k in keep], [k[3] for k in keep]
         # A batch where every window was rejected is an empty (0, width) batch, not a crash.
@@ -146,8 +167,200 @@ def _decode_windows(
     return decode
 
 
-DECODERS: dict[str, Decoder] = {
-    "kdd": decode_kdd,
-    "ecg": _decode_windows(decode_ecg_beat),
-    "sensor": _decode_windows(decode_sensor_window, attrgetter("end")),
-}
+decode_ecg = _decode_windows(decode_ecg_beat)
+decode_sensor = _decode_windows(decode_sensor_window, attrgetter("end"), attrgetter("channels"))
+
+DECODERS: dict[str, Decoder] = {"kdd": decode_kdd, "ecg": decode_ecg, "sensor": decode_sensor}
+
+
+# -- dataset schemas ------------------------------------------------------------------------------
+# A categorical field is text; a user's producer may send a number there (a port, a code): its text.
+Category = Annotated[str, Meta(min_length=1, max_length=256)] | int | float
+TimeText = Annotated[str, Meta(max_length=64)]
+EpochTime = TimeText | int | float
+
+
+def category_text(value: str | int | float) -> str:
+    """A categorical value as the text a table holds: a number is its text, an integral float without
+    its ``.0`` (JSON writers differ on ``3`` and ``3.0``).
+
+    >>> category_text("http"), category_text(3), category_text(3.0), category_text(2.5)
+    ('http', '3', '3', '2.5')
+    """
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def _getter(names: list[str]) -> Callable[[Any], Any]:
+    """Always a tuple of the fields, whatever their count (attrgetter of one name gives the value)."""
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda record: (one(record),)
+    return attrgetter(*names)
+
+
+def rfc3339(times: np.ndarray) -> list[str]:
+    """RFC 3339 UTC text of datetime64[ns] values: to the second, or to the millisecond where a
+    value has a fraction (as sensor windows write their times).
+
+    >>> rfc3339(np.array(["2014-07-01T00:30:00", "2014-07-01T00:30:00.250"], "datetime64[ns]"))
+    ['2014-07-01T00:30:00Z', '2014-07-01T00:30:00.250Z']
+    """
+    whole = times.astype(np.int64) % 1_000_000_000 == 0
+    seconds = np.datetime_as_string(times, unit="s", timezone="UTC")
+    millis = np.datetime_as_string(times, unit="ms", timezone="UTC")
+    return np.where(whole, seconds, millis).tolist()
+
+
+def parse_times(values: list[Any], fmt: str | None) -> np.ndarray:
+    """Times as a batch holds them -> datetime64[ns] UTC (NaT where a value is not a time).
+
+    RFC 3339 / ISO 8601 text first (what a replay writes; a naive time is UTC), then the schema's own
+    ``format`` (a strftime pattern, or epoch numbers for ``unix`` / ``unix_ms``), as a user's
+    producer may write it; with no format, any other text pandas can read. Vectorised per batch.
+    """
+    series = pd.Series(values, dtype=object)
+    is_text = series.map(type).eq(str).to_numpy()
+    parsed = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
+    epoch = fmt in ("unix", "unix_ms")
+    numbers = pd.to_numeric(series, errors="coerce") if epoch else None
+    if epoch and numbers is not None:
+        as_number = numbers.notna().to_numpy()
+        if as_number.any():
+            unit = "s" if fmt == "unix" else "ms"
+            parsed[as_number] = pd.to_datetime(numbers[as_number], unit=unit, utc=True, errors="coerce")
+        is_text &= ~as_number
+    if is_text.any():
+        text = series[is_text].astype(str)
+        parsed[is_text] = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+        missing = is_text & parsed.isna().to_numpy()
+        if missing.any() and not epoch:
+            again = series[missing].astype(str)
+            parsed[missing] = pd.to_datetime(again, format=fmt or "mixed", utc=True, errors="coerce")
+    return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
+
+
+class SchemaRecords:
+    """The decoder of a ``kind = "records"`` schema's messages: a JSON object holding every numeric
+    feature as a number, every categorical one as text (or a number, read as its text), and the
+    schema's time column as a time, extra fields ignored. A missing field, a wrong type, a number out
+    of range or a time that does not read is rejected with the reason, for the dead-letter topic.
+
+    The struct is built from the schema (``msgspec.defstruct``, as ``KddConnection`` is): fields are
+    named by position and renamed to the columns, so any column name works.
+
+    >>> from stream.datasets.schema import DatasetSchema
+    >>> schema = DatasetSchema(name="weather", features={"numeric": ["temp max"], "categorical": ["sky"]})
+    >>> batch = SchemaRecords(schema)([Message(value=b'{"sky": "sun", "temp max": 12, "x": 0}')])
+    >>> batch.raw.numeric.tolist(), batch.raw.symbols.tolist(), batch.rejected
+    ([[12.0]], [['sun']], [])
+    """
+
+    def __init__(self, schema: DatasetSchema) -> None:
+        features = schema.features
+        self.schema = schema
+        fields: list[tuple[str, Any]] = []
+        rename: dict[str, str] = {}
+        for i, name in enumerate(features.numeric):
+            fields.append((f"n{i}", float))
+            rename[f"n{i}"] = name
+        for i, name in enumerate(features.categorical):
+            fields.append((f"c{i}", Category))
+            rename[f"c{i}"] = name
+        self.time_format: str | None = None
+        self.time_column: str | None = None
+        if schema.timestamp is not None:
+            self.time_format, self.time_column = schema.timestamp.format, schema.timestamp.column
+            fields.append(("t", EpochTime if self.time_format in ("unix", "unix_ms") else TimeText))
+            rename["t"] = self.time_column
+        struct = msgspec.defstruct("SchemaRecord", fields, rename=rename, frozen=True, gc=False)
+        struct.__doc__ = f"One record of dataset schema {schema.name!r}."
+        self.validate = msgspec.json.Decoder(struct).decode
+        self.k, self.m = len(features.numeric), len(features.categorical)
+        self._numeric = _getter([f"n{i}" for i in range(self.k)]) if self.k else None
+        self._symbols = _getter([f"c{i}" for i in range(self.m)]) if self.m else None
+
+    def __call__(self, messages: Sequence[Message], width: int | None = None) -> DecodedBatch:
+        valid, records, rejected, labels, keys = _validate(messages, self.validate)
+        times: list[str | None] | None = None
+        if self.time_column is not None and records:
+            valid, records, labels, keys, times = self._times(valid, records, labels, keys, rejected)
+        n = len(records)
+        if self._numeric is not None:
+            flat = itertools.chain.from_iterable(map(self._numeric, records))
+            numeric = np.fromiter(flat, np.float64, n * self.k).reshape(n, self.k)
+        else:
+            numeric = np.zeros((n, 0), dtype=np.float64)
+        symbols = np.empty((n, self.m), dtype=object)
+        if self._symbols is not None and n:
+            symbols[:] = [[category_text(v) for v in row] for row in map(self._symbols, records)]
+        if self.time_column is not None and not records:
+            times = []
+        return DecodedBatch(RecordsRaw(numeric, symbols), valid, records, rejected, times, labels, keys)
+
+    def _times(self, valid: list, records: list, labels: list, keys: list, rejected: list[Rejected]) -> tuple:
+        """Each record's time as RFC 3339 UTC; a record whose time does not read is rejected."""
+        raw = [record.t for record in records]
+        parsed = parse_times(raw, self.time_format)
+        bad = np.isnat(parsed)
+        if not bad.any():
+            return valid, records, labels, keys, rfc3339(parsed)
+        how = "RFC 3339" + (f" or format {self.time_format!r}" if self.time_format else "")
+        for row in np.flatnonzero(bad).tolist():
+            error = f"{self.time_column}: {str(raw[row])[:64]!r} is not a time ({how})"
+            rejected.append(Rejected(valid[row], "ValidationError", error))
+        good = np.flatnonzero(~bad).tolist()
+        text = rfc3339(parsed[good])
+        return ([valid[i] for i in good], [records[i] for i in good], [labels[i] for i in good],
+                [keys[i] for i in good], text)  # fmt: skip
+
+
+def _is_kdd_layout(schema: DatasetSchema) -> bool:
+    """A records schema whose messages are KDD connections (the built-in kdd99 and nslkdd schemas):
+    decoded by the KDD hot path, with its stricter ranges."""
+    features = schema.features
+    return (
+        schema.timestamp is None
+        and tuple(features.numeric) == KDD_NUMERIC
+        and tuple(features.categorical) == KDD_CATEGORICAL
+    )
+
+
+def decoder_for(stream: str, encoder: Any) -> BatchDecoder:
+    """The decoder of ``stream``'s messages for a model with this encoder: from the dataset schema the
+    encoder carries, else the built-in stream's; window widths (and channels) are the encoder's, so a
+    window of another size is dead-lettered alone. Build it once per model, not per batch.
+
+    ConfigurationError when the stream is not built in and its model carries no schema.
+    """
+    schema = encoder_schema(encoder)
+    kind = schema.kind if schema is not None else None
+    width = getattr(encoder, "width", None)
+    if kind == "records":
+        assert schema is not None
+        return decode_kdd if _is_kdd_layout(schema) else SchemaRecords(schema)
+    if kind == "series" or (kind is None and stream == "sensor"):
+        return partial(decode_sensor, width=width, n_channels=getattr(encoder, "channels", 1))
+    if kind == "windows" or (kind is None and stream == "ecg"):
+        return partial(decode_ecg, width=width)
+    if kind is None and stream == "kdd":
+        return decode_kdd
+    raise ConfigurationError(
+        f"stream {stream!r} is not built in and its model carries no dataset schema: train it with "
+        "`anomstream train --schema S`"
+    )
+
+
+def stream_topic(settings: Settings, stream: str, encoder: Any = None) -> str:
+    """The input topic of ``stream``: a built-in stream's configured topic, else the one the dataset
+    schema of its model names (``topic``, default its name, under the common prefix)."""
+    if stream in TopicNames.model_fields:
+        return settings.topic(stream)
+    schema = encoder_schema(encoder)
+    if schema is None:
+        raise ConfigurationError(
+            f"stream {stream!r} is not built in and names no dataset schema: give its topic "
+            "(anomstream worker --schema S --topic T)"
+        )
+    return schema.input_topic(settings)

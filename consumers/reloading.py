@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import msgspec
 from confluent_kafka import Consumer
 
+from consumers.decoding import decoder_for
 from models.model_id import ModelId
 from models.registry import Registry
 from models.scoring import ScoringModel
@@ -111,6 +112,7 @@ class ModelWatcher:
                 log.info("stream %s already uses %s", stream, wanted)
                 return None
             model = self.registry.load(stream, inference_only=True)
+            decoder_for(stream, model.encoder)  # a model whose messages this worker cannot read stays out
             model.warm_up(self.max_batch)
         except Exception as exc:  # any failure keeps the current model: scoring must go on
             self._once(f"cannot reload the production model of {stream} ({exc}): keeping the current one")

@@ -15,6 +15,11 @@ Rebalances and SIGTERM/SIGINT drain in-flight batches (published and committed) 
 are given up or the worker leaves the group. A promotion on ``model-updates`` reloads the stream's
 production model from the registry in the background and swaps it in between batches
 (:mod:`consumers.reloading`); a stream that gets its first model that way is subscribed live.
+
+Besides the built-in streams, a worker scores any stream described by a dataset schema
+(``anomstream worker --schema S [--topic T]``): its messages decode through the schema stored with
+its production model (:func:`consumers.decoding.decoder_for`), from ``T``, or from the topic the
+schema names, which a user's own producers may fill.
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ import queue
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from consumers.batching import DynamicBatcher
-from consumers.decoding import DECODERS
+from consumers.decoding import BatchDecoder, decoder_for, stream_topic
 from consumers.faults import NO_FAULTS, Faults, from_env
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter
 from consumers.publisher import (
@@ -49,6 +55,8 @@ from consumers.worker_metrics import WorkerMetrics, worker_readiness
 from models.checkpoints import OnlineStateStore
 from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
+from stream.datasets.schema import DatasetSchema, load_schema
+from stream.errors import ConfigurationError
 from stream.kafka import make_consumer, make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
 from stream.settings import STREAMS, Settings
@@ -91,7 +99,9 @@ class ScoringWorker:
     offsets of a batch are committed only once its outputs are (under ``eos``, in the batch's
     transaction). It hot-reloads a stream's production model between batches, checkpoints what
     models learn from committed batches, drains in-flight batches before partitions go or it stops.
-    ``faults`` injects a crash for the recovery tests (:mod:`consumers.faults`).
+    ``faults`` injects a crash for the recovery tests (:mod:`consumers.faults`). ``topics`` maps a
+    stream to the topic it is read from when that is not its usual one (a dataset schema's stream
+    read from a topic a user's producers fill).
     """
 
     def __init__(
@@ -104,9 +114,10 @@ class ScoringWorker:
         metrics_port: int | None = None,
         guard: Watchdog | None = None,
         faults: Faults = NO_FAULTS,
+        topics: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
-        self.streams = tuple(streams)
+        self.streams = tuple(dict.fromkeys(streams))
         self.eos = eos
         self.guard = guard if guard is not None else watchdog()  # tests inject one to force overruns
         self.faults = faults  # recovery tests inject a crash before a commit (consumers.faults)
@@ -118,8 +129,14 @@ class ScoringWorker:
         self.online = OnlineStateStore(state_store(settings), worker_id or socket.gethostname())
         self._checkpointed = time.monotonic()
         self._learnt: dict[str, int] = {}  # committed events learnt, per stream (current model)
-        self.models = self._load_models(streams)
-        self.routes = {settings.topic(stream): stream for stream in self.models}
+        self.topics = dict(topics or {})
+        self.models = self._load_models(self.streams)
+        self.decoders: dict[str, BatchDecoder] = {
+            s: decoder_for(s, m.encoder) for s, m in self.models.items()
+        }
+        self.routes: dict[str, str] = {}
+        for stream in self.models:
+            self._route(stream)
         self.stats = WorkerStats()
         self.metrics = WorkerMetrics(
             metrics_port,
@@ -138,11 +155,12 @@ class ScoringWorker:
         models = {}
         for stream in streams:
             if self.registry.production(stream) is None:
+                how = f"--stream {stream}" if stream in STREAMS else "--schema S"
                 log.warning(
                     "no production model for stream %r: its topic is consumed once one is promoted "
-                    "(`anomstream train --stream %s`)",
+                    "(`anomstream train %s`)",
                     stream,
-                    stream,
+                    how,
                 )
                 continue
             # A worker only scores: dense nets run in NumPy, without importing Keras (models.detectors.light).
@@ -150,11 +168,25 @@ class ScoringWorker:
             log.info("stream %s -> %s v%d", stream, models[stream].detector_name, models[stream].version)
             self._resume(models[stream])
         if not models:
+            how = "--stream kdd" if set(streams) & set(STREAMS) else "--schema S"
             raise RegistryError(
                 f"no production model in {self.settings.registry} for any of {list(streams)}: "
-                "run `anomstream train --stream kdd` first"
+                f"run `anomstream train {how}` first"
             )
         return models
+
+    def _route(self, stream: str) -> None:
+        """Consume ``stream``'s input topic (its own when none was given: the built-in stream's, or the
+        one its model's dataset schema names); one topic feeds one stream."""
+        if stream not in self.topics:
+            self.topics[stream] = stream_topic(self.settings, stream, self.models[stream].encoder)
+        topic = self.topics[stream]
+        if self.routes.get(topic, stream) != stream:
+            raise ConfigurationError(
+                f"streams {self.routes[topic]!r} and {stream!r} would both read topic {topic!r}: give "
+                "each its own (--topic)"
+            )
+        self.routes[topic] = stream
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_events: int | None = None) -> WorkerStats:
@@ -345,7 +377,7 @@ class ScoringWorker:
         detected_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         for stream, messages in by_stream.items():
             model = self.models[stream]
-            decoded = DECODERS[stream](messages, getattr(model.encoder, "length", None))
+            decoded = self.decoders[stream](messages)
             for rejected in decoded.rejected:
                 key, value, headers = dead_letter(rejected, self.worker_id)
                 outputs.append(Output(dlq_topic, value, key, headers, rejected.message))
@@ -455,10 +487,11 @@ class ScoringWorker:
             self._learnt[model.stream] = 0
             self._resume(model)
             self.models[model.stream] = model
+            self.decoders[model.stream] = decoder_for(model.stream, model.encoder)
             self.metrics.model_version.labels(model.stream, model.detector_name).set(model.version)
             log.info("hot-reloaded stream %s -> %s v%d", model.stream, model.detector_name, model.version)
             if new_stream:
-                self.routes[self.settings.topic(model.stream)] = model.stream
+                self._route(model.stream)
                 log.info("stream %s has its first model: consuming %s", model.stream, sorted(self.routes))
                 self._subscribe()
 
@@ -531,6 +564,25 @@ def _next_offsets(data: list[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
 
 
+def schema_streams(
+    settings: Settings, schemas: Sequence[str | Path], topic: str | None = None
+) -> tuple[list[DatasetSchema], dict[str, str]]:
+    """The dataset schemas a worker scores (files or built-in names) and the topic of each: ``topic``
+    (one schema only), else the one the schema names. Refuses in one line a schema whose stream has
+    no production model, and ``topic`` given for several schemas."""
+    loaded = [load_schema(where) for where in schemas]
+    if topic is not None and len(loaded) != 1:
+        raise ConfigurationError(f"--topic names the topic of one --schema, got {len(loaded)} schemas")
+    registry = open_registry(settings)
+    for where, schema in zip(schemas, loaded, strict=True):
+        if registry.production(schema.name) is None:
+            raise RegistryError(
+                f"no production model for stream {schema.name!r} (schema {where}) in {settings.registry}: "
+                f"run `anomstream train --schema {where}` first"
+            )
+    return loaded, {s.name: topic or s.input_topic(settings) for s in loaded}
+
+
 def serve(
     settings: Settings,
     streams: Sequence[str] = STREAMS,
@@ -538,15 +590,25 @@ def serve(
     eos: bool = False,
     worker_id: str | None = None,
     metrics_port: int | None = None,
+    schemas: Sequence[str | Path] = (),
+    topic: str | None = None,
 ) -> int:
-    """``anomstream worker``: one worker in this process, or ``replicas`` supervised processes."""
+    """``anomstream worker``: one worker in this process, or ``replicas`` supervised processes.
+
+    ``streams``: built-in streams (or streams whose production model carries a dataset schema);
+    ``schemas``: dataset schema files (or built-in names) whose streams are scored too, from ``topic``
+    or the topic each names."""
+    loaded, topics = schema_streams(settings, schemas, topic)
     if replicas > 1:
         from consumers.supervisor import ReplicaSupervisor
 
-        args = ["--streams", ",".join(streams)] + (["--eos"] if eos else [])
+        args = ["--streams", ",".join(streams)] if streams else []
+        for where in schemas:
+            args += ["--schema", str(where)]
+        args += (["--topic", topic] if topic is not None else []) + (["--eos"] if eos else [])
         grace = settings.resilience.shutdown_grace_s
         return ReplicaSupervisor(replicas, args, metrics_port=metrics_port, grace_s=grace).run()
-    worker = ScoringWorker(settings, streams, eos=eos, worker_id=worker_id, metrics_port=metrics_port,
-                           faults=from_env())  # fmt: skip
+    worker = ScoringWorker(settings, [*streams, *(s.name for s in loaded)], eos=eos, worker_id=worker_id,
+                           metrics_port=metrics_port, faults=from_env(), topics=topics)  # fmt: skip
     worker.run()
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -62,7 +62,7 @@ class RecordsRaw:
     def __len__(self) -> int:
         return self.numeric.shape[0]
 
-    def take(self, rows: np.ndarray | slice) -> RecordsRaw:
+    def take(self, rows: np.ndarray | slice) -> Self:
         """The rows ``rows``, in that order."""
         return type(self)(self.numeric[rows], self.symbols[rows])
 
@@ -195,7 +195,7 @@ class TableEncoder:
         self.categories_ = categories
         self._index = [{symbol: i for i, symbol in enumerate(c)} for c in categories]
 
-    def fit(self, raw: RecordsRaw) -> TableEncoder:
+    def fit(self, raw: RecordsRaw) -> Self:
         self.scaler_ = MinMaxScaler().fit(self._numeric_block(raw))
         self._set_categories([sorted(set(raw.symbols[:, c])) for c in range(len(self.categorical))])
         onehot_names = [

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import TopicPartition
 
-from consumers.decoding import DECODERS
+from consumers.decoding import BatchDecoder, decoder_for
 from models.drift import FeatureDrift, FeatureTestResult, ert_for_risk, feature_alpha
 from models.features import encoder_from_dict
 from models.model_id import ModelId
@@ -53,6 +53,7 @@ class FeatureDetection:
 class _Window:
     model: ModelId
     encoder: Any
+    decode: BatchDecoder
     names: list[str]
     reference: np.ndarray | None = None
     rows: list[np.ndarray] = field(default_factory=list)
@@ -137,7 +138,7 @@ class FeatureSampler:
         for (stream, topic, partition), offsets in wanted.items():
             window = self._window(stream, models[stream])
             messages = _read(reader, topic, partition, sorted(set(offsets)))
-            decoded = DECODERS[stream](messages, getattr(window.encoder, "length", None))
+            decoded = window.decode(messages)
             if not decoded.messages:
                 continue
             rows = window.encoder.transform(decoded.raw)
@@ -155,7 +156,8 @@ class FeatureSampler:
             ref = self.registry.resolve(stream, *model)
             self.registry.verify(ref)
             encoder = encoder_from_dict(json.loads((ref.path / "encoder.json").read_text()))
-            window = self.windows[stream] = _Window(model, encoder, list(encoder.feature_names_))
+            decode = decoder_for(stream, encoder)
+            window = self.windows[stream] = _Window(model, encoder, decode, list(encoder.feature_names_))
         return window
 
     def _test(self, stream: str, window: _Window) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from consumers.decoding import DECODERS
+from consumers.decoding import decoder_for
 from consumers.model_updates import announce, promote
 from consumers.verdicts import Verdicts, read_verdicts
 from models.model_id import ModelId
@@ -315,7 +315,7 @@ def _confirmed_attacks(
         pending = [w for w in pending if firsts.get((w[0], w[1])) != w[2]]
     if not messages:
         return None
-    decoded = DECODERS[stream](messages, getattr(production.encoder, "length", None))
+    decoded = decoder_for(stream, production.encoder)(messages)
     return production.encoder.transform(decoded.raw) if decoded.messages else None
 
 
@@ -338,7 +338,7 @@ def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> di
     messages = read_ranges(settings, event.change.topic, ranges, timeout=max(60.0, policy.wait_s))
     # Offset order within each partition; across partitions, by broker timestamp: the newest last.
     messages.sort(key=lambda m: (m.timestamp()[1], m.partition(), m.offset()))
-    batch = DECODERS[event.stream](messages, getattr(production.encoder, "length", None))
+    batch = decoder_for(event.stream, production.encoder)(messages)
     X = production.encoder.transform(batch.raw) if batch.messages else np.zeros((0, 1), np.float32)
     verdicts = read_verdicts(settings, event.stream)
     benign, malicious = _verdict_masks(batch.messages, verdicts)
