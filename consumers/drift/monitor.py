@@ -119,6 +119,9 @@ class DriftMonitor:
             # A zero series from the start: "no drift yet" is 0 on a panel, not "no data".
             self.metrics.drift_events.labels(stream, self.kind)
         self.scores_topic_id: str | None = None
+        # Each stream's input topic as its score records name it: a dataset schema's stream has no
+        # topic in the settings (and a worker may read it from a topic of the user's choosing).
+        self.input_topics: dict[str, str] = {}
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_records: int | None = None) -> MonitorStats:
@@ -223,6 +226,7 @@ class DriftMonitor:
         self.metrics.progress.completed()
         if item.record is None:
             return
+        self.input_topics[item.record.stream] = item.record.topic
         watched = self.watches.watch(item.record)
         if watched is None:
             return
@@ -310,7 +314,7 @@ class DriftMonitor:
         by Kafka's timestamps, at the first offset produced no earlier than the anchor event.
         """
         placed = unit.spans.placed(when)
-        topic = self.settings.topic(unit.stream)
+        topic = self._input_topic(unit.stream)
         by_time: dict[int, int] = {}
         if anchor is not None:
             try:
@@ -322,13 +326,16 @@ class DriftMonitor:
         offsets = {str(p): placed.get(str(p), offset) for p, offset in by_time.items()}
         return dict(sorted(offsets.items(), key=lambda kv: int(kv[0])))
 
+    def _input_topic(self, stream: str) -> str:
+        return self.input_topics.get(stream) or self.settings.topic(stream)
+
     def _publish_event(self, unit: Unit, event: WatchEvent, offsets: dict[str, int], when: str | None,
                        detail: str = "") -> None:  # fmt: skip
         detected, detected_time = unit.spans.locate(event.position, unit.high)
         if detected_time is not None:
             detected = unit.spans.locate_time(detected_time, unit.high)
         drift = build_drift_event(unit.stream, unit.model, self.instance, event,
-                                  self.settings.topic(unit.stream), offsets, when, detected)  # fmt: skip
+                                  self._input_topic(unit.stream), offsets, when, detected)  # fmt: skip
         if self.retrainer is not None and self.retrainer.submit(drift):
             drift = msgspec.structs.replace(drift, action="retrain_started")
         produce(self.producer, self.settings.topic("drift"), encode(drift), unit.stream.encode())

@@ -12,6 +12,9 @@ Every cut is seeded, and everything a detector or threshold learns from comes fr
   early-stopping and calibration windows come after the windows the model learns from::
 
       probation windows:  |---------- fit (70%) ----------|-- early stop (15%) --|-- calib (15%) --|
+
+A dataset schema's stream (``anomstream train --schema S``) is cut the same ways, by the schema's
+kind: :mod:`models.training.schema_data`.
 """
 
 from __future__ import annotations
@@ -26,8 +29,17 @@ import numpy as np
 import pandas as pd
 
 from models.features import FeatureEncoder, KddEncoder, KddRaw, WindowEncoder
-from stream.datasets import DatasetMissingError, find_ecg_file, find_kdd_file, is_attack, read_ecg, read_kdd
+from stream.datasets import (
+    DatasetFormatError,
+    DatasetMissingError,
+    find_ecg_file,
+    find_kdd_file,
+    is_attack,
+    read_ecg,
+    read_kdd,
+)
 from stream.datasets.ecg import ECG_NORMAL
+from stream.datasets.schema import DatasetSchema
 from stream.datasets.sensor import SensorSeries
 from stream.datasets.splits import ecg_split, split_normal
 from stream.datasets.synthetic import synthetic_kdd
@@ -68,7 +80,8 @@ def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> tuple[pd
 
 
 def _take(raw: KddRaw, rows: np.ndarray) -> KddRaw:
-    return KddRaw(raw.numeric[rows], raw.symbols[rows])
+    # models.drift.benchmark cuts KDD batches with it.
+    return raw.take(rows)
 
 
 def kdd_training_data(
@@ -87,10 +100,10 @@ def kdd_training_data(
     n_attacks = int(round(len(attack_rows) * calib_fraction))
     held_attacks = np.sort(rng.choice(attack_rows, n_attacks, replace=False))
     raw = KddRaw.from_frame(frame)
-    encoder = KddEncoder(protocol).fit(_take(raw, normal_rows[split.train]))
+    encoder = KddEncoder(protocol).fit(raw.take(normal_rows[split.train]))
 
     def encode(rows: np.ndarray) -> np.ndarray:
-        return encoder.transform(_take(raw, rows))
+        return encoder.transform(raw.take(rows))
 
     calibration = encode(normal_rows[split.calib])
     labelled = np.vstack([calibration, encode(held_attacks)])
@@ -174,37 +187,51 @@ def fit_window_count(rows: int, window: int) -> int:
 
 
 def sensor_training_data(
-    series: Sequence[SensorSeries], window: int, scaling: str = "global", rows: int | None = None
+    series: Sequence[SensorSeries],
+    window: int,
+    scaling: str = "global",
+    rows: int | Sequence[int] | None = None,
+    stream: str = "sensor",
+    schema: DatasetSchema | None = None,
 ) -> TrainingData:
-    """Windows inside the first ``rows`` rows (default: each series' probation) of every series,
-    cut in time order; a :class:`WindowEncoder` (one min-max range) fitted on the fit windows."""
+    """Windows inside the first ``rows`` rows (one count for all series, or one per series; default:
+    each series' probation) of every series, cut in time order; a :class:`WindowEncoder` (one min-max
+    range per channel) fitted on the fit windows. Multivariate series give windows of all their
+    channels (:func:`~stream.windows.sliding_windows`); every series must have as many."""
+    channels = {item.channels for item in series}
+    if len(channels) != 1:
+        raise DatasetFormatError(f"series of {sorted(channels)} channels cannot share one model")
+    limits = [
+        item.probation if rows is None else min(rows if isinstance(rows, int) else rows[i], len(item))
+        for i, item in enumerate(series)
+    ]
     parts: list[list[np.ndarray]] = [[], [], []]
-    for item in series:
-        limit = item.probation if rows is None else min(rows, len(item))
+    for item, limit in zip(series, limits, strict=True):
         windows = sliding_windows(item.values[:limit], window)
         if len(windows) < MIN_WINDOWS:
-            raise ValueError(
+            raise DatasetFormatError(
                 f"{item.name}: only {len(windows)} windows of {window} rows in its first {limit} rows "
-                f"(at least {MIN_WINDOWS} needed): use a shorter --window"
+                f"(at least {MIN_WINDOWS} needed): use a shorter --window, or train on more rows"
             )
         cut1, cut2 = (int(len(windows) * c) for c in SENSOR_CUTS)
         for part, block in zip(parts, (windows[:cut1], windows[cut1:cut2], windows[cut2:]), strict=True):
             part.append(block)
     fit, early_stop, calibration = (np.concatenate(p) for p in parts)
-    encoder = WindowEncoder(window, scaling).fit(fit)
+    encoder = WindowEncoder(window, scaling, channels.pop(), schema).fit(fit)
     description = {
         "data": [item.name for item in series],
         "window": window,
         "scaling": scaling,
+        **({"channels": encoder.channels} if encoder.channels > 1 else {}),
         "rows": {
-            "training_rows": {item.name: item.probation if rows is None else rows for item in series},
+            "training_rows": {item.name: limit for item, limit in zip(series, limits, strict=True)},
             "fit": len(fit),
             "early_stop": len(early_stop),
             "calibration": len(calibration),
         },
     }
     return TrainingData(
-        "sensor",
+        stream,
         encoder,
         encoder.transform(fit),
         encoder.transform(early_stop),

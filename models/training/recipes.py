@@ -19,6 +19,10 @@ Sensor entries are sized for a few hundred short windows (the class defaults sui
 holds so few windows that a Keras epoch over them is a handful of steps and the fixed cost of an epoch
 would dominate, so deep sensor recipes repeat the fit windows up to ``repeat_rows`` rows per epoch.
 
+A dataset schema's stream (``anomstream train --schema S``) takes the entries of the built-in stream
+of its kind (``KIND_STREAM``): records are tabular like KDD connections (the class defaults), windows
+are short fixed windows like ECG beats, series are sliding windows like the sensor stream's.
+
 >>> resolve("kdd", "pca", "ffl", seed=3).params
 {'seed': 3, 'n_components': 0.99}
 >>> resolve("sensor", "hst", window=16, n_fit=100).params["window_size"]
@@ -39,6 +43,9 @@ ParamsOf = Params | Callable[[int, int], Params]  # (window, n_fit) -> params
 _SMALL_DATA: Params = {"batch_size": 32, "epochs": 100, "patience": 10}
 _SENSOR_DEEP: Params = {"epochs": 15, "batch_size": 128, "patience": 3, "verbose": 0}
 SENSOR_REPEAT_ROWS = 4096
+
+# The built-in stream whose recipes (and default detector) a dataset schema's stream takes, by kind.
+KIND_STREAM = {"records": "kdd", "windows": "ecg", "series": "sensor"}
 
 RECIPES: dict[tuple[str, str, str], ParamsOf] = {
     ("kdd", "ffl", "ae"): {"hidden": [64, 10], "activation": "tanh", "batch_size": 1024},

@@ -1,4 +1,10 @@
-"""``anomstream train``: a stream's training data -> a fitted model -> a new registry version."""
+"""``anomstream train``: a stream's training data -> a fitted model -> a new registry version.
+
+A built-in stream (``--stream kdd/ecg/sensor``) trains on its dataset; a dataset schema's stream
+(``--schema S``) on the file the schema describes, saved under the schema's name. A schema's stream
+takes the recipes and default detector of the built-in stream of its kind: records like KDD, windows
+like ECG, series like the sensor stream (``KIND_STREAM``).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,9 @@ from models.training.data import (
     sensor_training_data,
 )
 from models.training.fit import FittedModel, check_params, fit_model
-from models.training.recipes import resolve
+from models.training.recipes import KIND_STREAM, resolve
+from models.training.schema_data import schema_training_data
+from stream.datasets.schema import DatasetSchema
 from stream.datasets.sensor import load_sensor_series
 from stream.errors import ConfigurationError
 from stream.settings import STREAMS
@@ -27,6 +35,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DETECTOR = {"kdd": "ae", "ecg": "ae", "sensor": "seq_ae"}
 DEFAULT_WINDOW = 16
+# Detectors that read a window as ONE channel of samples (a convolution along it; "the last value is
+# the new one"): they cannot score a multivariate window, whose channels interleave.
+SINGLE_CHANNEL = ("seq_ae", "context")
+MULTICHANNEL_DEFAULT = "ae"
 
 
 @dataclass(frozen=True)
@@ -39,25 +51,49 @@ class TrainingRequest:
     series: str | None = None  # sensor: a NAB series
     bearing: bool = False  # sensor: the NASA bearing file instead
     window: int = DEFAULT_WINDOW  # sensor: window length
-    training_rows: int | None = None  # sensor: train on these first rows instead of NAB's probation
+    training_rows: int | None = None  # sensor, --schema: train on these first rows (sensor default: probation)
     threshold: str = "quantile"
     fpr: float = 0.01
     threshold_params: dict[str, Any] = field(default_factory=dict)
     detector_params: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     allow_synthetic: bool = False  # KDD: synthetic data when the training file is missing
+    schema: DatasetSchema | None = None  # a dataset schema's stream (``stream`` is its name)
+    file: str | None = None  # with ``schema``: the file to read (default: the schema's source.path)
+
+    @classmethod
+    def for_schema(cls, schema: DatasetSchema, **values: Any) -> TrainingRequest:
+        """A request for ``schema``'s stream; a series' window is the schema's unless given."""
+        if schema.series is not None:
+            values.setdefault("window", schema.series.window)
+        return cls(stream=schema.name, schema=schema, **values)
+
+    @property
+    def recipe_stream(self) -> str:
+        """Whose recipes apply: the stream's own, or for a schema's stream the built-in of its kind."""
+        return self.stream if self.schema is None else KIND_STREAM[self.schema.kind]
+
+    @property
+    def channels(self) -> int:
+        """Channels of each window: several for a multivariate series schema, else one."""
+        spec = self.schema.series if self.schema is not None else None
+        return len(spec.values) if spec is not None and spec.multivariate else 1
 
     @property
     def detector_name(self) -> str:
-        return self.detector or DEFAULT_DETECTOR[self.stream]
+        if self.detector:
+            return self.detector
+        return MULTICHANNEL_DEFAULT if self.channels > 1 else DEFAULT_DETECTOR[self.recipe_stream]
 
 
 def check_request(request: TrainingRequest) -> None:
     """Refuse a request that cannot train a usable model, before any data is read (ConfigurationError,
     one line: what is wrong and what to use instead)."""
-    if request.stream not in STREAMS:
+    if request.schema is not None:
+        _check_schema_request(request, request.schema)
+    elif request.stream not in STREAMS:
         raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
-    if request.stream == "kdd" and request.protocol not in ("full", "ffl"):
+    if request.stream == "kdd" and request.schema is None and request.protocol not in ("full", "ffl"):
         raise ConfigurationError(f"unknown KDD protocol {request.protocol!r}: use full or ffl")
     if not 0.0 < request.fpr < 1.0:
         raise ConfigurationError(f"--fpr must lie between 0 and 1 (exclusive), got {request.fpr}")
@@ -68,8 +104,29 @@ def check_request(request: TrainingRequest) -> None:
     check_params(request.detector_name, request.detector_params)
 
 
+def _check_schema_request(request: TrainingRequest, schema: DatasetSchema) -> None:
+    if request.stream != schema.name:
+        raise ConfigurationError(
+            f"stream {request.stream!r} and schema {schema.name!r} disagree: a schema's stream is its name"
+        )
+    if schema.series is not None and request.window != schema.series.window:
+        raise ConfigurationError(
+            f"--window {request.window}, but schema {schema.name!r} replays windows of "
+            f"{schema.series.window} rows: set [series] window in the schema instead"
+        )
+    if request.channels > 1 and request.detector_name in SINGLE_CHANNEL:
+        raise ConfigurationError(
+            f"{request.detector_name} reads a window as one channel; schema {schema.name!r} has "
+            f"{request.channels} (multivariate = true): use ae, vae, pca, iforest, ocsvm or hst"
+        )
+
+
 def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
     """The stream's training data as the request describes it."""
+    if request.schema is not None:
+        return schema_training_data(
+            request.schema, request.file, request.training_rows, request.seed, request.window
+        )
     if request.stream == "kdd":
         frame, source = load_kdd_training(data_dir, request.allow_synthetic)
         return kdd_training_data(frame, source, request.protocol, request.seed)
@@ -84,10 +141,12 @@ def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
 
 
 def fit_request(data: TrainingData, request: TrainingRequest) -> FittedModel:
-    protocol = request.protocol if request.stream == "kdd" else "*"
+    protocol = request.protocol if request.stream == "kdd" and request.schema is None else "*"
+    # Networks sized by the window are sized by its values: rows times channels.
+    window = getattr(data.encoder, "width", request.window)
     recipe = resolve(
-        request.stream, request.detector_name, protocol, request.detector_params, request.seed,
-        window=request.window, n_fit=len(data.fit),
+        request.recipe_stream, request.detector_name, protocol, request.detector_params, request.seed,
+        window=window, n_fit=len(data.fit),
     )  # fmt: skip
     return fit_model(data, recipe, request.threshold, request.fpr, request.threshold_params)
 
