@@ -123,13 +123,19 @@ def topics_create(
     partitions: Annotated[
         int | None, typer.Option(help="partitions per topic (1-1000)", min=1, max=1000)
     ] = None,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option("--schema", help="also the input topic of this dataset schema's stream (repeatable)"),
+    ] = None,
 ) -> None:
     """Create every anomstream topic (existing ones are left as they are)."""
+    from stream.datasets.schema import load_schema
     from stream.kafka import create_topics, wait_for_broker
 
     s = settings()
+    names = list(dict.fromkeys([*s.all_topics(), *(load_schema(x).input_topic(s) for x in schema or [])]))
     wait_for_broker(s, timeout=30)
-    for topic, status in create_topics(s, partitions).items():
+    for topic, status in create_topics(s, partitions, names).items():
         console.print(f"{topic}: {status}")
 
 
@@ -306,13 +312,36 @@ ThresholdParamOpt = Annotated[
 
 @app.command()
 def train(
-    stream: Annotated[str, typer.Option(help="kdd, ecg or sensor", callback=one_stream)] = "kdd",
+    stream: Annotated[
+        str | None, typer.Option(help="kdd (default), ecg or sensor", callback=one_stream)
+    ] = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            help="a dataset schema (TOML file or built-in name): train on its stream, saved under its name"
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="with --schema: the data file (default: the schema's [source] path)")
+    ] = None,
+    training_rows: Annotated[
+        int | None,
+        typer.Option(
+            help="with --schema (or sensor): train on the file's first N rows only, replay the rest", min=1
+        ),
+    ] = None,
     detector: Annotated[
-        str | None, typer.Option(help="detector name (see `anomstream models list`; sensor default seq_ae)")
+        str | None,
+        typer.Option(help="detector name (see `anomstream models list`; default ae, sensor series seq_ae)"),
     ] = None,
     series: Annotated[str | None, typer.Option(help="sensor: NAB series (path, file name or stem)")] = None,
     bearing: Annotated[bool, typer.Option("--bearing", help="sensor: the NASA bearing file")] = False,
-    window: Annotated[int, typer.Option(help="sensor: window length (replay with the same --window)")] = 16,
+    window: Annotated[
+        int | None,
+        typer.Option(
+            help="sensor: window length, default 16 (replay with the same --window); a schema sets its own"
+        ),
+    ] = None,
     protocol: Annotated[str, typer.Option(help="KDD feature protocol: full or ffl")] = "full",
     threshold: ThresholdOpt = "quantile",
     fpr: FprOpt = 0.01,
@@ -327,26 +356,47 @@ def train(
     ] = False,
     promote: Annotated[bool | None, typer.Option("--promote/--no-promote", help="make it production")] = None,
 ) -> None:
-    """Train a detector and write a new registry version."""
+    """Train a detector and write a new registry version: a built-in stream (--stream) on its dataset,
+    or any file a dataset schema describes (--schema S [--file F]), under the schema's name."""
+    from dataclasses import replace
+    from typing import Any
+
     from anomstream.options import epoch_override, parse_assignments
     from models.registry import open_registry
     from models.training import TrainingRequest
     from models.training import train as train_model
+    from stream.datasets.schema import load_schema
 
     if epochs is not None and epochs < 1:
         raise fail(f"--epochs must be at least 1, got {epochs}: nothing was trained or saved")
+    if schema is not None and stream is not None:
+        raise typer.BadParameter("--stream and --schema both name the stream: give one (a schema's stream is "
+                                 "its name)", param_hint="'--schema'")  # fmt: skip
+    if schema is None and file is not None:
+        raise typer.BadParameter("--file is read through a dataset schema: give --schema S too",
+                                 param_hint="'--file'")  # fmt: skip
+    if schema is not None and (series is not None or bearing):
+        raise typer.BadParameter("--series and --bearing pick the built-in sensor data: drop them with "
+                                 "--schema", param_hint="'--schema'")  # fmt: skip
+    loaded = load_schema(schema) if schema is not None else None
+    name = loaded.name if loaded is not None else stream or "kdd"
     s = settings()
     registry = open_registry(s)
     try:
-        if if_missing and registry.production(stream) is not None:
-            console.print(f"stream {stream} already has a production model: nothing to do")
+        if if_missing and registry.production(name) is not None:
+            console.print(f"stream {name} already has a production model: nothing to do")
             return
-        request = TrainingRequest(
-            stream=stream, detector=detector, protocol=protocol, series=series, bearing=bearing,
-            window=window, threshold=threshold, fpr=fpr, threshold_params=parse_assignments(threshold_param),
-            detector_params={**epoch_override(detector or "ae", epochs), **parse_assignments(param)},
-            seed=seed,
+        values: dict[str, Any] = dict(
+            detector=detector, protocol=protocol, series=series, bearing=bearing, training_rows=training_rows,
+            threshold=threshold, fpr=fpr, threshold_params=parse_assignments(threshold_param), seed=seed,
+            **({"window": window} if window is not None else {}),
         )  # fmt: skip
+        if loaded is not None:
+            request = TrainingRequest.for_schema(loaded, file=str(file) if file else None, **values)
+        else:
+            request = TrainingRequest(stream=name, **values)
+        overrides = {**epoch_override(request.detector_name, epochs), **parse_assignments(param)}
+        request = replace(request, detector_params=overrides)
         ref = train_model(registry, s.data_dir, request, promote)
     except KeyError as exc:  # an unknown detector name
         raise fail(str(exc.args[0])) from None
@@ -491,11 +541,32 @@ def models_rollback(stream: str) -> None:
 
 
 # -- workers and alerts ---------------------------------------------------------------------------
+def _unknown_streams(s: Settings, names: list[str]) -> list[str]:
+    """Of ``names``, those neither built in nor holding a production model (a dataset schema's stream)."""
+    from models.registry import open_registry
+
+    registry = open_registry(s)
+    return sorted(n for n in set(names) - set(STREAMS) if registry.production(n) is None)
+
+
 @app.command()
 def worker(
     replicas: Annotated[int, typer.Option(help="supervise N local worker processes", min=1, max=64)] = 1,
     eos: Annotated[bool, typer.Option("--eos", help="exactly-once: each batch in one transaction")] = False,
-    streams: Annotated[str, typer.Option(help="comma-separated streams to score")] = ",".join(STREAMS),
+    streams: Annotated[
+        str | None,
+        typer.Option(help="comma-separated streams to score (default: kdd,ecg,sensor; none with --schema)"),
+    ] = None,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--schema", help="also score this dataset schema's stream (file or built-in name; repeatable)"
+        ),
+    ] = None,
+    topic: Annotated[
+        str | None,
+        typer.Option(help="with one --schema: read its stream from this topic (one your producers fill)"),
+    ] = None,
     worker_id: Annotated[str | None, typer.Option(help="stable id (transactional id under --eos)")] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="serve Prometheus metrics on this port (replica i: port + i)")
@@ -504,12 +575,21 @@ def worker(
     """Scoring worker: consume, score in batches, publish alerts and scores, commit."""
     from consumers.worker import serve
 
-    wanted = [x.strip() for x in streams.split(",") if x.strip()]
-    unknown = sorted(set(wanted) - set(STREAMS))
-    if unknown or not wanted:
-        raise typer.BadParameter(f"unknown stream(s) {', '.join(unknown)}: use {', '.join(STREAMS)}",
-                                 param_hint="'--streams'")  # fmt: skip
-    raise typer.Exit(serve(settings(), wanted, replicas, eos, worker_id, metrics_port))
+    if topic is not None and len(schema or []) != 1:
+        raise typer.BadParameter(
+            "--topic is the topic of one --schema: give exactly one", param_hint="'--topic'"
+        )
+    default = "" if schema else ",".join(STREAMS)
+    wanted = [x.strip() for x in (default if streams is None else streams).split(",") if x.strip()]
+    s = settings()
+    unknown = _unknown_streams(s, wanted)
+    if unknown or not (wanted or schema):
+        raise typer.BadParameter(
+            f"unknown stream(s) {', '.join(unknown)}: use {', '.join(STREAMS)}, a stream with a production "
+            "model, or --schema S",
+            param_hint="'--streams'",
+        )
+    raise typer.Exit(serve(s, wanted, replicas, eos, worker_id, metrics_port, schema or [], topic))
 
 
 # -- drift ----------------------------------------------------------------------------------------
@@ -536,10 +616,13 @@ def drift(
     from stream.kafka import wait_for_broker
 
     s = settings()
-    unknown = sorted(set(stream or []) - set(STREAMS))
+    unknown = _unknown_streams(s, stream or [])
     if unknown:
-        raise typer.BadParameter(f"unknown stream {', '.join(unknown)}: choose from {', '.join(STREAMS)}",
-                                 param_hint="'--stream'")  # fmt: skip
+        raise typer.BadParameter(
+            f"unknown stream {', '.join(unknown)}: choose from {', '.join(STREAMS)}, or a dataset schema's "
+            "stream with a production model (anomstream train --schema S)",
+            param_hint="'--stream'",
+        )
     wait_for_broker(s, timeout=30)
     raise typer.Exit(serve(s, stream or None, detector, retrain, metrics_port, instance_id))
 
