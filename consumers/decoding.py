@@ -230,7 +230,7 @@ def parse_times(values: list[Any], fmt: str | None) -> np.ndarray:
         if as_number.any():
             unit = "s" if fmt == "unix" else "ms"
             parsed[as_number] = pd.to_datetime(numbers[as_number], unit=unit, utc=True, errors="coerce")
-        is_text &= ~as_number
+        is_text = is_text & ~as_number
     if is_text.any():
         text = series[is_text].astype(str)
         parsed[is_text] = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")

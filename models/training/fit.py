@@ -52,9 +52,10 @@ def fit_threshold(
     threshold = threshold_for(kind, fpr, params)
     if kind != "fbeta":
         return threshold.fit(calibration_scores)
-    if data.labelled is None:
+    if data.labelled is None or data.labelled_anomaly is None or not data.labelled_anomaly.any():
         raise ConfigurationError(
-            f"fbeta needs labelled validation data; the {data.stream} training data has none"
+            f"fbeta needs labelled validation data with anomalies; the {data.stream} training data has "
+            "none: use --threshold quantile (or train on rows with labelled anomalies)"
         )
     return threshold.fit(detector.score(data.labelled), data.labelled_anomaly)
 

@@ -51,7 +51,7 @@ class TrainingRequest:
     series: str | None = None  # sensor: a NAB series
     bearing: bool = False  # sensor: the NASA bearing file instead
     window: int = DEFAULT_WINDOW  # sensor: window length
-    training_rows: int | None = None  # sensor, --schema: train on these first rows (sensor default: probation)
+    training_rows: int | None = None  # sensor, schema: train on the first rows (sensor default: probation)
     threshold: str = "quantile"
     fpr: float = 0.01
     threshold_params: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,175 @@
+"""Training from a dataset schema on files of one's own: real rows written as CSV, cut as the built-in
+streams are, saved under the schema's name with the schema in the model."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.features import TableEncoder, WindowEncoder, encoder_schema
+from models.registry import Registry
+from models.training import TrainingRequest, train
+from models.training.data import kdd_training_data
+from models.training.schema_data import schema_training_data
+from models.training.train import check_request
+from stream.datasets import DatasetFormatError, find_kdd_file, read_kdd
+from stream.datasets.schema import DatasetSchema, load_schema, to_toml
+from stream.datasets.sensor import load_nab_series
+from stream.errors import ConfigurationError
+from stream.windows import sliding_windows
+from tests.support import data_root, require_data
+
+TAXI = "nab/data/realKnownCause/nyc_taxi.csv"
+
+
+@pytest.fixture(scope="module")
+def kdd_csv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """The first 20,000 connections of the 10% file as a CSV with a header, as a user would have them."""
+    frame = read_kdd(find_kdd_file(require_data("kdd99").parent, "train"), limit=20_000)
+    path = tmp_path_factory.mktemp("own") / "connections.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def _connections_schema(folder: Path) -> DatasetSchema:
+    """The kdd99 schema made a user's: its own name and topic, a CSV with a header; written as TOML."""
+    data = load_schema("kdd99").to_dict() | {"name": "connections", "description": "my firewall's log"}
+    data.pop("topic")
+    data["source"] = {"format": "csv", "header": True}
+    path = folder / "connections.toml"
+    path.write_text(to_toml(DatasetSchema.from_dict(data)))
+    return load_schema(path)
+
+
+def test_records_are_cut_exactly_as_kdd_training_cuts_them(kdd_csv, tmp_path: Path) -> None:
+    path, frame = kdd_csv
+    ours = schema_training_data(_connections_schema(tmp_path), path, seed=3)
+    theirs = kdd_training_data(frame, "connections.csv", "full", seed=3)
+    for part in ("fit", "early_stop", "calibration", "labelled", "labelled_anomaly"):
+        assert getattr(ours, part).tobytes() == getattr(theirs, part).tobytes(), part
+    assert ours.stream == "connections" and isinstance(ours.encoder, TableEncoder)
+    assert ours.description["data"] == "connections.csv"
+    assert ours.description["normal_rows"] == theirs.description["normal_rows"]
+    assert ours.description["rows"]["fit"] == theirs.description["rows"]["fit"]
+
+
+def test_a_model_trained_on_the_first_rows_is_saved_under_the_schemas_name(kdd_csv, tmp_path: Path) -> None:
+    path, frame = kdd_csv
+    schema = _connections_schema(tmp_path)
+    request = TrainingRequest.for_schema(schema, detector="pca", file=str(path), training_rows=10_000,
+                                         threshold="fbeta")  # fmt: skip
+    ref = train(Registry(tmp_path / "registry"), data_root(), request)
+    assert (ref.stream, ref.detector, ref.version) == ("connections", "pca", 1)
+    model = Registry(tmp_path / "registry").load("connections")
+    assert encoder_schema(model.encoder) == schema and model.threshold.kind == "fbeta"
+    training = model.manifest["training"]
+    assert training["data"] == "connections.csv" and training["training_rows"] == 10_000
+    assert training["normal_rows"] + training["anomaly_rows"] == 10_000
+    assert training["normal_rows"] == int((frame.label.head(10_000) == "normal").sum())
+    assert "service=http" in model.feature_names
+    all_normal = TrainingRequest.for_schema(schema, detector="pca", file=str(path), training_rows=700,
+                                            threshold="fbeta")  # fmt: skip
+    with pytest.raises(ConfigurationError, match="fbeta needs labelled validation data with anomalies"):
+        train(Registry(tmp_path / "registry"), data_root(), all_normal)
+
+
+def test_too_few_normal_rows_is_one_line(kdd_csv, tmp_path: Path) -> None:
+    path, _ = kdd_csv
+    with pytest.raises(DatasetFormatError, match=r"first 60 rows .* at least 100 needed .*--training-rows"):
+        schema_training_data(_connections_schema(tmp_path), path, training_rows=60)
+
+
+def test_a_windows_schema_trains_like_ecg(tmp_path: Path) -> None:
+    schema = load_schema("ecg5000").model_copy(update={"name": "beats", "topic": None})
+    data = schema_training_data(schema, require_data("ecg5000", "ecg.csv.gz"))
+    assert isinstance(data.encoder, WindowEncoder) and data.encoder.length == 140
+    assert data.stream == "beats" and data.labelled is not None and data.labelled_anomaly is not None
+    assert data.labelled_anomaly.any() and not data.labelled_anomaly[: len(data.calibration)].any()
+    rows = data.description["rows"]
+    assert rows["calibration"] == pytest.approx(0.2 * data.description["normal_rows"], abs=1)
+
+
+def _taxi_schema(**changes: object) -> DatasetSchema:
+    return DatasetSchema.from_dict({
+        "name": "taxi", "kind": "series", "source": {"path": str(require_data(TAXI))},
+        "timestamp": {"column": "timestamp", "format": "%Y-%m-%d %H:%M:%S"}, "series": {"values": ["value"]},
+        **changes,
+    })  # fmt: skip
+
+
+def test_a_series_trains_on_its_probation_like_a_sensor_series(tmp_path: Path) -> None:
+    ref = train(Registry(tmp_path), data_root(), TrainingRequest.for_schema(_taxi_schema(), detector="pca"))
+    model = Registry(tmp_path).load("taxi")
+    assert ref.stream == "taxi" and isinstance(model.encoder, WindowEncoder) and model.encoder.length == 16
+    assert model.manifest["training"]["rows"]["training_rows"] == {"nyc_taxi.csv/nyc_taxi": 750}
+    series = load_nab_series(data_root(), "nyc_taxi")
+    assert model.score(sliding_windows(series.values, 16)).scores.shape == (len(series) - 15,)
+
+
+def test_a_labelled_series_trains_on_its_rows_before_the_first_anomaly(tmp_path: Path) -> None:
+    series = load_nab_series(data_root(), "nyc_taxi")
+    assert series.anomaly_rows is not None
+    frame = pd.read_csv(require_data(TAXI))
+    frame["anomaly"] = series.anomaly_rows.astype(int)  # NAB's own anomaly windows
+    frame.to_csv(tmp_path / "taxi.csv", index=False)
+    schema = _taxi_schema(label={"column": "anomaly", "normal": [0]})
+    data = schema_training_data(schema, tmp_path / "taxi.csv")
+    first = int(np.argmax(series.anomaly_rows))
+    assert data.description["rows"]["training_rows"] == {"taxi.csv/taxi": first}
+    assert data.description["schema"] == "taxi"
+
+
+def _bearings(**series: object) -> DatasetSchema:
+    schema = load_schema("bearing")
+    assert schema.series is not None
+    spec = schema.series.model_copy(update={"multivariate": True, **series})
+    path = require_data("bearing", "Averaged_BearingTest_Dataset.csv")
+    source = schema.source.model_copy(update={"path": str(path)})
+    return schema.model_copy(update={"name": "bearings", "topic": None, "series": spec, "source": source})
+
+
+def test_a_multivariate_series_trains_on_windows_of_every_channel(tmp_path: Path) -> None:
+    schema = _bearings()
+    assert TrainingRequest.for_schema(schema).detector_name == "ae", "seq_ae reads one channel"
+    with pytest.raises(ConfigurationError, match="seq_ae reads a window as one channel"):
+        check_request(TrainingRequest.for_schema(schema, detector="seq_ae"))
+    train(
+        Registry(tmp_path), data_root(), TrainingRequest.for_schema(schema, detector="pca", training_rows=500)
+    )
+    model = Registry(tmp_path).load("bearings")
+    assert isinstance(model.encoder, WindowEncoder) and model.encoder.channels == 4
+    assert model.feature_names[:2] == ["Bearing 1@t000", "Bearing 2@t000"]
+    assert model.manifest["training"]["training_rows"] == 500
+    values = pd.read_csv(schema.source.path).iloc[:, 1:].to_numpy()
+    assert model.score(sliding_windows(values, 16)).scores.shape == (len(values) - 15,)
+
+
+def test_requests_that_disagree_with_their_schema_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="windows of 16 rows"):
+        check_request(TrainingRequest.for_schema(_taxi_schema(), window=8))
+    with pytest.raises(ConfigurationError, match="a schema's stream is its name"):
+        check_request(TrainingRequest(stream="kdd", schema=_taxi_schema()))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stream", "kdd", "--schema", "kdd99"], r"--stream and --schema both name the stream"),
+        (["--file", "x.csv"], r"--file is read through a dataset schema: give --schema S too"),
+        (["--schema", "no-such-schema"], r"no dataset schema 'no-such-schema'"),
+    ],
+)
+def test_command_line_refusals_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
+    environment |= {"ANOMSTREAM_REGISTRY_DIR": str(tmp_path), "ANOMSTREAM_DATA_DIR": str(data_root())}
+    done = subprocess.run([sys.executable, "-m", "anomstream", "train", *args], capture_output=True,
+                          text=True, env=environment, timeout=120)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode in (1, 2) and len(lines) == 1 and re.search(message, lines[0]), done.stderr
