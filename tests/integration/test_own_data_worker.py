@@ -8,6 +8,7 @@ extra fields, times in the schema's format or in RFC 3339, and a few records tha
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 
+from consumers.drift.monitor import DriftMonitor
+from consumers.model_updates import promote
 from consumers.worker import ScoringWorker, schema_streams
 from models.registry import Registry
 from models.training import TrainingRequest, train
@@ -32,7 +35,15 @@ from stream.messages import SensorWindow
 from stream.settings import Settings
 from stream.signals import StopFlag
 from stream.windows import sliding_windows
-from tests.support import data_root, make_settings, require_data, schema_validator, score_records, wait_until
+from tests.support import (
+    data_root,
+    make_settings,
+    measure,
+    require_data,
+    schema_validator,
+    score_records,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -184,6 +195,30 @@ def test_a_worker_scores_an_existing_topic_its_producers_fill(
         assert reason in message, (name, message)
     assert len(dead) == len(bad)
 
+    # The drift monitor watches the stream too, and its feature test reads the user's topic back.
+    _watch_drift(settings, topic, n_good)
+
+
+def _watch_drift(settings: Settings, topic: str, n_scores: int) -> None:
+    drift = settings.drift.model_copy(update={"feature_window": 100, "feature_sample_every": 1})
+    stop = StopFlag(install=False)
+    monitor = DriftMonitor(settings.model_copy(update={"drift": drift}), ["firewall"], stop=stop,
+                           instance_id="own-data")  # fmt: skip
+    thread = threading.Thread(target=monitor.run, daemon=True)
+    thread.start()
+    try:
+        assert monitor.features is not None
+        tested = lambda: monitor.features.tests_run.get("firewall", 0) > 0  # noqa: E731
+        assert wait_until(lambda: monitor.stats.scores >= n_scores and tested(), 120), monitor.stats
+    finally:
+        stop.set()
+        thread.join(60)
+    assert monitor.features.failed is None and monitor.input_topics == {"firewall": topic}
+    assert all(event.stream == "firewall" and event.change.topic == topic for event in monitor.stats.events)
+    measure(f"own data: the drift monitor watched {monitor.stats.scores} firewall scores, ran "
+            f"{monitor.features.tests_run['firewall']} feature tests on its topic, published "
+            f"{len(monitor.stats.events)} drift events")  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def bearings(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetSchema, Path]:
@@ -261,3 +296,45 @@ def test_a_multivariate_series_is_scored_window_by_window(kafka_bootstrap: str, 
         assert {f["name"].split("@")[0] for f in alert["top_features"]} <= set(channels)
     ((error_type, error),) = _dead_letters(settings).values()
     assert error_type == "ValidationError" and error == "channels: window has 1 channels, the model expects 4"
+
+
+def test_a_schema_stream_follows_its_promoted_model(kafka_bootstrap: str, bearings, tmp_path: Path) -> None:
+    """A promotion on model-updates reloads a schema stream's model (and its decoder) between batches."""
+    schema, trained = bearings
+    registry = tmp_path / "registry"
+    shutil.copytree(trained, registry)
+    settings = make_settings(kafka_bootstrap, registry)
+    create_topics(settings)
+    topic = schema.input_topic(settings)
+    create_topics(settings, topics=[topic])
+    values = pd.read_csv(schema.source.path).iloc[:, 1:].to_numpy()
+    windows = [SensorWindow("bearings", "2004-02-12T10:52:39Z", "2004-02-12T11:02:39Z", w.tolist(), 4)
+               for w in sliding_windows(values[400:700], 16)]  # fmt: skip
+    messages = [(b"bearings", msgspec.json.encode(window), None) for window in windows]
+    half = len(messages) // 2
+
+    def scored() -> int:
+        return sum(len(r["offsets"]) for r in score_records(settings))
+
+    stop = StopFlag(install=False)
+    worker = ScoringWorker(
+        settings, ["bearings"], worker_id="reloader", stop=stop, topics={"bearings": topic}
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        _produce(settings, topic, messages[:half])
+        assert wait_until(lambda: scored() == half, 60)
+        request = TrainingRequest.for_schema(schema, detector="pca", training_rows=300)
+        version = train(Registry(registry), data_root(), request, promote=False).version
+        assert promote(settings, "bearings", "pca", version).announced
+        assert wait_until(lambda: worker.models["bearings"].version == version, 60)
+        _produce(settings, topic, messages[half:])
+        assert wait_until(lambda: scored() == len(messages), 60)
+    finally:
+        stop.set()
+        thread.join(30)
+    records = score_records(settings)
+    assert Counter(o for r in records for o in r["offsets"]).most_common(1)[0][1] == 1
+    versions = [r["model_version"] for r in sorted(records, key=lambda r: min(r["offsets"]))]
+    assert versions[0] == 1 and versions[-1] == version == 2

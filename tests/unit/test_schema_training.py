@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from anomstream.cli import _unknown_streams
 from models.features import TableEncoder, WindowEncoder, encoder_schema
 from models.registry import Registry
 from models.training import TrainingRequest, train
@@ -23,6 +24,7 @@ from stream.datasets import DatasetFormatError, find_kdd_file, read_kdd
 from stream.datasets.schema import DatasetSchema, load_schema, to_toml
 from stream.datasets.sensor import load_nab_series
 from stream.errors import ConfigurationError
+from stream.settings import Settings
 from stream.windows import sliding_windows
 from tests.support import data_root, require_data
 
@@ -173,3 +175,33 @@ def test_command_line_refusals_are_one_line(args: list[str], message: str, tmp_p
                           text=True, env=environment, timeout=120)  # fmt: skip
     lines = done.stderr.strip().splitlines()
     assert done.returncode in (1, 2) and len(lines) == 1 and re.search(message, lines[0]), done.stderr
+
+
+def test_worker_and_drift_take_a_schema_stream_or_say_in_one_line_why_not(kdd_csv, tmp_path: Path) -> None:
+    schema = _connections_schema(tmp_path)
+    schema_file = str(tmp_path / "connections.toml")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
+    environment |= {
+        "ANOMSTREAM_REGISTRY_DIR": str(tmp_path / "registry"),
+        "ANOMSTREAM_DATA_DIR": str(data_root()),
+        "ANOMSTREAM_BOOTSTRAP_SERVERS": "127.0.0.1:9",  # nothing answers there
+    }
+
+    def run(*args: str) -> tuple[int, str]:
+        done = subprocess.run([sys.executable, "-m", "anomstream", *args], capture_output=True, text=True,
+                              env=environment, timeout=120)  # fmt: skip
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        return done.returncode, lines[0]
+
+    code, line = run("worker", "--schema", schema_file)
+    assert code == 1 and f"run `anomstream train --schema {schema_file}` first" in line
+    code, line = run("worker", "--topic", "mine")
+    assert code == 2 and "--topic is the topic of one --schema" in line
+    code, line = run("drift", "--stream", "connections")
+    assert code == 2 and "unknown stream connections" in line
+    path, _ = kdd_csv
+    request = TrainingRequest.for_schema(schema, detector="pca", file=str(path))
+    train(Registry(tmp_path / "registry"), data_root(), request)
+    settings = Settings(registry_dir=tmp_path / "registry", bootstrap_servers="127.0.0.1:9")
+    assert _unknown_streams(settings, ["connections", "kdd", "nosuch"]) == ["nosuch"], "with a model: known"
