@@ -211,7 +211,8 @@ def sensor_training_data(
         if len(windows) < MIN_WINDOWS:
             raise DatasetFormatError(
                 f"{item.name}: only {len(windows)} windows of {window} rows in its first {limit} rows "
-                f"(at least {MIN_WINDOWS} needed): use a shorter --window, or train on more rows"
+                f"(at least {MIN_WINDOWS} needed): use a shorter window (--window, or a schema's [series] "
+                "window), or train on more rows"
             )
         cut1, cut2 = (int(len(windows) * c) for c in SENSOR_CUTS)
         for part, block in zip(parts, (windows[:cut1], windows[cut1:cut2], windows[cut2:]), strict=True):
