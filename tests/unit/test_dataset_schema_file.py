@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from stream.datasets import schema_doc
 from stream.datasets.schema import (
     DatasetSchema,
     SchemaError,
@@ -87,3 +88,10 @@ def test_a_relative_source_path_is_read_from_the_schema_folder(tmp_path: Path) -
     path = tmp_path / "sub" / "s.toml"
     path.write_text('name = "x"\n[source]\npath = "data.csv"\n[features]\nnumeric = ["a"]\n')
     assert load_schema(path).source.path == str(tmp_path / "sub" / "data.csv")
+
+
+def test_the_schema_reference_page_is_up_to_date() -> None:
+    assert schema_doc.DOC_PATH.read_text(encoding="utf-8") == schema_doc.render(), (
+        "run: python -m stream.datasets.schema_doc"
+    )
+    assert "| `series.window` | integer ≥ 2, ≤ 4096 | 16 |" in schema_doc.render()
