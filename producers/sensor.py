@@ -7,6 +7,10 @@ all windows of one sensor go to one partition, in order. The ``label`` header sa
 window's *last* row lies in a NAB anomaly window (``anomaly`` / ``normal``; none for unlabelled
 series such as the bearing channels): the window is scored when that row arrives.
 
+A multivariate series (``values`` of shape ``(rows, channels)``) sends each window's rows one after
+the other, all channels of a row together, and says ``"channels": k``; a univariate window has no
+``channels`` field (its messages are byte for byte what they were before channels existed).
+
 Several series (the four bearing channels) are interleaved window by window, so they advance together.
 
 Kafka's message timestamp stays the wall clock: historic timestamps would let the broker's time-based
@@ -22,11 +26,14 @@ import orjson
 
 from producers.replay import Clock, Event, Pacer, ReplayProducer, ReplayStats, repeat
 from stream.datasets.sensor import SensorSeries, load_sensor_series
+from stream.errors import ConfigurationError
 from stream.settings import Settings
 from stream.signals import StopFlag
 from stream.windows import WindowSpec, sliding_windows, window_end_rows
 
 ANOMALY, NORMAL = "anomaly", "normal"
+# What one SensorWindow may carry (stream.messages): a larger window would only reach the dead letters.
+MAX_WINDOW_VALUES, MAX_CHANNELS = 4096, 256
 
 
 def iso_times(timestamps: np.ndarray) -> list[str]:
@@ -43,6 +50,17 @@ def iso_times(timestamps: np.ndarray) -> list[str]:
     return list(np.datetime_as_string(ts, unit=unit, timezone="UTC").tolist())  # type: ignore[call-overload]
 
 
+def check_window_size(series: Sequence[SensorSeries], window: int) -> None:
+    """Refuse windows that a sensor window message cannot carry, before anything is published."""
+    for item in series:
+        if item.channels > MAX_CHANNELS or window * item.channels > MAX_WINDOW_VALUES:
+            raise ConfigurationError(
+                f"{item.name}: a window of {window} rows x {item.channels} channels holds "
+                f"{window * item.channels:,} values; a sensor window carries at most {MAX_WINDOW_VALUES:,} "
+                f"values of at most {MAX_CHANNELS} channels: use a shorter --window, or fewer value columns"
+            )
+
+
 def _series_windows(item: SensorSeries, window: int, stride: int) -> list[tuple[bytes, str | None]]:
     ends = window_end_rows(len(item), window, stride)
     starts = ends - (window - 1)
@@ -50,11 +68,12 @@ def _series_windows(item: SensorSeries, window: int, stride: int) -> list[tuple[
     labels: list[str | None] = [None] * len(ends)
     if item.anomaly_rows is not None:
         labels = [ANOMALY if flag else NORMAL for flag in item.anomaly_rows[ends].tolist()]
+    extra = {"channels": item.channels} if item.channels > 1 else {}
     out = []
     for start, end, values, label in zip(
         start_text, end_text, sliding_windows(item.values, window, stride), labels, strict=True
     ):
-        record = {"sensor_id": item.sensor_id, "start": start, "end": end, "values": values}
+        record = {"sensor_id": item.sensor_id, "start": start, "end": end, "values": values, **extra}
         out.append((orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY), label))
     return out
 
@@ -75,6 +94,7 @@ def sensor_events(
     >>> [(e.key, e.label) for e in sensor_events([s], window=3)]
     [(b'toy', 'normal'), (b'toy', 'anomaly'), (b'toy', 'normal')]
     """
+    check_window_size(series, window)
     per_series = [(item.sensor_id.encode(), _series_windows(item, window, stride)) for item in series]
     n_windows = min((len(windows) for _, windows in per_series), default=0)
     events = [Event(key, *windows[index]) for index in range(n_windows) for key, windows in per_series]
