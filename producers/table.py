@@ -152,7 +152,7 @@ def record_events(table: Table, loop: bool = False, limit: int | None = None) ->
 def window_events(table: Table, loop: bool = False, limit: int | None = None) -> Iterator[Event]:
     """One event per row of a ``windows`` table: ``{"record": key, "values": [...]}``, keyed by the
     record id (the ``key`` column, else ``<file>-<row:05d>``), its label in the header."""
-    samples = table.numeric()
+    samples = np.ascontiguousarray(table.numeric())  # orjson serialises C-ordered rows only
     low, high = BEAT_VALUES
     if not low <= samples.shape[1] <= high:
         raise DatasetFormatError(

@@ -201,6 +201,7 @@ def table_series(table: Table) -> list[SensorSeries]:
             continue
         for column, channel in zip(spec.values, values.T, strict=True):
             sensor = sensor_id_of(column) if len(groups) == 1 else sensor_id_of(f"{key} {column}")
+            channel = np.ascontiguousarray(channel)  # a column of the rows: strided otherwise
             out.append(SensorSeries(f"{table.source}/{column}", sensor, times, channel, anomaly))
     return out
 
