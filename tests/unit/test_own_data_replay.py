@@ -19,7 +19,7 @@ from anomstream.cli import main
 from producers.drift import PHASE_HEADER, DriftSpec
 from producers.replay import Event
 from producers.sensor import SeriesPacer, iso_times, sensor_events
-from producers.table import ReplayOptions, encode_records, record_events, table_events
+from producers.table import ReplayOptions, encode_records, record_events, replay_table, table_events
 from stream.datasets import DatasetFormatError, find_ecg_file, find_kdd_file, read_ecg, read_kdd
 from stream.datasets.schema import (
     DatasetSchema,
@@ -36,6 +36,7 @@ from stream.datasets.table import Table, read_table
 from stream.errors import ConfigurationError
 from stream.messages import KDD_CATEGORICAL, KDD_NUMERIC, decode_ecg_beat, decode_kdd_connection
 from stream.messages import decode_sensor_window as decode_window
+from stream.settings import Settings
 from stream.windows import sliding_windows, window_end_rows
 from tests.support import require_data
 
@@ -303,3 +304,34 @@ def test_to_toml_of_a_fixture_schema_reads_back(tmp_path: Path) -> None:
         path.write_text(to_toml(schema))
         assert load_schema(path) == schema
     assert json.loads(json.dumps(kdd_schema().to_dict()))["key"] == "conn"
+
+
+def test_a_series_drift_moves_every_channel_by_its_own_spread(tmp_path: Path) -> None:
+    bearings = bearing_frame()
+    path = tmp_path / "bearings.csv"
+    bearings.to_csv(path, index=False)
+    table = read_table(bearing_schema(window=8), path)
+    plain = list(table_events(table, ReplayOptions()).events)
+    drift = DriftSpec("level", at=60)
+    changed = list(table_events(table, ReplayOptions(drift=drift)).events)
+    assert [dict(e.headers)[PHASE_HEADER] for e in changed] == [b"before"] * 60 + [b"after"] * (
+        len(plain) - 60
+    )
+    assert [e.value for e in changed[:60]] == [e.value for e in plain[:60]]
+    # From the change on, each channel sits 3 of its own standard deviations (rows before the change) up.
+    values = bearings[["Bearing 1", "Bearing 2"]].to_numpy()
+    first_changed_row = window_end_rows(len(bearings), 8)[60]
+    std = values[:first_changed_row].std(axis=0)
+    last = np.array(decode_window(changed[-1].value).values).reshape(8, 2)
+    np.testing.assert_allclose(last, values[-8:] + 3.0 * std)
+
+
+def test_pacing_by_time_needs_a_timestamp(tmp_path: Path) -> None:
+    connections = kdd_connections(n=10)
+    path = tmp_path / "connections.csv"
+    connections.to_csv(path, index=False)
+    settings = Settings(bootstrap_servers="127.0.0.1:9")  # never reached: refused before
+    with pytest.raises(ConfigurationError, match=r"has no \[timestamp\]: use --rate"):
+        replay_table(settings, kdd_schema(), str(path), ReplayOptions(speedup=10.0))
+    with pytest.raises(ConfigurationError, match="not both"):
+        replay_table(settings, kdd_schema(), str(path), ReplayOptions(speedup=10.0, rate=5.0))
