@@ -279,6 +279,13 @@ def sensor_drift_events(
 ) -> Iterator[Event]:
     """The events of a sensor scenario: the windows of the drifted series, interleaved as
     ``replay sensor`` does, each with its phase header."""
+    counts = {item.name: len(window_end_rows(len(item), window, stride)) for item in series}
+    if len(set(counts.values())) > 1:
+        # The change is placed by step (one window of every series); steps of unequal series drift apart.
+        raise ConfigurationError(
+            f"a drift scenario changes series of equal length together; these have {min(counts.values()):,} "
+            f"to {max(counts.values()):,} windows: replay one series (or key) at a time"
+        )
     chosen = drifted_series(series, spec, window, stride)
     per_step = len(chosen)
     step_spec = DriftSpec(spec.scenario, math.ceil(spec.at / per_step), math.ceil(spec.span / per_step))

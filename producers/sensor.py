@@ -11,7 +11,9 @@ A multivariate series (``values`` of shape ``(rows, channels)``) sends each wind
 the other, all channels of a row together, and says ``"channels": k``; a univariate window has no
 ``channels`` field (its messages are byte for byte what they were before channels existed).
 
-Several series (the four bearing channels) are interleaved window by window, so they advance together.
+Several series (the four bearing channels, the keys of a series schema) are interleaved window by
+window, so they advance together; a series with fewer windows drops out when they end, the others
+go on.
 
 Kafka's message timestamp stays the wall clock: historic timestamps would let the broker's time-based
 retention delete the data at once. The worker reads a window's event time from its ``end`` field.
@@ -20,6 +22,7 @@ retention delete the data at once. The worker reads a window's event time from i
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import orjson
@@ -32,6 +35,7 @@ from stream.signals import StopFlag
 from stream.windows import WindowSpec, sliding_windows, window_end_rows
 
 ANOMALY, NORMAL = "anomaly", "normal"
+T = TypeVar("T")
 # What one SensorWindow may carry (stream.messages): a larger window would only reach the dead letters.
 MAX_WINDOW_VALUES, MAX_CHANNELS = 4096, 256
 
@@ -95,15 +99,26 @@ def sensor_events(
     [(b'toy', 'normal'), (b'toy', 'anomaly'), (b'toy', 'normal')]
     """
     check_window_size(series, window)
-    per_series = [(item.sensor_id.encode(), _series_windows(item, window, stride)) for item in series]
-    n_windows = min((len(windows) for _, windows in per_series), default=0)
-    events = [Event(key, *windows[index]) for index in range(n_windows) for key, windows in per_series]
-    return repeat(events, loop, limit)
+    per_series = [
+        [Event(item.sensor_id.encode(), *built) for built in _series_windows(item, window, stride)]
+        for item in series
+    ]
+    return repeat(round_robin(per_series), loop, limit)
+
+
+def round_robin(parts: Sequence[Sequence[T]]) -> list[T]:
+    """One item of each part in turn; a part that ends drops out.
+
+    >>> round_robin([[1, 2, 3], ["a"], [10, 20]])
+    [1, 'a', 10, 2, 20, 3]
+    """
+    longest = max((len(part) for part in parts), default=0)
+    return [part[index] for index in range(longest) for part in parts if index < len(part)]
 
 
 def event_count(series: Sequence[SensorSeries], window: int, stride: int = 1) -> int:
     """Events in one pass of :func:`sensor_events`."""
-    return len(series) * min((len(window_end_rows(len(s), window, stride)) for s in series), default=0)
+    return sum(len(window_end_rows(len(s), window, stride)) for s in series)
 
 
 class SeriesPacer(Pacer):
@@ -152,10 +167,13 @@ class SeriesPacer(Pacer):
 
 def event_end_times(series: Sequence[SensorSeries], window: int, stride: int = 1) -> np.ndarray:
     """The ``end`` timestamp of every event of one pass of :func:`sensor_events`, in event order."""
-    n_windows = event_count(series, window, stride) // max(len(series), 1)
-    ends = window_end_rows(len(series[0]), window, stride)[:n_windows] if series else np.zeros(0, int)
-    per_window = [item.timestamps[ends] for item in series]
-    return np.stack(per_window, axis=1).reshape(-1) if per_window else np.zeros(0, "datetime64[ns]")
+    parts = [item.timestamps[window_end_rows(len(item), window, stride)] for item in series]
+    if not parts:
+        return np.zeros(0, "datetime64[ns]")
+    # The order of round_robin, vectorised: by window index, then by series.
+    index = np.concatenate([np.arange(len(part)) for part in parts])
+    which = np.concatenate([np.full(len(part), k) for k, part in enumerate(parts)])
+    return np.concatenate(parts).astype("datetime64[ns]")[np.lexsort((which, index))]
 
 
 def replay_sensor(

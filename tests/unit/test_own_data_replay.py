@@ -335,3 +335,31 @@ def test_pacing_by_time_needs_a_timestamp(tmp_path: Path) -> None:
         replay_table(settings, kdd_schema(), str(path), ReplayOptions(speedup=10.0))
     with pytest.raises(ConfigurationError, match="not both"):
         replay_table(settings, kdd_schema(), str(path), ReplayOptions(speedup=10.0, rate=5.0))
+
+
+def test_keyed_series_of_unequal_length_each_replay_every_window(tmp_path: Path) -> None:
+    """A series schema's key splits the file into sensors: here two bearings as two machines, the
+    second with fewer rows; both send every window, interleaved while both have one."""
+    bearings = bearing_frame()
+    one = bearings[["time", "Bearing 1"]].rename(columns={"Bearing 1": "vibration"}).assign(machine="m1")
+    two = bearings[["time", "Bearing 2"]].rename(columns={"Bearing 2": "vibration"}).assign(machine="m2")
+    path = tmp_path / "machines.csv"
+    pd.concat([one, two.iloc[:120]]).to_csv(path, index=False)
+    schema = DatasetSchema(
+        name="machines", kind="series", key="machine", timestamp=Timestamp(column="time"),
+        series=Series(values=["vibration"], window=8, stride=2),
+    )  # fmt: skip
+    planned = table_events(read_table(schema, path), ReplayOptions())
+    events = list(planned.events)
+    counts = [len(window_end_rows(rows, 8, 2)) for rows in (len(one), 120)]
+    assert len(events) == planned.count == sum(counts)
+    assert [e.key for e in events[:4]] == [b"m1", b"m2", b"m1", b"m2"]
+    assert [e.key for e in events[-3:]] == [b"m1"] * 3  # m2 has ended
+    for key, column, count in ((b"m1", "Bearing 1", counts[0]), (b"m2", "Bearing 2", counts[1])):
+        mine = [decode_window(e.value) for e in events if e.key == key]
+        expected = sliding_windows(bearings[column].to_numpy()[: len(one) if key == b"m1" else 120], 8, 2)
+        assert [w.values for w in mine] == expected.tolist() and len(mine) == count
+    ends = [decode_window(e.value).end for e in events]
+    assert planned.times is not None and ends == iso_times(planned.times)  # paced in event order
+    with pytest.raises(ConfigurationError, match="equal length"):
+        table_events(read_table(schema, path), ReplayOptions(drift=DriftSpec("level", at=10)))
