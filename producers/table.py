@@ -224,6 +224,8 @@ def table_events(table: Table, options: ReplayOptions) -> TableEvents:
     if schema.kind == "windows":
         return TableEvents(window_events(table, options.loop, options.limit), len(table), table.timestamps)
     if drift is not None:
+        if not schema.features.numeric:
+            raise ConfigurationError(f"--drift moves numeric features; schema {schema.name!r} has none")
         frame = table.frame.copy()
         frame[schema.features.numeric] = drifted_records(table.numeric(), drift)
         events = with_phases(record_events(replace(table, frame=frame), limit=options.limit), drift)
