@@ -31,8 +31,12 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(help="Embedded single-node Kafka (KRaft).", no_args_is_help=True)
 topics_app = typer.Typer(help="Topic administration.", no_args_is_help=True)
-data_app = typer.Typer(help="Public datasets.", no_args_is_help=True)
-replay_app = typer.Typer(help="Replay a dataset into its topic as a live stream.", no_args_is_help=True)
+data_app = typer.Typer(help="Public datasets, and dataset schemas of your own.", no_args_is_help=True)
+replay_app = typer.Typer(
+    help="Replay a dataset into its topic as a live stream: a built-in (kdd, ecg, sensor), or any CSV, "
+    "Parquet or JSON-lines file: anomstream replay FILE --schema S.",
+    no_args_is_help=True,
+)
 models_app = typer.Typer(help="Model registry.", no_args_is_help=True)
 alerts_app = typer.Typer(help="The alerts topic.", no_args_is_help=True)
 for sub, name in ((broker_app, "broker"), (topics_app, "topics"), (data_app, "data"), (replay_app, "replay"),
@@ -161,6 +165,45 @@ def data_fetch(
         ) from None
 
 
+@data_app.command("infer")
+def data_infer(
+    file: Annotated[
+        Path, typer.Argument(help="a CSV, Parquet or JSON-lines file (gzip or not)", metavar="FILE")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="where to write the draft (default: ./<stem>.schema.toml)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="the stream's name (default: from the file name)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing --out file")] = False,
+) -> None:
+    """Write a draft dataset schema of FILE, guessed from its first rows, and print it for you to check."""
+    import re
+
+    from stream.atomic import atomic_write
+    from stream.datasets.infer import infer_schema
+    from stream.datasets.schema import NAME_PATTERN, RESERVED_NAMES, to_toml
+
+    if name is not None and (not re.match(NAME_PATTERN, name) or name in RESERVED_NAMES):
+        raise fail(f"--name {name!r}: a stream name is 1-48 lowercase letters, digits, - or _, and not a "
+                   "reserved topic name (alerts, scores, ...)")  # fmt: skip
+    stem = Path(file.name.removesuffix(".gz")).stem
+    target = out if out is not None else Path(f"{stem}.schema.toml")
+    if target.exists() and not force:
+        raise fail(f"{target} exists: give another --out, or --force to overwrite it")
+    if not target.parent.is_dir():
+        raise fail(f"{target.parent} is not a folder: give an --out path in an existing folder")
+    schema, notes = infer_schema(file, name)
+    text = to_toml(schema, notes)
+    with atomic_write(target, "w") as handle:
+        handle.write(text)
+    print(text, end="")
+    console.print(
+        f"wrote {target}: a draft guessed from the first rows. Check every guess (numeric or categorical, "
+        f"the label's normal value(s), the time format), then: anomstream replay {file} --schema {target}",
+        soft_wrap=True,  # one line: the command at its end is copied whole
+    )
+
+
 # -- replay ---------------------------------------------------------------------------------------
 RateOpt = Annotated[
     float, typer.Option(help="events/s; 0 = as fast as possible", callback=finite_non_negative)
@@ -176,10 +219,12 @@ DriftSpanOpt = Annotated[
 
 
 def _drift_spec(stream: str, scenario: str, at: int, span: int, loop: bool):  # noqa: ANN202 - DriftSpec
-    from producers.drift import DriftSpec
+    from producers.drift import SCENARIOS, DriftSpec
 
     if loop:
         raise fail("--drift replays one pass with a single change: drop --loop")
+    if stream not in SCENARIOS:
+        raise fail(f"--drift changes records or series; this schema is {stream} (rows of samples)")
     try:
         return DriftSpec(scenario, at, span).check(stream)
     except ValueError as exc:
@@ -287,6 +332,60 @@ def replay_sensor(
     else:
         stats = replay(settings(), series, bearing, window, stride, speedup, max_gap, rate, limit, loop)
     _report_replay(stats)
+
+
+@replay_app.command("file")
+def replay_file(
+    file: Annotated[
+        str, typer.Argument(help="a CSV, Parquet or JSON-lines file (gzip or not)", metavar="FILE")
+    ],
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            help="its dataset schema: a TOML file (`anomstream data infer FILE` drafts one) or a "
+            "built-in name: kdd99, nslkdd, ecg5000, ecg5000-ucr, nab, bearing"
+        ),
+    ] = None,  # fmt: skip
+    rate: RateOpt = 0.0,
+    limit: LimitOpt = None,
+    loop: LoopOpt = False,
+    speedup: Annotated[
+        float | None, typer.Option(help="pace by the rows' timestamps, this many times faster", min=0.001)
+    ] = None,
+    max_gap: Annotated[
+        float, typer.Option(help="longest wait for a gap in the timestamps (s)", callback=finite_non_negative)
+    ] = 10.0,
+    window: Annotated[
+        int | None, typer.Option(help="series: rows per window (default: the schema's)", min=2)
+    ] = None,
+    stride: Annotated[int | None, typer.Option(help="series: rows between window ends", min=1)] = None,
+    drift: Annotated[
+        str | None,
+        typer.Option(
+            help="drift scenario (records and series schemas): level (shift by 3 std) or variance "
+            "(deviations x3)"
+        ),
+    ] = None,  # fmt: skip
+    drift_at: Annotated[
+        int | None, typer.Option("--drift-at", help="event index of the change (the first changed event)")
+    ] = None,
+    drift_span: DriftSpanOpt = 0,
+) -> None:
+    """Replay any CSV, Parquet or JSON-lines file described by a dataset schema into the schema's topic
+    (created if missing): anomstream replay FILE --schema S."""
+    from producers.table import ReplayOptions, replay_table
+    from stream.datasets.schema import load_schema
+
+    if schema is None:
+        raise fail(f"which columns are what? Give --schema S; draft one with `anomstream data infer {file}`")
+    chosen = load_schema(schema)
+    spec = None
+    if drift is not None:
+        if drift_at is None:
+            raise fail("--drift needs --drift-at N: the index of the first changed event")
+        spec = _drift_spec(chosen.kind, drift, drift_at, drift_span, loop)
+    options = ReplayOptions(rate, limit, loop, speedup, max_gap, window, stride, spec)
+    _report_replay(replay_table(settings(), chosen, file, options))
 
 
 def _report_replay(stats) -> None:  # noqa: ANN001 - ReplayStats, imported lazily
@@ -764,11 +863,29 @@ def _is_usage_error(exc: Exception) -> bool:
     return hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2
 
 
+def _replay_file_form(args: list[str], verb_at: int) -> list[str]:
+    """``replay FILE ...`` is ``replay file FILE ...``: the word after ``replay`` that is neither a
+    replay subcommand (kdd, ecg, sensor, file) nor an option is a file.
+
+    >>> _replay_file_form(["replay", "weather.csv", "--schema", "w.toml"], 0)
+    ['replay', 'file', 'weather.csv', '--schema', 'w.toml']
+    >>> _replay_file_form(["replay", "kdd", "--limit", "5"], 0)
+    ['replay', 'kdd', '--limit', '5']
+    """
+    at = verb_at + 1
+    if verb_at >= len(args) or args[verb_at] != "replay" or at >= len(args) or args[at].startswith("-"):
+        return args
+    if args[at] in {command.name for command in replay_app.registered_commands}:
+        return args
+    return [*args[:at], "file", *args[at:]]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line; every failure ends here as one line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     verb_at = next((i for i, a in enumerate(args) if not a.startswith("-")), len(args))
     verbose = any(a in ("-v", "--verbose") for a in args[:verb_at])  # the global option, before the verb
+    args = _replay_file_form(args, verb_at)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(args=args, prog_name="anomstream", standalone_mode=False)

@@ -13,7 +13,10 @@
 - sensor ``level``: from window ``at`` on, every row of the series moves up by ``magnitude``
   standard deviations of its rows before the change (ramped over ``span`` events if given).
 - sensor ``variance``: from window ``at`` on, deviations from the pre-change mean grow ``magnitude``
-  times (ramped likewise).
+  times (ramped likewise). A multivariate series changes every channel, each measured on its own.
+- a dataset schema's ``series``: the sensor scenarios on its series; its ``records``: the same two on
+  every numeric feature, row ``at`` being the first changed one, measured in standard deviations of
+  the rows before it (:func:`drifted_records`).
 
 Each event carries the true change in its ``drift.phase`` header: ``before``, ``after``, or during a
 gradual change the share of the new source (``"0.250"``), so detection delay can be measured from
@@ -45,6 +48,9 @@ BEFORE, AFTER = "before", "after"
 SCENARIOS: dict[str, tuple[str, ...]] = {
     "kdd": ("abrupt", "gradual", "shift", "shift-attacks"),
     "sensor": ("level", "variance"),
+    # A dataset schema's stream, by its kind.
+    "series": ("level", "variance"),
+    "records": ("level", "variance"),
 }
 SHIFTS = ("shift", "shift-attacks")
 SHIFT_EVENTS = 100_000  # events after the change of a shift scenario, when no --limit is given
@@ -216,7 +222,6 @@ def drifted_series(
     """Copies of ``series`` with the change applied from the rows of window ``at // len(series)``
     on (the last row of that window is the first changed row), ramped over ``span`` events."""
     spec.check("sensor")
-    magnitude = spec.magnitude if spec.magnitude is not None else DEFAULT_MAGNITUDE[spec.scenario]
     per_step = max(len(series), 1)
     step_spec = DriftSpec(spec.scenario, math.ceil(spec.at / per_step), math.ceil(spec.span / per_step))
     out = []
@@ -230,13 +235,43 @@ def drifted_series(
         window_of_row = np.searchsorted(ends, np.arange(len(item)), side="left")
         share = step_spec.share(window_of_row)
         reference = item.values[: ends[step_spec.at]]
-        mean, std = float(np.mean(reference)), float(np.std(reference)) or 1.0
-        if spec.scenario == "level":
-            values = item.values + share * magnitude * std
-        else:
-            values = mean + (item.values - mean) * (1.0 + share * (magnitude - 1.0))
+        # A flat series (std 0) still moves: by ``magnitude`` of its own units.
+        std = reference.std(axis=0)
+        values = _changed(item.values, share, reference.mean(axis=0), np.where(std > 0, std, 1.0), spec)
         out.append(replace(item, values=values))
     return out
+
+
+def _changed(values: np.ndarray, share: np.ndarray, mean: np.ndarray, std: np.ndarray,
+             spec: DriftSpec) -> np.ndarray:  # fmt: skip
+    """``values`` (rows, or rows x columns) with ``spec``'s change applied, in ``share`` per row."""
+    magnitude = spec.magnitude if spec.magnitude is not None else DEFAULT_MAGNITUDE[spec.scenario]
+    share = share.reshape(-1, *([1] * (values.ndim - 1)))
+    if spec.scenario == "level":
+        return values + share * magnitude * std
+    return mean + (values - mean) * (1.0 + share * (magnitude - 1.0))
+
+
+def drifted_records(values: np.ndarray, spec: DriftSpec) -> np.ndarray:
+    """The numeric features ``values`` (rows x features) with the change from row ``spec.at`` on,
+    ramped over ``spec.span`` rows; sizes are measured on the rows before ``at``.
+
+    A feature that never varied before the change has no size to measure: it stays as it is (moving
+    it by an arbitrary unit would invent a change in a column the scenario does not describe).
+
+    >>> values = np.array([[0.0, 5.0], [2.0, 5.0], [0.0, 5.0], [2.0, 5.0]])
+    >>> drifted_records(values, DriftSpec("level", at=2, magnitude=2.0)).tolist()
+    [[0.0, 5.0], [2.0, 5.0], [2.0, 5.0], [4.0, 5.0]]
+    """
+    spec.check("records")
+    if not 1 <= spec.at < len(values):
+        raise ConfigurationError(
+            f"--drift-at {spec.at:,} must lie between 1 (a row before the change measures its size) and "
+            f"the file's last row, {len(values) - 1:,}"
+        )
+    reference = values[: spec.at]
+    share = spec.share(np.arange(len(values)))
+    return _changed(values, share, reference.mean(axis=0), reference.std(axis=0), spec)
 
 
 def sensor_drift_events(
@@ -244,6 +279,13 @@ def sensor_drift_events(
 ) -> Iterator[Event]:
     """The events of a sensor scenario: the windows of the drifted series, interleaved as
     ``replay sensor`` does, each with its phase header."""
+    counts = {item.name: len(window_end_rows(len(item), window, stride)) for item in series}
+    if len(set(counts.values())) > 1:
+        # The change is placed by step (one window of every series); steps of unequal series drift apart.
+        raise ConfigurationError(
+            f"a drift scenario changes series of equal length together; these have {min(counts.values()):,} "
+            f"to {max(counts.values()):,} windows: replay one series (or key) at a time"
+        )
     chosen = drifted_series(series, spec, window, stride)
     per_step = len(chosen)
     step_spec = DriftSpec(spec.scenario, math.ceil(spec.at / per_step), math.ceil(spec.span / per_step))

@@ -7,7 +7,13 @@ all windows of one sensor go to one partition, in order. The ``label`` header sa
 window's *last* row lies in a NAB anomaly window (``anomaly`` / ``normal``; none for unlabelled
 series such as the bearing channels): the window is scored when that row arrives.
 
-Several series (the four bearing channels) are interleaved window by window, so they advance together.
+A multivariate series (``values`` of shape ``(rows, channels)``) sends each window's rows one after
+the other, all channels of a row together, and says ``"channels": k``; a univariate window has no
+``channels`` field (its messages are byte for byte what they were before channels existed).
+
+Several series (the four bearing channels, the keys of a series schema) are interleaved window by
+window, so they advance together; a series with fewer windows drops out when they end, the others
+go on.
 
 Kafka's message timestamp stays the wall clock: historic timestamps would let the broker's time-based
 retention delete the data at once. The worker reads a window's event time from its ``end`` field.
@@ -16,17 +22,22 @@ retention delete the data at once. The worker reads a window's event time from i
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 import numpy as np
 import orjson
 
 from producers.replay import Clock, Event, Pacer, ReplayProducer, ReplayStats, repeat
 from stream.datasets.sensor import SensorSeries, load_sensor_series
+from stream.errors import ConfigurationError
 from stream.settings import Settings
 from stream.signals import StopFlag
 from stream.windows import WindowSpec, sliding_windows, window_end_rows
 
 ANOMALY, NORMAL = "anomaly", "normal"
+T = TypeVar("T")
+# What one SensorWindow may carry (stream.messages): a larger window would only reach the dead letters.
+MAX_WINDOW_VALUES, MAX_CHANNELS = 4096, 256
 
 
 def iso_times(timestamps: np.ndarray) -> list[str]:
@@ -43,6 +54,17 @@ def iso_times(timestamps: np.ndarray) -> list[str]:
     return list(np.datetime_as_string(ts, unit=unit, timezone="UTC").tolist())  # type: ignore[call-overload]
 
 
+def check_window_size(series: Sequence[SensorSeries], window: int) -> None:
+    """Refuse windows that a sensor window message cannot carry, before anything is published."""
+    for item in series:
+        if item.channels > MAX_CHANNELS or window * item.channels > MAX_WINDOW_VALUES:
+            raise ConfigurationError(
+                f"{item.name}: a window of {window} rows x {item.channels} channels holds "
+                f"{window * item.channels:,} values; a sensor window carries at most {MAX_WINDOW_VALUES:,} "
+                f"values of at most {MAX_CHANNELS} channels: use a shorter --window, or fewer value columns"
+            )
+
+
 def _series_windows(item: SensorSeries, window: int, stride: int) -> list[tuple[bytes, str | None]]:
     ends = window_end_rows(len(item), window, stride)
     starts = ends - (window - 1)
@@ -50,11 +72,12 @@ def _series_windows(item: SensorSeries, window: int, stride: int) -> list[tuple[
     labels: list[str | None] = [None] * len(ends)
     if item.anomaly_rows is not None:
         labels = [ANOMALY if flag else NORMAL for flag in item.anomaly_rows[ends].tolist()]
+    extra = {"channels": item.channels} if item.channels > 1 else {}
     out = []
     for start, end, values, label in zip(
         start_text, end_text, sliding_windows(item.values, window, stride), labels, strict=True
     ):
-        record = {"sensor_id": item.sensor_id, "start": start, "end": end, "values": values}
+        record = {"sensor_id": item.sensor_id, "start": start, "end": end, "values": values, **extra}
         out.append((orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY), label))
     return out
 
@@ -75,15 +98,27 @@ def sensor_events(
     >>> [(e.key, e.label) for e in sensor_events([s], window=3)]
     [(b'toy', 'normal'), (b'toy', 'anomaly'), (b'toy', 'normal')]
     """
-    per_series = [(item.sensor_id.encode(), _series_windows(item, window, stride)) for item in series]
-    n_windows = min((len(windows) for _, windows in per_series), default=0)
-    events = [Event(key, *windows[index]) for index in range(n_windows) for key, windows in per_series]
-    return repeat(events, loop, limit)
+    check_window_size(series, window)
+    per_series = [
+        [Event(item.sensor_id.encode(), *built) for built in _series_windows(item, window, stride)]
+        for item in series
+    ]
+    return repeat(round_robin(per_series), loop, limit)
+
+
+def round_robin(parts: Sequence[Sequence[T]]) -> list[T]:
+    """One item of each part in turn; a part that ends drops out.
+
+    >>> round_robin([[1, 2, 3], ["a"], [10, 20]])
+    [1, 'a', 10, 2, 20, 3]
+    """
+    longest = max((len(part) for part in parts), default=0)
+    return [part[index] for index in range(longest) for part in parts if index < len(part)]
 
 
 def event_count(series: Sequence[SensorSeries], window: int, stride: int = 1) -> int:
     """Events in one pass of :func:`sensor_events`."""
-    return len(series) * min((len(window_end_rows(len(s), window, stride)) for s in series), default=0)
+    return sum(len(window_end_rows(len(s), window, stride)) for s in series)
 
 
 class SeriesPacer(Pacer):
@@ -132,10 +167,13 @@ class SeriesPacer(Pacer):
 
 def event_end_times(series: Sequence[SensorSeries], window: int, stride: int = 1) -> np.ndarray:
     """The ``end`` timestamp of every event of one pass of :func:`sensor_events`, in event order."""
-    n_windows = event_count(series, window, stride) // max(len(series), 1)
-    ends = window_end_rows(len(series[0]), window, stride)[:n_windows] if series else np.zeros(0, int)
-    per_window = [item.timestamps[ends] for item in series]
-    return np.stack(per_window, axis=1).reshape(-1) if per_window else np.zeros(0, "datetime64[ns]")
+    parts = [item.timestamps[window_end_rows(len(item), window, stride)] for item in series]
+    if not parts:
+        return np.zeros(0, "datetime64[ns]")
+    # The order of round_robin, vectorised: by window index, then by series.
+    index = np.concatenate([np.arange(len(part)) for part in parts])
+    which = np.concatenate([np.full(len(part), k) for k, part in enumerate(parts)])
+    return np.concatenate(parts).astype("datetime64[ns]")[np.lexsort((which, index))]
 
 
 def replay_sensor(

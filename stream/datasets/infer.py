@@ -77,8 +77,7 @@ def _sample(path: Path, source: Source) -> pd.DataFrame:
     if source.format == "parquet":
         return pd.read_parquet(path).head(SAMPLE_ROWS)
     if source.format == "jsonl":
-        return pd.read_json(path, lines=True, nrows=SAMPLE_ROWS, compression=compression, dtype=False,
-                            convert_dates=False)  # fmt: skip
+        return pd.read_json(path, lines=True, nrows=SAMPLE_ROWS, compression=compression, dtype=False)
     sep = r"\s+" if source.delimiter == "whitespace" else source.delimiter
     frame = pd.read_csv(path, sep=sep, header=0 if source.header else None, nrows=SAMPLE_ROWS,
                         compression=compression, skipinitialspace=True, index_col=False)  # fmt: skip

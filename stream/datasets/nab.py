@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stream.datasets.schema import load_schema
+from stream.datasets.table import read_table
+
 PROBATION_FRACTION = 0.15
 # NAB caps the probationary period at the fraction of this many rows (750 rows at 15 %).
 PROBATION_CAP_ROWS = 5000
@@ -89,14 +92,14 @@ def list_series(nab_dir: Path) -> list[str]:
 
 
 def load_series(nab_dir: Path, name: str) -> pd.DataFrame:
-    """Read one series: columns ``timestamp`` (datetime64) and ``value``, in file order.
+    """Read one series through the built-in ``nab`` dataset schema: columns ``timestamp``
+    (datetime64[ns]) and ``value`` (float64), in file order.
 
     The order is kept even where timestamps repeat or step backwards, because NAB
     scores rows by position.
     """
-    frame = pd.read_csv(Path(nab_dir) / "data" / name)
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
-    return frame[["timestamp", "value"]]
+    table = read_table(load_schema("nab"), Path(nab_dir) / "data" / name)
+    return pd.DataFrame({"timestamp": table.timestamps, "value": table.numeric()[:, 0]})
 
 
 def load_detector_results(

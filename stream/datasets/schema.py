@@ -78,7 +78,7 @@ class Source(_Part):
 
 
 class Timestamp(_Part):
-    """When each row happened; replays can be paced by it (``--speedup``)."""
+    """When each row happened; replays can be paced by it (`--speedup`)."""
 
     column: str = Field(description="the column holding each row's time")
     format: str | None = Field(
@@ -105,7 +105,7 @@ class Features(_Part):
 
 
 class Label(_Part):
-    """Ground truth: travels in the ``label`` header, never in the fields a detector scores."""
+    """Ground truth: travels in the `label` header, never in the fields a detector scores."""
 
     column: str = Field(description="the column holding each row's label")
     normal: list[str | int | float | bool] = Field(
@@ -115,7 +115,7 @@ class Label(_Part):
 
 
 class Series(_Part):
-    """Sliding windows over a time series (``kind = "series"``)."""
+    """Sliding windows over a time series (`kind = "series"`)."""
 
     values: list[str] = Field(min_length=1, description="the value column(s)")
     window: int = Field(default=16, ge=2, le=4096, description="rows per window")

@@ -1,4 +1,8 @@
-"""Sensor series: any Numenta Anomaly Benchmark file by name, and the NASA IMS bearing CSV.
+"""Sensor series: any Numenta Anomaly Benchmark file by name, a NAB-like CSV anywhere on disk, the NASA
+IMS bearing CSV, and the series of any ``kind = "series"`` dataset schema.
+
+All of them are read through dataset schemas (the built-in ``nab`` and ``bearing``, or a user's own)
+by :func:`stream.datasets.table.read_table`.
 
 Every reader returns :class:`SensorSeries` objects in *file order*: NAB scores by row position, and
 some series repeat timestamps or step backwards (daylight-saving changes), so rows are never sorted.
@@ -13,7 +17,7 @@ For example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +25,8 @@ import pandas as pd
 
 from stream.datasets.files import DatasetMissingError, first_file
 from stream.datasets.nab import list_series, load_series, load_windows, probation_length, window_row_bounds
-from stream.datasets.table import Table
+from stream.datasets.schema import Timestamp, load_schema
+from stream.datasets.table import Table, read_table
 
 BEARING_FILES = ("Averaged_BearingTest_Dataset.csv",)
 
@@ -30,7 +35,8 @@ BEARING_FILES = ("Averaged_BearingTest_Dataset.csv",)
 class SensorSeries:
     """One series: univariate (``values`` of shape ``(n,)``) or multivariate (``(n, channels)``).
 
-    ``name`` is the NAB key (``"<category>/<file>.csv"``), ``"bearing/<column>"`` or ``"<file>/<key>"``;
+    ``name`` is the NAB key (``"<category>/<file>.csv"``), ``"bearing/<column>"``, the file name of a
+    NAB-like CSV outside NAB, or ``"<file>/<key>"`` (``"<file>/<column>"``) of a series schema's table;
     ``sensor_id`` is the message key on the topic. ``anomaly_rows`` marks the rows inside an anomaly
     (a NAB anomaly window, or a labelled row of one's own file; None for an unlabelled series).
     """
@@ -98,7 +104,8 @@ def anomaly_row_mask(timestamps: np.ndarray, windows: list[tuple[pd.Timestamp, p
 
 
 def load_nab_series(data_dir: Path, name: str) -> SensorSeries:
-    """One NAB series by key, file name or stem, with its anomaly windows as a row mask."""
+    """One NAB series by key, file name or stem (read through the ``nab`` schema), with its anomaly
+    windows as a row mask."""
     root = nab_root(data_dir)
     key = resolve_series(root, name)
     frame = load_series(root, key)
@@ -129,17 +136,42 @@ def find_bearing_file(data_dir: Path) -> Path:
 
 
 def load_bearing(data_dir: Path, path: Path | None = None) -> list[SensorSeries]:
-    """The averaged IMS bearing test 2: one unlabelled series per channel (``bearing-1`` .. ``bearing-4``)."""
+    """The averaged IMS bearing test 2 through the built-in ``bearing`` schema: one unlabelled series per
+    channel (``bearing-1`` .. ``bearing-4``), named ``bearing/<column>``."""
     path = Path(path) if path is not None else find_bearing_file(data_dir)
-    frame = pd.read_csv(path)
-    time_column = frame.columns[0]
-    timestamps = pd.to_datetime(frame[time_column]).to_numpy(dtype="datetime64[ns]")
-    series = []
-    for column in frame.columns[1:]:
-        sensor_id = "-".join(str(column).lower().split())  # "Bearing 1" -> "bearing-1"
-        values = frame[column].to_numpy(dtype=np.float64)
-        series.append(SensorSeries(f"bearing/{column}", sensor_id, timestamps, values, None))
-    return series
+    table = read_table(load_schema("bearing"), path)
+    prefix = f"{table.source}/"
+    return [replace(item, name="bearing/" + item.name.removeprefix(prefix)) for item in table_series(table)]
+
+
+def nab_key_of(path: Path, data_dir: Path) -> str | None:
+    """The NAB key of a file that lies in the NAB folder of ``data_dir`` (None elsewhere, or no NAB)."""
+    try:
+        data = (nab_root(data_dir) / "data").resolve()
+    except DatasetMissingError:
+        return None
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(data):
+        return None
+    key = resolved.relative_to(data).as_posix()
+    return key if key in list_series(data.parent) else None
+
+
+def load_series_file(path: Path, data_dir: Path) -> SensorSeries:
+    """A NAB-like CSV (``timestamp,value``) anywhere on disk, through the built-in ``nab`` schema; its
+    sensor id (the message key) is the file's stem.
+
+    A file inside the NAB folder is that NAB series, with its anomaly windows; any other file is
+    unlabelled, and its times may be any ISO 8601 text (NAB's own are ``%Y-%m-%d %H:%M:%S``).
+    """
+    key = nab_key_of(path, data_dir)
+    if key is not None:
+        return load_nab_series(data_dir, key)
+    schema = load_schema("nab")
+    schema = schema.model_copy(update={"timestamp": Timestamp(column="timestamp")})
+    table = read_table(schema, path)
+    (series,) = table_series(table)
+    return replace(series, name=table.source, sensor_id=table.source.rsplit(".", 1)[0], anomaly_rows=None)
 
 
 def sensor_id_of(text: str) -> str:
@@ -169,6 +201,7 @@ def table_series(table: Table) -> list[SensorSeries]:
             continue
         for column, channel in zip(spec.values, values.T, strict=True):
             sensor = sensor_id_of(column) if len(groups) == 1 else sensor_id_of(f"{key} {column}")
+            channel = np.ascontiguousarray(channel)  # a column of the rows: strided otherwise
             out.append(SensorSeries(f"{table.source}/{column}", sensor, times, channel, anomaly))
     return out
 
@@ -176,9 +209,14 @@ def table_series(table: Table) -> list[SensorSeries]:
 def load_sensor_series(
     data_dir: Path, series: str | None = None, bearing: bool = False
 ) -> list[SensorSeries]:
-    """The NAB series named (key, file name or stem), or the four bearing channels."""
+    """The series named by ``series``: the path of a NAB-like CSV (:func:`load_series_file`), else a NAB
+    series by key, file name or stem; or the four bearing channels."""
     if bearing == (series is not None):
         raise ValueError(
-            "name exactly one source: a NAB series (--series NAME) or the bearing CSV (--bearing)"
+            "name exactly one source: a NAB series (--series NAME or PATH) or the bearing CSV (--bearing)"
         )
-    return load_bearing(data_dir) if bearing else [load_nab_series(data_dir, str(series))]
+    if bearing:
+        return load_bearing(data_dir)
+    if Path(str(series)).expanduser().is_file():
+        return [load_series_file(Path(str(series)).expanduser(), data_dir)]
+    return [load_nab_series(data_dir, str(series))]

@@ -116,11 +116,8 @@ def _read_raw(schema: DatasetSchema, path: Path, limit: int | None) -> pd.DataFr
     if source.format == "parquet":
         frame = pd.read_parquet(path)
         return frame.head(limit) if limit is not None else frame
-    frame = pd.read_json(
-        path, lines=True, nrows=limit, compression=_compression(schema, path), dtype=False,
-        convert_dates=False,
-    )  # fmt: skip
-    return frame
+    # dtype=False: no type guessing and no date conversion; the schema says what each column is.
+    return pd.read_json(path, lines=True, nrows=limit, compression=_compression(schema, path), dtype=False)
 
 
 def _short(exc: Exception) -> str:
