@@ -32,10 +32,18 @@ def check_message(message: Message) -> bool:
         return True
     if error.code() == KafkaError._PARTITION_EOF:
         return False
+    if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:  # a subscribed topic nobody created
+        raise TopicMissingError(message.topic() or _topic_named_in(error.str()))
     if error.fatal() or not error.retriable():
         raise KafkaException(error)
     log.warning("consume error on %s [%s]: %s", message.topic(), message.partition(), error)
     return False
+
+
+def _topic_named_in(text: str) -> str:
+    """librdkafka's "Subscribed topic not available: NAME: Broker: ..." names the topic in its text."""
+    _, _, rest = text.partition("not available: ")
+    return rest.split(": ")[0] if rest else "(unnamed)"
 
 
 def header(message: Message, name: str) -> bytes | None:

@@ -21,7 +21,10 @@ class TopicMissingError(AnomstreamError, LookupError):
     """A topic anomstream needs does not exist in the cluster."""
 
     def __init__(self, topic: str) -> None:
-        super().__init__(f"topic {topic} does not exist: create the topics with `anomstream topics create`")
+        super().__init__(
+            f"topic {topic} does not exist: create the topics with `anomstream topics create` (add "
+            "--schema S for a dataset schema's topic)"
+        )
         self.topic = topic
 
 

@@ -30,8 +30,22 @@ def test_replaying_before_the_topics_exist_is_one_line_that_says_create_them(
     assert result.returncode == 1
     assert lines == [
         "error: topic never-created.kdd.connections does not exist: create the topics with "
-        "`anomstream topics create`"
+        "`anomstream topics create` (add --schema S for a dataset schema's topic)"
     ], result.stderr  # it used to retry for 30 s and print ~1,500 delivery failures
+
+
+def test_a_worker_started_before_its_topic_exists_says_create_it_in_one_line(
+    kafka_settings: Settings,
+) -> None:
+    fresh = kafka_settings.model_copy(update={"topic_prefix": "never-created-w."})
+    command = [sys.executable, "-m", "anomstream", "worker", "--streams", "kdd"]
+    result = subprocess.run(command, capture_output=True, text=True, env=fresh.environment(), timeout=180)
+    assert result.returncode == 1, result.stderr
+    # It used to end on librdkafka's "KafkaException: ... Subscribed topic not available" as a bug.
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: topic never-created-w.kdd.connections does not exist: create the topics with "
+        "`anomstream topics create` (add --schema S for a dataset schema's topic)"
+    ), result.stderr
 
 
 def test_a_broker_outage_is_logged_once_with_counts_not_per_attempt(
