@@ -192,7 +192,7 @@ def data_infer(
         raise fail(f"{target} exists: give another --out, or --force to overwrite it")
     if not target.parent.is_dir():
         raise fail(f"{target.parent} is not a folder: give an --out path in an existing folder")
-    schema, notes = infer_schema(file, name)
+    schema, notes = infer_schema(file, name, schema_dir=target.parent)
     text = to_toml(schema, notes)
     with atomic_write(target, "w") as handle:
         handle.write(text)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import re
 from pathlib import Path
 
@@ -112,8 +113,20 @@ def _stream_name(path: Path) -> str:
     return name
 
 
-def infer_schema(path: Path, name: str | None = None) -> tuple[DatasetSchema, dict[str, str]]:
-    """A draft schema of ``path`` and notes for each of its tables (what was guessed, and from what)."""
+def _path_from(path: Path, schema_dir: Path | None) -> str:
+    if schema_dir is None:
+        return str(path.resolve())
+    return os.path.relpath(path.resolve(), Path(schema_dir).resolve())
+
+
+def infer_schema(
+    path: Path, name: str | None = None, schema_dir: Path | None = None
+) -> tuple[DatasetSchema, dict[str, str]]:
+    """A draft schema of ``path`` and notes for each of its tables (what was guessed, and from what).
+
+    ``source.path`` is relative to ``schema_dir`` (the folder the schema is written to), so a folder
+    holding both files can move; absolute without it.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetMissingError(f"{path} does not exist: give a CSV, Parquet or JSON-lines file")
@@ -168,7 +181,7 @@ def infer_schema(path: Path, name: str | None = None) -> tuple[DatasetSchema, di
     schema_data: dict[str, object] = {
         "name": name or _stream_name(path),
         "kind": kind,
-        "source": source.model_copy(update={"path": str(path.resolve())}),
+        "source": source.model_copy(update={"path": _path_from(path, schema_dir)}),
         "timestamp": timestamp,
         "key": key,
         "label": label,
