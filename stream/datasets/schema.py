@@ -100,7 +100,9 @@ class Features(_Part):
         "that span orders of magnitude)",
     )
     missing: Literal["error", "drop"] = Field(
-        default="error", description="a row with an empty feature cell: refuse the file, or drop the row"
+        default="error",
+        description="a row with a missing feature value (an empty cell, NA, null): refuse the file, or "
+        "drop the row",
     )
 
 

@@ -235,13 +235,13 @@ def read_table(schema: DatasetSchema, path: str | Path | None = None, limit: int
         if schema.features.missing == "error":
             row = int(np.flatnonzero(empty)[0])
             raise DatasetFormatError(
-                f"{path}: row {row + 1} has an empty feature cell ({int(empty.sum()):,} rows do): fill "
-                'them, or set [features] missing = "drop"'
+                f"{path}: row {row + 1} has a missing feature value ({int(empty.sum()):,} rows in all): "
+                'fill them, or set [features] missing = "drop"'
             )
         keep = ~empty
         frame, numbers = frame[keep].reset_index(drop=True), numbers[keep].reset_index(drop=True)
         if frame.empty:
-            raise DatasetFormatError(f"{path}: every row has an empty feature cell")
+            raise DatasetFormatError(f"{path}: every row has a missing feature value")
     scored = numbers
     if schema.kind == "records" and schema.features.categorical:
         symbols = frame[schema.features.categorical].astype(str)

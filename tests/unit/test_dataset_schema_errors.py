@@ -68,7 +68,7 @@ def bad_files(folder: Path) -> list[tuple[str, Path, DatasetSchema, str]]:
         ("not a number", write(folder / "text.csv", with_cell(lines, 7, 1, "twelve")), taxi_schema(),
          r"column 'value', row 7: 'twelve' is not a number"),
         ("empty cell", write(folder / "gap.csv", with_cell(lines, 4, 1, "")), taxi_schema(),
-         r"row 4 has an empty feature cell \(1 rows do\): fill them, or set \[features\] missing"),
+         r"row 4 has a missing feature value \(1 rows in all\): fill them, or set \[features\] missing"),
         ("not a time", write(folder / "time.csv", with_cell(lines, 3, 0, "yesterday")), taxi_schema(),
          r"column 'timestamp' is not a time in format '%Y-%m-%d %H:%M:%S'"),
         ("no normal label", write(folder / "labels.csv", labelled(lines, "bad")),
