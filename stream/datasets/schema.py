@@ -25,6 +25,7 @@ Validated with pydantic; its JSON Schema is published as ``stream/schemas/datase
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -251,7 +252,8 @@ def load_schema(where: str | Path) -> DatasetSchema:
         raise SchemaError(f"{path}: not a readable TOML schema: {exc}") from None
     schema = DatasetSchema.from_dict(data, str(path))
     if schema.source.path is not None and not Path(schema.source.path).is_absolute():
-        source = schema.source.model_copy(update={"path": str(path.parent / schema.source.path)})
+        where_file = os.path.normpath(path.parent / schema.source.path)  # "../data/x.csv" read plainly
+        source = schema.source.model_copy(update={"path": where_file})
         schema = schema.model_copy(update={"source": source})
     return schema
 
