@@ -822,12 +822,27 @@ def dashboard(
     from_beginning: Annotated[
         bool, typer.Option("--from-beginning", help="aggregate the scores and alerts topics from their start")
     ] = False,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="also show this dataset schema's stream with its lag (repeatable; file or built-in)"
+        ),
+    ] = None,
+    topic: Annotated[
+        str | None, typer.Option(help="the input topic of the one --schema, when not the one it names")
+    ] = None,
 ) -> None:
     """Live web dashboard: throughput, lag, scores, alerts, precision/recall and the drift timeline."""
     from anomstream.dashboard import DashboardError, serve
+    from stream.datasets.schema import load_schema
 
+    s = settings()
+    schemas = [load_schema(where) for where in schema or []]
+    if topic is not None and len(schemas) != 1:
+        raise fail(f"--topic names the input topic of one --schema, got {len(schemas)} schemas")
+    inputs = {x.name: topic or x.input_topic(s) for x in schemas}
     try:
-        serve(settings(), host, port, from_beginning, announce=console.print)
+        serve(s, host, port, from_beginning, announce=console.print, inputs=inputs)
     except DashboardError as exc:
         raise fail(str(exc)) from None
 

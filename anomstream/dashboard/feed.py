@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -35,7 +36,7 @@ from stream.health import Readiness
 from stream.kafka import check_message, make_consumer, make_reader, partitions_of, watermarks
 from stream.kafka.watchdog import StuckCallError, close_quietly, guarded
 from stream.messages import DriftEvent, ModelUpdate, decode_feedback, decode_score_record
-from stream.settings import Settings
+from stream.settings import STREAMS, Settings
 from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Feed:
         metrics: DashboardMetrics,
         from_beginning: bool = False,
         stop: StopFlag | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.aggregator = aggregator
@@ -86,7 +88,10 @@ class Feed:
         }
         # Ready without verdicts: a cluster set up before the feedback topic existed still shows the rest.
         self.required = {topic for topic, kind in self.topics.items() if kind != "feedback"}
-        self.inputs = {stream: settings.topic(stream) for stream in aggregator.streams}
+        # Each stream's input topic, whose end and committed offsets give its lag: the built-in streams'
+        # from the settings, a dataset schema's from ``inputs`` (it has no topic in the settings).
+        self.inputs = {stream: settings.topic(stream) for stream in aggregator.streams if stream in STREAMS}
+        self.inputs |= dict(inputs or {})
         self.assigned: set[str] = set()
         self.alert_next: dict[tuple[str, int], int] = {}  # alerts partition -> next offset not seen
         # Offsets at start: drift events and model updates below them are history (on the timeline,

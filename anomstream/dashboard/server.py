@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,15 +145,16 @@ def _event(kind: str, seq: int, data: bytes, retry_ms: int | None = None) -> byt
 
 
 def create_app(settings: Settings, from_beginning: bool = False, interval: float = INTERVAL_S,
-               host: str = "127.0.0.1") -> Starlette:  # fmt: skip
+               host: str = "127.0.0.1", inputs: Mapping[str, str] | None = None) -> Starlette:  # fmt: skip
     """The dashboard as an ASGI application; its Kafka readers start and stop with it. ``host`` is
-    the address it listens on: beyond localhost, verdicts need the analysts' token."""
-    streams = tuple(STREAMS)
+    the address it listens on: beyond localhost, verdicts need the analysts' token. ``inputs``: the
+    input topic of each dataset schema's stream to show beside the built-in ones (its lag)."""
+    streams = tuple(dict.fromkeys([*STREAMS, *(inputs or {})]))
     aggregator = Aggregator(streams)
     gate = VerdictGate(host, settings.dashboard.analyst_token)
     aggregator.status["verdicts"] = gate.mode  # the page asks for the token, or says why not
     metrics = DashboardMetrics(streams)
-    feed = Feed(settings, aggregator, metrics, from_beginning)
+    feed = Feed(settings, aggregator, metrics, from_beginning, inputs=inputs)
     aggregator.thresholds = feed.threshold
     hub = FrameHub(aggregator, metrics, interval)
 
@@ -235,7 +236,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8050, from_beginning: bool = False,
-          announce: Any = print) -> None:  # fmt: skip
+          announce: Any = print, inputs: Mapping[str, str] | None = None) -> None:  # fmt: skip
     """``anomstream dashboard``: serve until SIGINT/SIGTERM."""
     import uvicorn
 
@@ -247,7 +248,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8050, from_be
     if not is_loopback(host) and settings.dashboard.analyst_token is None:
         announce(f"verdicts are refused on {host}: set {TOKEN_VARIABLE} to take them from analysts")
     config = uvicorn.Config(
-        create_app(settings, from_beginning, host=host),
+        create_app(settings, from_beginning, host=host, inputs=inputs),
         log_config=None,
         access_log=False,
         lifespan="on",

@@ -20,9 +20,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from stream.broker import free_port
 from stream.settings import Settings
 from tests.support import score_records
 from tests.support.timing import wait_until
+from tests.support.web import get_json, spawn_dashboard, stop
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +110,22 @@ def test_the_walkthrough_turns_a_public_csv_into_alerts(
     wettest = days.loc["2014-01-01":].precipitation.idxmax()
     assert wettest == pd.Timestamp("2015-03-15") and wettest in alerted
     assert alerted[wettest]["top_features"][0]["name"] == "precipitation"
+
+    # 6. The dashboard shows the stream beside the built-in ones, with its lag (all scored: 0).
+    port = free_port()
+    dashboard = spawn_dashboard(settings, port, folder / "dashboard.log", "--from-beginning",
+                                "--schema", str(schema_path))  # fmt: skip
+
+    def shown() -> dict | None:
+        try:
+            return get_json(f"http://127.0.0.1:{port}/api/snapshot")["streams"].get("seattle-weather")
+        except OSError:
+            return None
+
+    try:
+        assert wait_until(lambda: (shown() or {}).get("lag") == 0 and shown()["scored"] == DAYS, 60), (
+            shown(), (folder / "dashboard.log").read_text()[-2000:])  # fmt: skip
+        view = shown()
+        assert view["end_offset"] == DAYS and view["alerts"] == n_alerts
+    finally:
+        stop(dashboard)
