@@ -16,6 +16,7 @@ import pytest
 from anomstream.cli import _unknown_streams
 from models.features import TableEncoder, WindowEncoder, encoder_schema
 from models.registry import Registry
+from models.retraining import LabelledValidation, rebuild_training_data
 from models.training import TrainingRequest, train
 from models.training.data import kdd_training_data
 from models.training.schema_data import schema_training_data
@@ -80,6 +81,24 @@ def test_a_model_trained_on_the_first_rows_is_saved_under_the_schemas_name(kdd_c
                                             threshold="fbeta")  # fmt: skip
     with pytest.raises(ConfigurationError, match="fbeta needs labelled validation data with anomalies"):
         train(Registry(tmp_path / "registry"), data_root(), all_normal)
+
+
+def test_a_retrain_rebuilds_the_validation_attacks_of_a_schemas_stream(kdd_csv, tmp_path: Path) -> None:
+    """The shadow gate's validation attacks of a schema's model come from the file its schema names, cut
+    as its training cut them (before: none, and a candidate's recall was never judged)."""
+    path, _ = kdd_csv
+    data = _connections_schema(tmp_path).to_dict()
+    data["source"]["path"] = str(path)
+    schema = DatasetSchema.from_dict(data)
+    request = TrainingRequest.for_schema(schema, detector="pca", training_rows=10_000, seed=3)
+    train(Registry(tmp_path / "registry"), data_root(), request)
+    model = Registry(tmp_path / "registry").load("connections")
+    rebuilt = rebuild_training_data(model, data_root())
+    trained = schema_training_data(schema, None, training_rows=10_000, seed=3)
+    assert rebuilt is not None and rebuilt.labelled_anomaly is not None and rebuilt.labelled_anomaly.any()
+    assert rebuilt.labelled.tobytes() == trained.labelled.tobytes()
+    validation = LabelledValidation.of(rebuilt)
+    assert validation is not None and validation.y.sum() == int(trained.labelled_anomaly.sum())
 
 
 def test_too_few_normal_rows_is_one_line(kdd_csv, tmp_path: Path) -> None:
