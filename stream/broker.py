@@ -258,14 +258,13 @@ class EmbeddedBroker:
         java, libs = find_java(), ensure_jars()
         props = self._configure()
         if not (self.data_dir / "kraft" / "meta.properties").exists():
-            cluster_id = str(uuid.uuid4())
             fmt = self._java(
                 java,
                 libs,
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                _kafka_cluster_id(cluster_id),
+                new_cluster_id(),
                 "-c",
                 str(props),
             )
@@ -348,6 +347,16 @@ def _kafka_cluster_id(value: str) -> str:
     import base64
 
     return base64.urlsafe_b64encode(uuid.UUID(value).bytes).decode().rstrip("=")
+
+
+def new_cluster_id(draw: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A random cluster id that does not start with ``-``, as Kafka's own ``Uuid.randomUuid`` draws
+    them: the storage tool's argument parser reads ``-t -Xy...`` as a missing value and an unknown
+    option, which failed one broker start in 64 (a first byte of 0xF8-0xFB encodes as ``-``)."""
+    while True:
+        cluster_id = _kafka_cluster_id(str(draw()))
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class LocalServer(Protocol):

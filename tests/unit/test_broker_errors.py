@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 
-from stream.broker import BrokerError, EmbeddedBroker, _kafka_cluster_id, ensure_jars, find_java
+from stream.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    _kafka_cluster_id,
+    ensure_jars,
+    find_java,
+    new_cluster_id,
+)
 
 
 def test_missing_java_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -50,3 +58,13 @@ def test_port_taken_by_another_program_is_reported(tmp_path: Path) -> None:
 def test_cluster_ids_have_kafkas_format() -> None:
     cluster_id = _kafka_cluster_id("6f1c7a8e-3b1d-5c2a-9e47-0a11ce5e0001")
     assert len(cluster_id) == 22 and "=" not in cluster_id
+
+
+def test_a_new_cluster_id_never_starts_with_a_dash() -> None:
+    # One uuid in 64 encodes with a leading "-", which the storage tool read as an option: a CI run
+    # failed with "argument --cluster-id/-t: expected one argument".
+    dashed = uuid.UUID("f8000000-0000-4000-8000-000000000000")
+    assert _kafka_cluster_id(str(dashed)).startswith("-")
+    draws = iter([dashed, dashed, uuid.UUID("6f1c7a8e-3b1d-5c2a-9e47-0a11ce5e0001")])
+    assert new_cluster_id(lambda: next(draws)) == _kafka_cluster_id("6f1c7a8e-3b1d-5c2a-9e47-0a11ce5e0001")
+    assert not any(new_cluster_id().startswith("-") for _ in range(2000))
