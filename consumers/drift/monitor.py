@@ -151,6 +151,7 @@ class DriftMonitor:
                 for message in messages:
                     if check_message(message):
                         self.merger.add(self._pending(message))
+                published = len(self.stats.events)
                 for item in self.merger.release(self.assigned, self._caught_up):
                     self._handle(item)
                     if max_records is not None and self.stats.records >= max_records:
@@ -159,6 +160,11 @@ class DriftMonitor:
                     resume_at = self.merger.commit_offset(partition)
                     if resume_at is not None:
                         self.checkpoint.next_offsets[partition] = resume_at
+                if len(self.stats.events) > published:
+                    # A drift event went out: checkpoint at once, so a monitor killed now is not
+                    # resumed from a state that has not seen it (and reports the change a second time).
+                    self._checkpoint(set(self.checkpoint.next_offsets))
+                    last_checkpoint = time.monotonic()
                 self._flow_control()
                 if updates is not None:
                     self._follow_model_updates(updates)
