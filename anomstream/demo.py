@@ -180,7 +180,9 @@ class Demo:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "COLUMNS": "160"},
+            # The demo's own settings (its --broker-port among them), not the caller's environment: a
+            # worker that read the environment looked for the broker on the default port.
+            env={**self.settings.environment(), "COLUMNS": "160"},
         )  # fmt: skip
         return process, log_path
 

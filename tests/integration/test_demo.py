@@ -1,0 +1,49 @@
+"""`anomstream up`, the README's demo command, as a user runs it: its own broker, worker, monitor, replay."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream.broker import free_port
+from tests.support import data_root
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_demo_on_another_broker_port_scores_every_event(kdd_registry: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMSTREAM_")}
+    env |= {
+        "ANOMSTREAM_DATA_DIR": str(data_root()),
+        "ANOMSTREAM_REGISTRY_DIR": str(kdd_registry),  # a model exists: the demo trains nothing
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "COLUMNS": "120",
+    }
+    port = str(free_port())
+    command = [
+        sys.executable,
+        "-m",
+        "anomstream",
+        "up",
+        "--broker-port",
+        port,
+        "--limit",
+        "3000",
+        "--rate",
+        "0",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    worker_log = next((tmp_path / "state").rglob("worker.log"), None)
+    printed = done.stdout + done.stderr  # rich writes the live table and the summary to stderr
+    shown = printed + (worker_log.read_text()[-2000:] if worker_log else "")
+    assert done.returncode == 0, shown
+    # It used to start its workers on the default port (9092): "scored events 0" and a worker that
+    # exited 1 with "no Kafka broker answered at 127.0.0.1:9092".
+    summary = [line for line in printed.splitlines() if "scored events" in line]
+    assert summary and "3,000" in summary[-1], shown
+    assert "worker exited" not in printed, shown
