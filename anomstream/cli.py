@@ -39,8 +39,13 @@ replay_app = typer.Typer(
 )
 models_app = typer.Typer(help="Model registry.", no_args_is_help=True)
 alerts_app = typer.Typer(help="The alerts topic.", no_args_is_help=True)
+incidents_app = typer.Typer(
+    help="Incidents: alerts grouped into what an analyst acts on.", no_args_is_help=True
+)
+verdicts_app = typer.Typer(help="Analysts' verdicts on alerts and incidents.", no_args_is_help=True)
 for sub, name in ((broker_app, "broker"), (topics_app, "topics"), (data_app, "data"), (replay_app, "replay"),
-                  (models_app, "models"), (alerts_app, "alerts")):  # fmt: skip
+                  (models_app, "models"), (alerts_app, "alerts"), (incidents_app, "incidents"),
+                  (verdicts_app, "verdicts")):  # fmt: skip
     app.add_typer(sub, name=name)
 
 console = Console(stderr=True)

@@ -81,7 +81,18 @@ class TopicNames(BaseModel):
         default="model-updates",
         description="promotions, rollbacks and retrain outcomes; workers reload on them",
     )
-    feedback: str = Field(default="feedback", description="analysts' verdicts on alerts")
+    feedback: str = Field(default="feedback", description="analysts' verdicts on alerts or incidents")
+    incidents: str = Field(
+        default="incidents",
+        description="incidents (OCSF Detection Findings), keyed by incident id, compacted",
+    )
+    incident_members: str = Field(
+        default="incident-members", description="which alerts joined which incident, per incident stage batch"
+    )
+    incidents_state: str = Field(
+        default="incidents-state",
+        description="the incident stage's open incidents, per alerts partition (compacted)",
+    )
 
 
 class DriftSettings(BaseModel):

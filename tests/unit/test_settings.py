@@ -42,7 +42,7 @@ def test_topic_names_prefix_and_overrides(monkeypatch: pytest.MonkeyPatch) -> No
     settings = Settings(topic_prefix="dev.")
     assert settings.topic("alerts") == "dev.sec.alerts"
     assert settings.topic("kdd") == "dev.kdd.connections"
-    assert len(settings.all_topics()) == 9  # the 3 inputs and 6 outputs, feedback among them
+    assert len(settings.all_topics()) == 12  # 3 inputs, 6 outputs, incidents, their members, their state
 
 
 def test_embedded_broker_when_no_cluster_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
