@@ -1,18 +1,21 @@
-"""Versioned model registry on the file system.
+"""The model registry: one class, :class:`Registry`, over a store that says where its bytes live (a
+folder, :class:`~models.registry_store.FolderStore`, or an S3-compatible bucket,
+:class:`~models.object_registry.S3Store`). Both stores hold the same keys::
 
-Layout::
+    <stream>/<detector>/v0003/manifest.json   stream, detector, version, features, training
+                             /encoder.json     description, metrics, shadow results, and the
+                             /threshold.json   sha256 of every artifact   (sealed)
+                             /detector/...     whatever the detector's save() wrote (sealed)
+                             /status.json      candidate | rejected | retired, and why (mutable)
+    <stream>/production.json                   alias: {detector, version, reason, history}
 
-    REGISTRY/<stream>/<detector>/v0003/manifest.json   stream, detector, version, features, training
-                                      /encoder.json     description, metrics, shadow results, and the
-                                      /threshold.json   sha256 of every artifact   (sealed)
-                                      /detector/...     whatever the detector's save() wrote (sealed)
-                                      /status.json      candidate | rejected | retired, and why (mutable)
-    REGISTRY/<stream>/production.json                   alias: {detector, version, reason, history}
-
-Writes are atomic (a temporary folder or file renamed into place), so a worker never sees half a
-model. A version folder is sealed once published: its manifest lists every artifact with its sha256.
-What changes afterwards (the version's status) lives in ``status.json`` beside it, never in the
-manifest. Loading and promoting verify the seal before anything is read or switched:
+(In S3 the artifacts live once under ``_blobs/sha256/<digest>``; the manifest names them.) A version
+is published by creating its manifest, once and last, so a reader never sees half a model. A version
+is sealed once published: its manifest lists every artifact with its sha256. What changes afterwards
+(the version's status) lives in ``status.json`` beside it, never in the manifest. Metadata (manifests,
+statuses, the alias, thresholds, listings) is read from the store without fetching a model. Loading
+and promoting fetch the version (the folder's own files, or S3's blobs downloaded into a cache) and
+verify the seal before anything is read or switched:
 
 - every artifact name is a plain relative name inside its version folder (no ``..``, no absolute
   path, no symbolic link that leads outside);
@@ -22,6 +25,15 @@ manifest. Loading and promoting verify the seal before anything is read or switc
 - every registry file that is not what it should be (truncated JSON, wrong types, a detector name
   that is not in the zoo) raises one :class:`RegistryError` that names the file.
 
+Nothing non-finite is written: :meth:`Registry.save` refuses a model whose threshold, fitted
+weights or calibration scores hold a ``nan`` or an infinity (the last line of defence behind
+training's own checks).
+
+The alias changes only by compare-and-swap, on both stores: a promotion reads the alias and its
+generation, decides, and writes only if the alias still has that generation; a promotion may also
+name the production model it was decided on (``expected``). Either way a promoter that lost gets
+:class:`RegistryConflictError`, with one message, and nothing is switched.
+
 Statuses: the version the alias names is ``production``; a version that production replaced is
 ``retired``; one that failed its shadow evaluation, or that a rollback removed from production, is
 ``rejected``; anything else (trained, not promoted) is a ``candidate``.
@@ -30,36 +42,64 @@ Statuses: the version the alias names is ``production``; a version that producti
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
-import os
+import math
 import re
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from enum import Enum
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from models.detectors import DETECTORS, Detector, detector_class
+from models.detectors import Detector, detector_class
+from models.detectors.base import fitted_arrays
 from models.detectors.light import load_detector
 from models.features import FeatureEncoder, encoder_from_dict
 from models.learnt_normal import ARTIFACTS as LEARNT_ARTIFACTS
 from models.learnt_normal import LearntNormal
 from models.model_id import Manifest, ModelId, ProductionAlias
+from models.object_registry import S3Store
+from models.registry_store import (
+    MANIFEST,
+    STATUS,
+    FolderStore,
+    RegistryConflictError,
+    RegistryError,
+    RegistryIntegrityError,
+    RegistryStore,
+    alias_key,
+    check_detector,
+    check_stream,
+    check_version,
+    decode_json,
+    encode_json,
+    plain_artifact_name,
+    read_json_file,
+    sha256_file,
+    version_key,
+)
 from models.scoring import ScoringModel
 from models.thresholds import Threshold, threshold_from_dict
-from stream.atomic import write_json_atomic
-from stream.errors import AnomstreamError
 from stream.settings import Settings
 
-MANIFEST = "manifest.json"
-ALIAS = "production.json"
-STATUS = "status.json"
+__all__ = [
+    "CALIBRATION",
+    "ANY",
+    "Unchecked",
+    "ModelRef",
+    "Registry",
+    "RegistryConflictError",
+    "RegistryError",
+    "RegistryIntegrityError",
+    "RegistryStore",
+    "open_registry",
+    "required_artifacts",
+]
+
 CALIBRATION = "calibration_scores.npy"
 LEARNT_NORMAL = "learnt_normal"  # folder of an adapted model's learnt records (models.learnt_normal)
 STATUSES = ("production", "candidate", "rejected", "retired")
@@ -67,22 +107,14 @@ MUTABLE = frozenset({STATUS})  # files of a version folder outside the seal
 
 COMMON_ARTIFACTS = ("encoder.json", "threshold.json")
 
-_STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class RegistryError(AnomstreamError, RuntimeError):
-    """The registry has no such model, cannot do what was asked, or holds a malformed file."""
+class Unchecked(Enum):
+    ANY = "any"
 
 
-class RegistryConflictError(RegistryError):
-    """Another writer changed the production alias (or took the version number) between our read and
-    our write: nothing of ours was switched."""
-
-
-class RegistryIntegrityError(RegistryError):
-    """An artifact is missing, unlisted, outside its folder, or does not match its sha256: the model
-    is neither loaded nor promoted."""
+ANY = Unchecked.ANY  # promote(expected=ANY): whatever production is when the alias is read
 
 
 @dataclass(frozen=True)
@@ -90,68 +122,11 @@ class ModelRef:
     stream: str
     detector: str
     version: int
-    path: Path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    path: Path  # a local folder holding the version's artifacts (fetched from the store)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def read_json_file(path: Path, what: str) -> dict[str, Any]:
-    """A registry JSON object, or one RegistryError naming the file (missing, unreadable, not JSON,
-    not an object)."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RegistryError(f"{what} {path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RegistryError(f"{what} {path} is unreadable or not valid JSON ({exc}): restore it") from None
-    if not isinstance(data, dict):
-        raise RegistryError(f"{what} {path} must hold a JSON object, not {type(data).__name__}: restore it")
-    return data
-
-
-def check_stream(stream: str) -> str:
-    """A stream name is a plain name (it becomes a folder): letters, digits, ``_`` and ``-``."""
-    if not isinstance(stream, str) or not _STREAM_NAME.match(stream):
-        raise RegistryError(f"{stream!r} is not a stream name (letters, digits, '_' or '-')")
-    return stream
-
-
-def check_detector(name: Any, where: str = "") -> str:
-    """A detector name must be one of the zoo's: it becomes a folder and picks the class to load."""
-    if not isinstance(name, str) or name not in DETECTORS:
-        place = f" in {where}" if where else ""
-        raise RegistryError(f"unknown detector {name!r}{place}; known: {', '.join(sorted(DETECTORS))}")
-    return name
-
-
-def check_version(value: Any, where: str = "") -> int:
-    """A version is a positive integer (a JSON number, not a string or a boolean)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        place = f" in {where}" if where else ""
-        raise RegistryError(f"version {value!r}{place} is not a positive integer")
-    return value
-
-
-def plain_artifact_name(name: Any, where: str) -> PurePosixPath:
-    """An artifact name as listed in a manifest: relative, POSIX, no ``..``, no empty or hidden part."""
-    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
-        raise RegistryIntegrityError(f"{where}: artifact name {name!r} is not a plain relative name")
-    path = PurePosixPath(name)
-    if path.is_absolute() or any(part in ("", ".", "..") or part.startswith(".") for part in path.parts):
-        raise RegistryIntegrityError(
-            f"{where}: artifact name {name!r} leaves its version folder: only plain names inside it"
-        )
-    return path
 
 
 def required_artifacts(detector: str, read_params: Any = None, prefix: str = "detector") -> list[str]:
@@ -182,10 +157,33 @@ def open_registry(settings: Settings) -> Registry:
     '/tmp/models'
     """
     if settings.registry.startswith("s3://"):
-        from models.object_registry import ObjectStoreRegistry
+        return Registry(S3Store(settings.registry, settings.s3, settings.state_dir / "registry-cache"))
+    return Registry(FolderStore(Path(settings.registry)))
 
-        return ObjectStoreRegistry(settings.registry, settings.s3, settings.state_dir / "registry-cache")
-    return Registry(Path(settings.registry))
+
+def conflict(
+    stream: str, target: ModelId, found: ModelId | None = None, expected: ModelId | None = None
+) -> str:
+    """The one message of a lost promotion, whichever store and whichever check caught it."""
+    seen = f" (it is {found or 'none'}, not {expected or 'none'})" if found != expected else ""
+    return (
+        f"the production alias of {stream!r} changed{seen} while switching it to {target}: nothing was "
+        f"switched; see `anomstream models list --stream {stream}` and try again"
+    )
+
+
+def nonfinite(stream: str, detector: Detector, threshold: Threshold, calibration: np.ndarray | None) -> str:
+    """What in a model to be saved is not a finite number (empty: nothing)."""
+    label = f"{stream}/{detector.name}"
+    if not math.isfinite(float(threshold.threshold_)):
+        return f"{label}: its threshold is {threshold.threshold_}"
+    for name, values in fitted_arrays(detector):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            return f"{label}: {bad} of {np.size(values)} values of its fitted {name} are nan or infinite"
+    if calibration is not None and not np.isfinite(np.asarray(calibration, dtype=np.float64)).all():
+        return f"{label}: its calibration scores hold nan or infinite values"
+    return ""
 
 
 def _model_id(entry: dict[str, Any], where: str) -> ModelId:
@@ -209,19 +207,19 @@ def alias_from_json(alias: dict[str, Any], where: str) -> ProductionAlias:
 
 class Registry:
     """The versions of every stream's models, their statuses and each stream's production alias, in
-    a folder (:class:`models.object_registry.ObjectStoreRegistry` keeps them in an object store
-    behind the same methods). See the module for the layout and what is verified when.
+    a store (a folder or an S3 bucket: the same methods, the same guarantees). See the module for
+    the layout and what is verified when.
 
     For example::
 
-        registry = Registry(Path("models"))
+        registry = Registry(Path("models"))  # a folder; Registry(S3Store(...)) for a bucket
         ref = registry.save("kdd", detector, encoder, threshold, training={...})
         model = registry.load("kdd")  # the production model, its seal verified
     """
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.location = str(self.root)  # what messages name: this folder, or an s3:// URL
+    def __init__(self, store: RegistryStore | Path | str) -> None:
+        self.store: RegistryStore = FolderStore(Path(store)) if isinstance(store, str | Path) else store
+        self.location = self.store.location  # what messages name: the folder, or an s3:// URL
 
     # -- writing --------------------------------------------------------------------------------
     def save(
@@ -237,17 +235,25 @@ class Registry:
         extra: dict[str, Any] | None = None,
         learnt_normal: LearntNormal | None = None,
     ) -> ModelRef:
-        """Write a new version; promote it when asked, or when the stream has no production model.
+        """Write a new version; promote it when asked, or when the stream has no production model
+        (compared and swapped: if another writer promoted first, this version stays a candidate).
 
         ``calibration_scores`` (the detector's scores of held-out normal rows) are kept beside the
         model: the NAB mapping and drift calibration read them back. ``extra`` adds sealed manifest
         entries (a retrained candidate's ``shadow`` results and ``retrain`` origin). ``learnt_normal``
         (an adapted model's learnt records) is sealed with the rest, under ``learnt_normal/``.
+        A model with a non-finite threshold, weight or calibration score is refused
+        (:class:`RegistryIntegrityError`) and nothing is written.
         """
         check_stream(stream)
         check_detector(detector.name)
-        folder = self._staging_parent(stream, detector.name)
-        staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+        bad = nonfinite(stream, detector, threshold, calibration_scores)
+        if bad:
+            raise RegistryIntegrityError(
+                f"refusing to save {bad}: the training rows or the fit went wrong; check the data "
+                "for nan/inf values (anomstream data check) and retrain"
+            )
+        staging = self.store.staging(stream, detector.name)
         try:
             detector.save(staging / "detector")
             (staging / "encoder.json").write_text(json.dumps(encoder.to_dict(), indent=2))
@@ -257,7 +263,7 @@ class Registry:
             if learnt_normal is not None:
                 learnt_normal.save(staging / LEARNT_NORMAL)
             artifacts = {
-                p.relative_to(staging).as_posix(): _sha256(p)
+                p.relative_to(staging).as_posix(): sha256_file(p)
                 for p in sorted(staging.rglob("*"))
                 if p.is_file()
             }
@@ -277,52 +283,36 @@ class Registry:
                 "metrics": metrics or {},
                 "artifacts": artifacts,
             }
-            ref = self._publish(staging, folder, stream, detector.name, manifest)
+            version, path = self.store.publish(staging, stream, detector.name, manifest)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        if promote or (promote is None and self.production(stream) is None):
+        ref = ModelRef(stream, detector.name, version, path)
+        if promote:
             self.promote(stream, ref.detector, ref.version)
+        elif promote is None:
+            # The stream's first model is production, unless another writer got there first.
+            with contextlib.suppress(RegistryConflictError):
+                self.promote(stream, ref.detector, ref.version, expected=None)
         return ref
 
-    def _staging_parent(self, stream: str, name: str) -> Path:
-        """Where a new version is written before it is published (beside its siblings: one rename)."""
-        folder = self.root / stream / name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def _publish(self, staging: Path, folder: Path, stream: str, name: str, manifest: dict) -> ModelRef:
-        # Two trainers may race for the same number: rename() fails for the loser, who takes the next.
-        for _ in range(100):
-            version = max(self.versions(stream, name), default=0) + 1
-            manifest["version"] = version
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
-            target = folder / f"v{version:04d}"
-            try:
-                os.rename(staging, target)
-            except OSError:
-                continue
-            return ModelRef(stream, name, version, target)
-        raise RegistryError(f"could not allocate a version under {folder}")
-
-    # -- reading --------------------------------------------------------------------------------
+    # -- reading (metadata: nothing is fetched) -------------------------------------------------
     def versions(self, stream: str, detector: str) -> list[int]:
-        folder = self.root / check_stream(stream) / check_detector(detector)
-        if not folder.is_dir():
-            return []
-        found = (p.name[1:] for p in folder.glob("v[0-9]*") if (p / MANIFEST).is_file())
-        return sorted(int(v) for v in found if v.isdigit())
+        return self.store.versions(check_stream(stream), check_detector(detector))
 
-    def _version_dir(self, stream: str, detector: str, version: int) -> Path:
-        check_stream(stream)
-        check_detector(detector)
-        return self.root / stream / detector / f"v{check_version(version):04d}"
+    def _manifest_bytes(self, stream: str, detector: str, version: int) -> bytes:
+        found = self.store.get(version_key(stream, detector, version, MANIFEST))
+        if found is None:
+            raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
+        return found[0]
+
+    def _where(self, key: str) -> str:
+        return f"{self.location}/{key}"
 
     def manifest(self, stream: str, detector: str, version: int) -> Manifest:
-        path = self._version_dir(stream, detector, version) / MANIFEST
-        if not path.is_file():
-            raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
-        return cast(Manifest, read_json_file(path, "manifest"))
+        data = self._manifest_bytes(stream, detector, version)
+        where = self._where(version_key(stream, detector, version, MANIFEST))
+        return cast(Manifest, decode_json(data, "manifest", where))
 
     def threshold(self, stream: str, detector: str, version: int) -> Threshold:
         """A version's threshold as stored in its manifest: its cut and its severity ratios (what the
@@ -337,8 +327,8 @@ class Registry:
         """Every version's manifest (without artifact hashes), with its ``status`` (and why) and an
         ``is_production`` flag."""
         rows = []
-        for s in [check_stream(stream)] if stream else self._streams():
-            for name in self._detectors(s):
+        for s in [check_stream(stream)] if stream else self.store.streams():
+            for name in self.store.detectors(s):
                 for version in self.versions(s, name):
                     m: dict[str, Any] = dict(self.manifest(s, name, version))
                     m.pop("artifacts", None)
@@ -348,28 +338,23 @@ class Registry:
                     rows.append(m)
         return rows
 
-    def _streams(self) -> tuple[str, ...]:
-        return tuple(sorted(p.name for p in self.root.glob("*") if p.is_dir() and _STREAM_NAME.match(p.name)))
-
-    def _detectors(self, stream: str) -> tuple[str, ...]:
-        return tuple(
-            sorted(p.name for p in (self.root / stream).glob("*") if p.is_dir() and p.name in DETECTORS)
-        )
-
-    def _read_alias(self, stream: str) -> tuple[dict[str, Any] | None, str]:
-        """The alias as stored (unvalidated) and where it is, for messages."""
-        path = self.root / check_stream(stream) / ALIAS
-        return (read_json_file(path, "production alias") if path.exists() else None), str(path)
+    def _read_alias(self, stream: str) -> tuple[ProductionAlias | None, str | None]:
+        """The validated alias and its generation (None, None: the stream has none)."""
+        key = alias_key(stream)
+        found = self.store.get(key)
+        if found is None:
+            return None, None
+        where = self._where(key)
+        return alias_from_json(decode_json(found[0], "production alias", where), where), found[1]
 
     def production(self, stream: str) -> ProductionAlias | None:
         """The stream's production alias, validated; None when the stream has none."""
-        alias, where = self._read_alias(stream)
-        if alias is None:
-            return None
-        return alias_from_json(alias, where)
+        return self._read_alias(stream)[0]
 
+    # -- fetching and verifying a model ---------------------------------------------------------
     def resolve(self, stream: str, detector: str | None = None, version: int | None = None) -> ModelRef:
-        """Production model by default; else the newest version of ``detector`` (or ``version``)."""
+        """Production model by default; else the newest version of ``detector`` (or ``version``),
+        fetched into a local folder (the folder store's own; S3: downloaded, checked, cached)."""
         if detector is None:
             prod = self.production(stream)
             if prod is None:
@@ -383,10 +368,8 @@ class Registry:
             if not known:
                 raise RegistryError(f"no {detector!r} model for stream {stream!r} in {self.location}")
             version = known[-1]
-        path = self._version_dir(stream, detector, version)
-        if not (path / MANIFEST).is_file():
-            raise RegistryError(f"no model {stream}/{detector} v{version} in {self.location}")
-        return ModelRef(stream, detector, version, path)
+        data = self._manifest_bytes(stream, detector, version)
+        return ModelRef(stream, detector, version, self.store.fetch(stream, detector, version, data))
 
     def verify(self, ref: ModelRef) -> Manifest:
         """Check the seal of a version: plain artifact names inside its folder, every artifact its
@@ -415,7 +398,7 @@ class Registry:
                 raise RegistryIntegrityError(f"{label}: {name} leads outside its version folder: refusing it")
             if not path.is_file():
                 raise RegistryIntegrityError(f"{path} is missing: the model folder is incomplete")
-            if _sha256(path) != expected:
+            if sha256_file(path) != expected:
                 raise RegistryIntegrityError(
                     f"{path} does not match its sha256 in the manifest: refusing {label}; "
                     "retrain or restore the folder"
@@ -502,65 +485,62 @@ class Registry:
             raise RegistryError(
                 f"status must be candidate, rejected or retired, not {status!r}: production is set by promote"
             )
-        self.resolve(stream, detector, version)
+        self._manifest_bytes(stream, detector, version)  # the version exists (nothing is fetched)
         self._write_status(stream, detector, version, status, reason)
 
     def _read_status(self, stream: str, detector: str, version: int) -> tuple[dict[str, Any] | None, str]:
-        path = self._version_dir(stream, detector, version) / STATUS
-        return (read_json_file(path, "status") if path.exists() else None), str(path)
+        key = version_key(stream, detector, version, STATUS)
+        found = self.store.get(key)
+        return (decode_json(found[0], "status", self._where(key)) if found else None), self._where(key)
 
-    def _status_record(self, stream: str, detector: str, version: int, status: str, reason: str) -> dict:
+    def _write_status(self, stream: str, detector: str, version: int, status: str, reason: str) -> None:
         """The new status record of a version, its previous ones kept as history."""
         previous = self._read_status(stream, detector, version)[0] or {}
         history = previous.get("history", []) if isinstance(previous.get("history"), list) else []
         if previous.get("status"):
             history = [*history, {k: previous.get(k) for k in ("status", "reason", "updated_at")}]
-        return {"status": status, "reason": reason, "updated_at": _now(), "history": history}
+        record = {"status": status, "reason": reason, "updated_at": _now(), "history": history}
+        self.store.put(version_key(stream, detector, version, STATUS), encode_json(record))
 
-    def _write_status(self, stream: str, detector: str, version: int, status: str, reason: str) -> None:
-        record = self._status_record(stream, detector, version, status, reason)
-        path = self._version_dir(stream, detector, version) / STATUS
-        write_json_atomic(path, record, indent=2, default=str)
-
-    # -- aliases --------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _alias_lock(self, stream: str) -> Iterator[None]:
-        """Promotions and rollbacks of one stream (CLI, drift monitor) run one at a time."""
-        folder = self.root / check_stream(stream)
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
+    # -- the alias ------------------------------------------------------------------------------
     def _flip_alias(
         self, stream: str, change: Callable[[ProductionAlias | None], ProductionAlias | None]
     ) -> tuple[ProductionAlias | None, ProductionAlias | None]:
-        """Replace the alias with ``change(current)`` (None: leave it); returns (new, replaced). Here the
-        stream's file lock serialises promoters, so each sees the one before it."""
-        with self._alias_lock(stream):
-            current = self.production(stream)
-            alias = change(current)
-            if alias is not None:
-                write_json_atomic(self.root / stream / ALIAS, alias.to_json(), indent=2, default=str)
+        """Replace the alias with ``change(current)`` (None: leave it) by compare-and-swap on the
+        generation read; returns (new, replaced). A writer that changed the alias in between makes
+        this one raise :class:`RegistryConflictError`: it decided on a state that is gone."""
+        current, generation = self._read_alias(stream)
+        alias = change(current)
+        if alias is None:
+            return None, current
+        if not self.store.swap(alias_key(stream), encode_json(alias.to_json()), generation):
+            raise RegistryConflictError(conflict(stream, alias.model))
         return alias, current
 
-    def promote(self, stream: str, detector: str, version: int, reason: str = "manual") -> ProductionAlias:
+    def promote(
+        self,
+        stream: str,
+        detector: str,
+        version: int,
+        reason: str = "manual",
+        expected: ModelId | None | Unchecked = ANY,
+    ) -> ProductionAlias:
         """Make ``detector`` v``version`` production, after verifying its seal (a tampered or
         incomplete version is refused with :class:`RegistryIntegrityError` and nothing changes).
-        The version it replaces becomes ``retired``."""
-        ref = self.resolve(stream, detector, version)
-        self.verify(ref)
+        The version it replaces becomes ``retired``. ``expected``: the production model (None: no
+        production model) the caller decided on; if production is anything else, nothing is switched
+        and :class:`RegistryConflictError` says so."""
+        self.verify(self.resolve(stream, detector, version))
+        target = ModelId(detector, version)
 
         def change(current: ProductionAlias | None) -> ProductionAlias | None:
-            history: tuple[ModelId, ...] = ()
-            if current is not None:
-                if current.model == (detector, version):
-                    return None
-                history = (*current.history, current.model)
-            return ProductionAlias(ModelId(detector, version), _now(), reason, history)
+            found = current.model if current is not None else None
+            if found == target:
+                return None
+            if expected is not ANY and found != expected:
+                raise RegistryConflictError(conflict(stream, target, found, cast(ModelId | None, expected)))
+            history = (*current.history, current.model) if current is not None else ()
+            return ProductionAlias(target, _now(), reason, history)
 
         alias, current = self._flip_alias(stream, change)
         if alias is None:

@@ -14,6 +14,7 @@ fitted attributes end in ``_`` (scikit-learn's convention).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -50,6 +51,55 @@ def n_params(detector: Any) -> int:
         return int(detector.count_params())
     model = getattr(detector, "model_", None)
     return int(model.count_params()) if model is not None and hasattr(model, "count_params") else 0
+
+
+def fitted_arrays(detector: Any) -> Iterator[tuple[str, np.ndarray]]:
+    """The fitted numbers of a detector, by the contract's convention (fitted attributes end in
+    ``_``): float arrays and scalars, a Keras network's weights, a scikit-learn estimator's or a
+    member detector's own fitted attributes. The registry refuses to write a model if any is not
+    finite.
+
+    >>> class Toy:
+    ...     name = "toy"
+    ...     def __init__(self): self.alpha, self.mean_ = 1.0, np.array([0.5, np.nan])
+    >>> [(name, values.tolist()) for name, values in fitted_arrays(Toy())]
+    [('mean_', [0.5, nan])]
+    """
+    yield from _fitted(detector, "", 0)
+
+
+def _fitted(owner: Any, prefix: str, depth: int) -> Iterator[tuple[str, np.ndarray]]:
+    if isinstance(owner, KerasDetector) and getattr(owner, "model_", None) is not None:
+        for i, weights in enumerate(owner.model_.get_weights()):
+            yield f"{prefix}weights[{i}]", np.asarray(weights)
+        return
+    for name, value in vars(owner).items():
+        if name.endswith("_") and not name.startswith("_"):
+            yield from _numbers(value, f"{prefix}{name}", depth)
+
+
+def _numbers(value: Any, name: str, depth: int) -> Iterator[tuple[str, np.ndarray]]:
+    if isinstance(value, bool | int | str | None):
+        return
+    if isinstance(value, float | np.floating):
+        yield name, np.asarray(value, dtype=np.float64)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind in "fc":
+            yield name, value
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _numbers(item, f"{name}[{i}]", depth)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{name}[{key!r}]", depth)
+    elif depth < 2 and _holds_fitted(value):  # a member detector, a scikit-learn estimator
+        yield from _fitted(value, f"{name}.", depth + 1)
+
+
+def _holds_fitted(value: Any) -> bool:
+    from sklearn.base import BaseEstimator
+
+    return isinstance(value, Detector | BaseEstimator)
 
 
 PARAMS_FILE = "params.json"

@@ -12,8 +12,14 @@ import pytest
 
 from models.detectors.classical import PCADetector
 from models.features import WindowEncoder
-from models.object_registry import BLOBS, ObjectStoreRegistry
-from models.registry import RegistryConflictError, RegistryError, RegistryIntegrityError, open_registry
+from models.object_registry import BLOBS, S3Store
+from models.registry import (
+    Registry,
+    RegistryConflictError,
+    RegistryError,
+    RegistryIntegrityError,
+    open_registry,
+)
 from models.thresholds import QuantileThreshold
 from stream.objectstore import ObjectStore, PreconditionFailed
 from stream.settings import Settings
@@ -31,13 +37,18 @@ def fitted():
     return X, encoder, detector, threshold
 
 
-def registry(s3: S3Endpoint, url: str, cache: Path) -> ObjectStoreRegistry:
+def registry(s3: S3Endpoint, url: str, cache: Path) -> Registry:
     made = open_registry(Settings(registry_url=url, s3=s3.settings(), state_dir=cache))
-    assert isinstance(made, ObjectStoreRegistry)
+    assert isinstance(made.store, S3Store)
     return made
 
 
-def save(reg: ObjectStoreRegistry, fitted, promote: bool | None = None):  # noqa: ANN001, ANN201
+def cache_of(reg: Registry) -> Path:
+    assert isinstance(reg.store, S3Store)
+    return reg.store.cache
+
+
+def save(reg: Registry, fitted, promote: bool | None = None):  # noqa: ANN001, ANN201
     X, encoder, detector, threshold = fitted
     return reg.save("ecg", detector, encoder, threshold, {"rows": len(X)}, promote=promote)
 
@@ -102,7 +113,7 @@ def test_a_tampered_object_is_refused_and_never_cached(
     worker = registry(s3, s3_registry_url, tmp_path / "worker")
     with pytest.raises(RegistryIntegrityError, match="sha256"):
         worker.load("ecg")
-    assert not list(worker.root.glob("ecg/pca/v0001-*")), "a refused version must not be cached"
+    assert not list(cache_of(worker).glob("ecg/pca/v0001-*")), "a refused version must not be cached"
 
 
 def race(s3: S3Endpoint, url: str, versions: tuple[int, int], caches: Path) -> tuple[list[int], list[str]]:
@@ -169,3 +180,36 @@ def test_a_worker_scores_with_the_s3_registrys_model_and_follows_a_promotion(
     assert versions[0] == 1 and versions[-1] == new.version
     cached = sorted(p.name for p in (settings.state_dir / "registry-cache").glob("*/kdd/pca/v*"))
     assert [name[:6] for name in cached] == ["v0001-", "v0002-"]
+
+
+def test_metadata_is_read_without_downloading_a_model(
+    s3: S3Endpoint, s3_registry_url: str, fitted, tmp_path: Path
+) -> None:
+    for _ in range(2):
+        save(registry(s3, s3_registry_url, tmp_path / "trainer"), fitted, promote=None)
+    reader = registry(s3, s3_registry_url, tmp_path / "reader")  # another host: an empty cache
+    assert [row["status"] for row in reader.list("ecg")] == ["production", "candidate"]
+    assert reader.production("ecg").version == 1  # type: ignore[union-attr]
+    assert reader.manifest("ecg", "pca", 2)["version"] == 2
+    assert reader.threshold("ecg", "pca", 2).threshold_ > 0
+    reader.set_status("ecg", "pca", 2, "rejected", "judged by hand")  # used to download v2 to check it exists
+    assert reader.status("ecg", "pca", 2)["status"] == "rejected"
+    assert not list(cache_of(reader).glob("ecg/pca/v*")), "no question about a model downloads it"
+
+
+def test_a_promotion_decided_on_another_production_model_gets_the_folder_stores_error(
+    s3: S3Endpoint, s3_registry_url: str, fitted, tmp_path: Path
+) -> None:
+    from models.model_id import ModelId
+
+    reg = registry(s3, s3_registry_url, tmp_path / "trainer")
+    for _ in range(3):
+        save(reg, fitted, promote=None)
+    reg.promote("ecg", "pca", 2)
+    with pytest.raises(RegistryConflictError) as refused:
+        reg.promote("ecg", "pca", 3, expected=ModelId("pca", 1))
+    assert str(refused.value) == (  # word for word the folder store's (tests/unit/test_registry_cas.py)
+        "the production alias of 'ecg' changed (it is pca v2, not pca v1) while switching it to pca v3: "
+        "nothing was switched; see `anomstream models list --stream ecg` and try again"
+    )
+    assert reg.production("ecg").version == 2  # type: ignore[union-attr]
