@@ -10,7 +10,8 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from models.registry import open_registry
+from models.model_id import ModelId
+from models.registry import ANY, Unchecked, open_registry
 from stream.kafka import BrokerUnavailableError, flush_or_raise, make_producer, produce, wait_for_broker
 from stream.messages import ModelUpdate, encode
 from stream.settings import Settings
@@ -40,16 +41,23 @@ def announce(settings: Settings, update: ModelUpdate) -> bool:
 
 
 def promote(
-    settings: Settings, stream: str, detector: str, version: int, reason: str = "manual"
+    settings: Settings,
+    stream: str,
+    detector: str,
+    version: int,
+    reason: str = "manual",
+    expected: ModelId | None | Unchecked = ANY,
 ) -> Promotion:
     """Make ``detector`` v``version`` the stream's production model and tell running workers.
 
     The registry verifies the version's checksums before it switches: a tampered or incomplete
     version raises :class:`~models.registry.RegistryIntegrityError` and production stays as it was.
     ``reason`` is ``manual``, ``drift:<event_id>`` (a retrain that passed its shadow evaluation) or
-    ``rollback``; it is recorded in the alias and in the announcement.
+    ``rollback``; it is recorded in the alias and in the announcement. ``expected``: the production
+    model the caller decided on (None: none); if production is anything else when the alias is
+    swapped, :class:`~models.registry.RegistryConflictError` and nothing is switched or announced.
     """
-    open_registry(settings).promote(stream, detector, version, reason=reason)
+    open_registry(settings).promote(stream, detector, version, reason=reason, expected=expected)
     update = ModelUpdate(stream, detector, version, datetime.now(UTC).isoformat(), reason=reason)
     return Promotion(update, announce(settings, update))
 

@@ -15,7 +15,8 @@ keep their CPU. The job (:func:`retrain_job`)::
        the shadow figures and the reason)
 
 ``poll`` returns finished jobs and promotes the ones that passed (``model-updates`` reason
-``drift:<event_id>``), unless production changed while the job ran.
+``drift:<event_id>``) by compare-and-swap: only if production is still the model the job was judged
+against; otherwise the outcome is ``conflict`` (announced ``rejected``, production untouched).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from consumers.decoding import decoder_for
 from consumers.model_updates import announce, promote
 from consumers.verdicts import Verdicts, read_verdicts
 from models.model_id import ModelId
-from models.registry import RegistryError, open_registry
+from models.registry import RegistryConflictError, RegistryError, open_registry
 from models.retraining import (
     INSUFFICIENT,
     PASSED,
@@ -52,14 +53,14 @@ from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("promoted", "rejected", "failed", "insufficient_data", "skipped")
+OUTCOMES = ("promoted", "rejected", "conflict", "failed", "insufficient_data", "skipped")
 CHILD_NICENESS = 10
 
 
 @dataclass(frozen=True)
 class RetrainResult:
-    """One finished retrain. ``outcome``: promoted | rejected | failed | insufficient_data | skipped;
-    ``shadow``: the shadow evaluation's figures, flat (full results in the candidate's manifest)."""
+    """One finished retrain. ``outcome``: promoted | rejected | conflict | failed | insufficient_data |
+    skipped; ``shadow``: the shadow evaluation's figures, flat (full results in the candidate's manifest)."""
 
     event_id: str
     stream: str
@@ -201,21 +202,54 @@ class Retrainer:
 
     def _promote(self, job: _Job, result: RetrainResult) -> RetrainResult:
         stream, detector = job.event.stream, job.production.detector
-        assert result.candidate_version is not None
+        version = result.candidate_version
+        assert version is not None
+        reason = f"drift:{job.event.event_id}"
         try:
+            # Promoted only if production is still the model this retrain was judged against, compared
+            # when the alias is swapped (a read here, then a write, would leave a window). A promotion
+            # made meanwhile (by hand, say) is a decision this one did not see: it stands.
             current = self.registry.production(stream)
             if current is None or current.model != job.production:
-                moved = "none" if current is None else str(current.model)
-                detail = f"production changed to {moved} while retraining: candidate kept, not promoted"
-                return replace(result, outcome="skipped", detail=detail)
-            promotion = promote(
-                self.settings, stream, detector, result.candidate_version, f"drift:{job.event.event_id}"
-            )
+                return self._conflict(job, replace(result, outcome="conflict"), reason)
+            promotion = promote(self.settings, stream, detector, version, reason, expected=job.production)
+        except RegistryConflictError:
+            return self._conflict(job, replace(result, outcome="conflict"), reason)
         except RegistryError as exc:
             return replace(result, outcome="failed", detail=f"promotion refused: {exc}")
         told = "announced on model-updates" if promotion.announced else "no broker reachable to announce it"
-        detail = f"{result.detail}; promoted {detector} v{result.candidate_version} ({told})"
+        detail = f"{result.detail}; promoted {detector} v{version} ({told})"
         return replace(result, outcome="promoted", detail=detail)
+
+    def _conflict(self, job: _Job, result: RetrainResult, reason: str) -> RetrainResult:
+        """The candidate was judged against a production model that is no longer production: it is
+        marked ``rejected`` (its shadow figures compare it with a model that is gone) and announced
+        so on model-updates, in one line that says what happened."""
+        stream, detector, version = result.stream, job.production.detector, result.candidate_version
+        assert version is not None
+        try:
+            now = self.registry.production(stream)
+        except RegistryError as exc:
+            now, detail = None, f"conflict: production of {stream} unreadable ({exc})"
+        else:
+            moved = now.model if now else "none"
+            detail = (
+                f"conflict: production of {stream} changed from {job.production} to {moved} while "
+                f"retraining; candidate {detector} v{version} not promoted (to promote it anyway: "
+                f"anomstream models promote {stream} {detector} {version})"
+            )
+        try:
+            self.registry.set_status(stream, detector, version, "rejected", detail)
+        except RegistryError as exc:
+            log.warning(
+                "retrain %s: could not mark %s v%d rejected: %s", result.event_id, detector, version, exc
+            )
+        at = datetime.now(UTC).isoformat()
+        announce(
+            self.settings,
+            ModelUpdate(stream, detector, version, at, "rejected", reason, result.shadow, detail),
+        )
+        return replace(result, detail=detail)
 
     @staticmethod
     def _log(result: RetrainResult) -> RetrainResult:
