@@ -28,6 +28,7 @@ from confluent_kafka import TopicPartition
 from consumers.decoding import decoder_for
 from consumers.outputs import BatchMeta, build_alerts, build_score_records
 from consumers.supervisor import worker_command
+from models.detectors import explainer
 from models.registry import open_registry
 from models.scoring import ScoringModel
 from stream.kafka import check_message, end_offsets, iter_topic, make_consumer, make_producer, make_reader
@@ -197,7 +198,7 @@ def profile_stages(settings: Settings, n_events: int, stream: str = "kdd") -> di
         t2 = time.perf_counter()
         X = model.encoder.transform(decoded.raw)
         t3 = time.perf_counter()
-        explain = getattr(model.detector, "explain", None)
+        explain = explainer(model.detector)
         _ = explain(X) if explain is not None else model.detector.score(X)
         t4 = time.perf_counter()
         scored = model.score_encoded(X)  # the model call again, subtracted below

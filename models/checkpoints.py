@@ -33,6 +33,7 @@ import json
 import logging
 from typing import Any
 
+from models.detectors import OnlineDetector
 from models.scoring import ScoringModel
 from stream.state_store import StateStore
 
@@ -56,8 +57,8 @@ def online_state(model: ScoringModel) -> dict[str, Any]:
     state: dict[str, Any] = {}
     if model.threshold.learns:
         state["threshold"] = model.threshold.state()
-    if model.detector_learns:
-        state["detector"] = model.detector.state()  # type: ignore[attr-defined]
+    if isinstance(model.detector, OnlineDetector):
+        state["detector"] = model.detector.state()
     return state
 
 
@@ -97,8 +98,8 @@ class OnlineStateStore:
                 return None
             if "threshold" in payload and model.threshold.learns:
                 model.threshold.set_state(payload["threshold"])
-            if "detector" in payload and model.detector_learns:
-                model.detector.set_state(payload["detector"])  # type: ignore[attr-defined]
+            if "detector" in payload and isinstance(model.detector, OnlineDetector):
+                model.detector.set_state(payload["detector"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable online state %s (%s): starting as trained", where, exc)
             return None

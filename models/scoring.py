@@ -3,8 +3,9 @@
 Scoring is pure: ``score`` judges a batch and changes nothing, so a retried batch is judged the same
 way. What learns while scoring (a sliding threshold, Half-Space Trees) learns in ``learn``, which the
 worker calls only once the batch's outputs are committed; an online detector learns only the rows that
-did not alert, so an attack never becomes normal by being seen (unless it is ``sequential``:
-the sensor ``context`` detector learns every window, so an anomaly that repeats stops being new).
+did not alert, so an attack never becomes normal by being seen (unless it is sequential: the sensor
+``context`` detector learns every window, so an anomaly that repeats stops being new). What a
+detector can do is the contract's (:mod:`models.detectors.base`): checked with ``isinstance``.
 
 Explanations stay arrays (feature indices and contributions per alerting row) until an alert is
 serialised: no Python object per feature per alert on the hot path.
@@ -20,7 +21,7 @@ import numpy as np
 
 from models.detectors import Detector
 from models.detectors.backend import warm_up_sizes
-from models.detectors.base import KerasDetector
+from models.detectors.base import KerasDetector, MemberHolder, OnlineDetector, SequentialDetector, explainer
 from models.features import FeatureEncoder
 from models.learnt_normal import LearntNormal
 from models.model_id import Manifest, ModelId
@@ -83,7 +84,7 @@ class ScoringModel:
 
     @property
     def detector_learns(self) -> bool:
-        return bool(getattr(self.detector, "learns", False))
+        return isinstance(self.detector, OnlineDetector)
 
     @property
     def learns(self) -> bool:
@@ -96,9 +97,9 @@ class ScoringModel:
 
     def score_encoded(self, X: np.ndarray) -> BatchScores:
         """Score an encoded batch (what ``encoder.transform`` returned)."""
-        explain = getattr(self.detector, "explain", None)
-        if getattr(self.detector, "sequential", False):  # in the context of the batches scored before
-            scores, contributions = self.detector.score_next(X), None  # type: ignore[attr-defined]
+        explain = explainer(self.detector)
+        if isinstance(self.detector, SequentialDetector):  # in the context of the batches scored before
+            scores, contributions = self.detector.score_next(X), None
         elif explain is not None:
             scores, contributions = explain(X)
         else:
@@ -129,7 +130,7 @@ class ScoringModel:
     def served_by_keras(self) -> bool:
         """Whether scoring runs through Keras (a Keras detector, or an ensemble with one among its
         members), rather than NumPy, scikit-learn or river."""
-        members = getattr(self.detector, "members_", [self.detector])
+        members = self.detector.members_ if isinstance(self.detector, MemberHolder) else [self.detector]
         return any(isinstance(member, KerasDetector) for member in members)
 
     def warm_up(self, max_batch: int = 1) -> None:
@@ -148,12 +149,12 @@ class ScoringModel:
             self.threshold.learn(scored)
             return
         self.threshold.learn(scored.scores)
-        if self.detector_learns and scored.encoded is not None:
+        if isinstance(self.detector, OnlineDetector) and scored.encoded is not None:
             # A sequential detector learns every window it scored, in order (repeated anomalies stop
             # being new); its scores of a batch assumed exactly that.
-            sequential = getattr(self.detector, "sequential", False)
+            sequential = isinstance(self.detector, SequentialDetector)
             rows = scored.encoded if sequential else scored.encoded[~scored.is_alert]
-            self.detector.learn(rows)  # type: ignore[attr-defined]
+            self.detector.learn(rows)
 
 
 def top_contributions(contributions: np.ndarray, k: int = TOP_FEATURES) -> tuple[np.ndarray, np.ndarray]:

@@ -1,22 +1,33 @@
-"""The detector protocol and the deep-learning base class that owns the training loop.
+"""The detector contract, and the deep-learning base class that owns the training loop.
 
-Every batch detector honours::
+The contract, in this file and checked by mypy (the block at the end of the protocols assigns each
+zoo class to the parts it claims), is a few protocols; a detector is what it implements, never
+what it happens to have (no ``getattr`` probing)::
 
-    detector.fit(X_train, X_val=None) -> detector     # X: float32 (n, d), normal data
-    detector.score(X) -> ndarray (n,)                  # higher = more anomalous
-    detector.save(directory); Cls.load(directory)
+    Detector            fit(X_train, X_val=None) -> self   X: float32 (n, d), normal data
+                        score(X) -> ndarray (n,)           higher = more anomalous; changes nothing
+                        get_params(); save(directory); Cls.load(directory); name; ARTIFACTS
+    Explainer           explain(X) -> (scores, contributions (n, d)): per-feature contributions that
+                        feed the ``top_features`` of alerts (reconstruction detectors, iforest, ...)
+    OnlineDetector      a Detector that keeps learning while it serves: learn(X) with the rows of
+                        committed batches, in stream order (river's learn_one, batched), and
+                        state() / set_state() for its checkpoints: hst
+    SequentialDetector  an OnlineDetector that scores each row in the context of the rows before it:
+                        score_next(X) scores the batch after every batch scored so far, and it
+                        learns every row it scored, anomalies too: context
+    MemberHolder        holds fitted member detectors (``members_``): ensemble. It explains when
+                        one of its members does (:func:`explainer`).
 
-Reconstruction-based detectors also offer ``explain(X) -> (scores, contributions (n, d))``, whose
-per-feature contributions feed the ``top_features`` of alerts. ``__init__`` only stores parameters;
-fitted attributes end in ``_`` (scikit-learn's convention).
+``__init__`` only stores parameters; fitted attributes end in ``_`` (scikit-learn's convention), so
+the registry can check them (:func:`fitted_arrays`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +50,60 @@ class Detector(Protocol):
 @runtime_checkable
 class Explainer(Protocol):
     def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@runtime_checkable
+class OnlineDetector(Detector, Protocol):
+    """Learns while it serves: ``learn`` is called with committed rows only, in stream order, and
+    only with the rows that did not alert (an attack never becomes normal by being seen). What it
+    learnt is checkpointed (``state``, JSON-ready) and restored (``set_state``) by the worker."""
+
+    def learn(self, X: np.ndarray) -> None: ...
+    def state(self) -> dict[str, Any]: ...
+    def set_state(self, state: dict[str, Any], /) -> None: ...
+
+
+@runtime_checkable
+class SequentialDetector(OnlineDetector, Protocol):
+    """Scores each row after the rows before it: ``score_next`` scores the batch that follows every
+    batch scored so far (learnt or still in flight); ``learn`` then gets every row it scored, in
+    order, so an anomaly that repeats stops being new."""
+
+    def score_next(self, X: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class MemberHolder(Protocol):
+    """A detector made of fitted member detectors (an ensemble)."""
+
+    members_: list[Any]
+
+
+Explain = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def explainer(detector: object) -> Explain | None:
+    """The detector's ``explain``, or None when it does not explain: not an :class:`Explainer`, or a
+    :class:`MemberHolder` none of whose members explains."""
+    if not isinstance(detector, Explainer):
+        return None
+    if isinstance(detector, MemberHolder) and not any(explainer(m) for m in detector.members_):
+        return None
+    return detector.explain
+
+
+if TYPE_CHECKING:  # mypy holds each zoo class to the parts of the contract it claims
+    from models.detectors.autoencoder import DenseAutoencoder
+    from models.detectors.context import ContextDetector
+    from models.detectors.ensemble import Ensemble
+    from models.detectors.online import HalfSpaceTreesDetector
+
+    _explains: type[Explainer] = DenseAutoencoder
+    _detector: type[Detector] = DenseAutoencoder
+    _online: type[OnlineDetector] = HalfSpaceTreesDetector
+    _sequential: type[SequentialDetector] = ContextDetector
+    _ensemble: type[Detector] = Ensemble
+    _explaining_ensemble: type[Explainer] = Ensemble
 
 
 def n_params(detector: Any) -> int:

@@ -15,7 +15,8 @@ training, and the members' scores on it calibrate the combination:
   voted exactly when ``score >= majority_score_`` (``(m // 2 + 1) / (m + 1)``).
 
 ``explain`` averages the members' per-feature contributions, each normalised to sum to one per row;
-it is ``None`` when no member can explain, so the scoring pipeline falls back to scores alone.
+an ensemble of which no member explains does not explain (:func:`~models.detectors.base.explainer`
+is None), so the scoring pipeline falls back to scores alone.
 
 Persistence: ``params.json``, ``calibration.json`` (the held-out scores and thresholds) and each
 member in ``members/<i>-<name>/``, saved and loaded by the member's own class.
@@ -31,13 +32,20 @@ True
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from models.detectors.base import PARAMS_FILE, constructor_params, n_params, read_params, write_params
+from models.detectors.base import (
+    PARAMS_FILE,
+    constructor_params,
+    explainer,
+    n_params,
+    read_params,
+    write_params,
+)
 from models.detectors.zoo import detector_class
 from models.thresholds import QuantileThreshold, Threshold, threshold_from_dict
 
@@ -49,11 +57,6 @@ DEFAULT_MEMBERS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("iforest", {}),
     ("pca", {}),
 )
-
-
-def _explainer(member: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
-    explain = getattr(member, "explain", None)  # a nested ensemble's may be None
-    return explain if callable(explain) else None
 
 
 class Ensemble:
@@ -134,18 +137,13 @@ class Ensemble:
         X = np.asarray(X, dtype=np.float32)
         return self.combine([m.score(X) for m in self.members_])
 
-    @property
-    def explain(self) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
-        """``explain(X) -> (scores, contributions)``, or ``None`` when no member explains."""
-        if not any(_explainer(m) for m in self.members_):
-            return None
-        return self._explain
-
-    def _explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def explain(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and the explaining members' contributions, each normalised to sum to one per row,
+        averaged. Only when a member explains (:func:`~models.detectors.base.explainer` says so)."""
         X = np.asarray(X, dtype=np.float32)
         member_scores, shares = [], []
         for member in self.members_:
-            explain = _explainer(member)
+            explain = explainer(member)
             if explain is not None:
                 scores, contributions = explain(X)
                 total = contributions.sum(axis=1, keepdims=True)
@@ -153,6 +151,8 @@ class Ensemble:
             else:
                 scores = member.score(X)
             member_scores.append(scores)
+        if not shares:
+            raise ValueError("no member of this ensemble explains: score it instead (see explainer())")
         return self.combine(member_scores), np.mean(shares, axis=0)
 
     def count_params(self) -> int:

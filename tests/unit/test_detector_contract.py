@@ -22,7 +22,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import models.registry
-from models.detectors.base import Detector, n_params
+from models.detectors.base import (
+    Detector,
+    MemberHolder,
+    OnlineDetector,
+    SequentialDetector,
+    explainer,
+    n_params,
+)
 from models.detectors.zoo import DETECTORS, detector_class
 from models.features import WindowEncoder
 from models.registry import Registry, RegistryIntegrityError
@@ -130,17 +137,34 @@ def case(request: pytest.FixtureRequest) -> Case:
     return Case(name, detector, fit_result, data, detector.score(data.test))
 
 
-def _explainer(detector: Any) -> Any:
-    explain = getattr(detector, "explain", None)
-    return explain if callable(explain) else None
-
-
 # -- protocol -------------------------------------------------------------------------------------
 def test_every_registry_name_is_a_detector_of_that_name() -> None:
     for name in DETECTORS:
         cls = detector_class(name)
         assert cls.name == name
         assert all(callable(getattr(cls, verb, None)) for verb in ("fit", "score", "save", "load"))
+
+
+ONLINE, SEQUENTIAL, HOLDERS = {"hst", "context"}, {"context"}, {"ensemble"}
+
+
+def test_the_contract_says_what_each_detector_can_do(case: Case) -> None:
+    """Capabilities are the contract's protocols (models/detectors/base.py), checked with isinstance;
+    the worker (models/scoring.py) asks nothing else."""
+    detector = case.detector
+    assert isinstance(detector, OnlineDetector) == (case.name in ONLINE)
+    assert isinstance(detector, SequentialDetector) == (case.name in SEQUENTIAL)
+    assert isinstance(detector, MemberHolder) == (case.name in HOLDERS)
+    assert (explainer(detector) is not None) == (case.name in RECONSTRUCTION)
+
+
+def test_an_ensemble_explains_only_when_a_member_does() -> None:
+    data = tabular_data()
+    members = [["iforest", {"n_estimators": 20}], ["ocsvm", {"nu": 0.05}]]
+    ensemble = detector_class("ensemble")(members=members).fit(data.train)
+    assert explainer(ensemble) is None
+    with pytest.raises(ValueError, match="no member of this ensemble explains"):
+        ensemble.explain(data.test)
 
 
 def test_fit_returns_self_and_scores_are_finite(case: Case) -> None:
@@ -159,7 +183,7 @@ def test_anomalies_score_higher(case: Case) -> None:
 
 
 def test_scores_do_not_depend_on_the_batch(case: Case) -> None:
-    if getattr(case.detector, "sequential", False):
+    if isinstance(case.detector, SequentialDetector):
         pytest.skip("scores each row after the rows before it; its own batching contract (score_next "
                     "then learn, any batch sizes) is pinned in test_context_detector.py")  # fmt: skip
     some = case.data.test[[3, 70, 150, 4, 5, 6, 7]]
@@ -216,7 +240,7 @@ def test_any_tampered_artifact_is_refused_before_loading(
 
 # -- explanations ---------------------------------------------------------------------------------
 def test_explanations_are_per_feature_and_point_at_the_corrupted_feature(case: Case) -> None:
-    explain = _explainer(case.detector)
+    explain = explainer(case.detector)
     if case.name not in RECONSTRUCTION:
         assert explain is None, f"{case.name} explains: add it to RECONSTRUCTION or test its explanations"
         return
