@@ -40,6 +40,19 @@ BUILTIN_DIR = Path(__file__).parent / "builtin"
 RESERVED_NAMES = frozenset({"alerts", "scores", "dead_letter", "dead-letter", "drift", "model_updates",
                             "model-updates", "feedback", "topic_prefix"})  # fmt: skip
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+# The topics anomstream writes: a schema reading one would have a worker score its own outputs.
+OUTPUT_TOPICS = ("alerts", "scores", "dead_letter", "drift", "model_updates", "feedback", "incidents",
+                 "incident_members", "incidents_state")  # fmt: skip
+
+
+def output_topic_role(topic: str, settings: Settings | None = None) -> str | None:
+    """Which output ``topic`` is (``alerts``, ``drift``, ...), by its default name or, given
+    ``settings``, its configured full name; None when anomstream does not write it."""
+    for role in OUTPUT_TOPICS:
+        default = TopicNames.model_fields[role].default
+        if topic == default or (settings is not None and topic == settings.topic(role)):
+            return role
+    return None
 
 
 class SchemaError(ConfigurationError):
@@ -102,8 +115,10 @@ class Features(_Part):
     )
     missing: Literal["error", "drop"] = Field(
         default="error",
-        description="a row with a missing feature value (an empty cell, NA, null): refuse the file, or "
-        "drop the row",
+        description="a row with a missing or unusable value (an empty feature or label cell, NA, null, "
+        "or a number that is not finite: inf, -inf): refuse the file in one line naming the column and "
+        "the file's row (error), or leave the row out of replay and training (drop; event ids and row "
+        "numbers still count the file's rows)",
     )
 
 
@@ -155,6 +170,12 @@ class DatasetSchema(_Part):
     def _consistent(self) -> DatasetSchema:
         if self.name in RESERVED_NAMES:
             raise ValueError(f"name {self.name!r} is a reserved topic name: choose another")
+        role = output_topic_role(self.topic_name)
+        if role is not None:
+            raise ValueError(
+                f"topic {self.topic_name!r} is anomstream's {role} output: a worker reading it would score "
+                "its own outputs; name the topic your data arrives on"
+            )
         if self.kind == "series" and self.series is None:
             raise ValueError('kind = "series" needs a [series] table with its value column(s)')
         if self.kind != "series" and self.series is not None:
@@ -202,7 +223,15 @@ class DatasetSchema(_Part):
         the schema's ``topic`` (default: its name), both under the common topic prefix."""
         if self.name in TopicNames.model_fields:
             return settings.topic(self.name)
-        return settings.topic_prefix + self.topic_name
+        topic = settings.topic_prefix + self.topic_name
+        role = output_topic_role(topic, settings)
+        if role is not None:  # a configured output name (ANOMSTREAM_TOPICS__ALERTS=...) the schema names
+            raise SchemaError(
+                f"schema {self.name!r} reads topic {topic!r}, which anomstream writes ({role}, "
+                f"ANOMSTREAM_TOPICS__{role.upper()}): a worker would score its own outputs; name the topic "
+                "your data arrives on"
+            )
+        return topic
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (stored with every model trained on the stream)."""
