@@ -505,6 +505,10 @@ def train(
     except KeyError as exc:  # an unknown detector name
         raise fail(str(exc.args[0])) from None
     console.print(f"[green]saved[/] {ref.stream}/{ref.detector} v{ref.version} -> {ref.path}")
+    from models.training.train import training_report
+
+    for line in training_report(registry, ref):  # the rows used; in production, or how to promote
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

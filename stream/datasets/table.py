@@ -44,6 +44,12 @@ class Table:
     # int64: each row's position among the file's data rows (0 = the first row after any header), so
     # an error and an event id name the file's row whatever was dropped before it; None: 0, 1, ...
     rows: np.ndarray | None = None
+    file_rows: int | None = None  # data rows read from the file, dropped ones included
+
+    @property
+    def dropped(self) -> int:
+        """Rows of the file left out (``missing = "drop"``)."""
+        return 0 if self.file_rows is None else self.file_rows - len(self)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -81,7 +87,8 @@ class Table:
         frame = self.frame.iloc[rows].reset_index(drop=True)
         return Table(self.schema, self.source, frame, pick(self.timestamps), pick(self.keys),
                      pick(self.labels), pick(self.normal),
-                     pick(self.rows if self.rows is not None else np.arange(len(self))))  # fmt: skip
+                     pick(self.rows if self.rows is not None else np.arange(len(self))),
+                     self.file_rows)  # fmt: skip
 
 
 def source_path(schema: DatasetSchema, path: str | Path | None) -> Path:
@@ -270,7 +277,8 @@ def read_table(schema: DatasetSchema, path: str | Path | None = None, limit: int
         numbers = _as_numbers(frame, scored, path)
     else:
         numbers = _as_numbers(frame, schema.features.numeric or schema.scored_columns(), path)
-    rows = np.arange(len(frame), dtype=np.int64)  # the file's rows, kept through any drop below
+    file_rows = len(frame)
+    rows = np.arange(file_rows, dtype=np.int64)  # the file's rows, kept through any drop below
     unusable = _unusable(schema, frame, numbers)
     if unusable.any():
         if schema.features.missing == "error":
@@ -302,4 +310,4 @@ def read_table(schema: DatasetSchema, path: str | Path | None = None, limit: int
                 f"{schema.label.normal}; its values include {seen}: fix [label] normal"
             )
     return Table(schema, path.name.removesuffix(".gz"), scored.reset_index(drop=True), timestamps, keys,
-                 labels, normal, rows)  # fmt: skip
+                 labels, normal, rows, file_rows)  # fmt: skip
