@@ -115,7 +115,7 @@ def encode_records(table: Table) -> list[bytes]:
     names: list[str] = [*schema.features.numeric, *schema.features.categorical]
     columns = [_number_texts(name, numbers[:, i], table) for i, name in enumerate(schema.features.numeric)]
     columns += [_string_texts(column) for column in table.symbols().T]
-    if schema.timestamp is not None and table.timestamps is not None:
+    if schema.timestamp is not None and schema.timestamp.column is not None and table.timestamps is not None:
         names.append(schema.timestamp.column)
         columns.append(_string_texts(np.array(iso_times(table.timestamps), dtype=object)))
     # A %-template is ~3x faster than a dict per row (see producers.kdd); a "%" in a name is escaped.

@@ -94,12 +94,25 @@ class Source(_Part):
 class Timestamp(_Part):
     """When each row happened; replays can be paced by it (`--speedup`)."""
 
-    column: str = Field(description="the column holding each row's time")
+    column: str | None = Field(default=None, description="the column holding each row's time")
     format: str | None = Field(
         default=None,
         description='strftime format such as %Y/%m/%d %H:%M, or "unix" / "unix_ms" for epoch numbers; '
         "unset: ISO 8601 or inferred",
     )
+    row_number: bool | None = Field(
+        default=None,  # unset, not false: a schema with a time column never mentions it
+        description="no time column (a file of one number per line): each row's time is its row number "
+        "in the file (0, 1, ...), read as seconds from 1970-01-01; set instead of column",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Timestamp:
+        if (self.column is None) == (not self.row_number):
+            raise ValueError("give the time's column, or row_number = true when the file has none (not both)")
+        if self.row_number and self.format is not None:
+            raise ValueError("row_number = true times rows by their number: leave format unset")
+        return self
 
 
 class Features(_Part):
@@ -205,7 +218,7 @@ class DatasetSchema(_Part):
     def meta_columns(self) -> list[str]:
         """Time, key and label columns."""
         columns = []
-        if self.timestamp is not None:
+        if self.timestamp is not None and self.timestamp.column is not None:
             columns.append(self.timestamp.column)
         if self.key is not None:
             columns.append(self.key)

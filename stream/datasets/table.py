@@ -118,7 +118,7 @@ def _read_raw(schema: DatasetSchema, path: Path, limit: int | None) -> pd.DataFr
     # one string object per cell), turned into text below.
     text_columns = {c: "category" for c in [*schema.features.categorical, *schema.meta_columns()]}
     if schema.timestamp is not None and (schema.timestamp.format or "").startswith("unix"):
-        text_columns.pop(schema.timestamp.column, None)
+        text_columns.pop(schema.timestamp.column or "", None)
     if source.format == "csv":
         names = source.columns or None
         sep = r"\s+" if source.delimiter == "whitespace" else source.delimiter
@@ -294,7 +294,11 @@ def read_table(schema: DatasetSchema, path: str | Path | None = None, limit: int
     if schema.kind == "records" and schema.features.categorical:
         symbols = frame[schema.features.categorical].astype(str)
         scored = pd.concat([numbers, symbols], axis=1)[schema.scored_columns()]
-    timestamps = _times(schema, frame[schema.timestamp.column], path, rows) if schema.timestamp else None
+    timestamps = None
+    if schema.timestamp is not None and schema.timestamp.column is not None:
+        timestamps = _times(schema, frame[schema.timestamp.column], path, rows)
+    elif schema.timestamp is not None:  # row_number: the file's row, so a dropped row leaves a gap
+        timestamps = rows.astype("datetime64[s]").astype("datetime64[ns]")
     keys = frame[schema.key].astype(str).to_numpy(dtype=object) if schema.key else None
     labels = normal = None
     if schema.label is not None:
