@@ -181,7 +181,8 @@ def data_infer(
     name: Annotated[str | None, typer.Option(help="the stream's name (default: from the file name)")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing --out file")] = False,
 ) -> None:
-    """Write a draft dataset schema of FILE, guessed from its first rows, and print it for you to check."""
+    """Write a draft dataset schema of FILE, guessed from rows across the whole file, and print it for you
+    to check."""
     import re
 
     from stream.atomic import atomic_write
@@ -203,8 +204,9 @@ def data_infer(
         handle.write(text)
     print(text, end="")
     console.print(
-        f"wrote {target}: a draft guessed from the first rows. Check every guess (numeric or categorical, "
-        f"the label's normal value(s), the time format), then: anomstream replay {file} --schema {target}",
+        f"wrote {target}: a draft guessed from rows across the whole file. Check every guess (numeric or "
+        f"categorical, the label's normal value(s), the time format), then: "
+        f"anomstream replay {file} --schema {target}",
         soft_wrap=True,  # one line: the command at its end is copied whole
     )
 
@@ -505,6 +507,10 @@ def train(
     except KeyError as exc:  # an unknown detector name
         raise fail(str(exc.args[0])) from None
     console.print(f"[green]saved[/] {ref.stream}/{ref.detector} v{ref.version} -> {ref.path}")
+    from models.training.train import training_report
+
+    for line in training_report(registry, ref):  # the rows used; in production, or how to promote
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()

@@ -270,7 +270,7 @@ class SchemaRecords:
             rename[f"c{i}"] = name
         self.time_format: str | None = None
         self.time_column: str | None = None
-        if schema.timestamp is not None:
+        if schema.timestamp is not None and schema.timestamp.column is not None:  # not row_number
             self.time_format, self.time_column = schema.timestamp.format, schema.timestamp.column
             fields.append(("t", EpochTime if self.time_format in ("unix", "unix_ms") else TimeText))
             rename["t"] = self.time_column

@@ -304,21 +304,30 @@ class Publisher:
                 self._progress.notify_all()
 
     def _publish(self, batch: ScoredBatch) -> None:
-        """At-least-once: produce until every output is acknowledged (the worker commits)."""
-        outputs = batch.outputs
-        for attempt in range(MAX_DELIVERY_RETRIES + 1):
+        """At-least-once: produce until every output is acknowledged (the worker commits).
+
+        Only transient failures use up retries. A round whose failures are all permanent still has
+        its replacement dead letters to deliver: it is followed by another round, whatever the retry
+        count (it used to end the loop on the last attempt, and the batch was committed with its dead
+        letters built and never produced). That ends: a refused dead letter is not replaced again.
+        """
+        outputs, retries, rounds = batch.outputs, 0, 0
+        while outputs:
             self._failures = []
-            self._produce(outputs, batch, singly=attempt > 0)
+            self._produce(outputs, batch, singly=rounds > 0)
             self._flush()
+            rounds += 1
             if not self._failures:
                 return
             error = self._failures[0][0]
-            outputs, transient = self._retry_list(batch)
-            if transient and attempt == MAX_DELIVERY_RETRIES:
+            outputs, transient = self._retry_list(batch, singly=rounds > 1)
+            if not transient:
+                continue
+            if retries == MAX_DELIVERY_RETRIES:
                 raise DeliveryFailedError(f"{len(outputs)} outputs of batch {batch.number} failed: {error}")
-            if transient:
-                self.recovering = True
-                self._back_off(attempt, batch, error)
+            self.recovering = True
+            self._back_off(retries, batch, error)
+            retries += 1
 
     def _group_state(self) -> tuple[Any, dict[tuple[str, int], int]]:
         """The consumer's group metadata and assignment now, from the thread that polls it."""
@@ -380,7 +389,7 @@ class Publisher:
                 )
             # Permanently refused outputs are replaced; partitions lost meanwhile are left to their
             # new owner, or to this consumer's new assignment of them.
-            outputs = self._replace_refused(outputs, batch)
+            outputs = self._replace_refused(outputs, batch, singly=attempt > 1)
             metadata, tokens = self._group_state()  # a rebalance may have moved on
             outputs, offsets = self._still_assigned(outputs, offsets, tokens, batch)
             if not offsets:
@@ -506,9 +515,13 @@ class Publisher:
         batch.stand_ins.append(stand_in)
         return stand_in
 
-    def _retry_list(self, batch: ScoredBatch) -> tuple[list[Output], bool]:
+    def _retry_list(self, batch: ScoredBatch, singly: bool = True) -> tuple[list[Output], bool]:
         """At-least-once: what to produce again after failures (the failed outputs only, refused ones
-        replaced by dead letters), and whether any failure was transient."""
+        replaced by dead letters), and whether any failure was transient.
+
+        A size refusal of an output produced with others (``singly`` False) may be its message set's,
+        not its own: it is produced again alone before it is judged (it was dead-lettered at once, so
+        a small output batched with a large one became a dead letter too)."""
         failures, self._failures = self._failures, []
         by_content = {(o.topic, o.value): o for o in (*batch.outputs, *batch.stand_ins)}
         again: list[Output] = []
@@ -517,7 +530,14 @@ class Publisher:
             original = by_content.get((message.topic(), message.value()))
             if original is None:
                 raise DeliveryFailedError(f"a delivery report for an output of no batch: {error}")
-            if is_permanent(error):
+            if (
+                is_permanent(error)
+                and error.code() in SIZE_ERRORS
+                and not singly
+                and original in batch.outputs
+            ):
+                again.append(original)
+            elif is_permanent(error):
                 stand_in = self._stand_in(original, error, batch)
                 if stand_in is not None:
                     again.append(stand_in)
@@ -529,10 +549,14 @@ class Publisher:
         # own chance.
         return again, transient
 
-    def _replace_refused(self, outputs: list[Output], batch: ScoredBatch) -> list[Output]:
-        """In a transaction every output is produced again; those refused for good are replaced."""
+    def _replace_refused(
+        self, outputs: list[Output], batch: ScoredBatch, singly: bool = True
+    ) -> list[Output]:
+        """In a transaction every output is produced again; those refused for good are replaced (a
+        size refusal of one produced with others only once it was produced alone: see _retry_list)."""
         failures, self._failures = self._failures, []
-        refused = {(m.topic(), m.value()): e for e, m in failures if is_permanent(e)}
+        refused = {(m.topic(), m.value()): e for e, m in failures
+                   if is_permanent(e) and (singly or e.code() not in SIZE_ERRORS)}  # fmt: skip
         if not refused:
             return outputs
         kept: list[Output] = []

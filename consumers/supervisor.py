@@ -2,6 +2,9 @@
 
 Each replica is a separate process (its own GIL, its own Kafka clients); the consumer group spreads
 partitions across them. SIGTERM/SIGINT are forwarded so every replica finishes and commits its batch.
+Each replica is started with the supervisor's settings as its environment
+(:meth:`~stream.settings.Settings.environment`), not the caller's: settings given another way than the
+environment (a test's, a demo's ``--broker-port``) reach the replicas too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from stream.settings import Settings
 from stream.signals import StopFlag
 
 log = logging.getLogger(__name__)
@@ -62,6 +66,7 @@ class ReplicaSupervisor:
         metrics_port: int | None = None,
         command: Callable[..., list[str]] = worker_command,
         grace_s: float = 25.0,
+        settings: Settings | None = None,
     ) -> None:
         # A replica has grace_s to finish after SIGTERM (then it exits 75 on its own): SIGKILL only
         # a little after that.
@@ -71,6 +76,8 @@ class ReplicaSupervisor:
         self.metrics_port = metrics_port
         self.stop = stop if stop is not None else StopFlag()
         self.command = command  # builds one replica's command line from its arguments
+        # None: the replicas inherit this process's environment (a caller with no settings object).
+        self.env = settings.environment() if settings is not None else None
 
     def _spawn(self, index: int) -> subprocess.Popen:
         # A stable id per replica slot: under --eos it is the transactional id, so a restarted
@@ -79,7 +86,7 @@ class ReplicaSupervisor:
         command = self.command("--worker-id", worker_id, *self.worker_args)
         if self.metrics_port is not None:
             command += ["--metrics-port", str(self.metrics_port + index)]
-        return subprocess.Popen(command)  # noqa: S603 - our own interpreter and module
+        return subprocess.Popen(command, env=self.env)  # noqa: S603 - our own interpreter and module
 
     def run(self) -> int:
         replicas = [Replica(i, self._spawn(i), time.monotonic(), []) for i in range(self.count)]

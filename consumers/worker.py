@@ -607,7 +607,9 @@ def serve(
             args += ["--schema", str(where)]
         args += (["--topic", topic] if topic is not None else []) + (["--eos"] if eos else [])
         grace = settings.resilience.shutdown_grace_s
-        return ReplicaSupervisor(replicas, args, metrics_port=metrics_port, grace_s=grace).run()
+        # The replicas get these settings, not the caller's environment (issue 28).
+        return ReplicaSupervisor(replicas, args, metrics_port=metrics_port, grace_s=grace,
+                                 settings=settings).run()  # fmt: skip
     worker = ScoringWorker(settings, [*streams, *(s.name for s in loaded)], eos=eos, worker_id=worker_id,
                            metrics_port=metrics_port, faults=from_env(), topics=topics)  # fmt: skip
     worker.run()

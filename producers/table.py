@@ -80,12 +80,13 @@ class TableEvents:
 
 
 # -- records ----------------------------------------------------------------------------------------
-def _number_texts(name: str, column: np.ndarray, source: str) -> list[str]:
+def _number_texts(name: str, column: np.ndarray, table: Table) -> list[str]:
     finite = np.isfinite(column)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         raise DatasetFormatError(
-            f"{source}: column {name!r}, row {row + 1}: {column[row]} is not a finite number, which JSON "
+            f"{table.source}: column {name!r}, row {table.file_row(row)}: {column[row]} is not a finite "
+            "number, which JSON "
             "cannot carry: fix the value, or drop the row"
         )
     if np.array_equal(column, np.trunc(column)) and (
@@ -112,11 +113,9 @@ def encode_records(table: Table) -> list[bytes]:
     schema = table.schema
     numbers = table.numeric()
     names: list[str] = [*schema.features.numeric, *schema.features.categorical]
-    columns = [
-        _number_texts(name, numbers[:, i], table.source) for i, name in enumerate(schema.features.numeric)
-    ]
+    columns = [_number_texts(name, numbers[:, i], table) for i, name in enumerate(schema.features.numeric)]
     columns += [_string_texts(column) for column in table.symbols().T]
-    if schema.timestamp is not None and table.timestamps is not None:
+    if schema.timestamp is not None and schema.timestamp.column is not None and table.timestamps is not None:
         names.append(schema.timestamp.column)
         columns.append(_string_texts(np.array(iso_times(table.timestamps), dtype=object)))
     # A %-template is ~3x faster than a dict per row (see producers.kdd); a "%" in a name is escaped.
@@ -142,7 +141,13 @@ def record_events(table: Table, loop: bool = False, limit: int | None = None) ->
         passes = itertools.count() if loop else range(1)
         rows = ((p, row) for p in passes for row in range(len(values)))
         for p, row in itertools.islice(rows, limit):
-            key = keys[row] if keys is not None else f"{table.source}-{p}-{row:07d}".encode()
+            # The file's row, not the table's: a row dropped before it (missing = "drop") keeps the
+            # ids of the rows after it.
+            key = (
+                keys[row]
+                if keys is not None
+                else f"{table.source}-{p}-{table.file_row(row) - 1:07d}".encode()
+            )
             yield Event(key, values[row], labels[row])
 
     return events()
@@ -159,11 +164,11 @@ def window_events(table: Table, loop: bool = False, limit: int | None = None) ->
             f"{table.source}: a row holds {samples.shape[1]} samples; a window message carries {low} to "
             f"{high:,}: check the schema's columns"
         )
-    _check_finite(table.source, samples)
+    _check_finite(table.source, samples, table)
     if table.keys is not None:
         ids = [str(key) for key in table.keys.tolist()]
     else:
-        ids = [record_id(table.source, row) for row in range(len(table))]
+        ids = [record_id(table.source, table.file_row(row) - 1) for row in range(len(table))]
     dumps, numpy = orjson.dumps, orjson.OPT_SERIALIZE_NUMPY
     events = [
         Event(record.encode(), dumps({"record": record, "values": values}, option=numpy), label)
@@ -172,12 +177,13 @@ def window_events(table: Table, loop: bool = False, limit: int | None = None) ->
     return repeat(events, loop, limit)
 
 
-def _check_finite(source: str, values: np.ndarray) -> None:
+def _check_finite(source: str, values: np.ndarray, table: Table | None = None) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         row, column = (int(i[0]) for i in np.nonzero(bad))
+        number = table.file_row(row) if table is not None else row + 1
         raise DatasetFormatError(
-            f"{source}: row {row + 1}, value {column + 1} is {values[row, column]}, not a finite number, "
+            f"{source}: row {number}, value {column + 1} is {values[row, column]}, not a finite number, "
             "which JSON cannot carry: fix the value, or drop the row"
         )
 

@@ -43,9 +43,11 @@ from models.drift import DETECTORS, WatchEvent
 from models.registry import RegistryError
 from stream.errors import ConfigurationError
 from stream.kafka import (
+    TopicMissingError,
     check_message,
     flush_or_raise,
     follow_from_end,
+    iter_topic,
     make_consumer,
     make_producer,
     offsets_at_time,
@@ -114,6 +116,7 @@ class DriftMonitor:
         self.paused: set[int] = set()
         self.assigned: set[int] = set()
         self.published: set[str] = set()
+        self._checkpoint_now = False  # set by _changed_state, cleared by a checkpoint
         for stream, spec in self.follower.specs.items():
             self.metrics.model_version.labels(stream).set(spec.model.version)
             # A zero series from the start: "no drift yet" is 0 on a panel, not "no data".
@@ -128,6 +131,7 @@ class DriftMonitor:
         """Watch until stopped (or until ``max_records`` score records were read)."""
         self.scores_topic_id = topic_id(self.settings, self.scores_topic)
         self.watches.units.update(self.checkpoint.restore(self.follower.specs, self.scores_topic_id))
+        self.published |= self._published_before()
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"drift monitor {self.instance}",
                               self._abandoned).arm(self.stop)  # fmt: skip
         self.producer = make_producer(self.settings)
@@ -151,7 +155,6 @@ class DriftMonitor:
                 for message in messages:
                     if check_message(message):
                         self.merger.add(self._pending(message))
-                published = len(self.stats.events)
                 for item in self.merger.release(self.assigned, self._caught_up):
                     self._handle(item)
                     if max_records is not None and self.stats.records >= max_records:
@@ -160,11 +163,6 @@ class DriftMonitor:
                     resume_at = self.merger.commit_offset(partition)
                     if resume_at is not None:
                         self.checkpoint.next_offsets[partition] = resume_at
-                if len(self.stats.events) > published:
-                    # A drift event went out: checkpoint at once, so a monitor killed now is not
-                    # resumed from a state that has not seen it (and reports the change a second time).
-                    self._checkpoint(set(self.checkpoint.next_offsets))
-                    last_checkpoint = time.monotonic()
                 self._flow_control()
                 if updates is not None:
                     self._follow_model_updates(updates)
@@ -172,6 +170,12 @@ class DriftMonitor:
                     self._follow_peer_events(peers)
                 self._poll_retrainer()
                 self._poll_features()
+                if self._checkpoint_now:
+                    # A drift event went out, or a peer's was acknowledged, by any path (scores,
+                    # features, peers): checkpoint at once, so a monitor killed now is not resumed
+                    # from a state that has not seen it (and reports the change a second time).
+                    self._checkpoint(set(self.checkpoint.next_offsets))
+                    last_checkpoint = time.monotonic()
                 self.metrics.beat(pending=sum(self.merger.queued(p) for p in self.assigned) + len(messages))
                 if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
                     self._checkpoint(set(self.checkpoint.next_offsets))
@@ -282,6 +286,7 @@ class DriftMonitor:
                 detail=", ".join(f"{name} (D={d:.2f})" for name, d, _ in result.features[:5]),
             )
             unit.watch.acknowledge()
+            self._changed_state()
 
     # -- models -----------------------------------------------------------------------------------
     def _follow_model_updates(self, reader: Consumer) -> None:
@@ -342,6 +347,13 @@ class DriftMonitor:
             detected = unit.spans.locate_time(detected_time, unit.high)
         drift = build_drift_event(unit.stream, unit.model, self.instance, event,
                                   self._input_topic(unit.stream), offsets, when, detected)  # fmt: skip
+        self._changed_state()
+        if drift.event_id in self.published:
+            # Re-detected after a restart from a checkpoint taken before it was published (a kill in
+            # between): the same change gives the same id, and it is on drift-events already.
+            log.warning("drift on %s (%s) was published before this monitor restarted: not again",
+                        unit.stream, drift.event_id)  # fmt: skip
+            return
         if self.retrainer is not None and self.retrainer.submit(drift):
             drift = msgspec.structs.replace(drift, action="retrain_started")
         produce(self.producer, self.settings.topic("drift"), encode(drift), unit.stream.encode())
@@ -355,6 +367,28 @@ class DriftMonitor:
             unit.stream, unit.model, event.detector, event.statistic, event.threshold,
             offsets, when, drift.action, f"; features {detail}" if detail else "",
         )  # fmt: skip
+
+    def _changed_state(self) -> None:
+        """The watch state changed outside the record path (an event, an acknowledgement): save it at
+        the end of this loop turn, not checkpoint_interval_s later."""
+        self.checkpoint.dirty = True
+        self._checkpoint_now = True
+
+    def _published_before(self) -> set[str]:
+        """Ids of the drift events on ``drift-events`` (a small topic, read once at start): a change this
+        instance re-detects from a checkpoint older than its event has the same id, and is not
+        published twice."""
+        ids = set()
+        try:
+            for message in iter_topic(self.settings, self.settings.topic("drift"), timeout=30):
+                try:
+                    event = decode_drift_event(message.value() or b"")
+                except msgspec.DecodeError:
+                    continue
+                ids.add(event.event_id)  # an id names its instance (events.drift_event_id)
+        except TopicMissingError:
+            pass  # nothing was ever published
+        return ids
 
     def _follow_peer_events(self, reader: Consumer) -> None:
         for message in reader.consume(100, 0):
@@ -371,6 +405,7 @@ class DriftMonitor:
                 log.info("drift on %s reported by another monitor (%s): ours starts afresh, quiet",
                          event.stream, event.event_id)  # fmt: skip
                 unit.watch.acknowledge()
+                self._changed_state()
 
     def _poll_retrainer(self) -> None:
         if self.retrainer is None:
@@ -389,6 +424,7 @@ class DriftMonitor:
             return
         flush_or_raise(self.producer)
         self.checkpoint.save(self.watches.units.values(), self.scores_topic_id)
+        self._checkpoint_now = False
         self.stats.checkpoints += 1
         covered = self.checkpoint.covered(commit)
         offsets = [TopicPartition(self.scores_topic, p, offset) for p, offset in covered.items()]

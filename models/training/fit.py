@@ -60,6 +60,19 @@ def fit_threshold(
     return threshold.fit(detector.score(data.labelled), data.labelled_anomaly)
 
 
+def _check_finite(stream: str, detector: str, calibration_scores: np.ndarray, threshold: Threshold) -> None:
+    """Refuse a model that would be silently wrong: a ``nan`` score or threshold flags nothing (every
+    comparison with nan is false). The data reader refuses non-finite inputs; this catches what an
+    encoder or a detector makes of extreme ones (a log of a value below -1, an overflow)."""
+    bad = int(np.count_nonzero(~np.isfinite(calibration_scores)))
+    cut = float(threshold.threshold_)
+    if bad or not np.isfinite(cut):
+        raise ConfigurationError(
+            f"{stream}/{detector}: training gave {bad:,} non-finite calibration scores and threshold {cut}: "
+            "nothing was saved; check the training rows for extreme values (or drop them from [features] log)"
+        )
+
+
 # Constructor arguments that count something: a value below 1 would leave a detector untrained (zero
 # epochs, or -1 which Keras reads as "no epochs") or fail deep inside a library.
 POSITIVE_PARAMS = ("epochs", "batch_size", "n_estimators", "n_trees", "window_size", "max_samples")
@@ -104,6 +117,7 @@ def fit_model(
     fit_seconds = time.perf_counter() - started
     calibration_scores = np.asarray(detector.score(data.calibration), dtype=np.float64)
     fitted = fit_threshold(threshold, detector, data, calibration_scores, fpr, threshold_params)
+    _check_finite(data.stream, recipe.detector, calibration_scores, fitted)
     description = {**data.description, "fit_seconds": round(fit_seconds, 2), "params": detector.get_params()}
     return FittedModel(
         data.stream, data.encoder, detector, fitted, calibration_scores, fit_seconds, description

@@ -112,6 +112,7 @@ def _tabular(
         "schema": schema.name,
         "kind": schema.kind,
         "training_rows": training_rows,
+        "dropped_rows": table.dropped,  # missing = "drop": unusable rows left out
         "normal_rows": int(len(normal_rows)),
         "anomaly_rows": int(len(anomaly_rows)),
         "rows": {
@@ -161,5 +162,6 @@ def _series(table: Table, training_rows: int | None, window: int | None) -> Trai
         rows = None  # each series' probationary period, as NAB trains
     data = sensor_training_data(series, window or schema.series.window, rows=rows, stream=schema.name,
                                 schema=schema)  # fmt: skip
-    data.description.update(schema=schema.name, kind=schema.kind, training_rows=training_rows)
+    data.description.update(schema=schema.name, kind=schema.kind, training_rows=training_rows,
+                            dropped_rows=table.dropped)  # fmt: skip
     return data

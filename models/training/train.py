@@ -182,3 +182,49 @@ def save(registry: Registry, fitted: FittedModel, promote: bool | None = None) -
         cut,
     )
     return ref
+
+
+def training_summary(description: dict[str, Any]) -> str:
+    """One line: the rows a model was trained on, as its manifest records them.
+
+    >>> training_summary({"data": "a.csv", "normal_rows": 900, "anomaly_rows": 100, "rows": {"fit": 720,
+    ...     "early_stop": 90, "calibration": 90, "labelled_validation": {"anomaly": 10}}}).split("; ")[1]
+    '100 anomalous rows, 10 kept for validation (none is trained on)'
+    """
+    rows = description.get("rows", {})
+    split = (f"fit {rows.get('fit', 0):,}, early stop {rows.get('early_stop', 0):,}, "
+             f"calibration {rows.get('calibration', 0):,}")  # fmt: skip
+    data = description.get("data")
+    source = ", ".join(data) if isinstance(data, list) else str(data)
+    if "normal_rows" in description:
+        line = f"trained on {description['normal_rows']:,} normal rows of {source}: {split}"
+    elif "window" in description:
+        line = f"trained on windows of {description['window']} rows of {source}: {split}"
+    else:
+        line = f"trained on {source}: {split}"
+    anomalous = description.get("anomaly_rows", description.get("attack_rows"))
+    if anomalous is not None:
+        held = rows.get("labelled_validation", {})
+        kept = held.get("anomaly", held.get("attack", 0))
+        line += f"; {anomalous:,} anomalous rows, {kept:,} kept for validation (none is trained on)"
+    if description.get("dropped_rows"):
+        line += f'; {description["dropped_rows"]:,} unusable rows left out (missing = "drop")'
+    return line
+
+
+def training_report(registry: Registry, ref: ModelRef) -> list[str]:
+    """What ``anomstream train`` prints after saving: the rows used, and the promotion status."""
+    training = registry.manifest(ref.stream, ref.detector, ref.version).get("training", {})
+    return [training_summary(dict(training)), promotion_status(registry, ref)]
+
+
+def promotion_status(registry: Registry, ref: ModelRef) -> str:
+    """Whether ``ref`` is its stream's production model, and if not, the command that makes it so."""
+    production = registry.production(ref.stream)
+    if production is not None and production.model == (ref.detector, ref.version):
+        return f"{ref.stream}/{ref.detector} v{ref.version} is in production: workers load it"
+    current = f"production is {production.model}" if production is not None else "no production model"
+    return (
+        f"{ref.stream}/{ref.detector} v{ref.version} is NOT in production ({current}); promote it with: "
+        f"anomstream models promote {ref.stream} {ref.detector} {ref.version}"
+    )

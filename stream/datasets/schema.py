@@ -40,6 +40,19 @@ BUILTIN_DIR = Path(__file__).parent / "builtin"
 RESERVED_NAMES = frozenset({"alerts", "scores", "dead_letter", "dead-letter", "drift", "model_updates",
                             "model-updates", "feedback", "topic_prefix"})  # fmt: skip
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+# The topics anomstream writes: a schema reading one would have a worker score its own outputs.
+OUTPUT_TOPICS = ("alerts", "scores", "dead_letter", "drift", "model_updates", "feedback", "incidents",
+                 "incident_members", "incidents_state")  # fmt: skip
+
+
+def output_topic_role(topic: str, settings: Settings | None = None) -> str | None:
+    """Which output ``topic`` is (``alerts``, ``drift``, ...), by its default name or, given
+    ``settings``, its configured full name; None when anomstream does not write it."""
+    for role in OUTPUT_TOPICS:
+        default = TopicNames.model_fields[role].default
+        if topic == default or (settings is not None and topic == settings.topic(role)):
+            return role
+    return None
 
 
 class SchemaError(ConfigurationError):
@@ -81,12 +94,25 @@ class Source(_Part):
 class Timestamp(_Part):
     """When each row happened; replays can be paced by it (`--speedup`)."""
 
-    column: str = Field(description="the column holding each row's time")
+    column: str | None = Field(default=None, description="the column holding each row's time")
     format: str | None = Field(
         default=None,
         description='strftime format such as %Y/%m/%d %H:%M, or "unix" / "unix_ms" for epoch numbers; '
         "unset: ISO 8601 or inferred",
     )
+    row_number: bool | None = Field(
+        default=None,  # unset, not false: a schema with a time column never mentions it
+        description="no time column (a file of one number per line): each row's time is its row number "
+        "in the file (0, 1, ...), read as seconds from 1970-01-01; set instead of column",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Timestamp:
+        if (self.column is None) == (not self.row_number):
+            raise ValueError("give the time's column, or row_number = true when the file has none (not both)")
+        if self.row_number and self.format is not None:
+            raise ValueError("row_number = true times rows by their number: leave format unset")
+        return self
 
 
 class Features(_Part):
@@ -102,8 +128,10 @@ class Features(_Part):
     )
     missing: Literal["error", "drop"] = Field(
         default="error",
-        description="a row with a missing feature value (an empty cell, NA, null): refuse the file, or "
-        "drop the row",
+        description="a row with a missing or unusable value (an empty feature or label cell, NA, null, "
+        "or a number that is not finite: inf, -inf): refuse the file in one line naming the column and "
+        "the file's row (error), or leave the row out of replay and training (drop; event ids and row "
+        "numbers still count the file's rows)",
     )
 
 
@@ -155,6 +183,12 @@ class DatasetSchema(_Part):
     def _consistent(self) -> DatasetSchema:
         if self.name in RESERVED_NAMES:
             raise ValueError(f"name {self.name!r} is a reserved topic name: choose another")
+        role = output_topic_role(self.topic_name)
+        if role is not None:
+            raise ValueError(
+                f"topic {self.topic_name!r} is anomstream's {role} output: a worker reading it would score "
+                "its own outputs; name the topic your data arrives on"
+            )
         if self.kind == "series" and self.series is None:
             raise ValueError('kind = "series" needs a [series] table with its value column(s)')
         if self.kind != "series" and self.series is not None:
@@ -184,7 +218,7 @@ class DatasetSchema(_Part):
     def meta_columns(self) -> list[str]:
         """Time, key and label columns."""
         columns = []
-        if self.timestamp is not None:
+        if self.timestamp is not None and self.timestamp.column is not None:
             columns.append(self.timestamp.column)
         if self.key is not None:
             columns.append(self.key)
@@ -202,7 +236,15 @@ class DatasetSchema(_Part):
         the schema's ``topic`` (default: its name), both under the common topic prefix."""
         if self.name in TopicNames.model_fields:
             return settings.topic(self.name)
-        return settings.topic_prefix + self.topic_name
+        topic = settings.topic_prefix + self.topic_name
+        role = output_topic_role(topic, settings)
+        if role is not None:  # a configured output name (ANOMSTREAM_TOPICS__ALERTS=...) the schema names
+            raise SchemaError(
+                f"schema {self.name!r} reads topic {topic!r}, which anomstream writes ({role}, "
+                f"ANOMSTREAM_TOPICS__{role.upper()}): a worker would score its own outputs; name the topic "
+                "your data arrives on"
+            )
+        return topic
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (stored with every model trained on the stream)."""

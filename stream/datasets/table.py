@@ -4,7 +4,9 @@
 text), and beside them the times, keys and labels the schema names. Every way a file can disagree
 with its schema is refused before anything is published, in one line that says what to fix: a column
 the schema names and the file lacks, a value that does not parse as a number or a time, an empty
-feature cell, a label column with no normal row, an empty file.
+feature or label cell or a non-finite number (``inf``; unless ``[features] missing = "drop"`` leaves
+those rows out), a label column with no normal row, an empty file. Row numbers count the file's data
+rows, whatever was dropped before them (:attr:`Table.rows`).
 
 For example::
 
@@ -39,9 +41,22 @@ class Table:
     keys: np.ndarray | None = None  # object: text
     labels: np.ndarray | None = None  # object: the label text, trimmed
     normal: np.ndarray | None = None  # bool: the label is one of the schema's normal values
+    # int64: each row's position among the file's data rows (0 = the first row after any header), so
+    # an error and an event id name the file's row whatever was dropped before it; None: 0, 1, ...
+    rows: np.ndarray | None = None
+    file_rows: int | None = None  # data rows read from the file, dropped ones included
+
+    @property
+    def dropped(self) -> int:
+        """Rows of the file left out (``missing = "drop"``)."""
+        return 0 if self.file_rows is None else self.file_rows - len(self)
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def file_row(self, index: int) -> int:
+        """The file's row number (1 = its first data row) of row ``index`` of this table."""
+        return int(self.rows[index]) + 1 if self.rows is not None else index + 1
 
     def numeric(self) -> np.ndarray:
         """The numeric features (records), or the samples (series, windows), as float64."""
@@ -71,7 +86,9 @@ class Table:
 
         frame = self.frame.iloc[rows].reset_index(drop=True)
         return Table(self.schema, self.source, frame, pick(self.timestamps), pick(self.keys),
-                     pick(self.labels), pick(self.normal))  # fmt: skip
+                     pick(self.labels), pick(self.normal),
+                     pick(self.rows if self.rows is not None else np.arange(len(self))),
+                     self.file_rows)  # fmt: skip
 
 
 def source_path(schema: DatasetSchema, path: str | Path | None) -> Path:
@@ -101,7 +118,7 @@ def _read_raw(schema: DatasetSchema, path: Path, limit: int | None) -> pd.DataFr
     # one string object per cell), turned into text below.
     text_columns = {c: "category" for c in [*schema.features.categorical, *schema.meta_columns()]}
     if schema.timestamp is not None and (schema.timestamp.format or "").startswith("unix"):
-        text_columns.pop(schema.timestamp.column, None)
+        text_columns.pop(schema.timestamp.column or "", None)
     if source.format == "csv":
         names = source.columns or None
         sep = r"\s+" if source.delimiter == "whitespace" else source.delimiter
@@ -155,7 +172,7 @@ def _as_numbers(frame: pd.DataFrame, names: list[str], path: Path) -> pd.DataFra
     return pd.DataFrame(out, index=frame.index)
 
 
-def _times(schema: DatasetSchema, column: pd.Series, path: Path) -> np.ndarray:
+def _times(schema: DatasetSchema, column: pd.Series, path: Path, rows: np.ndarray) -> np.ndarray:
     assert schema.timestamp is not None
     fmt = schema.timestamp.format
     if isinstance(column.dtype, pd.CategoricalDtype):
@@ -176,7 +193,7 @@ def _times(schema: DatasetSchema, column: pd.Series, path: Path) -> np.ndarray:
             f"{path}: column {schema.timestamp.column!r} is not a time in {how}: {_short(exc)}"
         ) from None
     if parsed.isna().any():
-        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        row = int(rows[np.flatnonzero(parsed.isna().to_numpy())[0]])
         raise DatasetFormatError(f"{path}: column {schema.timestamp.column!r}, row {row + 1} has no time")
     return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]")
 
@@ -206,6 +223,38 @@ def _is_number(value: object) -> bool:
     return True
 
 
+def _unusable(schema: DatasetSchema, frame: pd.DataFrame, numbers: pd.DataFrame) -> np.ndarray:
+    """Rows no detector can use: a feature cell that is empty or not finite (``inf`` parses as a
+    number, and a model fitted on it has a ``nan`` threshold), or an empty label cell (it would read as
+    an anomaly named ``nan``)."""
+    bad = ~np.isfinite(numbers.to_numpy(dtype=np.float64)).all(axis=1)
+    for name in schema.features.categorical:
+        bad |= frame[name].isna().to_numpy()
+    if schema.label is not None:
+        bad |= frame[schema.label.column].isna().to_numpy()
+    return bad
+
+
+def _unusable_line(
+    schema: DatasetSchema, frame: pd.DataFrame, numbers: pd.DataFrame, unusable: np.ndarray, path: Path
+) -> str:
+    """The one line that refuses a file with unusable rows: its first bad cell, by column and file row."""
+    row = int(np.flatnonzero(unusable)[0])
+    label = [schema.label.column] if schema.label is not None else []
+    for name in [*numbers.columns, *schema.features.categorical, *label]:
+        value = numbers[name].iloc[row] if name in numbers.columns else frame[name].iloc[row]
+        if pd.isna(value):
+            what = "the label is empty" if name in label else "the cell is empty"
+            break
+        if name in numbers.columns and not np.isfinite(value):
+            what = f"{value} is not a finite number"
+            break
+    return (
+        f"{path}: column {name!r}, row {row + 1}: {what} ({int(unusable.sum()):,} rows like it in all): "
+        'fix them, or set [features] missing = "drop" to leave those rows out'
+    )
+
+
 def read_table(schema: DatasetSchema, path: str | Path | None = None, limit: int | None = None) -> Table:
     """Read ``path`` (default: the schema's ``source.path``) as ``schema`` declares it.
 
@@ -228,25 +277,28 @@ def read_table(schema: DatasetSchema, path: str | Path | None = None, limit: int
         numbers = _as_numbers(frame, scored, path)
     else:
         numbers = _as_numbers(frame, schema.features.numeric or schema.scored_columns(), path)
-    empty = numbers.isna().any(axis=1).to_numpy().copy()
-    for name in schema.features.categorical:
-        empty |= frame[name].isna().to_numpy()
-    if empty.any():
+    file_rows = len(frame)
+    rows = np.arange(file_rows, dtype=np.int64)  # the file's rows, kept through any drop below
+    unusable = _unusable(schema, frame, numbers)
+    if unusable.any():
         if schema.features.missing == "error":
-            row = int(np.flatnonzero(empty)[0])
-            raise DatasetFormatError(
-                f"{path}: row {row + 1} has a missing feature value ({int(empty.sum()):,} rows in all): "
-                'fill them, or set [features] missing = "drop"'
-            )
-        keep = ~empty
+            raise DatasetFormatError(_unusable_line(schema, frame, numbers, unusable, path))
+        keep = ~unusable
         frame, numbers = frame[keep].reset_index(drop=True), numbers[keep].reset_index(drop=True)
+        rows = rows[keep]
         if frame.empty:
-            raise DatasetFormatError(f"{path}: every row has a missing feature value")
+            raise DatasetFormatError(
+                f"{path}: every row has a missing or non-finite feature value (or no label)"
+            )
     scored = numbers
     if schema.kind == "records" and schema.features.categorical:
         symbols = frame[schema.features.categorical].astype(str)
         scored = pd.concat([numbers, symbols], axis=1)[schema.scored_columns()]
-    timestamps = _times(schema, frame[schema.timestamp.column], path) if schema.timestamp else None
+    timestamps = None
+    if schema.timestamp is not None and schema.timestamp.column is not None:
+        timestamps = _times(schema, frame[schema.timestamp.column], path, rows)
+    elif schema.timestamp is not None:  # row_number: the file's row, so a dropped row leaves a gap
+        timestamps = rows.astype("datetime64[s]").astype("datetime64[ns]")
     keys = frame[schema.key].astype(str).to_numpy(dtype=object) if schema.key else None
     labels = normal = None
     if schema.label is not None:
@@ -262,4 +314,4 @@ def read_table(schema: DatasetSchema, path: str | Path | None = None, limit: int
                 f"{schema.label.normal}; its values include {seen}: fix [label] normal"
             )
     return Table(schema, path.name.removesuffix(".gz"), scored.reset_index(drop=True), timestamps, keys,
-                 labels, normal)  # fmt: skip
+                 labels, normal, rows, file_rows)  # fmt: skip

@@ -68,7 +68,8 @@ def bad_files(folder: Path) -> list[tuple[str, Path, DatasetSchema, str]]:
         ("not a number", write(folder / "text.csv", with_cell(lines, 7, 1, "twelve")), taxi_schema(),
          r"column 'value', row 7: 'twelve' is not a number"),
         ("empty cell", write(folder / "gap.csv", with_cell(lines, 4, 1, "")), taxi_schema(),
-         r"row 4 has a missing feature value \(1 rows in all\): fill them, or set \[features\] missing"),
+         r"column 'value', row 4: the cell is empty \(1 rows like it in all\): fix them, or set "
+         r"\[features\] missing"),
         ("not a time", write(folder / "time.csv", with_cell(lines, 3, 0, "yesterday")), taxi_schema(),
          r"column 'timestamp' is not a time in format '%Y-%m-%d %H:%M:%S'"),
         ("no normal label", write(folder / "labels.csv", labelled(lines, "bad")),

@@ -8,7 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from consumers.supervisor import MAX_RESTARTS_PER_MINUTE, ReplicaSupervisor, worker_command
+from stream.settings import Settings
 from stream.signals import StopFlag
 
 
@@ -80,3 +83,30 @@ def test_exit_codes_are_combined_not_or_ed(tmp_path: Path) -> None:
     supervisor = ReplicaSupervisor(2, [], stop, command=_program(log, body))
     threading.Timer(1.5, stop.set).start()
     assert supervisor.run() == 1
+
+
+def test_replicas_get_the_supervisor_s_settings_not_the_caller_s_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 28: ``worker --replicas N`` children read os.environ, so settings given otherwise (a
+    demo's --broker-port, a test's) never reached them: they looked for the broker elsewhere."""
+    monkeypatch.setenv("ANOMSTREAM_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+    monkeypatch.setenv("ANOMSTREAM_TOPIC_PREFIX", "callers.")
+    settings = Settings(bootstrap_servers="127.0.0.1:39092", topic_prefix="mine.", batch_size=77)
+    log, stop = tmp_path / "args.log", StopFlag(install=False)
+    body = (
+        f"import os\nopen({str(tmp_path / 'env.log')!r}, 'a').write(' '.join(os.environ.get(k, '-') for k in "
+        "('ANOMSTREAM_BOOTSTRAP_SERVERS', 'ANOMSTREAM_TOPIC_PREFIX', 'ANOMSTREAM_BATCH_SIZE')) + '\\n')\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\ntime.sleep(60)\n"
+    )
+    supervisor = ReplicaSupervisor(2, [], stop, command=_program(log, body), settings=settings)
+    seen = tmp_path / "env.log"
+    threading.Thread(target=lambda: (_wait_for_lines(seen, 2), stop.set()), daemon=True).start()
+    assert supervisor.run() == 0
+    assert _lines(seen) == ["127.0.0.1:39092 mine. 77"] * 2
+
+
+def _wait_for_lines(path: Path, n: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(_lines(path)) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
