@@ -10,6 +10,7 @@ environment (a test's, a demo's ``--broker-port``) reach the replicas too.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -77,7 +78,11 @@ class ReplicaSupervisor:
         self.stop = stop if stop is not None else StopFlag()
         self.command = command  # builds one replica's command line from its arguments
         # None: the replicas inherit this process's environment (a caller with no settings object).
-        self.env = settings.environment() if settings is not None else None
+        # Fault hooks (ANOMSTREAM_TEST_*) are not settings: they are passed on as they are.
+        self.env = None
+        if settings is not None:
+            hooks = {k: v for k, v in os.environ.items() if k.startswith("ANOMSTREAM_TEST_")}
+            self.env = {**settings.environment(), **hooks}
 
     def _spawn(self, index: int) -> subprocess.Popen:
         # A stable id per replica slot: under --eos it is the transactional id, so a restarted
