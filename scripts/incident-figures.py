@@ -77,8 +77,14 @@ def main() -> None:
     parser.add_argument("--registry", type=Path, default=None, help="model registry (default: settings)")
     parser.add_argument("--cache", type=Path, default=None, help="keep the alerts here between runs")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--kafka", action="store_true", help="the figures of what the incident stage published on the broker"
+    )
     args = parser.parse_args()
     settings = load_settings(**({"registry_dir": args.registry} if args.registry else {}))
+    if args.kafka:
+        kafka_figures(settings, args.json)
+        return
     partitions = settings.topic_partitions
     if args.cache is not None and args.cache.exists():
         by_partition = {
@@ -91,7 +97,7 @@ def main() -> None:
     policy = grouping_policy(settings.incidents)
     members: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
     for partition, values in sorted(by_partition.items()):
-        grouper = PartitionGrouper(PartitionState(settings.topic("alerts"), partition), policy, {})
+        grouper = PartitionGrouper(PartitionState(settings.topic("alerts"), partition), policy)
         refs = [alert_ref(v, offset) for offset, v in enumerate(values)]
         for first in range(0, len(refs), 1000):  # batches, with the timers between them as live
             batch = refs[first : first + 1000]
@@ -101,6 +107,27 @@ def main() -> None:
             grouper.tick(wall)
         grouper.close_all(refs[-1].time_ms if refs else 0)
     print_figures(members, json_out=args.json)
+
+
+def kafka_figures(settings, json_out: bool) -> None:
+    """The figures from the topics: members from ``incident-members``, compared with ``alerts``."""
+    from stream.kafka import read_all
+    from stream.messages import decode_alert, decode_incident_members
+
+    members: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+    for message in read_all(settings, settings.topic("incident_members"), timeout=600):
+        batch = decode_incident_members(message.value())
+        members[batch.incident_id] += [(a.label, a.alert_id) for a in batch.alerts]
+    alerts = {
+        decode_alert(m.value()).alert_id for m in read_all(settings, settings.topic("alerts"), timeout=600)
+    }
+    figures = print_figures(members, json_out)
+    grouped = {a for m in members.values() for _, a in m}
+    print(
+        f"alerts on the topic: {len(alerts):,}; in no incident: {len(alerts - grouped):,}; "
+        f"in an incident and not on the topic: {len(grouped - alerts):,}; "
+        f"each alert once: {figures['each_alert_once']}"
+    )
 
 
 def print_figures(members: dict[str, list[tuple[str | None, str]]], json_out: bool = False) -> dict:

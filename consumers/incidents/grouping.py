@@ -5,8 +5,9 @@ their source event, so one stream's alerts are spread over every partition; each
 incidents are its own, which is what lets a rebalance move them with the partition). For each alert,
 in offset order:
 
-* ``fields`` grouping (a dataset schema's ``[incidents] group_by``): the alert joins the open
-  incident of its stream with the same values of those fields, Elastic-suppression style;
+* ``fields`` grouping (a dataset schema's ``[incidents] group_by``, whose values the worker copies
+  into the alert's ``fields``): the alert joins the open incident of its stream with the same values
+  of those fields, Elastic-suppression style;
 * ``features`` grouping (the default): online leader clustering on the alert's explanation. The
   alert's top features form a unit vector (name -> contribution); it joins the open incident of its
   stream whose centroid is the most similar (cosine) if that similarity reaches ``similarity``,
@@ -61,7 +62,6 @@ class GroupingPolicy:
     repeat_interval_ms: int = 3_600_000
     similarity: float = 0.5
     max_open: int = 200
-    group_by: tuple[str, ...] = ()  # fields grouping when set (per stream: see IncidentGrouper)
 
 
 class AlertRef(msgspec.Struct, frozen=True, gc=False):
@@ -175,10 +175,9 @@ def cosine(a: dict[str, float], b: dict[str, float]) -> float:
 class PartitionGrouper:
     """Groups the alerts of one alerts partition into incidents (see the module)."""
 
-    def __init__(self, state: PartitionState, policy: GroupingPolicy, group_by: dict[str, tuple[str, ...]]):
+    def __init__(self, state: PartitionState, policy: GroupingPolicy) -> None:
         self.state = state
         self.policy = policy
-        self.group_by = group_by  # stream -> fields (a stream absent: grouped by features)
         self._open: dict[str, OpenIncident] = {i.incident_id: i for i in state.incidents}
         self._recent: dict[tuple[str, ...], str] = {}  # top feature names -> incident last joined
         self._same: dict[
@@ -263,7 +262,7 @@ class PartitionGrouper:
         )
 
     def _match(self, alert: AlertRef) -> OpenIncident | None:
-        if self.group_by.get(alert.stream):
+        if alert.fields:  # its dataset schema groups by fields
             for incident in self._open.values():
                 if self._joinable(incident, alert) and tuple(incident.fields.items()) == alert.fields:
                     return incident
@@ -312,13 +311,12 @@ class PartitionGrouper:
             stalest = min(self._open.values(), key=lambda i: (i.end_ms, i.first_offset))
             self._close(stalest, self.state.clock_wall_ms, result)
         state = self.state
-        fields = self.group_by.get(alert.stream)
         incident = OpenIncident(
             incident_id=f"inc-{alert.stream}-{state.partition}-{alert.offset}",
             stream=alert.stream,
             partition=state.partition,
             first_offset=alert.offset,
-            kind="fields" if fields else "features",
+            kind="fields" if alert.fields else "features",
             fields=dict(alert.fields),
             centroid={},
             contributions={},

@@ -139,7 +139,6 @@ class IncidentStage:
         metrics_port: int | None = None,
         guard: Watchdog | None = None,
         faults: Faults = NO_FAULTS,
-        group_by: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.settings = settings
         self.eos = eos
@@ -148,7 +147,6 @@ class IncidentStage:
         self.guard = guard if guard is not None else watchdog()
         self.faults = faults
         self.policy = grouping_policy(settings.incidents)
-        self.group_by = dict(group_by or {})
         self.alerts_topic = settings.topic("alerts")
         self.topics = {
             "incidents": settings.topic("incidents"),
@@ -369,7 +367,8 @@ class IncidentStage:
             self.metrics.alerts.labels(stream).inc(n)
         for output in batch.outputs:
             if output.topic == self.topics["incidents"] and output.value is not None:
-                activity = _activity_of(output.value)
+                stream, activity = _activity_of(output.value)
+                self.metrics.incidents.labels(stream, ACTIVITIES[activity]).inc()
                 if activity == 1:
                     stats.created += 1
                 elif activity == 3:
@@ -383,7 +382,7 @@ class IncidentStage:
         self.publisher.note_assigned(partitions)
         for tp in partitions:
             state = self.states.restore(tp.topic, tp.partition)
-            self.groupers[tp.partition] = PartitionGrouper(state, self.policy, self.group_by)
+            self.groupers[tp.partition] = PartitionGrouper(state, self.policy)
         log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -445,12 +444,23 @@ class IncidentStage:
             self.states.close()
 
 
-def _activity_of(value: bytes) -> int:
-    return int(msgspec.json.decode(value, type=_ActivityOnly).activity_id)
+class _Unmapped(msgspec.Struct):
+    stream: str
 
 
-class _ActivityOnly(msgspec.Struct):
+class _Activity(msgspec.Struct):
     activity_id: int
+    unmapped: _Unmapped
+
+
+ACTIVITIES = {1: "create", 2: "update", 3: "close"}
+_read_activity = msgspec.json.Decoder(_Activity).decode
+
+
+def _activity_of(value: bytes) -> tuple[str, int]:
+    """(stream, activity id) of an incident message this stage built."""
+    read = _read_activity(value)
+    return read.unmapped.stream, read.activity_id
 
 
 def stage_command(*args: str) -> list[str]:

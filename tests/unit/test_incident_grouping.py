@@ -52,8 +52,8 @@ def alert(
     )
 
 
-def grouper(policy: GroupingPolicy = POLICY, group_by=None) -> PartitionGrouper:
-    return PartitionGrouper(PartitionState("alerts", 3), policy, group_by or {})
+def grouper(policy: GroupingPolicy = POLICY) -> PartitionGrouper:
+    return PartitionGrouper(PartitionState("alerts", 3), policy)
 
 
 def test_similar_alerts_form_one_incident_and_different_ones_another() -> None:
@@ -123,7 +123,7 @@ def test_state_round_trip_resumes_exactly() -> None:
     whole.add(alerts, wall_ms=0)
     first = grouper()
     first.add(alerts[:17], wall_ms=0)
-    resumed = PartitionGrouper(PartitionGrouper.state_from_bytes(first.to_bytes()), POLICY, {})
+    resumed = PartitionGrouper(PartitionGrouper.state_from_bytes(first.to_bytes()), POLICY)
     resumed.add(alerts[17:], wall_ms=0)
     as_counts = lambda g: sorted((i.incident_id, i.count, i.labels == i.labels) for i in g.open_incidents)  # noqa: E731
     assert as_counts(resumed) == as_counts(whole)
@@ -147,7 +147,7 @@ def test_open_incidents_are_bounded() -> None:
 
 
 def test_fields_grouping_follows_the_schema_fields() -> None:
-    g = grouper(group_by={"fw": ("dst_port",)})
+    g = grouper()
     alerts = [
         alert(
             i,
