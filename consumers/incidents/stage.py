@@ -330,7 +330,13 @@ class IncidentStage:
             value = encode(incident_message(change.incident, change.activity, now))
             outputs.append(Output(incidents, value, change.incident.incident_id.encode(), None, origin))
         outputs.append(
-            Output(state, grouper.to_bytes(), state_key(self.alerts_topic, partition), None, origin)
+            Output(
+                state,
+                grouper.to_bytes(),
+                state_key(self.settings.incidents.group_id, self.alerts_topic, partition),
+                None,
+                origin,
+            )
         )
 
     # -- committed batches ----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The incident stage's state in Kafka: one snapshot of the open incidents per alerts partition on the
-compacted ``incidents-state`` topic, keyed ``<alerts topic>:<partition>``.
+compacted ``incidents-state`` topic, keyed ``<group id>/<alerts topic>:<partition>``.
 
 The stage writes a partition's snapshot with the outputs and offsets of every batch that changed it
 (under ``--eos`` in the batch's transaction), so the snapshot read back (read_committed) is exactly the
@@ -29,8 +29,10 @@ FIRST_WINDOW = 64  # records read back from the end first; then 8x more each tim
 RESTORE_TIMEOUT_S = 180.0
 
 
-def state_key(topic: str, partition: int) -> bytes:
-    return f"{topic}:{partition}".encode()
+def state_key(group_id: str, topic: str, partition: int) -> bytes:
+    """The key of a partition's snapshot: two stage groups (a blue/green pair, a benchmark) reading
+    the same alerts never share state."""
+    return f"{group_id}/{topic}:{partition}".encode()
 
 
 class StateReader:
@@ -38,6 +40,7 @@ class StateReader:
 
     def __init__(self, settings: Settings, timeout_s: float = RESTORE_TIMEOUT_S) -> None:
         self.topic = settings.topic("incidents_state")
+        self.group_id = settings.incidents.group_id
         self.timeout_s = timeout_s
         partitioner = str(settings.kafka.get("partitioner", "consistent_random"))
         # Only CRC32 partitioners say where a key is; with another one every partition is searched.
@@ -49,7 +52,7 @@ class StateReader:
 
     def restore(self, topic: str, partition: int) -> PartitionState:
         """The latest snapshot of alerts partition ``partition`` of ``topic``, or a fresh state."""
-        key = state_key(topic, partition)
+        key = state_key(self.group_id, topic, partition)
         partitions = partitions_of(self.reader, self.topic)
         where = [partitions[zlib.crc32(key) % len(partitions)]] if self.crc32 else partitions
         for state_partition in where:
