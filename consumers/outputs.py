@@ -20,13 +20,16 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import numpy as np
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 
 from consumers.decoding import Rejected
+from models.features import RecordsRaw, encoder_schema
 from models.scoring import BatchScores, ScoringModel
+from stream.errors import ConfigurationError
 from stream.kafka import Headers, header
 from stream.messages import DeadLetterHeaders, ScoreRecord, encode
 
@@ -131,9 +134,18 @@ def _number_rows(rows: np.ndarray) -> list[list[bytes]]:
 
 
 def build_alerts(
-    model: ScoringModel, meta: BatchMeta, scored: BatchScores, detected_at: str
+    model: ScoringModel,
+    meta: BatchMeta,
+    scored: BatchScores,
+    detected_at: str,
+    fields: list[dict[str, str]] | None = None,
 ) -> Iterator[tuple[bytes | None, bytes]]:
-    """(key, JSON value) of each alert, keyed by the source event's key."""
+    """(key, JSON value) of each alert, keyed by the source event's key; ``fields``: per alert row, the
+    values of the fields its dataset schema groups incidents by (:func:`group_fields`)."""
+    if fields is not None:
+        for (key, value), shared in zip(build_alerts(model, meta, scored, detected_at), fields, strict=True):
+            yield key, value[:-1] + b',"fields":' + _json(shared) + b"}"
+        return
     rows = scored.alert_rows.tolist()
     if not rows:
         return
@@ -175,6 +187,34 @@ def build_alerts(
             label_bytes,
         )
         yield key, value
+
+
+def group_fields(model: ScoringModel, raw: Any, rows: list[int]) -> list[dict[str, str]] | None:
+    """The values of the fields the model's dataset schema groups incidents by (``[incidents]
+    group_by``: feature columns) for the alerting ``rows`` of a decoded batch; None when it names none.
+    Only alert rows are read, so a stream without ``group_by`` (KDD) pays nothing."""
+    schema = encoder_schema(model.encoder)
+    group_by = schema.incidents.group_by if schema is not None and schema.incidents is not None else []
+    if not group_by or not isinstance(raw, RecordsRaw):
+        return None
+    features = schema.features  # type: ignore[union-attr]
+    columns: list[tuple[str, Any]] = []
+    for name in group_by:
+        if name in features.categorical:
+            columns.append((name, raw.symbols[:, features.categorical.index(name)]))
+        elif name in features.numeric:
+            columns.append((name, raw.numeric[:, features.numeric.index(name)]))
+        else:
+            raise ConfigurationError(
+                f"[incidents] group_by names {name!r}, which is no feature column of schema {schema.name!r}"  # type: ignore[union-attr]
+            )
+    return [{name: _text(values[row]) for name, values in columns} for row in rows]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a port read as 22.0 groups as "22"
+    return str(value)[:256]
 
 
 def build_score_records(

@@ -42,7 +42,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from consumers.batching import DynamicBatcher
 from consumers.decoding import BatchDecoder, decoder_for, stream_topic
 from consumers.faults import NO_FAULTS, Faults, from_env
-from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter
+from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter, group_fields
 from consumers.publisher import (
     MAX_DELIVERY_RETRIES,
     DeliveryFailedError,
@@ -391,7 +391,9 @@ class ScoringWorker:
             valid = decoded.messages
             meta = BatchMeta.of(valid, decoded.event_times, decoded.labels, decoded.keys)
             rows = scored.alert_rows.tolist()
-            for row, (key, value) in zip(rows, build_alerts(model, meta, scored, detected_at), strict=True):
+            fields = group_fields(model, decoded.raw, rows)  # None unless its schema groups by fields
+            alerts = build_alerts(model, meta, scored, detected_at, fields)
+            for row, (key, value) in zip(rows, alerts, strict=True):
                 outputs.append(Output(alerts_topic, value, key, None, valid[row]))
             first_of: dict[bytes, Message] = {}
             for message in valid:

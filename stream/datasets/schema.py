@@ -158,6 +158,17 @@ class Series(_Part):
     )
 
 
+class Incidents(_Part):
+    """How the incident stage groups this stream's alerts (`[incidents]`, docs/incidents.md)."""
+
+    group_by: list[str] = Field(
+        default_factory=list,
+        max_length=3,
+        description="up to 3 feature columns whose values an incident's alerts share (none: alerts are "
+        "grouped by their explanations)",
+    )
+
+
 class DatasetSchema(_Part):
     """A dataset of one's own, declared: how to read it, what to score, where it streams."""
 
@@ -178,6 +189,7 @@ class DatasetSchema(_Part):
     features: Features = Field(default_factory=Features)
     label: Label | None = None
     series: Series | None = None
+    incidents: Incidents | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetSchema:
