@@ -234,6 +234,7 @@ def select_learnt(
         "benign_verdicts": int(benign.sum()),
         # Rows learnt only because an analyst said benign: what the evidence alone would have left out.
         "benign_verdicts_beyond_evidence": int((benign & ~malicious & ~((quiet & ~halo) | learnable)).sum()),
+        "benign_verdicts_kept": int((benign & ~malicious)[final].sum()),  # after the repeat cap
         "malicious_verdicts": int(malicious.sum()),
         "kept": int(final.size),
     }
