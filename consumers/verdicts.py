@@ -83,7 +83,7 @@ def check_verdict(verdict: str, by: str = "cli", reason: str = "", alert_id: str
     if verdict not in VERDICTS:
         raise InvalidVerdictError(f"verdict must be {' or '.join(VERDICTS)}, got {verdict!r}")
     if not alert_id or len(alert_id) > MAX_NAME:
-        raise InvalidVerdictError(f"an alert id has 1 to {MAX_NAME} characters, got {len(alert_id)}")
+        raise InvalidVerdictError(f"an id has 1 to {MAX_NAME} characters, got {len(alert_id)}")
     if not by.strip() or len(by) > MAX_NAME:
         raise InvalidVerdictError(f"the analyst's name (--by) has 1 to {MAX_NAME} characters")
     if len(reason) > MAX_REASON:
