@@ -49,7 +49,16 @@ from stream.kafka import (
     read_ranges,
     search_backwards,
 )
-from stream.messages import Alert, Feedback, SourceRef, Verdict, decode_alert, decode_feedback, encode
+from stream.messages import (
+    Alert,
+    Feedback,
+    Verdict,
+    decode_alert,
+    decode_feedback,
+    decode_incident,
+    decode_incident_members,
+    encode,
+)
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -164,7 +173,7 @@ def give_verdict(
 
 class IncidentRef(msgspec.Struct):
     """What a verdict copies from an incident (its latest message on ``incidents``, an OCSF Detection
-    Finding): the stream, the model and how far it got; the rest of the finding is not needed here."""
+    Finding): the stream, the model and how far it got."""
 
     uid: str
     stream: str
@@ -174,41 +183,6 @@ class IncidentRef(msgspec.Struct):
     closed: bool
 
 
-class _ModelRef(msgspec.Struct):
-    detector: str
-    version: int
-
-
-class _Unmapped(msgspec.Struct):
-    stream: str
-    model: _ModelRef
-
-
-class _Finding(msgspec.Struct):
-    uid: str
-
-
-class _IncidentHead(msgspec.Struct):
-    finding_info: _Finding
-    unmapped: _Unmapped
-    count: int = 0
-    status_id: int = 1
-
-
-class _Member(msgspec.Struct):
-    source: SourceRef
-    alert_id: str | None = None
-
-
-class _Members(msgspec.Struct):
-    # One incident-members message (the incident contract); only what a retrain needs is decoded.
-    incident_id: str
-    alerts: list[_Member]
-    stream: str | None = None
-
-
-_decode_incident = msgspec.json.Decoder(_IncidentHead).decode
-_decode_members = msgspec.json.Decoder(_Members).decode
 CLOSED = 4  # OCSF status_id Resolved: the incident stage closed it after its gap
 
 
@@ -231,7 +205,7 @@ def find_incident(settings: Settings, incident_id: str, timeout: float = SEARCH_
     later = read_ranges(settings, topic, {found.partition(): (found.offset(), end)}, timeout=timeout)
     latest = [m for m in later if m.key() == key] or [found]
     try:
-        head = _decode_incident(latest[-1].value() or b"")
+        head = decode_incident(latest[-1].value() or b"")
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise UnknownIncidentError(f"incident {incident_id} on {topic} does not decode ({exc})") from exc
     return IncidentRef(head.finding_info.uid, head.unmapped.stream, head.unmapped.model.detector,
@@ -365,7 +339,7 @@ def incident_members(
             if message.key() not in keys:
                 continue
             try:
-                batch = _decode_members(message.value() or b"")
+                batch = decode_incident_members(message.value() or b"")
             except (msgspec.DecodeError, msgspec.ValidationError):
                 bad += 1
                 continue

@@ -20,7 +20,7 @@ from consumers.verdicts import UnknownIncidentError, give_incident_verdict, give
 from models.registry import Registry
 from models.retraining import RetrainPolicy
 from stream.kafka import end_offsets, flush_or_raise, make_producer, produce, read_all, read_ranges
-from stream.messages import Alert, SourceRef, decode_feedback
+from stream.messages import Alert, SourceRef, decode_feedback, decode_incident
 from stream.settings import Settings
 from tests.integration.test_retrain import own_registry, replay_shift, retrain_once
 from tests.support import schema_validator
@@ -29,22 +29,27 @@ pytestmark = pytest.mark.integration
 
 
 def incident_message(incident_id: str, revision: int, count: int, stream: str = "kdd") -> dict:
-    """An incident as the stage publishes it (an OCSF Detection Finding; the contract's fields)."""
+    """An incident as the stage publishes it (an OCSF Detection Finding, ``stream.messages.Incident``)."""
     now = int(datetime.now(UTC).timestamp() * 1000)
     closing = revision > 1
+    activity = "Close" if closing else "Create"
     return {
-        "activity_id": 3 if closing else 1, "activity_name": "Close" if closing else "Create",
+        "activity_id": 3 if closing else 1, "activity_name": activity,
         "category_uid": 2, "category_name": "Findings", "class_uid": 2004, "class_name": "Detection Finding",
-        "type_uid": 200403 if closing else 200401, "severity_id": 2, "severity": "Low",
+        "type_uid": 200403 if closing else 200401, "type_name": f"Detection Finding: {activity}",
+        "severity_id": 2, "severity": "Low",
         "status_id": 4 if closing else 1, "status": "Resolved" if closing else "New",
         "time": now, "start_time": now - 60_000, "end_time": now, "count": count,
         "message": f"{count} alerts on {stream}",
         "metadata": {"version": "1.3.0", "uid": f"{incident_id}:{revision}",
                      "product": {"name": "anomstream", "vendor_name": "anomstream", "version": "0.1.0"}},
-        "finding_info": {"uid": incident_id, "title": f"{count} alerts", "first_seen_time": now - 60_000,
-                         "last_seen_time": now},
+        "finding_info": {"uid": incident_id, "title": f"{count} alerts", "desc": "serror_rate",
+                         "first_seen_time": now - 60_000, "last_seen_time": now,
+                         "analytic": {"name": "ae", "uid": f"{stream}/ae", "version": "1", "type_id": 4,
+                                      "type": "Learning (ML/DL)"}},
         "unmapped": {"stream": stream, "model": {"detector": "ae", "version": 1},
-                     "group": {"kind": "features", "features": ["serror_rate"]}, "verdict": None,
+                     "group": {"kind": "features", "fields": {}, "features": ["serror_rate"]},
+                     "top_features": [], "alert_ids": [], "verdict": None, "labels": {"normal": count},
                      "revision": revision, "partition": 0},
     }  # fmt: skip
 
@@ -71,6 +76,7 @@ def test_an_incident_verdict_from_the_command_line_covers_every_member(kafka_set
     settings = kafka_settings
     topic = settings.topic("kdd")
     first = [(topic, 0, o) for o in range(0, 10)]
+    decode_incident(orjson.dumps(incident_message("inc-kdd-0-0", 1, 10)))  # what the stage publishes
     publish(settings, "incidents", "inc-kdd-0-0", incident_message("inc-kdd-0-0", 1, 10))
     publish(settings, "incident_members", "inc-kdd-0-0", members_message("inc-kdd-0-0", first))
 
