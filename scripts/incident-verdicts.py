@@ -39,7 +39,7 @@ from models.registry import Registry
 from stream.broker import temporary_broker
 from stream.kafka import create_topics, end_offsets, read_all
 from stream.labels import is_attack
-from stream.settings import DriftSettings, Settings
+from stream.settings import DriftSettings, IncidentSettings, Settings
 
 _spec = importlib.util.spec_from_file_location("drift_figures", Path(__file__).with_name("drift-figures.py"))
 assert _spec is not None and _spec.loader is not None
@@ -276,15 +276,15 @@ def main() -> None:
             state_dir=out / "state",
             topic_prefix="incident-verdicts.",
             topic_partitions=3,
-            drift=DriftSettings(retrain_cooldown_s=3600),
+            # At most --max-events post-change events are learnt from: what follows is the later
+            # traffic the promoted model is measured on. The replay compresses hours of traffic into
+            # minutes: the stage publishes its updates as often (--group-interval).
+            drift=DriftSettings(retrain_cooldown_s=3600, retrain_max_events=args.max_events),
+            incidents=IncidentSettings(group_interval_s=args.group_interval),
         )
         create_topics(settings)
         # The replay compresses hours of traffic into minutes: the stage publishes its updates as often.
-        # At most --max-events post-change events are learnt from: what follows is the later traffic
-        # the promoted model is measured on.
-        env = {**settings.environment(), "COLUMNS": "200",
-               "ANOMSTREAM_INCIDENTS__GROUP_INTERVAL_S": str(args.group_interval),
-               "ANOMSTREAM_DRIFT__RETRAIN_MAX_EVENTS": str(args.max_events)}  # fmt: skip
+        env = {**settings.environment(), "COLUMNS": "200"}
         figures_lib.cli(env, "train", "--stream", "kdd", "--if-missing", log=out / "train.log")
         for scenario in scenarios:
             for n in counts:
