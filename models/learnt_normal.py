@@ -97,13 +97,13 @@ class LearntNormal:
         return self
 
     def extended(
-        self, records: np.ndarray, ratios: np.ndarray, seed: int = 0, ceiling: float = np.inf
+        self, records: np.ndarray, ratios: np.ndarray, seed: int = 0, ceiling: float | np.ndarray = np.inf
     ) -> LearntNormal:
         """A new learnt normal: these records and the ones learnt before, each with its own reach (an
         adapted model adapting again keeps what it learnt; alerting records first at the cap)."""
         both = np.vstack([np.asarray(records, np.float32), self.records_])
         ratios = np.asarray(ratios, np.float64)
-        ceilings = np.r_[np.full(len(ratios), ceiling), self.reach_]  # old records keep their reach
+        ceilings = np.r_[np.broadcast_to(ceiling, ratios.shape), self.reach_]  # old records keep their reach
         return LearntNormal(**self.params()).fit(both, np.r_[ratios, self.ratios_], seed, ceilings)
 
     def _index(self) -> None:

@@ -273,15 +273,18 @@ Verdict = Literal["benign", "malicious"]
 
 
 class Feedback(Struct):
-    """An analyst's verdict on one alert (``feedback`` topic, keyed by the alert id).
+    """An analyst's verdict on one alert or on one incident (``feedback`` topic, keyed by the alert
+    or incident id).
 
-    ``benign``: the alerted event is normal traffic the model should learn at its next retrain;
-    ``malicious``: a confirmed attack, never learnt, and added to the attacks a candidate must still
-    detect. The alert's coordinates and model are copied in so the verdict is auditable (who, when,
-    on which model version) and a retrain finds the event without reading the alerts topic.
+    ``benign``: the alerted event(s) are normal traffic the model should learn at its next retrain;
+    ``malicious``: confirmed attacks, never learnt, and added to the attacks a candidate must still
+    detect. An alert verdict carries ``alert_id`` and the alert's coordinates (``source``); an incident
+    verdict carries ``incident_id`` instead (``alert_id`` and ``source`` null): it covers every alert
+    of the incident, found on ``incident-members``. The model is copied in so the verdict is auditable
+    (who, when, on which model version).
     """
 
-    alert_id: Annotated[str, Meta(min_length=1, max_length=256)]
+    alert_id: Annotated[str, Meta(min_length=1, max_length=256)] | None
     verdict: Verdict
     by: Annotated[str, Meta(min_length=1, max_length=256)]
     reason: Annotated[str, Meta(max_length=2000)]
@@ -289,7 +292,8 @@ class Feedback(Struct):
     stream: Name
     detector: Name
     model_version: int
-    source: SourceRef
+    source: SourceRef | None
+    incident_id: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
 
 
 # -- incidents (OCSF 1.3 Detection Finding, class 2004) -----------------------------------------------

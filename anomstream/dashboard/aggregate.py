@@ -353,6 +353,8 @@ class Aggregator:
 
     def add_feedback(self, feedback: Feedback) -> None:
         """An analyst's verdict (the last one on an alert counts), for every page to show."""
+        if feedback.alert_id is None:  # an incident verdict: not shown per alert (yet)
+            return
         self.counts["verdicts"] += 1
         entry = {"verdict": feedback.verdict, "by": feedback.by, "given_at": feedback.given_at,
                  "reason": feedback.reason}  # fmt: skip

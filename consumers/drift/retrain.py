@@ -6,7 +6,8 @@ keep their CPU. The job (:func:`retrain_job`)::
 
     wait until min_events post-change events exist (change.partition_offsets -> end offsets)
     -> read them from the input topic by offset range -> decode, encode with the production encoder
-    -> analysts' verdicts (``feedback``): benign rows always learnt, malicious rows never, and every
+    -> analysts' verdicts (``feedback``) on alerts and on incidents (every alert of a judged incident,
+       from ``incident-members``): benign rows always learnt, malicious rows never, and every
        confirmed attack (read back from the input topic) joins the gate's attacks
     -> models.retraining.retrain_after_change: weigh the evidence (severity, campaigns, persistence),
        learn what it allows into the candidate's learnt normal, shadow-evaluate it on the newest events
@@ -284,7 +285,8 @@ def _warm_up() -> None:
 
 
 def benign_after_change(verdicts: Verdicts, topic: str, starts: dict[int, int]) -> int:
-    """Analysts' benign verdicts on events at or after the change."""
+    """Events at or after the change analysts judged benign (an incident verdict counts each of the
+    incident's alerts: one verdict on a cluster of new normal starts the retrain early)."""
     return sum(1 for t, p, o in verdicts.benign if t == topic and p in starts and o >= starts[p])
 
 
@@ -328,25 +330,45 @@ def _verdict_masks(messages: list, verdicts: Verdicts) -> tuple[np.ndarray, np.n
 
 
 MAX_CONFIRMED_ATTACKS = 2_000  # confirmed-malicious events read back for the gate, newest first
+SPAN_GAP = 1_000  # offsets of one partition closer than this are read as one range
+
+
+def offset_spans(offsets: list[int], gap: int = SPAN_GAP) -> list[tuple[int, int]]:
+    """``[start, end)`` ranges covering ``offsets``, runs closer than ``gap`` merged (an incident's
+    alerts lie close together: one read, not one per alert).
+
+    >>> offset_spans([7, 3, 4, 5000, 5001])
+    [(3, 8), (5000, 5002)]
+    """
+    spans: list[tuple[int, int]] = []
+    for offset in sorted(set(offsets)):
+        if spans and offset - spans[-1][1] < gap:
+            spans[-1] = (spans[-1][0], offset + 1)
+        else:
+            spans.append((offset, offset + 1))
+    return spans
 
 
 def _confirmed_attacks(
     settings: Settings, stream: str, verdicts: Verdicts, production: Any, known: set
 ) -> np.ndarray | None:
     """The encoded rows of confirmed-malicious events outside the post-change read (they join the
-    gate's attacks wherever they came from), or None. Read back from their topics, one offset per
-    partition per pass."""
+    gate's attacks wherever they came from), or None. Read back from their topics, one span of
+    nearby offsets per partition per pass."""
     pending = sorted((w for w in verdicts.malicious if w not in known), key=lambda w: -w[2])
-    pending = pending[:MAX_CONFIRMED_ATTACKS]
+    wanted = set(pending[:MAX_CONFIRMED_ATTACKS])
+    offsets: dict[tuple[str, int], list[int]] = {}
+    for topic, partition, offset in wanted:
+        offsets.setdefault((topic, partition), []).append(offset)
+    queue = {tp: offset_spans(found) for tp, found in offsets.items()}
     messages: list = []
-    while pending:
-        firsts: dict[tuple[str, int], int] = {}
-        for topic, partition, offset in pending:
-            firsts.setdefault((topic, partition), offset)
-        for topic in {t for t, _ in firsts}:
-            ranges = {p: (o, o + 1) for (t, p), o in firsts.items() if t == topic}
-            messages += read_ranges(settings, topic, ranges, timeout=30.0)
-        pending = [w for w in pending if firsts.get((w[0], w[1])) != w[2]]
+    while any(queue.values()):
+        for topic in {t for t, _ in queue}:
+            ranges = {p: spans_[0] for (t, p), spans_ in queue.items() if t == topic and spans_}
+            if ranges:
+                read = read_ranges(settings, topic, ranges, timeout=30.0)
+                messages += [m for m in read if (m.topic(), m.partition(), m.offset()) in wanted]
+        queue = {tp: spans_[1:] for tp, spans_ in queue.items()}
     if not messages:
         return None
     decoded = decoder_for(stream, production.encoder)(messages)
@@ -378,10 +400,10 @@ def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> di
     benign, malicious = _verdict_masks(batch.messages, verdicts)
     known = {(m.topic(), m.partition(), m.offset()) for m in batch.messages}
     confirmed = _confirmed_attacks(settings, event.stream, verdicts, production, known)
-    log.info("drift event %s: %d post-change events read (%d undecodable); verdicts: %d benign, %d malicious "
-             "among them, %d confirmed attacks elsewhere", event.event_id, len(batch.messages),
-             len(batch.rejected), int(benign.sum()), int(malicious.sum()),
-             0 if confirmed is None else len(confirmed))  # fmt: skip
+    log.info("drift event %s: %d post-change events read (%d undecodable); verdicts (%d on alerts, %d on "
+             "incidents): %d benign, %d malicious among them, %d confirmed attacks elsewhere", event.event_id,
+             len(batch.messages), len(batch.rejected), len(verdicts.by_alert), len(verdicts.by_incident),
+             int(benign.sum()), int(malicious.sum()), 0 if confirmed is None else len(confirmed))  # fmt: skip
     origin = {
         "event_id": event.event_id,
         "topic": event.change.topic,
@@ -389,7 +411,8 @@ def retrain_job(settings: Settings, payload: bytes, policy: RetrainPolicy) -> di
         "production": {"detector": production.detector_name, "version": production.version},
         "started": "early, on analysts' benign verdicts" if early else "on min_events post-change events",
         "verdicts": {"benign": int(benign.sum()), "malicious": int(malicious.sum()),
-                     "confirmed_attacks": 0 if confirmed is None else int(len(confirmed))},
+                     "confirmed_attacks": 0 if confirmed is None else int(len(confirmed)),
+                     **verdicts.audit()},
     }  # fmt: skip
     description = {"data": f"post-change events of {event.change.topic}", "drift_event": event.event_id}
     report = retrain_after_change(production, X, policy, validation, _labels(batch.messages), description,

@@ -37,10 +37,15 @@ class LabelledValidation:
 
 
 def adapted_candidate(
-    production: ScoringModel, records: np.ndarray, ratios: np.ndarray, policy: RetrainPolicy, ceiling: float
+    production: ScoringModel,
+    records: np.ndarray,
+    ratios: np.ndarray,
+    policy: RetrainPolicy,
+    ceiling: float | np.ndarray,
 ) -> ScoringModel:
     """Production with ``records`` (severity ``ratios``) added to what its learnt normal holds; none
-    vouches at or past ``ceiling`` (the severities this adaptation did not learn)."""
+    vouches at or past ``ceiling`` (the severities this adaptation did not learn; one per record
+    where analysts' verdicts lifted it, ``models.retraining.judged.learnt_ceilings``)."""
     if production.learnt_normal is not None:
         learnt = production.learnt_normal.extended(records, ratios, policy.seed, ceiling)
     else:
@@ -77,6 +82,7 @@ def shadow_evaluate(
     ceiling: float,
     malicious: np.ndarray | None = None,
     reference_rate: float | None = None,
+    taught: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Both models on the same held-out newest rows and on the attacks; ``passed`` when all of the
     policy's criteria hold (see :class:`RetrainPolicy`).
@@ -85,7 +91,9 @@ def shadow_evaluate(
     ``normal_band``. Never-learnt alerts: holdout rows production alerted on at or above ``ceiling``
     thresholds. Attacks: the validation attacks and analysts' ``malicious`` rows. ``reference_rate``:
     production's alert rate on its validation normal; its rate on the normal-looking holdout must be
-    ``min_elevation`` times that, or there are no false alarms to remove. A criterion with nothing to
+    ``min_elevation`` times that, or there are no false alarms to remove. ``taught``: holdout rows
+    analysts' benign verdicts cover or reach (``models.retraining.judged.taught_by_verdicts``), left
+    out of the never-learnt alerts: a verdict taught their severity. A criterion with nothing to
     judge (no labelled split on sensor series, too few never-learnt alerts, no reference) is None.
     """
     cut = float(production.threshold.threshold_)
@@ -102,6 +110,8 @@ def shadow_evaluate(
     if reference_rate is not None:
         criteria["alert_rate_elevated"] = bool(rate_prod >= policy.min_elevation * reference_rate)
     kept = ratio >= ceiling
+    if taught is not None:
+        kept &= ~np.asarray(taught, dtype=bool)
     kept_alerts = None
     if ceiling > 1.0 and kept.sum() >= policy.min_kept_alerts:
         kept_rate = float(np.mean(cand_alert[kept]))

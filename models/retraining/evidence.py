@@ -41,6 +41,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from models.retraining.filtering import cap_repeats
+from models.retraining.judged import unjudged_campaign
 from models.retraining.policy import RetrainPolicy
 
 NEW_NORMAL, MIXED, BURSTS = "new_normal", "mixed", "bursts"
@@ -134,10 +135,13 @@ def weigh(
     severity_ratios: tuple[float, ...],
     policy: RetrainPolicy,
     reference_rate: float = 0.0,
+    benign: np.ndarray | None = None,
 ) -> tuple[Evidence, np.ndarray, np.ndarray, np.ndarray]:
     """The evidence on post-change rows ``X`` (offset order) whose severity ratios (score / threshold)
     the production model gave as ``ratio``; ``reference_rate``: its alert rate on its own validation
-    normal. Also returns the capped rows, the campaign mask and the calm mask (rows outside bursts)."""
+    normal; ``benign``: rows analysts judged benign, whose campaigns are no evidence of an attack
+    (they leave the campaign share). Also returns the capped rows, the campaign mask and the calm
+    mask (rows outside bursts)."""
     ratio = np.asarray(ratio, dtype=np.float64)
     alerting = ratio >= 1.0
     capped = cap_repeats(X, np.arange(len(X)), policy.max_record_share)
@@ -161,7 +165,8 @@ def weigh(
         campaign[capped[is_flood & alerting[capped]]] = True
         in_capped = campaign[capped]
     alerting_capped = int(alerting[capped].sum())
-    share = float(in_capped.sum() / alerting_capped) if alerting_capped else 0.0
+    suspect = unjudged_campaign(campaign, benign)[capped]
+    share = float(suspect.sum() / alerting_capped) if alerting_capped else 0.0
     high, critical = severity_ratios[2], severity_ratios[3]
     calm = np.ones(len(X), dtype=bool)
     if not persistent:
@@ -205,11 +210,12 @@ def select_learnt(
     # A campaign's halo: rows within a learnt record's reach of a campaign record (its variants, the
     # few copies of a flood the model does not alert on) would vouch for the campaign: not learnt.
     halo = np.zeros(n, dtype=bool)
-    if campaign.any() and in_pool.any():
+    suspect = unjudged_campaign(campaign, benign)  # a campaign judged benign casts no halo
+    if suspect.any() and in_pool.any():
         quiet_rows = np.unique(np.ascontiguousarray(X[quiet]), axis=0).astype(np.float64)
         if len(quiet_rows) >= 2:
             reach = float(np.quantile(_nearest_gap(quiet_rows), policy.radius_quantile))
-            records = np.unique(np.ascontiguousarray(X[campaign]), axis=0).astype(np.float64)
+            records = np.unique(np.ascontiguousarray(X[suspect]), axis=0).astype(np.float64)
             pool = np.flatnonzero(in_pool & ~campaign)
             halo[pool] = _nearest_distance(X[pool].astype(np.float64), records) <= reach
     learnable = alerting & (ratio < evidence.ceiling) & ~campaign & calm & ~halo
@@ -226,6 +232,9 @@ def select_learnt(
         "in_bursts": int((alerting & ~campaign & ~calm & (ratio < evidence.ceiling)).sum()),
         "campaign_halo": int(halo.sum()),
         "benign_verdicts": int(benign.sum()),
+        # Rows learnt only because an analyst said benign: what the evidence alone would have left out.
+        "benign_verdicts_beyond_evidence": int((benign & ~malicious & ~((quiet & ~halo) | learnable)).sum()),
+        "benign_verdicts_kept": int((benign & ~malicious)[final].sum()),  # after the repeat cap
         "malicious_verdicts": int(malicious.sum()),
         "kept": int(final.size),
     }

@@ -8,6 +8,7 @@ what the report measures offline is exactly what runs live::
     training part -> production ratios -> evidence (severity, campaigns, persistence) -> mode, ceiling
                   -> rows learnt (quiet, alerting below the ceiling and in no campaign, benign
                      verdicts; never malicious ones; repeats capped) -> the candidate's learnt normal
+                     (benign-verdict rows vouch past the ceiling: models.retraining.judged)
     holdout + validation attacks + malicious rows -> shadow evaluation -> passed / rejected
 """
 
@@ -28,6 +29,7 @@ from models.retraining.candidate import (
     shadow_reasons,
 )
 from models.retraining.evidence import Evidence, select_learnt, weigh
+from models.retraining.judged import judged_masks, learnt_ceilings, taught_by_verdicts
 from models.retraining.policy import RetrainPolicy
 from models.retraining.training_data import original_training
 from models.scoring import ScoringModel
@@ -92,10 +94,6 @@ def _contamination(labels: np.ndarray | None, learnt: np.ndarray) -> dict[str, A
     }
 
 
-def _mask(values: np.ndarray | None, n: int) -> np.ndarray:
-    return np.zeros(n, dtype=bool) if values is None else np.asarray(values, dtype=bool)
-
-
 def retrain_after_change(
     production: ScoringModel,
     X_post: np.ndarray,
@@ -110,10 +108,11 @@ def retrain_after_change(
     """Weigh the evidence on ``X_post`` (post-change rows, encoded by the production encoder, in
     offset order), learn what it allows into the candidate's learnt normal, shadow-evaluate it.
 
-    ``benign`` / ``malicious``: masks over ``X_post`` from analysts' verdicts (learnt always / never);
-    ``confirmed_attacks``: encoded rows analysts confirmed malicious (wherever they came from), which
-    join the validation attacks of the gate. ``labels`` (replay ground truth) only measure the
-    contamination that remains.
+    ``benign`` / ``malicious``: masks over ``X_post`` from analysts' verdicts on alerts and incidents
+    (learnt always, vouching past the evidence's ceiling / never, and joining the gate's attacks; a
+    row in both is malicious: ``models.retraining.judged``); ``confirmed_attacks``: encoded rows
+    analysts confirmed malicious elsewhere, which join the validation attacks of the gate.
+    ``labels`` (replay ground truth) only measure the contamination that remains.
     """
     started = time.perf_counter()
     X_post = np.asarray(X_post, dtype=np.float32)
@@ -121,14 +120,14 @@ def retrain_after_change(
     if n < policy.min_events:
         detail = f"{n:,} post-change events, {policy.min_events:,} needed"
         return RetrainReport(INSUFFICIENT, None, {}, detail, {"pool": n})
-    benign, malicious = _mask(benign, n), _mask(malicious, n)
+    benign, malicious = judged_masks(n, benign, malicious)
     train_cut, hold_cut = split_post_change(n, policy)
     train_part = X_post[train_cut]
     cut = max(float(production.threshold.threshold_), 1e-12)
     ratio = production.judge(train_part) / cut
     reference = reference_alert_rate(production)
     evidence, capped, campaign, calm = weigh(
-        train_part, ratio, production.threshold.ratios, policy, reference or 0.0
+        train_part, ratio, production.threshold.ratios, policy, reference or 0.0, benign[train_cut]
     )
     learnt = select_learnt(
         train_part, ratio, evidence, capped, campaign, policy, calm, benign[train_cut], malicious[train_cut]
@@ -146,13 +145,29 @@ def retrain_after_change(
             f"({policy.min_learnt_rows:,} needed; mode {evidence.mode}): an attack burst rather than drift?"
         )
         return RetrainReport(INSUFFICIENT, None, {}, detail, selection, contamination, evidence=evidence)
-    candidate = adapted_candidate(production, train_part[fit_rows], ratio[fit_rows], policy, evidence.ceiling)
-    attacks = confirmed_attacks if confirmed_attacks is not None and len(confirmed_attacks) else None
-    if malicious[hold_cut].any():
-        held = X_post[hold_cut][malicious[hold_cut]]
-        attacks = held if attacks is None else np.vstack([attacks, held])
+    judged_fit = benign[train_cut][fit_rows]
+    ceilings = learnt_ceilings(judged_fit, evidence.ceiling)
+    candidate = adapted_candidate(production, train_part[fit_rows], ratio[fit_rows], policy, ceilings)
+    # Confirmed attacks join the gate's: from elsewhere, and every malicious post-change row (both parts).
+    parts = [a for a in (confirmed_attacks, X_post[malicious]) if a is not None and len(a)]
+    attacks = np.vstack(parts) if parts else None
+    taught = None
+    if benign.any() and candidate.learnt_normal is not None:
+        judged = train_part[fit_rows][judged_fit]
+        taught = taught_by_verdicts(
+            X_post[hold_cut], judged, candidate.learnt_normal.radius_, benign[hold_cut]
+        )
+        selection["holdout_taught_by_verdicts"] = int(taught.sum())
     shadow = shadow_evaluate(
-        production, candidate, X_post[hold_cut], validation, policy, evidence.ceiling, attacks, reference
+        production,
+        candidate,
+        X_post[hold_cut],
+        validation,
+        policy,
+        evidence.ceiling,
+        attacks,
+        reference,
+        taught,
     )
     outcome = PASSED if shadow["passed"] else REJECTED
     detail = "shadow evaluation passed" if shadow["passed"] else shadow_reasons(shadow, policy)
