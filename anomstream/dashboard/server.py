@@ -6,10 +6,10 @@ first gets a *snapshot* (the last minute of sampled scores, recent alerts, the w
 *deltas*; a page that falls behind gets a fresh snapshot instead of the deltas it missed.
 
 Routes: ``/`` the page, ``/static/*`` its assets (vendored, no CDN), ``/events`` the stream,
-``/api/snapshot`` the current state as JSON, ``POST /api/verdicts`` an analyst's verdict on an alert
-or an incident (:mod:`.verdicts`: who may give one depends on where the dashboard listens),
-``/api/incidents/{id}/alerts`` an incident's alerts (:mod:`.incidents`), and ``/metrics``,
-``/healthz``, ``/readyz``.
+``/api/snapshot`` the current state as JSON (``/api/snapshot.js``: as the page's first frame),
+``POST /api/verdicts`` an analyst's verdict on an alert or an incident (:mod:`.verdicts`: who may
+give one depends on where the dashboard listens), ``/api/incidents/{id}/alerts`` an incident's
+alerts (:mod:`.incidents`), and ``/metrics``, ``/healthz``, ``/readyz``.
 """
 
 from __future__ import annotations
@@ -200,6 +200,12 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
     async def snapshot(request: Request) -> Response:
         return Response(hub.snapshot()[1], media_type="application/json")
 
+    async def first_frame(request: Request) -> Response:
+        # The page's first frame as a script: the load event waits for it (not for the event stream,
+        # which opens after load), so a headless screenshot or a link preview shows the pipeline.
+        body = b"window.anomstreamFirst = " + hub.snapshot()[1] + b";\n"
+        return Response(body, media_type="text/javascript", headers={"Cache-Control": "no-store"})
+
     async def members(request: Request) -> Response:
         incident_id = request.path_params["incident_id"]
         with aggregator.lock:
@@ -225,6 +231,7 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
         Route("/", index),
         Route("/events", events),
         Route("/api/snapshot", snapshot),
+        Route("/api/snapshot.js", first_frame),
         Route("/api/incidents/{incident_id:str}/alerts", members),
         Route("/api/verdicts", VerdictEndpoint(settings, aggregator, gate).answer, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),

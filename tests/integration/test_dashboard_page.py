@@ -29,6 +29,7 @@ from tests.support.streams import make_settings
 from tests.support.web import (
     ARTIFACTS,
     CHROMIUM,
+    get_json,
     headless_chromium,
     http_status,
     require_binary,
@@ -198,9 +199,11 @@ def test_a_headless_screenshot_of_the_page_completes(
     alerted: Settings, dashboard: Any, tmp_path: Path
 ) -> None:
     """``chromium --headless --screenshot URL`` waits for the page's load event: the never-ending
-    event stream must not hold it back (an operator's screenshot, a link preview)."""
+    event stream must not hold it back (an operator's screenshot, a link preview), and what the page
+    shows at that moment is the pipeline, not an empty page waiting for its stream."""
     chromium = require_binary(CHROMIUM, "chromium")
     base = dashboard(alerted)
+    assert wait_until(lambda: len(get_json(f"{base}/api/snapshot")["alerts"]) > 0, 30)
     shot, profile = tmp_path / "shot.png", tmp_path / "profile"
     command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
@@ -213,5 +216,9 @@ def test_a_headless_screenshot_of_the_page_completes(
         pytest.fail("chromium --headless --screenshot did not finish within 60 s")
     assert done.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, done.stderr[-2000:]
     assert time.monotonic() - began < 60
+    # The page as it stands at its load event (what the screenshot shows): alerts in the feed.
+    command[command.index(f"--screenshot={shot}")] = "--dump-dom"
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True).stdout
+    assert 'class="alert"' in dom and 'data-stream="kdd"' in dom, dom[-2000:]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, ARTIFACTS / "dashboard-headless.png")

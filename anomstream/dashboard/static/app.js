@@ -547,7 +547,14 @@ function connect() {
     conn.className = "pill " + (source.readyState === EventSource.CLOSED ? "pill-down" : "pill-wait");
   };
 }
-// After the load event: the stream never ends, and nothing of it may hold the page's load back (a
-// headless screenshot, a link preview and a test's page load all wait for that event).
+// The first frame came with the page (a script the load event waits for): drawn at once, so a
+// screenshot taken at load shows the pipeline. The stream opens after the load event: it never
+// ends, and nothing of it may hold the page's load back (a headless screenshot, a link preview and
+// a test's page load all wait for that event).
+if (window.anomstreamFirst) {
+  apply(window.anomstreamFirst);
+  delete window.anomstreamFirst;
+  render();
+}
 if (document.readyState === "complete") connect();
 else window.addEventListener("load", () => setTimeout(connect, 0), { once: true });
