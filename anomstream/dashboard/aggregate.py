@@ -7,12 +7,13 @@ offset samples, and is asked for a *frame* a few times a second:
 * per stream: events/s in (input end offsets) and scored, group lag, totals, precision / recall / F1
   so far and over the last minute, the threshold and the model that is scoring;
 * a uniform sample of the scores that arrived since the last frame (at most ``points_per_frame``
-  per stream), coloured by ground truth, for the scrolling chart;
+  per stream), coloured by ground truth, placed at their event time, for the scores chart;
 * a histogram of log10(score / threshold), normal vs anomalous, per model version;
 * the newest alerts of every (stream, severity) since the last frame, so a filter for a rare
   severity still shows its latest alerts when common ones arrive by the thousand;
 * new timeline entries (drift events, retrains, shadow results, promotions, rollbacks);
-* analysts' verdicts on the alerts a page shows (``feedback``), so every page marks them.
+* analysts' verdicts on the alerts a page shows (``feedback``), so every page marks them;
+* the incidents (:mod:`.incidents`), open ones first, in a frame whenever one changed.
 
 It never keeps a per-event structure: memory is bounded whatever the stream's length. Duplicates
 (a retried batch re-published after a crash) are recognised per partition by offset and counted
@@ -28,12 +29,14 @@ from collections import Counter as Tally
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 
+from anomstream.dashboard.incidents import IncidentBoard
 from models.evaluation.confusion import Confusion
 from models.model_id import ModelId, ProductionAlias
 from models.registry import Registry, RegistryError
@@ -56,7 +59,8 @@ HIST_DECADES = 3.0  # the histogram spans threshold / 1000 .. threshold * 1000
 HIST_BINS = 60
 RATE_WINDOW_S = 5.0
 MINUTE_S = 60
-POINTS_WINDOW_S = 60.0  # the scrolling chart's width, kept for a page that opens mid-replay
+POINTS_WINDOW_S = 60.0  # the scrolling chart's width (event time), kept for a page that opens later
+POINTS_FRAMES_KEPT = 400  # at most this many frames' samples (a minute and more at 0.4 s a frame)
 RATE_HISTORY = 300  # one point per second: the throughput chart's last five minutes
 RECENT_ALERTS = 50  # per (stream, severity), for a page that opens mid-replay
 NEW_ALERTS_PER_FRAME = 8  # per (stream, severity)
@@ -142,6 +146,18 @@ class Histogram:
         np.add.at(self.counts, (classes, bins), 1)
 
 
+@lru_cache(maxsize=4096)
+def _epoch(iso: str | None) -> float:
+    """An event time (ISO 8601) in epoch seconds; NaN when there is none or it does not parse."""
+    if not iso:
+        return math.nan
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return math.nan
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def histogram_edges() -> list[float]:
     return np.linspace(-HIST_DECADES, HIST_DECADES, HIST_BINS + 1).round(6).tolist()
 
@@ -165,8 +181,11 @@ class StreamState:
     high_water: dict[tuple[str, int], int] = field(default_factory=dict)
     histograms: dict[ModelId, Histogram] = field(default_factory=dict)
     # Scores since the last frame, sampled when the frame is made.
-    pending: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
-    points: deque[tuple[float, dict[str, list]]] = field(default_factory=deque)
+    pending: list[tuple[np.ndarray, np.ndarray, float, list[str | None]]] = field(default_factory=list)
+    # Each frame's sample: (when it was made, its newest event time, the sample).
+    points: deque[tuple[float, float, dict[str, list]]] = field(
+        default_factory=lambda: deque(maxlen=POINTS_FRAMES_KEPT)
+    )
     end_offsets: deque[tuple[float, int]] = field(default_factory=deque)
     lag: int | None = None
     rates: deque[tuple[float, float | None, float]] = field(
@@ -209,12 +228,13 @@ class Aggregator:
         self.shown: OrderedDict[str, Alert] = OrderedDict()
         self.verdicts: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.new_verdicts: dict[str, dict[str, Any]] = {}
+        self.incidents = IncidentBoard()
         self.seq = 0
         self.last_frame_at = time.time()
         # Alerts counted per (stream, severity) since the feed last exported them as metrics.
         self.severity_counted: Tally[tuple[str, str]] = Tally()
         self.counts = {"score_records": 0, "alerts": 0, "drift_events": 0, "model_updates": 0, "verdicts": 0,
-                       "invalid": 0}  # fmt: skip
+                       "incidents": 0, "invalid": 0}  # fmt: skip
         self.status: dict[str, Any] = {"broker": "connecting"}
 
     def stream(self, name: str) -> StreamState:
@@ -241,8 +261,10 @@ class Aggregator:
         scores = np.asarray(record.scores, dtype=np.float64)
         flagged = np.asarray(record.is_alert, dtype=bool)
         classes = label_classes(record.labels).astype(np.int64)
+        times = record.event_times
         if n_fresh < offsets.size:
             scores, flagged, classes = scores[fresh], flagged[fresh], classes[fresh]
+            times = [t for t, keep in zip(times, fresh.tolist(), strict=False) if keep]
         n_alerts = int(np.count_nonzero(flagged))
         confusion = Confusion.of_classes(flagged, classes)
         current = self._follow_model(state, record.detector, record.model_version)
@@ -266,7 +288,7 @@ class Aggregator:
                     del state.histograms[old]
                 state.histograms[model] = Histogram()
             state.histograms[model].add(scores, classes, state.threshold)
-        state.pending.append((scores, classes, now))
+        state.pending.append((scores, classes, now, times))
         return n_fresh
 
     def _follow_model(self, state: StreamState, detector: str, version: int) -> bool:
@@ -364,6 +386,16 @@ class Aggregator:
             self.verdicts.popitem(last=False)
         self.new_verdicts[feedback.alert_id] = entry
 
+    def add_incident(self, finding: dict[str, Any]) -> None:
+        """An incident message (``incidents`` topic); the latest revision of each incident counts."""
+        if self.incidents.add(finding):
+            self.counts["incidents"] = len(self.incidents.incidents)
+
+    def add_incident_verdict(self, incident_id: str, entry: dict[str, Any]) -> None:
+        """An analyst's verdict on a whole incident (``feedback`` with ``incident_id``)."""
+        self.counts["verdicts"] += 1
+        self.incidents.add_verdict(incident_id, entry)
+
     def add_drift_event(self, event: DriftEvent, extra: dict[str, Any]) -> None:
         self.counts["drift_events"] += 1
         self._add_timeline(timeline_entry_of_drift(event, extra))
@@ -444,21 +476,29 @@ class Aggregator:
         }
 
     def _sample_points(self, state: StreamState, since: float, now: float) -> dict[str, list]:
-        """A uniform sample of the scores since the last frame, spread over the interval in arrival order."""
+        """A uniform sample of the scores since the last frame, placed at their event time (a
+        backlog read with ``--from-beginning`` is drawn when it happened, not when it was read);
+        an event without one is spread over the interval in arrival order."""
         if not state.pending:
             return {"t": [], "score": [], "cls": []}
         since = max(since, state.pending[0][2])  # the first frame: from the first arrival
         scores = np.concatenate([p[0] for p in state.pending])
         classes = np.concatenate([p[1] for p in state.pending])
+        event_times = [t for p in state.pending for t in p[3]]
         state.pending.clear()
+        keep = np.arange(scores.size)
         if scores.size > self.points_per_frame:
             keep = np.sort(self._rng.choice(scores.size, self.points_per_frame, replace=False))
             scores, classes = scores[keep], classes[keep]
-        times = np.linspace(since, now, scores.size, endpoint=False) if scores.size else np.empty(0)
+        arrival = np.linspace(since, now, scores.size, endpoint=False) if scores.size else np.empty(0)
+        times = np.array([_epoch(event_times[i]) if i < len(event_times) else None for i in keep.tolist()],
+                         dtype=np.float64)  # fmt: skip
+        times = np.where(np.isnan(times), arrival, times)
+        order = np.argsort(times, kind="stable")
         return {
-            "t": np.round(times, 3).tolist(),
-            "score": np.maximum(scores, MIN_SCORE).tolist(),
-            "cls": classes.tolist(),
+            "t": np.round(times[order], 3).tolist(),
+            "score": np.maximum(scores[order], MIN_SCORE).tolist(),
+            "cls": classes[order].tolist(),
         }
 
     # -- frames -------------------------------------------------------------------------------
@@ -471,8 +511,11 @@ class Aggregator:
         for name, state in self.streams.items():
             sample = self._sample_points(state, since, now)
             if sample["t"]:
-                state.points.append((now, sample))
-            while state.points and now - state.points[0][0] > POINTS_WINDOW_S:
+                state.points.append((now, sample["t"][-1], sample))
+            # The last minute of event time before the newest point is kept, however long ago it
+            # was read: a page opened after a replay ended still shows its last minute.
+            newest = max((t for _, t, _ in state.points), default=0.0)
+            while state.points and state.points[0][1] < newest - POINTS_WINDOW_S:
                 state.points.popleft()
             points[name] = sample
         alerts = self._decoded([a for group in self.new_alerts.values() for a in group])
@@ -487,6 +530,7 @@ class Aggregator:
             "alerts": alerts,
             "timeline": timeline,
             "verdicts": verdicts,
+            "incidents": self.incidents.drain(),  # None: unchanged since the last delta
         }
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
@@ -496,10 +540,11 @@ class Aggregator:
         points = {}
         for name, state in self.streams.items():
             merged: dict[str, list] = {"t": [], "score": [], "cls": []}
-            for _, sample in state.points:
+            for _, _, sample in state.points:
                 for key in merged:
                     merged[key].extend(sample[key])
-            points[name] = merged
+            order = np.argsort(np.asarray(merged["t"], dtype=np.float64), kind="stable").tolist()
+            points[name] = {key: [values[i] for i in order] for key, values in merged.items()}
         # What the next delta brings is left to it, so a page never sees an alert or entry twice.
         pending = {id(a) for group in self.new_alerts.values() for a in group}
         alerts = self._decoded(
@@ -516,6 +561,7 @@ class Aggregator:
             "verdicts": {
                 a.alert_id: self.verdicts[a.alert_id] for a in alerts if a.alert_id in self.verdicts
             },
+            "incidents": self.incidents.view(),
         }
 
     def _common(self, now: float) -> dict[str, Any]:

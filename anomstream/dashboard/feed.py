@@ -1,10 +1,11 @@
 """The dashboard's Kafka side: one reader of the output topics, one poller of offsets.
 
 * The reader (read_committed, no consumer group, no commits) follows ``scores`` from its end (or
-  from the beginning with ``--from-beginning``) and ``drift-events``, ``model-updates`` and
-  ``feedback`` from the beginning: they are small, and the timeline and the alert feed show their
-  history (a verdict given before the page opened). A topic that does not exist yet is picked up
-  when it appears.
+  from the beginning with ``--from-beginning``) and ``drift-events``, ``model-updates``,
+  ``feedback`` and ``incidents`` from the beginning: they are small (incidents compacted), and the
+  timeline, the incidents and the alert feed show their history (a verdict given before the page
+  opened). A verdict on ``feedback`` names an alert, or a whole incident (``incident_id``). A topic
+  that does not exist yet is picked up when it appears.
 * ``alerts`` is not read whole: alerts come by the ten thousand a second and the score records
   already say which events alerted and by how much (the counts, severities included, come from
   them). A few times a second the reader fetches only the newest ``TAIL_PER_PARTITION`` alerts of
@@ -61,6 +62,18 @@ def _decode_with_extra(raw: bytes, kind: Any, fields: set[str]) -> tuple[Any, di
     return msgspec.convert(data, kind), {k: v for k, v in data.items() if k not in fields}
 
 
+def _incident_verdict(raw: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(incident id, verdict) of a verdict on a whole incident (``incident_id`` set, no
+    ``alert_id``); None for a verdict on an alert."""
+    data = msgspec.json.decode(raw)
+    if not isinstance(data, dict) or data.get("alert_id") or not data.get("incident_id"):
+        return None
+    if data.get("verdict") not in ("benign", "malicious") or not isinstance(data.get("by"), str):
+        raise msgspec.ValidationError("an incident verdict needs a verdict (benign or malicious) and by")
+    entry = {name: data.get(name) for name in ("verdict", "by", "given_at", "reason")}
+    return str(data["incident_id"]), entry
+
+
 class Feed:
     """Keeps an :class:`Aggregator` up to date from Kafka, in two daemon threads."""
 
@@ -85,9 +98,11 @@ class Feed:
             settings.topic("drift"): "drift",
             settings.topic("model_updates"): "model_updates",
             settings.topic("feedback"): "feedback",
+            settings.topic("incidents"): "incidents",
         }
-        # Ready without verdicts: a cluster set up before the feedback topic existed still shows the rest.
-        self.required = {topic for topic, kind in self.topics.items() if kind != "feedback"}
+        # Ready without verdicts or incidents: a cluster set up before those topics existed (or with
+        # no incident stage) still shows the rest.
+        self.required = {t for t, kind in self.topics.items() if kind not in ("feedback", "incidents")}
         # Each stream's input topic, whose end and committed offsets give its lag: the built-in streams'
         # from the settings, a dataset schema's from ``inputs`` (it has no topic in the settings).
         self.inputs = {stream: settings.topic(stream) for stream in aggregator.streams if stream in STREAMS}
@@ -260,7 +275,8 @@ class Feed:
                         self.alert_next[(topic, p)] = max(0, end - TAIL_PER_PARTITION)
                     log.info("following the newest alerts of %s (%d partitions)", topic, len(partitions))
                     continue
-                history = kind in ("drift", "model_updates", "feedback")
+                # Incidents too: a compacted topic, the latest message per incident.
+                history = kind in ("drift", "model_updates", "feedback", "incidents")
                 for p, end in ends.items():
                     self.history_end[(topic, p)] = end
                     # "The end" resolved now, so nothing published after this call is missed.
@@ -275,7 +291,8 @@ class Feed:
             reader.incremental_assign(assignment)
 
     def _handle(self, messages: list[Any]) -> None:
-        scores, alerts, drift, updates, verdicts = [], [], [], [], []
+        scores, alerts, drift, updates, verdicts, incidents = [], [], [], [], [], []
+        incident_verdicts: list[tuple[str, dict[str, Any]]] = []
         per_topic: Tally[str] = Tally()
         invalid = 0
         for message in messages:
@@ -297,7 +314,16 @@ class Feed:
                         (*_decode_with_extra(value, ModelUpdate, _update_fields), self._is_new(message))
                     )
                 elif kind == "feedback":
-                    verdicts.append(decode_feedback(value))
+                    on_incident = _incident_verdict(value)
+                    if on_incident is not None:
+                        incident_verdicts.append(on_incident)
+                    else:
+                        verdicts.append(decode_feedback(value))
+                elif kind == "incidents" and value:  # an empty value: a tombstone of compaction
+                    finding = msgspec.json.decode(value)
+                    if not isinstance(finding, dict):
+                        raise msgspec.ValidationError("an incident is a JSON object")
+                    incidents.append(finding)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 invalid += 1
                 if self.aggregator.counts["invalid"] + invalid <= 10:
@@ -318,6 +344,10 @@ class Feed:
                 agg.add_model_update(update, extra)
             for feedback in verdicts:
                 agg.add_feedback(feedback)
+            for incident_id, entry in incident_verdicts:
+                agg.add_incident_verdict(incident_id, entry)
+            for finding in incidents:
+                agg.add_incident(finding)
             severities, agg.severity_counted = agg.severity_counted, Tally()
         self._count(per_topic, invalid, severities, drift, updates)
         for update, _, _ in updates:

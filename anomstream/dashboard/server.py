@@ -6,9 +6,10 @@ first gets a *snapshot* (the last minute of sampled scores, recent alerts, the w
 *deltas*; a page that falls behind gets a fresh snapshot instead of the deltas it missed.
 
 Routes: ``/`` the page, ``/static/*`` its assets (vendored, no CDN), ``/events`` the stream,
-``/api/snapshot`` the current state as JSON, ``POST /api/verdicts`` an analyst's verdict on an alert
-(:mod:`.verdicts`: who may give one depends on where the dashboard listens), and ``/metrics``,
-``/healthz``, ``/readyz``.
+``/api/snapshot`` the current state as JSON (``/api/snapshot.js``: as the page's first frame),
+``POST /api/verdicts`` an analyst's verdict on an alert or an incident (:mod:`.verdicts`: who may
+give one depends on where the dashboard listens), ``/api/incidents/{id}/alerts`` an incident's
+alerts (:mod:`.incidents`), and ``/metrics``, ``/healthz``, ``/readyz``.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ from typing import Any
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from anomstream.dashboard.aggregate import Aggregator
 from anomstream.dashboard.feed import Feed
+from anomstream.dashboard.incidents import incident_alerts
 from anomstream.dashboard.metrics import DashboardMetrics
 from anomstream.dashboard.verdicts import TOKEN_VARIABLE, VerdictEndpoint, VerdictGate, is_loopback
 from stream.health import Health, Readiness
+from stream.messages import Alert
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound
 
@@ -197,6 +200,26 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
     async def snapshot(request: Request) -> Response:
         return Response(hub.snapshot()[1], media_type="application/json")
 
+    async def first_frame(request: Request) -> Response:
+        # The page's first frame as a script: the load event waits for it (not for the event stream,
+        # which opens after load), so a headless screenshot or a link preview shows the pipeline.
+        body = b"window.anomstreamFirst = " + hub.snapshot()[1] + b";\n"
+        return Response(body, media_type="text/javascript", headers={"Cache-Control": "no-store"})
+
+    async def members(request: Request) -> Response:
+        incident_id = request.path_params["incident_id"]
+        with aggregator.lock:
+            finding = aggregator.incidents.get(incident_id)
+        if finding is None:
+            return JSONResponse({"error": f"no incident {incident_id} on the incidents topic"}, 404)
+
+        def shown(alert_id: str) -> Alert | None:
+            with aggregator.lock:
+                return aggregator.shown_alert(alert_id)
+
+        found = await asyncio.to_thread(incident_alerts, settings, finding, incident_id, shown)
+        return Response(msgspec.json.encode(found), media_type="application/json")
+
     def health_route(path: str) -> Route:
         async def answer(request: Request) -> Response:
             status, content_type, body = health.answer(path, request.headers.get("accept"))
@@ -208,6 +231,8 @@ def create_app(settings: Settings, from_beginning: bool = False, interval: float
         Route("/", index),
         Route("/events", events),
         Route("/api/snapshot", snapshot),
+        Route("/api/snapshot.js", first_frame),
+        Route("/api/incidents/{incident_id:str}/alerts", members),
         Route("/api/verdicts", VerdictEndpoint(settings, aggregator, gate).answer, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
         *(health_route(path) for path in ("/metrics", "/healthz", "/readyz")),

@@ -1,4 +1,5 @@
-"""Verdicts from the dashboard: ``POST /api/verdicts`` with ``{"alert_id", "verdict", "reason", "by"}``.
+"""Verdicts from the dashboard: ``POST /api/verdicts`` with ``{"alert_id", "verdict", "reason", "by"}``,
+or ``{"incident_id", ...}`` for one verdict on a whole incident.
 
 A verdict teaches the model (a benign event is learnt at the next retrain), so it is guarded like the
 control channel. :class:`VerdictGate` decides who may give one:
@@ -12,7 +13,9 @@ control channel. :class:`VerdictGate` decides who may give one:
 * ``refused``: the dashboard listens beyond localhost and no token is configured: 403, saying so.
 
 The alert is the one the dashboard sent to a page (no search of the alerts topic); an id it did not
-send is searched for on the alerts topic (404 when it is not there).
+send is searched for on the alerts topic (404 when it is not there). An incident must be one the
+dashboard read on the incidents topic (404 otherwise); its verdict is published by
+:func:`consumers.verdicts.give_incident_verdict`, under the same rules.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from anomstream.dashboard.aggregate import Aggregator
-from consumers.verdicts import UnknownAlertError, VerdictError, give_verdict
+from consumers.verdicts import UnknownAlertError, VerdictError, give_incident_verdict, give_verdict
 from stream.errors import AnomstreamError
 from stream.settings import Settings
 
@@ -107,6 +110,8 @@ class VerdictEndpoint:
         except ValueError as exc:
             return _error(400, str(exc))
         by = f"{asked['by']} (dashboard)" if asked["by"] else "dashboard"
+        if asked["incident_id"]:
+            return await self._on_incident(request, asked, by)
         with self.aggregator.lock:
             alert = self.aggregator.shown_alert(asked["alert_id"])
         try:
@@ -127,6 +132,30 @@ class VerdictEndpoint:
             self.aggregator.add_feedback(feedback)
         return Response(msgspec.json.encode(feedback), media_type="application/json")
 
+    async def _on_incident(self, request: Request, asked: dict[str, str], by: str) -> Response:
+        incident_id = asked["incident_id"]
+        with self.aggregator.lock:
+            known = self.aggregator.incidents.get(incident_id) is not None
+        if not known:
+            return _error(404, f"no incident {incident_id} among those this dashboard read on the incidents "
+                               "topic: check the id (`anomstream incidents list`)")  # fmt: skip
+        try:
+            feedback = await asyncio.to_thread(
+                give_incident_verdict, self.settings, incident_id, asked["verdict"], by, asked["reason"]
+            )
+        except VerdictError as exc:
+            return _error(400, str(exc))
+        except (AnomstreamError, KafkaException) as exc:
+            log.warning("verdict on incident %s not published: %s", incident_id, exc)
+            return _error(503, f"the verdict was not published: {exc}")
+        client = request.client.host if request.client else "?"
+        log.info("verdict %s on incident %s by %s from %s", feedback.verdict, incident_id, by, client)
+        entry = {"verdict": feedback.verdict, "by": feedback.by, "given_at": feedback.given_at,
+                 "reason": feedback.reason}  # fmt: skip
+        with self.aggregator.lock:
+            self.aggregator.add_incident_verdict(incident_id, entry)
+        return Response(msgspec.json.encode(feedback), media_type="application/json")
+
 
 def _fields(body: bytes) -> dict[str, str]:
     try:
@@ -135,9 +164,11 @@ def _fields(body: bytes) -> dict[str, str]:
         raise ValueError("the verdict is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValueError('send {"alert_id": ..., "verdict": "benign" or "malicious", "reason": ...}')
-    fields = {name: data.get(name, "") for name in ("alert_id", "verdict", "reason", "by")}
+    fields = {name: data.get(name) or "" for name in ("alert_id", "incident_id", "verdict", "reason", "by")}
     if not all(isinstance(value, str) for value in fields.values()):
-        raise ValueError("alert_id, verdict, reason and by are strings")
+        raise ValueError("alert_id, incident_id, verdict, reason and by are strings")
+    if bool(fields["alert_id"]) == bool(fields["incident_id"]):
+        raise ValueError("a verdict names one alert (alert_id) or one incident (incident_id)")
     return {name: value.strip() if name == "by" else value for name, value in fields.items()}
 
 

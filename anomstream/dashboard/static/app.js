@@ -20,7 +20,9 @@ const state = {
   frames: 0, snapshots: 0, firstFrameAt: null, lastFrameAt: null, seq: 0, arrivals: [],
   selected: null, streams: {}, production: {}, status: {}, counts: {}, histEdges: [],
   points: {}, rates: {}, alerts: [], timeline: [],
-  verdicts: {}, pendingVerdicts: new Set(),  // analysts' verdicts by alert_id; those being sent
+  verdicts: {}, pendingVerdicts: new Set(),  // analysts' verdicts by alert_id (or incident id); those being sent
+  time: null,  // the server's clock at the last frame (epoch s): the chart's window when it has no point
+  incidents: [], incidentAlerts: {}, openIncident: null,  // the board; alerts fetched per incident; the one shown
 };
 window.anomstream = state;
 
@@ -64,8 +66,13 @@ function makeScoreChart() {
   const { width, height } = size("score-chart");
   return new uPlot({
     width, height: height - 30,
-    // The last minute, scrolling: the newest point at the right edge.
-    scales: { x: { time: true, range: (u, min, max) => [max - POINTS_WINDOW_S, max] }, y: { distr: 3, log: 10 } },
+    // The last minute of event time, the newest point at the right edge; with no point (nothing
+    // scored yet, or a stream that ended over a minute ago) the minute up to the server's clock,
+    // never epoch 0.
+    scales: { x: { time: true, range: (u, min, max) => {
+      const end = max ?? state.time ?? Date.now() / 1000;
+      return [end - POINTS_WINDOW_S, end];
+    } }, y: { distr: 3, log: 10 } },
     legend: { live: false },
     cursor: { show: false },
     series: [
@@ -129,6 +136,7 @@ function makeThroughputChart() {
 }
 
 const charts = { score: makeScoreChart(), hist: makeHistChart(), tp: makeThroughputChart() };
+Object.defineProperty(state, "charts", { value: charts, enumerable: false });  // for the browser test
 window.addEventListener("resize", () => {
   for (const [key, id] of [["score", "score-chart"], ["hist", "hist-chart"], ["tp", "tp-chart"]]) {
     const { width, height } = size(id);
@@ -152,15 +160,24 @@ function apply(frame) {
   state.status = frame.status;
   state.counts = frame.counts;
   state.histEdges = frame.hist_edges;
+  state.time = frame.time;
 
+  // Points are at their event time: a frame's may land before the last one's (partitions, a backlog),
+  // so they are merged in order; the chart keeps the minute before the newest point, however old.
   for (const [name, sample] of Object.entries(frame.points)) {
     const thr = frame.streams[name]?.threshold ?? null;
     const pts = full || !state.points[name] ? (state.points[name] = { t: [], score: [], cls: [], thr: [] }) : state.points[name];
     if (full) Object.assign(pts, { t: [], score: [], cls: [], thr: [] });
+    let ordered = true;
     for (let i = 0; i < sample.t.length; i++) {
+      if (pts.t.length && sample.t[i] < pts.t[pts.t.length - 1]) ordered = false;
       pts.t.push(sample.t[i]); pts.score.push(sample.score[i]); pts.cls.push(sample.cls[i]); pts.thr.push(thr);
     }
-    const oldest = frame.time - POINTS_WINDOW_S;
+    if (!ordered) {
+      const order = pts.t.map((_, i) => i).sort((a, b) => pts.t[a] - pts.t[b]);
+      for (const key of ["t", "score", "cls", "thr"]) pts[key] = order.map((i) => pts[key][i]);
+    }
+    const oldest = (pts.t.length ? pts.t[pts.t.length - 1] : frame.time) - POINTS_WINDOW_S;
     let drop = 0;
     while (drop < pts.t.length && pts.t[drop] < oldest) drop++;
     if (drop) for (const key of ["t", "score", "cls", "thr"]) pts[key].splice(0, drop);
@@ -173,6 +190,7 @@ function apply(frame) {
   state.alerts = full ? frame.alerts : frame.alerts.concat(state.alerts).slice(0, MAX_ALERTS);
   state.timeline = full ? frame.timeline : frame.timeline.concat(state.timeline).slice(0, MAX_TIMELINE);
   state.verdicts = full ? { ...frame.verdicts } : Object.assign(state.verdicts, frame.verdicts);
+  if (frame.incidents) state.incidents = frame.incidents;  // a delta omits them when none changed
   scheduleRender();
 }
 
@@ -195,12 +213,13 @@ function render() {
     state.selected = active.find((n) => state.streams[n].scored > 0) ?? active[0] ?? null;
   }
   renderHeader();
+  renderVerdictControls();
+  renderIncidents();
   renderStreams(active);
   renderScoreChart();
   renderHistogram();
   renderThroughput();
   renderAlerts(active);
-  renderVerdictControls();
   renderProduction(active);
   renderTimeline();
 }
@@ -294,7 +313,7 @@ function renderAlerts(active) {
     el("td", { class: "features", "data-field": "top_features" }, features || "–"),
     el("td", { class: labelClass(a.label), "data-field": "label" }, a.label ?? "–"),
     el("td", { "data-field": "model" }, `${a.detector} v${a.model_version}`),
-    verdictCell(a.alert_id));
+    ...(verdictsRefused() ? [] : [verdictCell(a.alert_id)]));
   });
   const body = document.querySelector("#alerts tbody");
   body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colSpan: 8 }, "no alert yet"))]));
@@ -303,21 +322,23 @@ function renderAlerts(active) {
 // -- verdicts ----------------------------------------------------------------------------------
 // The server says who may give one (status.verdicts): "open" (localhost), "token" (the analysts'
 // token goes with each verdict) or "refused" (listening beyond localhost with no token configured).
-function verdictCell(alertId) {
-  const given = state.verdicts[alertId];
+const verdictsRefused = () => state.status.verdicts === "refused";
+
+// A verdict given (by anyone: every page shows it), or the two buttons; none where verdicts are
+// refused (the banner says why, once).
+function verdictCell(id, kind = "alert") {
+  const given = kind === "alert" ? state.verdicts[id] : state.incidents.find((i) => i.id === id)?.verdict;
   if (given) {
     const why = given.reason ? `: ${given.reason}` : "";
-    return el("td", { "data-field": "verdict" },
+    return el("td", { "data-field": "verdict", class: "col-verdict" },
       el("span", { class: `verdict verdict-${given.verdict}`, title: `${given.by} at ${given.given_at}${why}` }, given.verdict));
   }
-  const mode = state.status.verdicts;
-  const refused = mode === "refused";
+  const target = kind === "alert" ? { "data-alert-id": id } : { "data-incident-id": id };
   const button = (verdict) => el("button", {
-    type: "button", class: `vbtn vbtn-${verdict}`, "data-verdict": verdict, "data-alert-id": alertId,
-    disabled: refused || state.pendingVerdicts.has(alertId),
-    title: refused ? "verdicts need an analyst token: set ANOMSTREAM_DASHBOARD__ANALYST_TOKEN" : `mark this alert ${verdict}`,
+    type: "button", class: `vbtn vbtn-${verdict}`, "data-verdict": verdict, ...target,
+    disabled: state.pendingVerdicts.has(id), title: `mark this ${kind} ${verdict}`,
   }, verdict);
-  return el("td", { "data-field": "verdict" }, button("benign"), button("malicious"));
+  return el("td", { "data-field": "verdict", class: "col-verdict" }, button("benign"), button("malicious"));
 }
 
 function setVerdictStatus(text, failed = false) {
@@ -326,45 +347,162 @@ function setVerdictStatus(text, failed = false) {
   node.className = failed ? "warn" : "hint";
 }
 
-async function giveVerdict(alertId, verdict) {
+async function giveVerdict(target, verdict) {
   const headers = { "Content-Type": "application/json" };
   const token = document.getElementById("analyst-token").value;
   if (token) headers.Authorization = `Bearer ${token}`;
+  const id = target.alert_id ?? target.incident_id;
+  const what = target.alert_id ? "alert" : "incident";
   const body = {
-    alert_id: alertId, verdict,
+    ...target, verdict,
     by: document.getElementById("analyst").value.trim(),
     reason: document.getElementById("verdict-reason").value,
   };
-  state.pendingVerdicts.add(alertId);
+  state.pendingVerdicts.add(id);
   scheduleRender();
   try {
     const answer = await fetch("/api/verdicts", { method: "POST", headers, body: JSON.stringify(body) });
     const given = await answer.json();
     if (!answer.ok) throw new Error(given.error || answer.statusText);
-    state.verdicts[alertId] = { verdict: given.verdict, by: given.by, given_at: given.given_at, reason: given.reason };
+    const entry = { verdict: given.verdict, by: given.by, given_at: given.given_at, reason: given.reason };
+    if (what === "alert") state.verdicts[id] = entry;
+    else for (const incident of state.incidents) if (incident.id === id) incident.verdict = entry;
     document.getElementById("verdict-reason").value = "";
-    setVerdictStatus(`${given.verdict} on alert ${alertId.slice(0, 8)}… published`);
+    setVerdictStatus(`${given.verdict} on ${what} ${id.length > 16 ? id.slice(0, 16) + "…" : id} published`);
   } catch (error) {
     setVerdictStatus(`verdict not given: ${error.message}`, true);
   } finally {
-    state.pendingVerdicts.delete(alertId);
+    state.pendingVerdicts.delete(id);
     scheduleRender();
   }
 }
 
 function renderVerdictControls() {
   document.getElementById("token-field").hidden = state.status.verdicts !== "token";
+  const refused = verdictsRefused();
+  document.body.classList.toggle("verdicts-refused", refused);
+  const banner = document.getElementById("verdicts-refused");
+  banner.hidden = !refused;
+  banner.textContent = refused
+    ? "Verdicts are off: this dashboard listens beyond localhost and no analyst token is configured. " +
+      "Set ANOMSTREAM_DASHBOARD__ANALYST_TOKEN and restart it to take verdicts from analysts."
+    : "";
 }
 
-// Rows are redrawn a few times a second: one listener on the table, not one per button.
+// Rows are redrawn a few times a second: one listener on each table, not one per button.
 document.querySelector("#alerts tbody").addEventListener("click", (event) => {
   const button = event.target.closest("button[data-verdict]");
-  if (button && !button.disabled) giveVerdict(button.dataset.alertId, button.dataset.verdict);
+  if (button && !button.disabled) giveVerdict({ alert_id: button.dataset.alertId }, button.dataset.verdict);
+});
+document.querySelector("#incidents tbody").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-verdict]");
+  if (button && !button.disabled) giveVerdict({ incident_id: button.dataset.incidentId }, button.dataset.verdict);
+  const toggle = event.target.closest("button[data-incident-alerts]");
+  if (toggle) toggleIncidentAlerts(toggle.dataset.incidentAlerts);
 });
 for (const [id, store] of [["analyst", localStorage], ["analyst-token", sessionStorage]]) {
   const input = document.getElementById(id);
   input.value = store.getItem(`anomstream.${id}`) ?? "";
   input.addEventListener("change", () => store.setItem(`anomstream.${id}`, input.value));
+}
+
+// -- incidents ---------------------------------------------------------------------------------
+// Times are OCSF's: epoch milliseconds. A time of another day shows its date.
+function fmtSeen(ms) {
+  if (ms === null || ms === undefined) return "–";
+  const d = new Date(ms);
+  const time = d.toLocaleTimeString("en-GB", { hour12: false });
+  return d.toDateString() === new Date().toDateString() ? time : `${d.toLocaleDateString("en-CA")} ${time}`;
+}
+
+function shares(incident) {
+  const parts = [];
+  const fields = Object.entries(incident.group.fields || {}).map(([k, v]) => `${k}=${v}`);
+  if (fields.length) parts.push(el("span", { class: "share-fields", "data-field": "group" }, fields.join(", ")));
+  const top = incident.top_features.map((f) => `${f.name} ${Number(f.contribution).toPrecision(2)}`);
+  const named = incident.group.features.filter((f) => !incident.top_features.some((t) => t.name === f));
+  if (top.length || named.length) {
+    parts.push(el("span", { class: "share-features", "data-field": "top_features" }, [...top, ...named].join(", ")));
+  }
+  return parts.length ? parts : ["–"];
+}
+
+function labelMix(labels) {
+  if (!labels) return "–";
+  return Object.entries(labels).sort((a, b) => b[1] - a[1]).map(([label, n]) => `${label} ${fmtInt(n)}`).join(" · ");
+}
+
+let incidentsDrawn = null;
+function renderIncidents() {
+  const refused = verdictsRefused();
+  // Redrawn only when something shown changed: incidents change every few seconds, frames come
+  // twice a second, and a row redrawn under the pointer loses the click.
+  const key = JSON.stringify([state.incidents, state.openIncident, state.incidentAlerts[state.openIncident] ?? null,
+    [...state.pendingVerdicts], refused, new Date().toDateString()]);
+  if (key === incidentsDrawn) return;
+  incidentsDrawn = key;
+  const rows = [];
+  for (const i of state.incidents) {
+    const row = el("tr", {
+      class: `incident ${i.open ? "open" : "closed"}`, "data-incident-id": i.id, "data-severity": i.severity,
+      title: `${i.id} · revision ${i.revision}${i.model ? ` · ${i.stream} ${i.model}` : ""}`,
+    },
+    el("td", {}, el("span", { class: `sev sev-${i.severity}`, "data-field": "severity" }, i.severity || "–")),
+    el("td", { class: "incident-title" },
+      el("div", { "data-field": "title" }, i.title || i.message),
+      el("div", { class: "muted small", "data-field": "id" }, `${i.id}${i.stream ? ` · ${i.stream}` : ""}`)),
+    el("td", { class: "num", "data-field": "count" }, fmtInt(i.count)),
+    el("td", { "data-field": "first_seen" }, fmtSeen(i.first_seen)),
+    el("td", { "data-field": "last_seen" }, fmtSeen(i.last_seen)),
+    el("td", { class: "shares" }, ...shares(i)),
+    el("td", { class: "labels", "data-field": "labels" }, labelMix(i.labels)),
+    el("td", { "data-field": "status" }, i.open ? (i.status || "open") : "closed"),
+    ...(refused ? [] : [verdictCell(i.id, "incident")]),
+    el("td", {}, el("button", { type: "button", class: "ibtn", "data-incident-alerts": i.id },
+      state.openIncident === i.id ? "hide alerts" : "alerts")));
+    rows.push(row);
+    if (state.openIncident === i.id) rows.push(incidentAlertsRow(i, refused ? 9 : 10));
+  }
+  const body = document.querySelector("#incidents tbody");
+  body.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "empty", colSpan: 10 }, "no incident yet"))]));
+  const open = state.incidents.filter((i) => i.open).length;
+  document.getElementById("incident-status").textContent = state.incidents.length ? `${open} open · ${state.incidents.length - open} recent, closed` : "";
+}
+
+function incidentAlertsRow(incident, span) {
+  const found = state.incidentAlerts[incident.id];
+  let content;
+  if (!found) content = el("p", { class: "hint" }, "reading its alerts…");
+  else if (found.error) content = el("p", { class: "warn" }, found.error);
+  else {
+    const from = found.from === "sample" ? "a sample of its alerts (the incident's alert_ids)" : `its alerts on incident-members`;
+    const rows = found.alerts.map((a) => el("tr", { class: "member", "data-alert-id": a.alert_id },
+      el("td", { "data-field": "detected_at" }, a.found === false ? "–" : fmtClock(a.detected_at)),
+      el("td", {}, a.severity ? el("span", { class: `sev sev-${a.severity}` }, a.severity) : "–"),
+      el("td", { class: "num" }, a.found === false ? "–" : `${fmtScore(a.score)} / ${fmtScore(a.threshold)}`),
+      el("td", { class: "features" }, a.top_features ? a.top_features.map((f) => f.name).join(", ") : "not found on the alerts topic"),
+      el("td", { class: labelClass(a.label), "data-field": "label" }, a.label ?? "–"),
+      el("td", { class: "muted small" }, a.source ? `${a.source.topic}[${a.source.partition}]@${a.source.offset}` : a.alert_id)));
+    content = el("div", {},
+      el("p", { class: "hint" }, `${fmtInt(found.members)} alerts; ${from}${found.alerts.length < found.members ? `, the newest ${found.alerts.length} shown` : ""}`),
+      el("table", { class: "grid members" }, el("tbody", {}, ...rows)));
+  }
+  return el("tr", { class: "incident-alerts", "data-incident-id": incident.id }, el("td", { colSpan: span }, content));
+}
+
+async function toggleIncidentAlerts(id) {
+  if (state.openIncident === id) { state.openIncident = null; scheduleRender(); return; }
+  state.openIncident = id;
+  delete state.incidentAlerts[id];
+  scheduleRender();
+  try {
+    const answer = await fetch(`/api/incidents/${encodeURIComponent(id)}/alerts`);
+    const found = await answer.json();
+    state.incidentAlerts[id] = answer.ok ? found : { error: found.error || answer.statusText };
+  } catch (error) {
+    state.incidentAlerts[id] = { error: `its alerts could not be read: ${error.message}` };
+  }
+  scheduleRender();
 }
 
 function renderProduction(active) {
@@ -409,4 +547,14 @@ function connect() {
     conn.className = "pill " + (source.readyState === EventSource.CLOSED ? "pill-down" : "pill-wait");
   };
 }
-connect();
+// The first frame came with the page (a script the load event waits for): drawn at once, so a
+// screenshot taken at load shows the pipeline. The stream opens after the load event: it never
+// ends, and nothing of it may hold the page's load back (a headless screenshot, a link preview and
+// a test's page load all wait for that event).
+if (window.anomstreamFirst) {
+  apply(window.anomstreamFirst);
+  delete window.anomstreamFirst;
+  render();
+}
+if (document.readyState === "complete") connect();
+else window.addEventListener("load", () => setTimeout(connect, 0), { once: true });
