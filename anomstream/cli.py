@@ -544,24 +544,52 @@ def evaluate(
         int, typer.Option(help="stream protocol: connections the initial model learns from, labels unread")
     ] = 5_000,
     limit: Annotated[int | None, typer.Option(help="stream protocol: only this many connections")] = None,
+    schema: Annotated[
+        str | None, typer.Option(help="a dataset schema (TOML file or built-in name) of labelled --file(s)")
+    ] = None,
+    file: Annotated[
+        list[Path] | None, typer.Option(help="with --schema: a labelled file; one model per file")
+    ] = None,
+    training_rows: Annotated[
+        int | None, typer.Option(help="with --schema: train on each file's first N rows", min=1)
+    ] = None,
+    training_share: Annotated[
+        float | None, typer.Option(help="with --schema: train on this share of each file (default 0.3)")
+    ] = None,
+    baselines: Annotated[
+        str | None,
+        typer.Option(
+            help="sensor/series: comma-separated baselines (rolling_zscore,mp_discord,window_pca; "
+            "'none': no baseline)"
+        ),  # fmt: skip
+    ] = None,
 ) -> None:
-    """Offline evaluation: train, threshold on training data, score the test set; table and plots."""
+    """Offline evaluation: train, threshold on training data, score the test set; table and plots.
+    With --schema S --file F: one model per labelled file of one's own, trained on its first rows."""
     from anomstream.options import epoch_override, parse_assignments
     from anomstream.views import evaluation_table, nab_table
     from models.evaluation import run as evaluation
 
     names = [d.strip() for d in (detectors or "").split(",") if d.strip()]
+    if schema is not None or file:
+        _evaluate_files(schema, file or [], names, out, training_rows, training_share, baselines, param, seed,
+                        fpr)  # fmt: skip
+        return
     if stream == "sensor":
-        if benchmark != "nab":
-            raise fail("sensor evaluation is the NAB benchmark: add --benchmark nab")
+        if benchmark not in ("nab", "telemanom"):
+            raise fail("sensor evaluation is a benchmark: add --benchmark nab or --benchmark telemanom")
         from models.evaluation.nab.benchmark import SENSOR_DETECTORS, run_benchmark
 
         params: dict[str, dict] = {}
         for key, value in parse_assignments(param).items():  # e.g. context.likelihood=false (ablations)
             name, _, arg = key.partition(".")
             params.setdefault(name, {})[arg] = value
-        result = run_benchmark(settings().data_dir, out, names or SENSOR_DETECTORS, window, seed,
-                               params=params, progress=console.print)  # fmt: skip
+        chosen_baselines = _baseline_names(baselines)
+        if benchmark == "telemanom":
+            _evaluate_telemanom(out, names, chosen_baselines, window, seed, params)
+            return
+        result = run_benchmark(settings().data_dir, out, [*(names or SENSOR_DETECTORS), *chosen_baselines],
+                               window, seed, params=params, progress=console.print)  # fmt: skip
         Console().print(nab_table(result))
         console.print(f"[green]wrote[/] {out / 'nab.json'}, {out / 'report.md'} and plots")
         return
@@ -580,6 +608,78 @@ def evaluate(
         raise fail(str(exc.args[0])) from None
     Console().print(evaluation_table(metrics))
     console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'report.md'} and plots")
+
+
+def _baseline_names(baselines: str | None) -> list[str]:
+    from models.evaluation.baselines import BASELINES
+
+    if baselines is None:
+        return list(BASELINES)
+    chosen = [b.strip() for b in baselines.split(",") if b.strip() and b.strip() != "none"]
+    unknown = [b for b in chosen if b not in BASELINES]
+    if unknown:
+        raise fail(f"unknown baseline(s) {', '.join(unknown)}: use {', '.join(BASELINES)} or none")
+    return chosen
+
+
+def _evaluate_telemanom(
+    out: Path, names: list[str], baselines: list[str], window: int, seed: int, params: dict[str, dict]
+) -> None:
+    from anomstream.views import series_table
+    from models.evaluation.telemanom import DEFAULT_DETECTOR, run_telemanom
+    from stream.datasets import DatasetMissingError
+
+    try:
+        result = run_telemanom(settings().data_dir, out, names or [DEFAULT_DETECTOR], baselines,
+                               window=window, seed=seed, params=params, progress=console.print)  # fmt: skip
+    except (DatasetMissingError, KeyError) as exc:
+        raise fail(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
+    Console().print(series_table(result["detectors"]))
+    console.print(f"[green]wrote[/] {out / 'telemanom.json'}, {out / 'metrics.json'}, {out / 'report.md'}")
+
+
+def _evaluate_files(
+    schema: str | None,
+    files: list[Path],
+    names: list[str],
+    out: Path,
+    training_rows: int | None,
+    training_share: float | None,
+    baselines: str | None,
+    param: list[str] | None,
+    seed: int,
+    fpr: float,
+) -> None:
+    from anomstream.options import parse_assignments
+    from anomstream.views import series_table
+    from models.evaluation.own_data import evaluate_files
+    from stream.datasets import DatasetFormatError, DatasetMissingError
+    from stream.datasets.schema import load_schema
+    from stream.errors import ConfigurationError
+
+    if schema is None:
+        raise fail("--file is read through a dataset schema: give --schema S too")
+    loaded = load_schema(schema)
+    if loaded.kind == "series":
+        default = ["context"]
+        chosen = _baseline_names(baselines)
+    else:
+        default, chosen = ["ae"], []
+    params: dict[str, dict] = {}
+    for key, value in parse_assignments(param).items():
+        name, _, arg = key.partition(".")
+        params.setdefault(name, {})[arg] = value
+    try:
+        result = evaluate_files(loaded, files, names or default, out, training_rows, training_share, chosen,
+                                seed, fpr, params, progress=console.print)  # fmt: skip
+    except (ConfigurationError, DatasetFormatError, DatasetMissingError) as exc:
+        raise fail(str(exc)) from None
+    except KeyError as exc:  # an unknown detector name
+        raise fail(str(exc.args[0])) from None
+    Console().print(
+        series_table({n: {**r["mean"], "baseline": r["baseline"]} for n, r in result["detectors"].items()})
+    )
+    console.print(f"[green]wrote[/] {out / 'metrics.json'}, {out / 'scores'}/ and {out / 'report.md'}")
 
 
 def _evaluate_stream(

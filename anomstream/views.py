@@ -38,6 +38,16 @@ def nab_table(result: dict[str, Any]) -> Table:
     return table
 
 
+def series_table(detectors: dict[str, Any]) -> Table:
+    """Means over series of each sensor detector and baseline (``evaluate --schema``, telemanom)."""
+    keys = ("roc_auc", "pr_auc", "vus_pr", "best_f1", "f1", "event_f1", "alert_rate_normal")
+    table = Table("method", *keys, title="means over series (higher is better; alert rate: normal rows)")
+    for name, row in detectors.items():
+        cells = ["-" if row.get(k) is None or row[k] != row[k] else f"{row[k]:.3f}" for k in keys]
+        table.add_row(f"{name} (baseline)" if row.get("baseline") else name, *cells)
+    return table
+
+
 def shadow_summary(shadow: dict[str, Any] | None) -> str:
     """One line of a retrained candidate's shadow evaluation: alert rate on recent normal-looking
     data and recall on the validation attacks, production -> candidate.

@@ -140,8 +140,13 @@ class QuantileThreshold(Threshold):
 
     def fit(self, scores: np.ndarray, labels: np.ndarray | None = None) -> Self:
         normal = _normal_part(scores, labels)
-        # "higher": the cut is an observed score, so at most fpr of the validation rows reach it.
-        self.threshold_ = float(np.quantile(normal, 1.0 - self.fpr, method="higher"))
+        # "higher": the cut is an observed score, so at most fpr of the validation rows reach it ...
+        cut = float(np.quantile(normal, 1.0 - self.fpr, method="higher"))
+        if np.mean(normal >= cut) > self.fpr:
+            # ... unless many rows tie at it (a detector's floor: every calibration window scored
+            # "nothing unusual"): the cut goes just above the tie, or it would alert on every row.
+            cut = float(np.nextafter(cut, np.inf))
+        self.threshold_ = cut
         self.n_validation_ = int(normal.size)
         return self
 

@@ -44,8 +44,9 @@ WINDOW = 16
 BATCH = 97  # small batches: scoring overlaps the publishing of the batch before, as under load
 
 
-def live_series(bootstrap: str, data_dir: Path, name: str, detector: str) -> SeriesRun:
-    """One series through Kafka, scored by a learning worker; its NAB row scores from the topic."""
+def live_series(bootstrap: str, data_dir: Path, name: str, detector: str, skip: int = 0) -> SeriesRun:
+    """One series through Kafka, scored by a learning worker; its NAB row scores from the topic. The
+    first ``skip`` windows are left out of the replay: the model learnt them when it was trained."""
     tag = uuid.uuid4().hex[:8]
     root = Path(tempfile.mkdtemp(prefix=f"nab-live-{tag}-"))
     settings = Settings(bootstrap_servers=bootstrap, topic_prefix=f"n{tag}.", group_id=f"nab-{tag}",
@@ -55,7 +56,7 @@ def live_series(bootstrap: str, data_dir: Path, name: str, detector: str) -> Ser
     train(Registry(settings.registry_dir), data_dir, request)
     create_topics(settings)
     series = load_nab_series(data_dir, name)
-    events = list(sensor_events([series], WINDOW))
+    events = list(sensor_events([series], WINDOW))[skip:]
     replay = ReplayProducer(settings, settings.topic("sensor"), progress=False, stop=StopFlag(False))
     if replay.run(events).delivered != len(events):
         raise SystemExit(f"{name}: the replay did not deliver every window")
@@ -72,7 +73,7 @@ def live_series(bootstrap: str, data_dir: Path, name: str, detector: str) -> Ser
     rows = sorted((o, s) for r in records for o, s in zip(r["offsets"], r["scores"], strict=True))
     if [o for o, _ in rows] != list(range(len(events))):
         raise SystemExit(f"{name}: the scores topic does not hold every window exactly once")
-    raw = np.array([s for _, s in rows])
+    raw = np.r_[np.zeros(skip), [s for _, s in rows]]
     scores = per_row_scores(len(series), window_end_rows(len(series), WINDOW), raw)
     return SeriesRun(name, raw, scores)
 
@@ -91,8 +92,9 @@ def main() -> None:
     started = time.monotonic()
     with temporary_broker() as broker:
         for i, name in enumerate(names, 1):
-            live[name] = live_series(broker.bootstrap, args.data_dir, name, args.detector)
             offline[name] = run_online(series[name], args.detector, WINDOW, batch=BATCH)
+            skip = offline[name].trained
+            live[name] = live_series(broker.bootstrap, args.data_dir, name, args.detector, skip)
             gap = float(np.max(np.abs(live[name].raw - offline[name].raw))) if len(live[name].raw) else 0.0
             print(f"{i}/{len(names)} {name}: {len(live[name].raw)} windows, max |live - offline| {gap:.1e}",
                   flush=True)  # fmt: skip

@@ -26,7 +26,8 @@ def wave(n: int = 3000, seed: int = 0) -> np.ndarray:
 
 
 def fitted(X: np.ndarray, **params: object) -> ContextDetector:
-    return ContextDetector(gap=WINDOW, **params).fit(X[:10])  # type: ignore[arg-type]
+    """A detector that has learnt nothing yet: the tests stream ``X`` through it from its start."""
+    return ContextDetector(gap=WINDOW, **params).fit(X[:0])  # type: ignore[arg-type]
 
 
 def stream(detector: ContextDetector, X: np.ndarray, sizes: list[int]) -> np.ndarray:
@@ -45,6 +46,18 @@ def test_scores_do_not_depend_on_the_batching() -> None:
     whole = stream(fitted(X), X, [len(X)])
     assert np.array_equal(stream(fitted(X), X, [1]), whole)
     assert np.array_equal(stream(fitted(X), X, [7, 64, 3, 500]), whole)
+
+
+def test_fit_learns_the_training_windows_as_the_stream_would() -> None:
+    """The state a worker starts from has seen the training windows: what follows them scores as if
+    the whole stream had been scored and learnt from its start. (Before issue 27 fit learnt nothing,
+    and the threshold was fitted on calibration windows scored from an empty state.)"""
+    X = sliding_windows(wave(1500), WINDOW)
+    whole = stream(fitted(X), X, [64])
+    trained = ContextDetector(gap=WINDOW).fit(X[:500], X[500:600])
+    assert trained.trained_ == 600 and trained.state()["learnt"] == 600
+    assert np.array_equal(trained.score(X[600:]), whole[600:])
+    assert np.array_equal(stream(trained, X[600:], [64]), whole[600:])
 
 
 def test_batches_scored_ahead_of_learning_score_as_if_learnt() -> None:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from models.detectors import detector_class
+from models.evaluation.baselines import BASELINES
 from models.evaluation.nab.likelihood import likelihood_scores
 from models.evaluation.nab.scoring import CorpusScore
 from models.evaluation.nab.sweep import optimize_threshold
@@ -83,6 +84,7 @@ class SeriesRun:
     score_seconds: float = 0.0
     threshold: float | None = None  # the alert threshold fitted on the probation
     error: str | None = None
+    trained: int = 0  # first windows a learning detector learnt when fitted (not scored: 0 in raw)
 
 
 def fit_series(
@@ -120,9 +122,13 @@ def run_online(
         low, high = fitted.encoder.transform(extremes)[:, 0]
         fitted.detector.limits = (float(low), float(high))  # type: ignore[attr-defined]
     model = ScoringModel("sensor", detector, 0, fitted.encoder, fitted.detector, fitted.threshold)
+    # The detector has learnt the fit and early-stopping windows (the first of the probation) in
+    # fit(); the stream goes on from the next window, as a worker started on the model would. Those
+    # windows lie in the probation, which NAB does not score: they score 0 here.
+    trained = trained_windows(fitted)
     started = time.perf_counter()
-    raw = []
-    for start in range(0, len(windows), batch):
+    raw = [np.zeros(trained)]
+    for start in range(trained, len(windows), batch):
         scored = model.score_encoded(windows[start : start + batch])
         model.learn(scored)  # committed: learnt once, in order
         raw.append(scored.scores)
@@ -130,7 +136,14 @@ def run_online(
     score_seconds = time.perf_counter() - started
     scores = per_row_scores(len(series), window_end_rows(len(series), window), raw_scores)
     threshold = float(fitted.threshold.threshold_)
-    return SeriesRun(series.name, raw_scores, scores, fitted.fit_seconds, score_seconds, threshold)
+    return SeriesRun(
+        series.name, raw_scores, scores, fitted.fit_seconds, score_seconds, threshold, trained=trained
+    )
+
+
+def trained_windows(fitted: FittedModel) -> int:
+    """How many of a series' first windows a learning detector ran through its state when fitted."""
+    return int(getattr(fitted.detector, "trained_", 0))
 
 
 def run_series(
@@ -161,6 +174,18 @@ def run_series(
     scores = anomaly_scores(raw, model.calibration_scores, n, window, skip)
     threshold = float(model.threshold.threshold_)
     return SeriesRun(series.name, raw, scores, model.fit_seconds, score_seconds, threshold)
+
+
+def run_baseline(series: SensorSeries, name: str) -> SeriesRun:
+    """A baseline (:mod:`models.evaluation.baselines`) on one series: its row scores from the
+    probation on, mapped to NAB scores through the anomaly likelihood as a detector's raw scores are
+    (scaled by the largest probation score; the probation's rows left out of the first estimate)."""
+    started = time.perf_counter()
+    raw, cut = BASELINES[name](series.values, series.probation)
+    held = raw[: series.probation]
+    scale = float(held.max()) if len(held) and held.max() > 0 else 1.0
+    scores = likelihood_scores(raw / scale, skip=series.probation)
+    return SeriesRun(series.name, raw, scores, 0.0, time.perf_counter() - started, float(cut))
 
 
 @dataclass
@@ -207,7 +232,10 @@ def run_benchmark(
         for i, (name, item) in enumerate(series.items(), 1):
             if progress is not None:
                 progress(f"{detector} {i}/{len(series)}: {name}")
-            result.runs[name] = run_series(item, detector, window, seed, (params or {}).get(detector))
+            if detector in BASELINES:
+                result.runs[name] = run_baseline(item, detector)
+            else:
+                result.runs[name] = run_series(item, detector, window, seed, (params or {}).get(detector))
         result.profiles = score_runs(result.runs, series, root)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(results, window, seed, len(series), root, time.perf_counter() - started)
