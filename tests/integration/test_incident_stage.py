@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException, TopicPartition
 
+from consumers.incidents.listing import read_incidents
 from consumers.incidents.stage import IncidentStage
 from stream.kafka import make_consumer, read_all
 from stream.kafka.topics import end_offsets
@@ -136,6 +137,9 @@ def test_alerts_become_incidents_each_alert_once(kafka_settings: Settings) -> No
         labels.update(incident.unmapped.labels or {})  # type: ignore[attr-defined]
     assert sum(labels.values()) == n_alerts
     assert stage.stats.created == stage.stats.closed == len(latest)
+    listed = read_incidents(settings)  # what `anomstream incidents list` shows
+    assert [i.finding_info.uid for i in listed] == sorted(latest, key=lambda k: (-latest[k].end_time, k))  # type: ignore[attr-defined]
+    assert read_incidents(settings, open_only=True) == []
     measure(f"incident stage: {n_alerts:,} alerts -> {len(latest)} incidents "
             f"({time.monotonic() - started:.1f}s to group and close)")  # fmt: skip
 

@@ -204,3 +204,18 @@ def test_alert_ref_reads_an_alert_message() -> None:
     assert ref.source == ("t", 1, 7, "k")
     with pytest.raises(msgspec.ValidationError):
         alert_ref(b'{"alert_id": 1}', offset=0)
+
+
+def test_a_full_snapshot_fits_one_kafka_message() -> None:
+    """max_open incidents, each with its full sample of alert ids and many features and labels."""
+    from consumers.outputs import MAX_OUTPUT_BYTES
+
+    policy = GroupingPolicy(max_open=200, similarity=0.999)
+    g = grouper(policy)
+    alerts = []
+    for i in range(200 * 25):
+        features = tuple((f"feature-{(i % 200) * 5 + j:04d}-with-a-long-name", 1.0 + j) for j in range(5))
+        alerts.append(alert(i, i, features, label=f"label-{i % 23}"))
+    g.add(alerts, wall_ms=0)
+    assert len(g.open_incidents) == 200
+    assert len(g.to_bytes()) < MAX_OUTPUT_BYTES
