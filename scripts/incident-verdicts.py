@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -150,8 +151,12 @@ def run(name: str, scenario: str, n: int, base: Settings, env: dict[str, str], o
         ]
         figures_lib.cli(env, *replay, "--rate", str(args.rate), log=log / "replay.log")
         figures_lib.wait_scored(settings, args.limit)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and "retrain " not in (log / "drift.log").read_text():
+        # The retrain's outcome line ("retrain <event id> of kdd v2: promoted ..."), not any line
+        # naming a retrain ("a retrain is already running" of a second drift event).
+        deadline = time.monotonic() + args.retrain_timeout
+        while time.monotonic() < deadline and not re.search(
+            r"retrain \S+ of kdd", (log / "drift.log").read_text()
+        ):
             time.sleep(5)
         time.sleep(10)
     finally:
@@ -261,6 +266,9 @@ def main() -> None:
     parser.add_argument("--max-events", type=int, default=40_000, help="post-change events a retrain reads")
     parser.add_argument("--look-after", type=int, default=12_000, help="post-change events before judging")
     parser.add_argument("--group-interval", type=float, default=5.0, help="the stage's group_interval_s")
+    parser.add_argument(
+        "--retrain-timeout", type=float, default=900.0, help="seconds to wait for its outcome"
+    )
     args = parser.parse_args()
     scenarios, counts = args.scenario or ["shift", "shift-attacks"], args.verdicts or [0, 5, 10]
     out = args.out.resolve()
