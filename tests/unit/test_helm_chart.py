@@ -76,13 +76,10 @@ def test_keda_owns_the_worker_count_under_autoscaling() -> None:
     docs = render("minimal")
     worker = one(docs, "Deployment", "-worker")
     assert "replicas" not in worker["spec"], "a replicas field would reset KEDA's count on every upgrade"
-    scaled = one(docs, "ScaledObject")
+    scaled = one(docs, "ScaledObject", "-worker")
     assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    # One lag trigger per scored stream, on the group and topics the workers really use.
     defaults = Settings(bootstrap_servers="x:9092")
-    triggers = scaled["spec"]["triggers"]
-    assert {t["metadata"]["topic"] for t in triggers} == {defaults.topic(s) for s in ("kdd", "ecg", "sensor")}
-    for trigger in triggers:
+    for trigger in scaled["spec"]["triggers"]:
         meta = trigger["metadata"]
         assert trigger["type"] == "kafka"
         assert meta["consumerGroup"] == defaults.group_id
@@ -92,15 +89,47 @@ def test_keda_owns_the_worker_count_under_autoscaling() -> None:
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 60, "lag noise would flap the count"
 
 
+def test_workers_scale_on_the_group_s_total_lag_up_to_every_partition_it_owns() -> None:
+    """Issue 28: one trigger per topic made the HPA take the largest topic's lag, not the sum, and
+    capped the workers at one topic's partitions (6) where the group owns 18. A kafka trigger with no
+    topic sums the group's lag over all its topics and caps at all their partitions."""
+    scaled = one(render("minimal"), "ScaledObject", "-worker")
+    triggers = scaled["spec"]["triggers"]
+    assert len(triggers) == 1, "the HPA takes the largest of several triggers, never their sum"
+    (group,) = triggers
+    assert "topic" not in group["metadata"], "with a topic KEDA reads that topic's lag alone"
+    streams = ("kdd", "ecg", "sensor")
+    owned = Settings().topic_partitions * len(streams)
+    assert scaled["spec"]["maxReplicaCount"] == owned == 18
+
+
+def test_a_worker_group_that_may_sleep_wakes_on_any_topic_s_backlog() -> None:
+    """With minReplicas 0 a fresh group (or one whose offsets expired) has no committed offsets for
+    the topic-less trigger to find: a trigger per topic wakes the first worker."""
+    scaled = one(render("chart-secrets"), "ScaledObject", "-worker")
+    assert scaled["spec"]["minReplicaCount"] == 0
+    by_name = {t["name"]: t["metadata"] for t in scaled["spec"]["triggers"]}
+    assert "topic" not in by_name.pop("group-lag")
+    defaults = Settings(bootstrap_servers="x:9092")
+    assert {meta["topic"] for meta in by_name.values()} == {
+        defaults.topic(s) for s in ("kdd", "ecg", "sensor")
+    }
+    assert all(meta["offsetResetPolicy"] == "earliest" for meta in by_name.values())
+
+
 @pytest.mark.parametrize("name", ["minimal", "secured", "chart-secrets"])
 def test_workers_never_outnumber_the_partitions(name: str) -> None:
-    scaled = one(render(name), "ScaledObject")
-    partitions = (values(name).get("topics") or {}).get("partitions", Settings().topic_partitions)
-    assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] <= partitions
+    scaled = one(render(name), "ScaledObject", "-worker")
+    given = values(name)
+    partitions = (given.get("topics") or {}).get("partitions", Settings().topic_partitions)
+    streams = (given.get("worker") or {}).get("streams", ["kdd", "ecg", "sensor"])
+    assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] <= partitions * len(streams)
 
 
 def test_more_workers_than_partitions_is_refused() -> None:
-    proc = template("-f", str(CI_VALUES / "minimal-values.yaml"), "--set", "worker.autoscaling.maxReplicas=7")
+    minimal = str(CI_VALUES / "minimal-values.yaml")
+    assert template("-f", minimal, "--set", "worker.autoscaling.maxReplicas=18").returncode == 0
+    proc = template("-f", minimal, "--set", "worker.autoscaling.maxReplicas=19")
     assert proc.returncode != 0
     assert "topics.partitions" in proc.stderr
 
@@ -212,7 +241,9 @@ def test_secrets_come_from_secrets() -> None:
     assert refs["dashboard"]["ANOMSTREAM_DASHBOARD__ANALYST_TOKEN"] == "dashboard-analysts"
     auth = one(docs, "TriggerAuthentication")
     assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} == {"username", "password", "ca"}
-    assert {t["metadata"]["sasl"] for t in one(docs, "ScaledObject")["spec"]["triggers"]} == {"scram_sha512"}
+    triggers = [t for scaled in find(docs, "ScaledObject") for t in scaled["spec"]["triggers"]]
+    assert len(triggers) == 1 and {t["metadata"]["sasl"] for t in triggers} == {"scram_sha512"}
+    assert {t["authenticationRef"]["name"] for t in triggers} == {auth["metadata"]["name"]}
     # Values given inline: only inside the chart's own Secrets, nowhere else.
     docs = render("chart-secrets")
     assert len(find(docs, "Secret")) == 2
@@ -234,9 +265,12 @@ def test_container_arguments_are_the_cli_s() -> None:
 
     from anomstream.cli import app
 
-    verbs = typer.main.get_command(app).commands
+    cli = typer.main.get_command(app)
     for name in ("minimal", "fixed-replicas"):
         for deployment in find(render(name), "Deployment"):
-            verb, *args = container(deployment)["args"]
-            options = {opt for param in verbs[verb].params for opt in param.opts}
+            args = list(container(deployment)["args"])  # a copy: renderings are cached
+            command = cli
+            while hasattr(command, "commands"):  # `incidents run`: a group, then its command
+                command = command.commands[args.pop(0)]
+            options = {opt for param in command.params for opt in param.opts}
             assert {a for a in args if a.startswith("--")} <= options, deployment["metadata"]["name"]
