@@ -779,6 +779,46 @@ def alerts_verdict(
           f"at {given.given_at}: published on {s.topic('feedback')}")  # fmt: skip
 
 
+# -- incidents ------------------------------------------------------------------------------------
+@incidents_app.command("run")
+def incidents_run(
+    replicas: Annotated[int, typer.Option(help="supervise N local stage processes", min=1, max=64)] = 1,
+    eos: Annotated[bool, typer.Option("--eos", help="exactly-once: each batch in one transaction")] = False,
+    worker_id: Annotated[str | None, typer.Option(help="stable id (transactional id under --eos)")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve /metrics, /healthz and /readyz on this port (replica i: port + i)"),
+    ] = None,
+) -> None:
+    """The incident stage: group the alerts topic into incidents (OCSF Detection Findings)."""
+    from consumers.incidents.stage import serve
+
+    raise typer.Exit(serve(settings(), replicas, eos, worker_id, metrics_port))
+
+
+@incidents_app.command("list")
+def incidents_list(
+    stream: Annotated[str | None, typer.Option(help="only incidents of this stream")] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="only incidents not closed yet")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON incident per line")] = False,
+) -> None:
+    """The incidents' current state: the latest message of each incident."""
+    from consumers.incidents.listing import read_incidents
+    from stream.kafka import wait_for_broker
+    from stream.messages import encode
+
+    s = settings()
+    wait_for_broker(s, timeout=10)
+    found = read_incidents(s, stream, open_only)
+    if as_json:
+        for incident in found:
+            sys.stdout.write(encode(incident).decode() + "\n")
+        return
+    from anomstream.incident_views import incidents_table
+
+    Console().print(incidents_table(found))
+
+
 @app.command()
 def bench(
     out: Annotated[Path, typer.Option(help="folder for bench.json and latency_curve.png")] = Path(

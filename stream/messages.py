@@ -164,6 +164,9 @@ class Alert(Struct, gc=False):
     severity: Severity
     top_features: Annotated[list[FeatureContribution], Meta(max_length=5)]
     label: str | None
+    # The values of the fields a dataset schema groups incidents by ([incidents] group_by), when it
+    # names some: the incident stage groups this stream's alerts by them.
+    fields: Annotated[dict[str, Name], Meta(max_length=3)] | None = None
 
 
 class ScoreRecord(Struct, gc=False):
@@ -289,6 +292,122 @@ class Feedback(Struct):
     source: SourceRef
 
 
+# -- incidents (OCSF 1.3 Detection Finding, class 2004) -----------------------------------------------
+OCSF_VERSION = "1.3.0"
+Millis = Annotated[int, Meta(ge=0, description="epoch milliseconds (an OCSF timestamp)")]
+
+
+class OcsfProduct(Struct):
+    name: str = "anomstream"
+    vendor_name: str = "anomstream"
+    version: str = "0.1.0"
+
+
+class OcsfMetadata(Struct):
+    """``uid`` is ``<incident id>:<revision>``: one per message, so a SIEM can de-duplicate."""
+
+    uid: str
+    version: str = OCSF_VERSION
+    product: OcsfProduct = msgspec.field(default_factory=OcsfProduct)
+
+
+class OcsfAnalytic(Struct):
+    """The detector that raised the incident's alerts (type 4: Learning (ML/DL))."""
+
+    name: str
+    uid: str  # <stream>/<detector>
+    version: str  # the model version
+    type_id: int = 4
+    type: str = "Learning (ML/DL)"
+
+
+class OcsfFindingInfo(Struct):
+    uid: str  # the incident id, stable across its messages
+    title: str
+    desc: str
+    first_seen_time: Millis
+    last_seen_time: Millis
+    analytic: OcsfAnalytic
+
+
+class IncidentModel(Struct):
+    detector: str
+    version: int
+
+
+class IncidentGroup(Struct):
+    """What an incident's alerts share: grouping fields' values, or the features leading them."""
+
+    kind: Literal["features", "fields"]
+    fields: dict[str, str]
+    features: list[str]
+
+
+class IncidentVerdict(Struct):
+    verdict: Verdict
+    by: str
+    reason: str
+    given_at: DateTime
+
+
+class IncidentUnmapped(Struct):
+    """anomstream's own attributes (OCSF ``unmapped``)."""
+
+    stream: str
+    model: IncidentModel
+    group: IncidentGroup
+    top_features: Annotated[list[FeatureContribution], Meta(max_length=5)]
+    alert_ids: Annotated[list[str], Meta(max_length=20)]
+    revision: Annotated[int, Meta(ge=1)]
+    partition: int
+    labels: dict[str, int] | None = None  # ground-truth label -> alerts, when alerts carried labels
+    verdict: IncidentVerdict | None = None
+
+
+class Incident(Struct):
+    """An incident on the ``incidents`` topic (keyed by its id; compacted): alerts of one stream that
+    belong together, as an OCSF 1.3 Detection Finding. Activity 1 (Create) when it opens, 2 (Update)
+    as alerts join (throttled), 3 (Close) after the inactivity gap with its final count.
+    """
+
+    activity_id: Literal[1, 2, 3]
+    activity_name: Literal["Create", "Update", "Close"]
+    type_uid: Literal[200401, 200402, 200403]
+    type_name: str
+    severity_id: Literal[2, 3, 4, 5]
+    severity: Literal["Low", "Medium", "High", "Critical"]
+    status_id: Literal[1, 2, 4]
+    status: Literal["New", "In Progress", "Resolved"]
+    time: Millis
+    start_time: Millis
+    end_time: Millis
+    count: Annotated[int, Meta(ge=1)]
+    message: str
+    metadata: OcsfMetadata
+    finding_info: OcsfFindingInfo
+    unmapped: IncidentUnmapped
+    category_uid: Literal[2] = 2
+    category_name: str = "Findings"
+    class_uid: Literal[2004] = 2004
+    class_name: str = "Detection Finding"
+
+
+class MemberAlert(Struct):
+    alert_id: str
+    source: SourceRef
+    label: str | None = None
+
+
+class IncidentMembers(Struct):
+    """Alerts that joined an incident in one batch of the incident stage (``incident-members``, keyed
+    by incident id, published in the same transaction as the incident's messages): an incident's
+    members are the union of its IncidentMembers messages."""
+
+    incident_id: str
+    stream: str
+    alerts: list[MemberAlert]
+
+
 # -- codecs ---------------------------------------------------------------------------------------
 _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
@@ -300,6 +419,8 @@ decode_alert = msgspec.json.Decoder(Alert).decode
 decode_score_record = msgspec.json.Decoder(ScoreRecord).decode
 decode_drift_event = msgspec.json.Decoder(DriftEvent).decode
 decode_feedback = msgspec.json.Decoder(Feedback).decode
+decode_incident = msgspec.json.Decoder(Incident).decode
+decode_incident_members = msgspec.json.Decoder(IncidentMembers).decode
 
 # The JSON Schema files subscribers validate against, by file stem.
 PUBLISHED: dict[str, Any] = {
@@ -309,6 +430,8 @@ PUBLISHED: dict[str, Any] = {
     "model-update": ModelUpdate,
     "drift-event": DriftEvent,
     "feedback": Feedback,
+    "incident": Incident,
+    "incident-members": IncidentMembers,
     "kdd-connection": KddConnection,
     "ecg-beat": EcgBeat,
     "sensor-window": SensorWindow,

@@ -162,6 +162,36 @@ class DashboardSettings(BaseModel):
     )
 
 
+class IncidentSettings(BaseModel):
+    """The incident stage (``anomstream incidents run``), e.g. ANOMSTREAM_INCIDENTS__GAP_S=600."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group_id: str = Field(default="anomstream-incidents", description="consumer group of the incident stage")
+    gap_s: float = Field(
+        default=300.0, gt=0, description="an incident closes after this long without an alert"
+    )
+    max_duration_s: float = Field(
+        default=3600.0, gt=0, description="an incident closes this long after its first alert at the latest"
+    )
+    group_interval_s: float = Field(
+        default=30.0, ge=0, description="an open incident's updates are published at most this often"
+    )
+    repeat_interval_s: float = Field(
+        default=3600.0, gt=0, description="an unchanged open incident is announced again after this long"
+    )
+    similarity: float = Field(
+        default=0.5, gt=0, le=1, description="cosine similarity of top features an alert needs to join"
+    )
+    max_open: int = Field(
+        default=200, ge=1, description="open incidents per alerts partition; beyond, the stalest one closes"
+    )
+    batch_size: int = Field(default=5000, ge=1, description="most alerts grouped per batch")
+    max_queue_delay_ms: float = Field(
+        default=100.0, ge=0, description="longest an alert waits for its batch to fill"
+    )
+
+
 class ResilienceSettings(BaseModel):
     """Outages and stops (issue 19): the watchdog on blocking Kafka calls, the SIGTERM bound, and what
     ``/healthz`` calls stuck, e.g. ANOMSTREAM_RESILIENCE__SHUTDOWN_GRACE_S=20."""
@@ -305,6 +335,9 @@ class Settings(BaseSettings):
     resilience: ResilienceSettings = Field(
         default_factory=ResilienceSettings, description="outages and stops"
     )
+    incidents: IncidentSettings = Field(
+        default_factory=IncidentSettings, description="the incident stage: grouping alerts into incidents"
+    )
 
     @field_validator("kafka", mode="before")
     @classmethod
@@ -390,6 +423,8 @@ class Settings(BaseSettings):
             env["ANOMSTREAM_DASHBOARD__ANALYST_TOKEN"] = self.dashboard.analyst_token.get_secret_value()
         for field_name, value in self.resilience.model_dump().items():
             env[f"ANOMSTREAM_RESILIENCE__{field_name.upper()}"] = str(value)
+        for field_name, value in self.incidents.model_dump().items():
+            env[f"ANOMSTREAM_INCIDENTS__{field_name.upper()}"] = str(value)
         for key, value in self.kafka_config().items():
             if key != "bootstrap.servers":
                 env[f"ANOMSTREAM_KAFKA__{key.replace('.', '_').upper()}"] = str(value)

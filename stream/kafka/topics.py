@@ -49,13 +49,23 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     raise BrokerUnavailableError(f"no Kafka broker answered at {settings.bootstrap} ({last}): {hint}")
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Topic configuration beyond the broker's defaults: the incidents and the incident stage's state
+    are compacted (the latest message per key is the state). Their segments roll every 10 minutes, so
+    the cleaner compacts them while they are written, not after the default week."""
+    compacted = {"cleanup.policy": "compact", "segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"}
+    return {settings.topic("incidents"): compacted, settings.topic("incidents_state"): compacted}
+
+
 def create_topics(settings: Settings, partitions: int | None = None, topics: list[str] | None = None) -> dict:
     """Create anomstream's topics (existing ones are left alone); returns {topic: 'created'|'exists'}."""
     admin = make_admin(settings)
     names = topics or settings.all_topics()
     count = partitions or settings.topic_partitions
+    configs = topic_configs(settings)
     futures = admin.create_topics(
-        [NewTopic(name, count, settings.replication_factor) for name in names], operation_timeout=30
+        [NewTopic(name, count, settings.replication_factor, config=configs.get(name, {})) for name in names],
+        operation_timeout=30,
     )
     status = {}
     for name, future in futures.items():

@@ -1,0 +1,481 @@
+"""The incident stage (``anomstream incidents run``): a consumer group of the alerts topic that groups
+alerts into incidents and publishes them.
+
+::
+
+    stage thread       dynamic batch of alerts -> per alerts partition: group (PartitionGrouper.add),
+                       timers (tick: closes, throttled updates) -> outputs: incident messages
+                       (``incidents``), members (``incident-members``), the partition's snapshot
+                       (``incidents-state``) -> submit
+    publisher thread   produce -> acknowledged -> commit offsets       (at-least-once, the default)
+                       or one Kafka transaction per batch              (--eos, exactly-once)
+
+The loop is the scoring worker's (:mod:`consumers.worker`) with the model call replaced by the
+grouper: the same :class:`~consumers.publisher.Publisher` (ordered produce-then-commit, one
+transaction per batch, outage recovery), batcher, supervisor and signals. A partition's open incidents
+are restored from ``incidents-state`` when it is assigned and forgotten when it is revoked or lost
+(after in-flight batches were drained), so whoever holds a partition holds its incidents.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import cast
+
+import msgspec
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter, Gauge
+
+from consumers.batching import DynamicBatcher
+from consumers.faults import NO_FAULTS, Faults, from_env
+from consumers.incidents.finding import incident_message, members_messages
+from consumers.incidents.grouping import (
+    AlertRef,
+    GroupingPolicy,
+    GroupingResult,
+    PartitionGrouper,
+    alert_ref,
+)
+from consumers.incidents.state import StateReader, state_key
+from consumers.publisher import Output, Publisher, ScoredBatch
+from consumers.worker_metrics import WorkerMetrics
+from stream.health import Readiness
+from stream.kafka import make_consumer, make_producer, wait_for_broker
+from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
+from stream.messages import encode
+from stream.settings import IncidentSettings, Settings
+from stream.signals import ShutdownBound, StopFlag
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 1.0  # timers (closes, throttled updates) are checked this often when idle
+
+__all__ = ["IncidentStage", "StageStats", "grouping_policy", "serve"]
+
+
+def grouping_policy(settings: IncidentSettings) -> GroupingPolicy:
+    return GroupingPolicy(
+        gap_ms=int(settings.gap_s * 1000),
+        max_duration_ms=int(settings.max_duration_s * 1000),
+        group_interval_ms=int(settings.group_interval_s * 1000),
+        repeat_interval_ms=int(settings.repeat_interval_s * 1000),
+        similarity=settings.similarity,
+        max_open=settings.max_open,
+    )
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class StageStats:
+    alerts: int = 0
+    skipped: int = 0  # messages on the alerts topic that are no alert
+    created: int = 0
+    closed: int = 0
+    batches: int = 0
+    by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class _Origin:
+    """Where a timer's outputs come from: the partition they belong to (the publisher keeps or drops
+    a batch's outputs by the partition of their source)."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+    def key(self) -> None:
+        return None
+
+    def value(self) -> None:
+        return None
+
+    def headers(self) -> None:
+        return None
+
+
+class IncidentMetrics(WorkerMetrics):
+    """The worker's metrics (lag, batches, liveness) plus incidents opened, closed and open."""
+
+    def __init__(self, port: int | None, stage: IncidentStage, stall_after_s: float) -> None:
+        super().__init__(port, readiness=stage.readiness, stall_after_s=stall_after_s)
+        self.incidents = Counter(
+            "anomstream_incidents_total",
+            "Incident messages published",
+            ["stream", "activity"],
+            registry=self.registry,
+        )
+        self.open_incidents = Gauge(
+            "anomstream_incidents_open", "Open incidents held by this stage", registry=self.registry
+        )
+
+
+class IncidentStage:
+    """A member of the incident stage's consumer group (see the module)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        eos: bool = False,
+        stage_id: str | None = None,
+        stop: StopFlag | None = None,
+        metrics_port: int | None = None,
+        guard: Watchdog | None = None,
+        faults: Faults = NO_FAULTS,
+        group_by: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.eos = eos
+        self.stage_id = stage_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.stop = stop if stop is not None else StopFlag()
+        self.guard = guard if guard is not None else watchdog()
+        self.faults = faults
+        self.policy = grouping_policy(settings.incidents)
+        self.group_by = dict(group_by or {})
+        self.alerts_topic = settings.topic("alerts")
+        self.topics = {
+            "incidents": settings.topic("incidents"),
+            "members": settings.topic("incident_members"),
+            "state": settings.topic("incidents_state"),
+        }
+        self.groupers: dict[int, PartitionGrouper] = {}
+        self.stats = StageStats()
+        self.metrics = IncidentMetrics(metrics_port, self, settings.resilience.stall_after_s)
+        self._batch_number = 0
+        self._submitted = 0
+        self._ticked = 0.0
+        self._in_rebalance = False
+        self._probe: Consumer | None = None
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, max_alerts: int | None = None) -> StageStats:
+        """Group alerts until stopped (or until ``max_alerts`` were handed over); returns counters."""
+        wait_for_broker(self.settings, timeout=30)
+        bound = ShutdownBound(
+            self.settings.resilience.shutdown_grace_s, f"incident stage {self.stage_id}", self._abandoned
+        ).arm(self.stop)
+        self.states = StateReader(self.settings)
+        self.consumer = make_consumer(
+            self.settings,
+            self.settings.incidents.group_id,
+            **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000},
+        )
+        self.batcher = DynamicBatcher(
+            self.consumer,
+            self.settings.incidents.batch_size,
+            self.settings.incidents.max_queue_delay_ms / 1000,
+            self.settings.batch_timeout_s,
+        )
+        self.publisher = Publisher(
+            self._new_producer(),
+            self.consumer,
+            eos=self.eos,
+            worker_id=self.stage_id,
+            dead_letter_topic=self.settings.topic("dead_letter"),
+            faults=self.faults,
+            renew_producer=lambda: self._new_producer(initialise=False),
+            committed=self._group_committed,
+            guard=self.guard,
+            stop=self.stop,
+            transaction_timeout_s=self.settings.resilience.transaction_timeout_s,
+            recovery_s=self.settings.resilience.recovery_s,
+        ).start()
+        self.consumer.subscribe(
+            [self.alerts_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        log.info(
+            "incident stage %s grouping %s (%s)",
+            self.stage_id,
+            self.alerts_topic,
+            "exactly-once" if self.eos else "at-least-once",
+        )
+        clean = False
+        try:
+            while not self.stop:
+                self._commit_published()
+                if max_alerts is not None and self._submitted >= max_alerts:
+                    break
+                messages = self.batcher.next_batch()
+                due = time.monotonic() - self._ticked >= TICK_INTERVAL_S
+                if messages or due:
+                    self._submit(messages, tick=True)
+                self.publisher.serve()
+                self.faults.scored(self._batch_number, lambda: self.publisher.producer.flush(30))
+                self.publisher.raise_if_failed()
+                self.metrics.update_lag(self.consumer, in_flight=self.publisher.in_flight)
+            clean = True
+        finally:
+            if not clean:
+                bound.begin()
+            try:
+                self._shutdown(clean)
+            finally:
+                bound.finished()
+        return self.stats
+
+    def _new_producer(self, initialise: bool = True) -> Producer:
+        transactional_id = f"{self.settings.incidents.group_id}-{self.stage_id}" if self.eos else None
+        producer = make_producer(
+            self.settings,
+            transactional_id=transactional_id,
+            on_delivery=self._on_delivery,
+            **{"delivery.report.only.error": True},
+        )
+        if self.eos and initialise:
+            timeout = self.settings.resilience.transaction_timeout_s
+            self.guard.call("init_transactions", timeout, producer.init_transactions, timeout)
+        return producer
+
+    def _on_delivery(self, error, message) -> None:  # noqa: ANN001 - confluent-kafka callback
+        self.publisher.on_delivery(error, message)
+
+    def _group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        if self._probe is None:
+            self._probe = make_consumer(self.settings, self.settings.incidents.group_id)
+        probe = self._probe
+        return self.guard.call("committed", timeout, lambda: probe.committed(partitions, timeout=timeout))
+
+    def _abandoned(self) -> str:
+        return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
+
+    # -- grouping -------------------------------------------------------------------------------
+    def _submit(self, messages: list[Message], tick: bool) -> None:
+        self._batch_number += 1
+        batch = self._group(messages, self._batch_number, tick)
+        if not batch.outputs and not batch.offsets:
+            return
+        if self.eos:
+            batch.group_metadata = self.consumer.consumer_group_metadata()
+        batch.tokens = {key: self.publisher.generation.get(key, 0) for key in batch.per_partition}
+        if not self.publisher.submit(batch):
+            log.info("batch %d not handed over: stopping (its offsets stay uncommitted)", batch.number)
+            return
+        self._submitted += batch.events
+
+    def _group(self, messages: list[Message], number: int, tick: bool) -> ScoredBatch:
+        """Group one batch and run the timers: the batch's outputs and offsets (nothing published)."""
+        now = wall_ms()
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_partition[message.partition()].append(message)
+        batch = ScoredBatch(number, [], [])
+        results: dict[int, GroupingResult] = {}
+        for partition, part in by_partition.items():
+            grouper = self.groupers.get(partition)
+            if grouper is None:  # not ours any more (revoked while collected): its owner reads it
+                continue
+            refs: list[AlertRef] = []
+            for message in part:
+                try:
+                    refs.append(alert_ref(message.value() or b"", message.offset(), message.timestamp()[1]))
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    self.stats.skipped += 1
+                    log.warning(
+                        "%s[%d] offset %d is no alert (%s): skipped",
+                        message.topic(),
+                        partition,
+                        message.offset(),
+                        exc,
+                    )
+            results[partition] = grouper.add(refs, now)
+            grouper.state.next_offset = max(grouper.state.next_offset, part[-1].offset() + 1)
+            batch.offsets.append(TopicPartition(self.alerts_topic, partition, part[-1].offset() + 1))
+            batch.per_partition[(self.alerts_topic, partition)] = (len(part), 0)
+            batch.events += len(part)
+            for ref in refs:
+                batch.by_stream[ref.stream] = (batch.by_stream.get(ref.stream, (0, 0))[0] + 1, 0)
+        if tick:
+            self._ticked = time.monotonic()
+            for partition, grouper in self.groupers.items():
+                timers = grouper.tick(now)
+                if timers.empty:
+                    continue
+                result = results.setdefault(partition, GroupingResult())
+                result.changes += timers.changes
+                if partition not in by_partition:  # offsets unchanged: re-sent so the batch commits
+                    offset = grouper.state.next_offset
+                    batch.offsets.append(TopicPartition(self.alerts_topic, partition, offset))
+                    batch.per_partition[(self.alerts_topic, partition)] = (0, 0)
+        for partition, result in results.items():
+            collected = by_partition.get(partition)
+            origin = collected[-1] if collected else cast(Message, _Origin(self.alerts_topic, partition, -1))
+            self._outputs(partition, result, origin, batch.outputs, now)
+        return batch
+
+    def _outputs(
+        self, partition: int, result: GroupingResult, origin: Message, outputs: list[Output], now: int
+    ) -> None:
+        """A partition's messages: members, incidents, then its snapshot (all in one transaction)."""
+        grouper = self.groupers[partition]
+        incidents, members, state = self.topics["incidents"], self.topics["members"], self.topics["state"]
+        for incident_id, alerts in result.members.items():
+            for value in members_messages(incident_id, alerts[0].stream, alerts):
+                outputs.append(Output(members, value, incident_id.encode(), None, origin))
+        for change in result.changes:
+            value = encode(incident_message(change.incident, change.activity, now))
+            outputs.append(Output(incidents, value, change.incident.incident_id.encode(), None, origin))
+        outputs.append(
+            Output(state, grouper.to_bytes(), state_key(self.alerts_topic, partition), None, origin)
+        )
+
+    # -- committed batches ----------------------------------------------------------------------
+    def _commit_published(self, sync: bool = False) -> None:
+        while True:
+            try:
+                batch = self.publisher.done.get_nowait()
+            except queue.Empty:
+                break
+            if not self.eos:
+                if self.faults.withhold(batch.number, self.stats.batches):
+                    continue
+                try:
+                    if sync and not self._in_rebalance:
+                        self.guard.call(
+                            "commit",
+                            UNTIMED_CALL_S,
+                            self.consumer.commit,
+                            offsets=batch.offsets,
+                            asynchronous=False,
+                        )
+                    else:
+                        self.consumer.commit(offsets=batch.offsets, asynchronous=not sync)
+                except KafkaException as exc:
+                    log.warning("offset commit failed (%s): another member will redeliver", exc)
+            self._account(batch)
+
+    def _account(self, batch: ScoredBatch) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.alerts += batch.events
+        for stream, (n, _) in batch.by_stream.items():
+            stats.by_stream[stream] += n
+            self.metrics.alerts.labels(stream).inc(n)
+        for output in batch.outputs:
+            if output.topic == self.topics["incidents"] and output.value is not None:
+                activity = _activity_of(output.value)
+                if activity == 1:
+                    stats.created += 1
+                elif activity == 3:
+                    stats.closed += 1
+        self.metrics.batches.inc()
+        self.metrics.progress.completed()
+        self.metrics.open_incidents.set(sum(len(g.open_incidents) for g in self.groupers.values()))
+
+    # -- group membership -----------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.publisher.note_assigned(partitions)
+        for tp in partitions:
+            state = self.states.restore(tp.topic, tp.partition)
+            self.groupers[tp.partition] = PartitionGrouper(state, self.policy, self.group_by)
+        log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.batcher.discard(partitions)
+        self._in_rebalance = True
+        try:
+            self.publisher.drain()
+            self.publisher.note_lost(partitions)
+            self._commit_published(sync=True)
+        finally:
+            self._in_rebalance = False
+        self._forget(partitions)
+        log.info(
+            "revoked %s (in-flight batches committed first)",
+            sorted(f"{p.topic}[{p.partition}]" for p in partitions),
+        )
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.batcher.discard(partitions)
+        self.publisher.note_lost(partitions)
+        self._forget(partitions)  # its next owner restores them from the last committed snapshot
+        log.warning("lost %s (session timed out)", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.groupers.pop(tp.partition, None)
+
+    def readiness(self) -> Readiness:
+        metrics = self.metrics
+        if metrics.loop_seen is None:
+            return Readiness(False, {"loop": "not consuming yet"})
+        age = time.monotonic() - metrics.loop_seen
+        problem = metrics.broker_reachable(self.settings)
+        checks = {
+            "loop_seen_s_ago": round(age, 1),
+            "group": "joined" if metrics.member_id else "joining",
+            "assigned_partitions": metrics.assigned,
+            "broker": problem or "reachable",
+        }
+        return Readiness(age < 30 and metrics.member_id is not None and problem is None, checks)
+
+    def _shutdown(self, clean: bool) -> None:
+        try:
+            if clean:
+                self.publisher.drain()
+            self.publisher.close()
+            self._commit_published(sync=True)
+            self.guard.call("flush", 30, self.publisher.producer.flush, 30)
+            log.info(
+                "stopping: %d alerts grouped, %d incidents opened, %d closed",
+                self.stats.alerts,
+                self.stats.created,
+                self.stats.closed,
+            )
+        finally:
+            close_quietly(self.consumer, "the incident stage's consumer")
+            if self._probe is not None:
+                close_quietly(self._probe, "the committed-offsets probe")
+            self.states.close()
+
+
+def _activity_of(value: bytes) -> int:
+    return int(msgspec.json.decode(value, type=_ActivityOnly).activity_id)
+
+
+class _ActivityOnly(msgspec.Struct):
+    activity_id: int
+
+
+def stage_command(*args: str) -> list[str]:
+    """The command line of one supervised replica: ``anomstream incidents run ARGS``."""
+    return [sys.executable, "-m", "anomstream", "incidents", "run", *args]
+
+
+def serve(
+    settings: Settings,
+    replicas: int = 1,
+    eos: bool = False,
+    stage_id: str | None = None,
+    metrics_port: int | None = None,
+) -> int:
+    """``anomstream incidents run``: one stage member in this process, or ``replicas`` supervised."""
+    if replicas > 1:
+        from consumers.supervisor import ReplicaSupervisor
+
+        grace = settings.resilience.shutdown_grace_s
+        return ReplicaSupervisor(
+            replicas,
+            ["--eos"] if eos else [],
+            metrics_port=metrics_port,
+            command=stage_command,
+            grace_s=grace,
+        ).run()
+    IncidentStage(settings, eos=eos, stage_id=stage_id, metrics_port=metrics_port, faults=from_env()).run()
+    return 0
