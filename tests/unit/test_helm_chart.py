@@ -134,6 +134,42 @@ def test_more_workers_than_partitions_is_refused() -> None:
     assert "topics.partitions" in proc.stderr
 
 
+def test_the_incident_stage_runs_as_its_own_group_scaled_on_its_alerts_lag() -> None:
+    docs = render("minimal")
+    stage = one(docs, "Deployment", "-incidents")
+    assert "replicas" not in stage["spec"], "KEDA owns the count"
+    assert container(stage)["args"] == ["incidents", "run", "--metrics-port", "9102", "--eos"]
+    env = plain_env(stage)
+    assert env["ANOMSTREAM_INCIDENTS__GROUP_ID"] == "anomstream-incidents"
+    assert env["ANOMSTREAM_TOPICS__ALERTS"] == Settings().topics.alerts
+    scaled = one(docs, "ScaledObject", "-incidents")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == stage["metadata"]["name"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["consumerGroup"] == env["ANOMSTREAM_INCIDENTS__GROUP_ID"]
+    assert trigger["metadata"]["topic"] == Settings().topic("alerts")
+    assert trigger["metadata"]["allowIdleConsumers"] == "false"
+    # Capped at the alerts topic's partitions: a replica beyond them would sit idle.
+    assert scaled["spec"]["maxReplicaCount"] == Settings().topic_partitions
+    secured = one(render("secured"), "ScaledObject", "-incidents")["spec"]
+    assert secured["maxReplicaCount"] == 12 and secured["triggers"][0]["metadata"]["topic"] == "prod.alerts"
+    proc = template(
+        "-f", str(CI_VALUES / "minimal-values.yaml"), "--set", "incidents.autoscaling.maxReplicas=7"
+    )
+    assert proc.returncode != 0 and "incidents.autoscaling.maxReplicas" in proc.stderr
+
+
+def test_the_incident_stage_can_be_left_out_or_fixed() -> None:
+    minimal = str(CI_VALUES / "minimal-values.yaml")
+    proc = template("-f", minimal, "--set", "incidents.enabled=false")
+    assert proc.returncode == 0, proc.stderr
+    assert not [
+        d for d in yaml.safe_load_all(proc.stdout) if d and d["metadata"]["name"].endswith("-incidents")
+    ]
+    docs = render("fixed-replicas")
+    assert one(docs, "Deployment", "-incidents")["spec"]["replicas"] == 2
+    assert one(docs, "PodDisruptionBudget", "-incidents")["spec"]["maxUnavailable"] == 1
+
+
 def test_fixed_replicas_without_autoscaling() -> None:
     docs = render("fixed-replicas")
     assert find(docs, "ScaledObject") == [] and find(docs, "TriggerAuthentication") == []
@@ -191,7 +227,7 @@ def test_probes_on_healthz_and_readyz_of_the_served_port(name: str) -> None:
 def test_grace_period_outlasts_the_sigterm_bound() -> None:
     bound = Settings().resilience.shutdown_grace_s
     for name in ("minimal", "fixed-replicas"):
-        for suffix in ("-worker", "-drift"):
+        for suffix in ("-worker", "-drift", "-incidents"):
             deployment = one(render(name), "Deployment", suffix)
             grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
             told = float(plain_env(deployment)["ANOMSTREAM_RESILIENCE__SHUTDOWN_GRACE_S"])
@@ -223,6 +259,17 @@ def test_environment_is_read_by_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert set(TopicNames.model_fields) <= {
         n.split("__")[1].lower() for n in env if n.startswith("ANOMSTREAM_TOPICS__")
     }
+    # The incident stage reads its own group and settings (incidents.settings passes them through).
+    proc = template("-f", str(CI_VALUES / "secured-values.yaml"), "--set", "incidents.settings.gap_s=600")
+    assert proc.returncode == 0, proc.stderr
+    (stage,) = find(tuple(d for d in yaml.safe_load_all(proc.stdout) if d), "Deployment", "-incidents")
+    for name, value in plain_env(stage).items():
+        monkeypatch.setenv(name, value)
+    stage_settings = Settings()
+    assert (
+        stage_settings.incidents.group_id == "anomstream-incidents" and stage_settings.incidents.gap_s == 600
+    )
+    assert stage_settings.topic("alerts") == "prod.alerts"
 
 
 def test_secrets_come_from_secrets() -> None:
@@ -242,7 +289,7 @@ def test_secrets_come_from_secrets() -> None:
     auth = one(docs, "TriggerAuthentication")
     assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} == {"username", "password", "ca"}
     triggers = [t for scaled in find(docs, "ScaledObject") for t in scaled["spec"]["triggers"]]
-    assert len(triggers) == 1 and {t["metadata"]["sasl"] for t in triggers} == {"scram_sha512"}
+    assert len(triggers) == 2 and {t["metadata"]["sasl"] for t in triggers} == {"scram_sha512"}
     assert {t["authenticationRef"]["name"] for t in triggers} == {auth["metadata"]["name"]}
     # Values given inline: only inside the chart's own Secrets, nowhere else.
     docs = render("chart-secrets")

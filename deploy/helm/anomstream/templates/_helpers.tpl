@@ -78,6 +78,16 @@ owns (topics.partitions on each scored stream's topic). */}}
 {{- default $owned (int .Values.worker.autoscaling.maxReplicas) -}}
 {{- end -}}
 
+{{/* The incident stage's replica cap: incidents.autoscaling.maxReplicas, or 0 = alerts' partitions. */}}
+{{- define "anomstream.incidentsMaxReplicas" -}}
+{{- default (int .Values.topics.partitions) (int .Values.incidents.autoscaling.maxReplicas) -}}
+{{- end -}}
+
+{{/* "true" when the incident stage runs under a KEDA ScaledObject. */}}
+{{- define "anomstream.incidentsScaled" -}}
+{{- if and .Values.incidents.enabled .Values.incidents.autoscaling.enabled -}}true{{- end -}}
+{{- end -}}
+
 {{/*
 A KEDA kafka trigger's metadata: (dict "root" $ "group" GROUP "scaling" AUTOSCALING-VALUES
 ["topic" LOGICAL-NAME]). Without "topic", KEDA sums the group's lag over all its topics.
@@ -278,7 +288,14 @@ readinessProbe:
 {{- if and $a.enabled (gt (int $a.minReplicas) (int (include "anomstream.workerMaxReplicas" .))) -}}
 {{- fail (printf "worker.autoscaling.minReplicas %v > maxReplicas %v" $a.minReplicas (include "anomstream.workerMaxReplicas" .)) -}}
 {{- end -}}
-{{- range $name, $grace := dict "worker" $v.worker.terminationGracePeriodSeconds "drift" $v.drift.terminationGracePeriodSeconds -}}
+{{- $i := $v.incidents -}}
+{{- if and $i.enabled $i.autoscaling.enabled (gt (int $i.autoscaling.maxReplicas) (int $v.topics.partitions)) -}}
+{{- fail (printf "incidents.autoscaling.maxReplicas %v > topics.partitions %v (the alerts topic's): a stage beyond them sits idle; leave it 0" $i.autoscaling.maxReplicas $v.topics.partitions) -}}
+{{- end -}}
+{{- if and $i.enabled $i.autoscaling.enabled (gt (int $i.autoscaling.minReplicas) (int (include "anomstream.incidentsMaxReplicas" .))) -}}
+{{- fail (printf "incidents.autoscaling.minReplicas %v > maxReplicas %v" $i.autoscaling.minReplicas (include "anomstream.incidentsMaxReplicas" .)) -}}
+{{- end -}}
+{{- range $name, $grace := dict "worker" $v.worker.terminationGracePeriodSeconds "drift" $v.drift.terminationGracePeriodSeconds "incidents" $v.incidents.terminationGracePeriodSeconds -}}
 {{- if le (float64 $grace) (addf $v.resilience.shutdownGraceS 5) -}}
 {{- fail (printf "%s.terminationGracePeriodSeconds %v must exceed resilience.shutdownGraceS %v by more than 5 s: SIGKILL would cut a clean stop short" $name $grace $v.resilience.shutdownGraceS) -}}
 {{- end -}}
