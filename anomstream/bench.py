@@ -18,6 +18,10 @@ the median of ``repetitions`` (3) with its [min, max] under ``spread``:
   seconds from its start to its first score record (``start_s``; ``start_cpu_s``: the CPU seconds
   it used until then), and its resident memory once it
   has scored ``events`` events (``rss_mb``; ``peak_rss_mb``: its peak), each a median of three starts.
+* ``incidents`` (``anomstream/bench_incidents.py``): the incident stage, exactly-once, on the alerts the
+  ``corrected`` worker runs published: alerts/s it sustains against the worker's alert output in the
+  same run (``ratio`` >= 1.0: it keeps up), and first alert -> incident ``create`` message, p50 and
+  p99, under a replay at 5,000 events/s (``create_latency_ms``), every incident checked as OCSF.
 * ``--soak``: 2,000,000 events through a worker process as fast as the replay goes; its RSS from
   the end of warm-up (the first 10% of events) to the end (``soak``, ``soak_rss.png``).
 * ``--profile``: µs per event in each stage of the worker (``profile_us_per_event``).
@@ -87,6 +91,10 @@ class BenchConfig:
     replica_events: int = 10_000  # events a new worker process scores in the replica measurement
     # Kept for the old option: a single latency point at this rate (the curve's only point).
     latency_rate: float | None = None
+    # The incident stage (issue 25): its throughput against the worker's alerts, and the latency
+    # from an incident's first alert to its create message at this replay rate.
+    incidents: bool = True
+    incident_rate: float = HEADLINE_RATE
 
 
 def mostly_normal_frame(frame: pd.DataFrame, attack_share: float = 0.005, seed: int = 0) -> pd.DataFrame:
@@ -105,6 +113,10 @@ class Benchmark:
         self.config = config
         self.console = console
         self.spread: dict[str, list[float]] = {}
+        # Per throughput stream: its topics (alerts kept for the incident stage) and the alerts one
+        # worker run published.
+        self.stream_settings: dict[str, Settings] = {}
+        self.alerts_per_run: dict[str, int] = {}
 
     # -- set-up ---------------------------------------------------------------------------------
     def _cluster(self, stack: contextlib.ExitStack) -> Settings:
@@ -169,8 +181,8 @@ class Benchmark:
         consumer.close()
         return seen / elapsed if elapsed else 0.0
 
-    def _worker(self, settings: Settings, eos: bool, tag: str) -> tuple[float, float]:
-        """(events/s, share of events that alerted) of one in-process worker run."""
+    def _worker(self, settings: Settings, eos: bool, tag: str) -> tuple[float, float, int]:
+        """(events/s, share of events that alerted, alerts) of one in-process worker run."""
         group = f"{settings.group_id}-{'eos' if eos else 'alo'}-{tag}"
         worker = ScoringWorker(
             settings.model_copy(update={"group_id": group}),
@@ -180,19 +192,21 @@ class Benchmark:
             stop=StopFlag(False),
         )
         stats = worker.run(max_events=self.config.events)
-        return stats.rate, stats.alerts / max(stats.events, 1)
+        return stats.rate, stats.alerts / max(stats.events, 1), stats.alerts
 
     def _throughput(self, cluster: Settings, name: str, frame: pd.DataFrame, source: str) -> dict[str, Any]:
         settings = self._fresh(cluster, name.replace("_", "-"))
+        self.stream_settings[name] = settings
         produce_eps = self._prefill(settings, frame, source, self.config.events)
         wire, alo, eos, share = [], [], [], []
         for rep in range(self.config.repetitions):
             with self.console.status(f"{name} {rep + 1}/{self.config.repetitions}: bare consumer..."):
                 wire.append(self._wire_limit(settings, f"{rep}"))
             with self.console.status(f"{name} {rep + 1}/{self.config.repetitions}: worker, at-least-once..."):
-                rate, alert_share = self._worker(settings, False, f"{rep}")
+                rate, alert_share, alerts = self._worker(settings, False, f"{rep}")
                 alo.append(rate)
                 share.append(alert_share)
+                self.alerts_per_run.setdefault(name, alerts)
             with self.console.status(f"{name} {rep + 1}/{self.config.repetitions}: worker, exactly-once..."):
                 eos.append(self._worker(settings, True, f"{rep}")[0])
         return {
@@ -246,6 +260,57 @@ class Benchmark:
                 worker.wait(60)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+    def _incidents(self, cluster: Settings, corrected: dict[str, Any]) -> dict[str, Any]:
+        """The incident stage against the workers of this run (anomstream/bench_incidents.py)."""
+        from anomstream.bench_incidents import stage_throughput, throughput_figures
+
+        settings, alerts = self.stream_settings["corrected"], self.alerts_per_run["corrected"]
+        runs = []
+        for rep in range(self.config.repetitions):
+            with self.console.status(
+                f"incident stage {rep + 1}/{self.config.repetitions}: {alerts:,} alerts"
+            ):
+                runs.append(stage_throughput(settings, alerts, f"t{rep}"))
+        figures = throughput_figures(runs, corrected["worker_eps"] * corrected["alert_share"])
+        self.spread["incidents.stage_eos_alerts_per_s"] = figures.pop("spread")
+        measured = self._incident_latency(cluster)
+        figures["create_latency_ms"] = {
+            "p50": measured["p50"],
+            "p99": measured["p99"],
+            "rate_eps": round(self.config.incident_rate),
+            "replay_eps": measured["replay_eps"],
+            "incidents": measured["incidents"],
+        }
+        figures["ocsf"] = {
+            "messages": measured["incident_messages"],
+            "invalid": measured["ocsf_invalid"],
+            "errors": measured["ocsf_errors"],
+        }
+        return figures
+
+    def _incident_latency(self, cluster: Settings) -> dict[str, Any]:
+        """A worker process and a stage process under a replay at ``incident_rate``: first alert ->
+        incident create, for every incident created."""
+        from anomstream.bench_incidents import create_latency, incident_settings
+
+        settings = incident_settings(self._fresh(cluster, "incident-latency"), "latency")
+        frame, source = self._frame(settings)
+        rate = self.config.incident_rate
+        n = max(1, int(rate * self.config.latency_seconds * self.config.repetitions))
+        replayed: list[float] = []  # the rate the replay reached (a busy machine falls short)
+
+        def replay() -> None:
+            producer = ReplayProducer(
+                settings, settings.topic("kdd"), rate=rate, progress=True, stop=StopFlag(False)
+            )
+            events = kdd_events(frame, source, loop=True, limit=n)
+            replayed.append(producer.run(events, n, description=f"incidents at {rate:,.0f}/s").rate)
+            self._wait_scored(settings, n)
+
+        with self._worker_process(settings, "incident-latency"):
+            measured = create_latency(settings, replay)
+        return {**measured, "replay_eps": round(replayed[0]) if replayed else 0}
 
     def _latency_curve(self, cluster: Settings, max_rate: float) -> tuple[list[dict], dict]:
         settings = self._fresh(cluster, "latency")
@@ -385,6 +450,7 @@ class Benchmark:
                     [self._naive(naive_settings) for _ in range(self.config.repetitions)],
                     1,
                 )
+            incidents = self._incidents(cluster, main) if self.config.incidents else None
             curve, rss = self._latency_curve(cluster, main["worker_eps"])
             replica = self._replica(cluster)
             profile = soak = None
@@ -416,6 +482,8 @@ class Benchmark:
             "max_queue_delay_ms": cluster.max_queue_delay_ms,
             "cpu_count": os.cpu_count(),
         }
+        if incidents is not None:
+            result["incidents"] = incidents
         if profile is not None:
             result["profile_us_per_event"] = profile
         if soak is not None:
@@ -452,6 +520,19 @@ class Benchmark:
         for point in result["latency_curve"]:
             table.add_row(
                 f"latency at {point['rate_eps']:,} ev/s", f"p50 {point['p50']} ms / p99 {point['p99']} ms", ""
+            )
+        if "incidents" in result:
+            incidents = result["incidents"]
+            table.add_row(
+                "incident stage, exactly-once",
+                f"{incidents['stage_eos_alerts_per_s']:,} alerts/s",
+                f"{incidents['ratio']:.2f} x worker alerts ({incidents['worker_alerts_per_s']:,}/s)",
+            )
+            latency = incidents["create_latency_ms"]
+            table.add_row(
+                f"first alert -> incident at {latency['rate_eps']:,} ev/s",
+                f"p50 {latency['p50']} ms / p99 {latency['p99']} ms",
+                f"{latency['incidents']} incidents; OCSF invalid {incidents['ocsf']['invalid']}",
             )
         rss = result["worker_rss_mb"]
         table.add_row("worker RSS", f"{rss['start']} -> {rss['end']} MB", f"over {rss['events']:,} events")

@@ -1,10 +1,12 @@
 """``anomstream up``: the whole pipeline on one machine, with a live summary.
 
 broker (unless ANOMSTREAM_BOOTSTRAP_SERVERS) -> topics -> KDD model (trained if missing) ->
-worker process(es) -> the drift monitor with --retrain -> the web dashboard (http://127.0.0.1:8050)
+worker process(es) -> the incident stage (``incidents run --eos``: alerts grouped into incidents)
+-> the drift monitor with --retrain -> the web dashboard (http://127.0.0.1:8050)
 -> replay of real ``corrected`` connections (traffic the model, trained on the 10% file, has not seen:
 a drift) -> live events/s, alerts, precision and recall read back from the ``scores`` topic, drift
-events and promotions from ``drift-events`` and ``model-updates`` -> summary table. Ctrl-C stops
+events and promotions from ``drift-events`` and ``model-updates`` -> summary table, with the incidents
+read back from the stage's topics (incidents, open, alerts grouped, label purity). Ctrl-C stops
 everything it started.
 
 The live figures are the dashboard's: the dashboard's :class:`~anomstream.dashboard.feed.Feed` keeps
@@ -34,6 +36,7 @@ from anomstream.dashboard import DEFAULT_PORT, dashboard_command
 from anomstream.dashboard.aggregate import Aggregator, registry_thresholds
 from anomstream.dashboard.feed import Feed
 from anomstream.dashboard.metrics import DashboardMetrics
+from anomstream.incident_summary import IncidentSummary, members_offsets, read_summary, wait_grouped
 from consumers.supervisor import worker_command
 from models.evaluation.confusion import Confusion
 from models.evaluation.report import cell
@@ -48,6 +51,8 @@ FEED_READY_S = 15.0  # the feed is positioned at the end of ``scores`` before an
 
 
 DRIFT_METRICS_PORT = 9465
+INCIDENTS_METRICS_PORT = 9102
+INCIDENTS_DRAIN_S = 60.0  # how long the summary waits for the stage to group the last alerts
 
 
 @dataclass
@@ -127,6 +132,8 @@ class Demo:
         self.dashboard_port = dashboard_port  # None: no dashboard
         self._dashboard: subprocess.Popen | None = None
         self._drift: subprocess.Popen | None = None
+        self._incidents: subprocess.Popen | None = None
+        self._members_from: dict[int, int] = {}  # incident-members before this run: not its incidents
 
     # -- set-up ---------------------------------------------------------------------------------
     def _ensure_broker(self) -> None:
@@ -190,6 +197,17 @@ class Demo:
         args = ["--streams", "kdd", "--replicas", str(self.replicas)] + (["--eos"] if self.eos else [])
         self._worker, log_path = self._spawn(worker_command(*args), "worker.log")
         self.console.print(f"worker: {self.replicas} replica(s), pid {self._worker.pid}, log {log_path}")
+
+    def _start_incident_stage(self) -> None:
+        """The incident stage, exactly-once: the demo's alerts grouped into incidents as they come."""
+        from consumers.incidents.stage import stage_command
+
+        self._members_from = members_offsets(self.settings)
+        args = ["--eos"]
+        if not port_open("127.0.0.1", INCIDENTS_METRICS_PORT):
+            args += ["--metrics-port", str(INCIDENTS_METRICS_PORT)]
+        self._incidents, log_path = self._spawn(stage_command(*args), "incidents.log")
+        self.console.print(f"incident stage (--eos): pid {self._incidents.pid}, log {log_path}")
 
     def _start_drift_monitor(self) -> None:
         """The drift monitor with --retrain: drift events, guarded retrains and promotions, live."""
@@ -257,13 +275,15 @@ class Demo:
             self._ensure_model()
             feed, figures = self._start_feed()
             self._start_worker()
+            self._start_incident_stage()
             self._start_drift_monitor()
             self._start_dashboard()
             replay = threading.Thread(target=self._replay, name="replay", daemon=True)
             replay.start()
             self._watch(figures, replay)
+            incidents = self._incident_summary()
             self.console.print()
-            self.console.print(self._summary(figures.refresh()))
+            self.console.print(self._summary(figures.refresh(), incidents))
             if self.state.replay_error is not None:
                 self.console.print(f"[red]replay failed:[/] {self.state.replay_error}")
                 return 1
@@ -313,7 +333,35 @@ class Demo:
         updates = figures.model_updates
         table.add_row("promotions / rollbacks", ", ".join(updates[-3:]) if updates else "none")
 
-    def _summary(self, final: Figures) -> Table:
+    def _incident_summary(self) -> IncidentSummary | str:
+        """The incidents of the replayed stream, once the stage has grouped every alert (or a line
+        saying why there are none to show)."""
+        stage = self._incidents
+        if stage is None:
+            return "not started"
+        if stage.poll() is not None:
+            return f"the stage exited with {stage.returncode}: see incidents.log"
+        with self.console.status("waiting for the incident stage to group the last alerts..."):
+            caught_up = wait_grouped(self.settings, INCIDENTS_DRAIN_S, transactional_alerts=self.eos)
+            summary = read_summary(self.settings, "kdd", since=self._members_from)
+        if not caught_up:
+            self.console.print(f"[yellow]the incident stage had not grouped every alert within "
+                               f"{INCIDENTS_DRAIN_S:.0f} s: its figures are partial[/]")  # fmt: skip
+        return summary
+
+    @staticmethod
+    def _incident_rows(table: Table, incidents: IncidentSummary | str, alerts: int) -> None:
+        if isinstance(incidents, str):
+            table.add_row("incidents", incidents)
+            return
+        per = f" (1 per {alerts / incidents.incidents:,.0f} alerts)" if incidents.incidents else ""
+        table.add_row("incidents", f"{incidents.incidents:,}{per}")
+        table.add_row("open incidents", f"{incidents.open:,}")
+        table.add_row("alerts grouped", f"{incidents.alerts:,} of {alerts:,}")
+        if incidents.purity is not None:
+            table.add_row("incident label purity", f"{incidents.purity:.3f}")
+
+    def _summary(self, final: Figures, incidents: IncidentSummary | str = "not started") -> Table:
         table = Table(title="anomstream up: summary")
         table.add_column("measure")
         table.add_column("value", justify="right")
@@ -330,13 +378,15 @@ class Demo:
         table.add_row("missed attacks", f"{confusion.fn:,}")
         table.add_row("precision", cell("{:.4f}", confusion.precision))
         table.add_row("recall", cell("{:.4f}", confusion.recall))
+        self._incident_rows(table, incidents, final.alerts)
         self._control_rows(table, final)
         table.add_row("wall time", f"{time.monotonic() - self.state.started:.0f}s")
         return table
 
     def _shutdown(self) -> None:
         self.stop.set()
-        for process, grace in ((self._dashboard, 10), (self._drift, 30), (self._worker, 60)):
+        stops = ((self._dashboard, 10), (self._drift, 30), (self._incidents, 60), (self._worker, 60))
+        for process, grace in stops:
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:

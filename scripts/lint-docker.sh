@@ -78,7 +78,7 @@ import check_jsonschema
 import jsonschema  # a dependency of check-jsonschema, like ruamel.yaml
 from ruamel.yaml import YAML
 
-SCALABLE = ("worker", "worker-gpu")  # services run with `--scale NAME=N`
+SCALABLE = ("worker", "worker-gpu", "incidents")  # services run with `--scale NAME=N`
 MIN_STOP_GRACE_S = 30  # a worker finishes its batch and commits on SIGTERM
 RESTARTS = re.compile(r"^(no|always|unless-stopped|on-failure(:\d+)?)$")
 ONE_SHOT = ("no", "on-failure")  # restart policies under which a container can complete

@@ -27,6 +27,7 @@ def test_bench_writes_its_contract_and_batching_wins(kafka_settings: Settings, t
         curve_max=False,
         profile_events=3_000,
         replica_events=2_000,
+        incident_rate=2_000,
     )
     Benchmark(settings, config, Console(quiet=True)).run(tmp_path)
     result = json.loads((tmp_path / "bench.json").read_text())
@@ -71,6 +72,25 @@ def test_bench_writes_its_contract_and_batching_wins(kafka_settings: Settings, t
     for figure in ("start_s", "start_cpu_s", "rss_mb", "peak_rss_mb"):
         low, high = result["spread"][f"replica.{figure}"]
         assert low <= replica[figure] <= high, figure
+    # The incident stage: measured against this run's worker alerts, its creates timed, all OCSF.
+    incidents = result["incidents"]
+    # As many alerts as one worker run published (most of the 6,000 corrected events alert).
+    assert incidents["alerts"] >= 0.5 * 6_000
+    assert incidents["incidents"] > 0 and incidents["stage_eos_alerts_per_s"] > 0
+    low, high = result["spread"]["incidents.stage_eos_alerts_per_s"]
+    assert low <= incidents["stage_eos_alerts_per_s"] <= high
+    worker_alerts = result["worker_eps"] * result["streams"]["corrected"]["alert_share"]
+    assert abs(incidents["worker_alerts_per_s"] - worker_alerts) <= 1
+    assert incidents["ratio"] == pytest.approx(incidents["stage_eos_alerts_per_s"] / worker_alerts, abs=0.01)
+    latency = incidents["create_latency_ms"]
+    assert latency["rate_eps"] == 2_000 and latency["replay_eps"] > 0 and latency["incidents"] > 0
+    assert 0 < latency["p50"] <= latency["p99"] < 30_000
+    assert incidents["ocsf"]["invalid"] == 0 and incidents["ocsf"]["messages"] >= latency["incidents"]
+    measure(
+        f"bench incidents: stage {incidents['stage_eos_alerts_per_s']:,} alerts/s = {incidents['ratio']} x "
+        f"the worker's {incidents['worker_alerts_per_s']:,} alerts/s; first alert -> create at 2,000 ev/s:"
+        f" p50 {latency['p50']} ms p99 {latency['p99']} ms over {latency['incidents']} incidents"
+    )
     measure(
         f"bench (6k events, 2 reps): wire {result['wire_limit_eps']:,}, worker {result['worker_eps']:,}, "
         f"eos {result['worker_eos_eps']:,}, naive {result['naive_predict_eps']} ev/s; latency at 2,000 ev/s "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,10 @@ def test_the_demo_on_another_broker_port_scores_every_event(kdd_registry: Path, 
     summary = [line for line in printed.splitlines() if "scored events" in line]
     assert summary and "3,000" in summary[-1], shown
     assert "worker exited" not in printed, shown
+    # The incident stage ran beside the worker: every alert grouped once, the label mix shown.
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in printed.splitlines()
+            if line.count("│") >= 3}  # fmt: skip
+    grouped, alerts = (int(n.replace(",", "")) for n in re.findall(r"[\d,]+", rows["alerts grouped"]))
+    assert grouped == alerts > 0, shown
+    assert int(rows["incidents"].split()[0].replace(",", "")) > 0, shown
+    assert 0 < float(rows["incident label purity"]) <= 1, shown

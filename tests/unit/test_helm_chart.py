@@ -76,13 +76,10 @@ def test_keda_owns_the_worker_count_under_autoscaling() -> None:
     docs = render("minimal")
     worker = one(docs, "Deployment", "-worker")
     assert "replicas" not in worker["spec"], "a replicas field would reset KEDA's count on every upgrade"
-    scaled = one(docs, "ScaledObject")
+    scaled = one(docs, "ScaledObject", "-worker")
     assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
-    # One lag trigger per scored stream, on the group and topics the workers really use.
     defaults = Settings(bootstrap_servers="x:9092")
-    triggers = scaled["spec"]["triggers"]
-    assert {t["metadata"]["topic"] for t in triggers} == {defaults.topic(s) for s in ("kdd", "ecg", "sensor")}
-    for trigger in triggers:
+    for trigger in scaled["spec"]["triggers"]:
         meta = trigger["metadata"]
         assert trigger["type"] == "kafka"
         assert meta["consumerGroup"] == defaults.group_id
@@ -92,17 +89,85 @@ def test_keda_owns_the_worker_count_under_autoscaling() -> None:
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 60, "lag noise would flap the count"
 
 
+def test_workers_scale_on_the_group_s_total_lag_up_to_every_partition_it_owns() -> None:
+    """Issue 28: one trigger per topic made the HPA take the largest topic's lag, not the sum, and
+    capped the workers at one topic's partitions (6) where the group owns 18. A kafka trigger with no
+    topic sums the group's lag over all its topics and caps at all their partitions."""
+    scaled = one(render("minimal"), "ScaledObject", "-worker")
+    triggers = scaled["spec"]["triggers"]
+    assert len(triggers) == 1, "the HPA takes the largest of several triggers, never their sum"
+    (group,) = triggers
+    assert "topic" not in group["metadata"], "with a topic KEDA reads that topic's lag alone"
+    streams = ("kdd", "ecg", "sensor")
+    owned = Settings().topic_partitions * len(streams)
+    assert scaled["spec"]["maxReplicaCount"] == owned == 18
+
+
+def test_a_worker_group_that_may_sleep_wakes_on_any_topic_s_backlog() -> None:
+    """With minReplicas 0 a fresh group (or one whose offsets expired) has no committed offsets for
+    the topic-less trigger to find: a trigger per topic wakes the first worker."""
+    scaled = one(render("chart-secrets"), "ScaledObject", "-worker")
+    assert scaled["spec"]["minReplicaCount"] == 0
+    by_name = {t["name"]: t["metadata"] for t in scaled["spec"]["triggers"]}
+    assert "topic" not in by_name.pop("group-lag")
+    defaults = Settings(bootstrap_servers="x:9092")
+    assert {meta["topic"] for meta in by_name.values()} == {
+        defaults.topic(s) for s in ("kdd", "ecg", "sensor")
+    }
+    assert all(meta["offsetResetPolicy"] == "earliest" for meta in by_name.values())
+
+
 @pytest.mark.parametrize("name", ["minimal", "secured", "chart-secrets"])
 def test_workers_never_outnumber_the_partitions(name: str) -> None:
-    scaled = one(render(name), "ScaledObject")
-    partitions = (values(name).get("topics") or {}).get("partitions", Settings().topic_partitions)
-    assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] <= partitions
+    scaled = one(render(name), "ScaledObject", "-worker")
+    given = values(name)
+    partitions = (given.get("topics") or {}).get("partitions", Settings().topic_partitions)
+    streams = (given.get("worker") or {}).get("streams", ["kdd", "ecg", "sensor"])
+    assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"] <= partitions * len(streams)
 
 
 def test_more_workers_than_partitions_is_refused() -> None:
-    proc = template("-f", str(CI_VALUES / "minimal-values.yaml"), "--set", "worker.autoscaling.maxReplicas=7")
+    minimal = str(CI_VALUES / "minimal-values.yaml")
+    assert template("-f", minimal, "--set", "worker.autoscaling.maxReplicas=18").returncode == 0
+    proc = template("-f", minimal, "--set", "worker.autoscaling.maxReplicas=19")
     assert proc.returncode != 0
     assert "topics.partitions" in proc.stderr
+
+
+def test_the_incident_stage_runs_as_its_own_group_scaled_on_its_alerts_lag() -> None:
+    docs = render("minimal")
+    stage = one(docs, "Deployment", "-incidents")
+    assert "replicas" not in stage["spec"], "KEDA owns the count"
+    assert container(stage)["args"] == ["incidents", "run", "--metrics-port", "9102", "--eos"]
+    env = plain_env(stage)
+    assert env["ANOMSTREAM_INCIDENTS__GROUP_ID"] == "anomstream-incidents"
+    assert env["ANOMSTREAM_TOPICS__ALERTS"] == Settings().topics.alerts
+    scaled = one(docs, "ScaledObject", "-incidents")
+    assert scaled["spec"]["scaleTargetRef"]["name"] == stage["metadata"]["name"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["consumerGroup"] == env["ANOMSTREAM_INCIDENTS__GROUP_ID"]
+    assert trigger["metadata"]["topic"] == Settings().topic("alerts")
+    assert trigger["metadata"]["allowIdleConsumers"] == "false"
+    # Capped at the alerts topic's partitions: a replica beyond them would sit idle.
+    assert scaled["spec"]["maxReplicaCount"] == Settings().topic_partitions
+    secured = one(render("secured"), "ScaledObject", "-incidents")["spec"]
+    assert secured["maxReplicaCount"] == 12 and secured["triggers"][0]["metadata"]["topic"] == "prod.alerts"
+    proc = template(
+        "-f", str(CI_VALUES / "minimal-values.yaml"), "--set", "incidents.autoscaling.maxReplicas=7"
+    )
+    assert proc.returncode != 0 and "incidents.autoscaling.maxReplicas" in proc.stderr
+
+
+def test_the_incident_stage_can_be_left_out_or_fixed() -> None:
+    minimal = str(CI_VALUES / "minimal-values.yaml")
+    proc = template("-f", minimal, "--set", "incidents.enabled=false")
+    assert proc.returncode == 0, proc.stderr
+    assert not [
+        d for d in yaml.safe_load_all(proc.stdout) if d and d["metadata"]["name"].endswith("-incidents")
+    ]
+    docs = render("fixed-replicas")
+    assert one(docs, "Deployment", "-incidents")["spec"]["replicas"] == 2
+    assert one(docs, "PodDisruptionBudget", "-incidents")["spec"]["maxUnavailable"] == 1
 
 
 def test_fixed_replicas_without_autoscaling() -> None:
@@ -162,7 +227,7 @@ def test_probes_on_healthz_and_readyz_of_the_served_port(name: str) -> None:
 def test_grace_period_outlasts_the_sigterm_bound() -> None:
     bound = Settings().resilience.shutdown_grace_s
     for name in ("minimal", "fixed-replicas"):
-        for suffix in ("-worker", "-drift"):
+        for suffix in ("-worker", "-drift", "-incidents"):
             deployment = one(render(name), "Deployment", suffix)
             grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
             told = float(plain_env(deployment)["ANOMSTREAM_RESILIENCE__SHUTDOWN_GRACE_S"])
@@ -194,6 +259,17 @@ def test_environment_is_read_by_the_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert set(TopicNames.model_fields) <= {
         n.split("__")[1].lower() for n in env if n.startswith("ANOMSTREAM_TOPICS__")
     }
+    # The incident stage reads its own group and settings (incidents.settings passes them through).
+    proc = template("-f", str(CI_VALUES / "secured-values.yaml"), "--set", "incidents.settings.gap_s=600")
+    assert proc.returncode == 0, proc.stderr
+    (stage,) = find(tuple(d for d in yaml.safe_load_all(proc.stdout) if d), "Deployment", "-incidents")
+    for name, value in plain_env(stage).items():
+        monkeypatch.setenv(name, value)
+    stage_settings = Settings()
+    assert (
+        stage_settings.incidents.group_id == "anomstream-incidents" and stage_settings.incidents.gap_s == 600
+    )
+    assert stage_settings.topic("alerts") == "prod.alerts"
 
 
 def test_secrets_come_from_secrets() -> None:
@@ -212,7 +288,9 @@ def test_secrets_come_from_secrets() -> None:
     assert refs["dashboard"]["ANOMSTREAM_DASHBOARD__ANALYST_TOKEN"] == "dashboard-analysts"
     auth = one(docs, "TriggerAuthentication")
     assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} == {"username", "password", "ca"}
-    assert {t["metadata"]["sasl"] for t in one(docs, "ScaledObject")["spec"]["triggers"]} == {"scram_sha512"}
+    triggers = [t for scaled in find(docs, "ScaledObject") for t in scaled["spec"]["triggers"]]
+    assert len(triggers) == 2 and {t["metadata"]["sasl"] for t in triggers} == {"scram_sha512"}
+    assert {t["authenticationRef"]["name"] for t in triggers} == {auth["metadata"]["name"]}
     # Values given inline: only inside the chart's own Secrets, nowhere else.
     docs = render("chart-secrets")
     assert len(find(docs, "Secret")) == 2
@@ -234,9 +312,12 @@ def test_container_arguments_are_the_cli_s() -> None:
 
     from anomstream.cli import app
 
-    verbs = typer.main.get_command(app).commands
+    cli = typer.main.get_command(app)
     for name in ("minimal", "fixed-replicas"):
         for deployment in find(render(name), "Deployment"):
-            verb, *args = container(deployment)["args"]
-            options = {opt for param in verbs[verb].params for opt in param.opts}
+            args = list(container(deployment)["args"])  # a copy: renderings are cached
+            command = cli
+            while hasattr(command, "commands"):  # `incidents run`: a group, then its command
+                command = command.commands[args.pop(0)]
+            options = {opt for param in command.params for opt in param.opts}
             assert {a for a in args if a.startswith("--")} <= options, deployment["metadata"]["name"]

@@ -41,7 +41,11 @@ def test_promtool_accepts_the_configuration() -> None:
 def test_prometheus_scrapes_every_worker_replica_the_drift_monitor_and_the_dashboard() -> None:
     services = load_yaml(COMPOSE)["services"]
     scraped = jobs()
-    for job, service in (("anomstream-workers", "worker"), ("anomstream-gpu-workers", "worker-gpu")):
+    for job, service in (
+        ("anomstream-workers", "worker"),
+        ("anomstream-gpu-workers", "worker-gpu"),
+        ("anomstream-incidents", "incidents"),
+    ):
         (sd,) = scraped[job]["dns_sd_configs"]  # Docker DNS answers with every replica
         assert sd["names"] == [service] and sd["type"] == "A"
         assert str(sd["port"]) == option(services[service]["command"], "--metrics-port")
@@ -56,6 +60,7 @@ def test_compose_health_checks_probe_healthz_and_readyz() -> None:
     for name, port_option in (
         ("worker", "--metrics-port"),
         ("worker-gpu", "--metrics-port"),
+        ("incidents", "--metrics-port"),
         ("dashboard", "--port"),
     ):
         port = option(services[name]["command"], port_option)

@@ -71,6 +71,63 @@ app.kubernetes.io/component: {{ .component }}
 {{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") .Values.kafka.sasl.mechanism -}}
 {{- end -}}
 
+{{/* The workers' replica cap: worker.autoscaling.maxReplicas, or 0 = every partition the group
+owns (topics.partitions on each scored stream's topic). */}}
+{{- define "anomstream.workerMaxReplicas" -}}
+{{- $owned := mul (int .Values.topics.partitions) (len .Values.worker.streams) -}}
+{{- default $owned (int .Values.worker.autoscaling.maxReplicas) -}}
+{{- end -}}
+
+{{/* The incident stage's replica cap: incidents.autoscaling.maxReplicas, or 0 = alerts' partitions. */}}
+{{- define "anomstream.incidentsMaxReplicas" -}}
+{{- default (int .Values.topics.partitions) (int .Values.incidents.autoscaling.maxReplicas) -}}
+{{- end -}}
+
+{{/* "true" when the incident stage runs under a KEDA ScaledObject. */}}
+{{- define "anomstream.incidentsScaled" -}}
+{{- if and .Values.incidents.enabled .Values.incidents.autoscaling.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+A KEDA kafka trigger's metadata: (dict "root" $ "group" GROUP "scaling" AUTOSCALING-VALUES
+["topic" LOGICAL-NAME]). Without "topic", KEDA sums the group's lag over all its topics.
+*/}}
+{{- define "anomstream.kedaKafka" -}}
+{{- $v := .root.Values -}}
+bootstrapServers: {{ $v.kafka.bootstrapServers | quote }}
+consumerGroup: {{ .group | quote }}
+{{- with .topic }}
+topic: {{ printf "%s%s" $v.topics.prefix (get $v.topics.names .) | quote }}
+{{- end }}
+lagThreshold: {{ .scaling.lagThreshold | quote }}
+activationLagThreshold: {{ .scaling.activationLagThreshold | quote }}
+# A new group starts at the earliest offset (the consumers' auto.offset.reset): so does KEDA's lag.
+offsetResetPolicy: earliest
+allowIdleConsumers: "false"
+{{- with include "anomstream.saslSecret" .root }}
+sasl: {{ include "anomstream.kedaSasl" $.root }}
+{{- end }}
+{{- if include "anomstream.tls" .root }}
+tls: enable
+{{- end }}
+{{- end -}}
+
+{{/* HPA behavior of a ScaledObject: (its autoscaling values). */}}
+{{- define "anomstream.hpaBehavior" -}}
+# Lag jumps with every batch and rebalance: act on the lowest demand of the last few minutes when
+# scaling down, one pod at a time, so replicas do not flap.
+scaleDown:
+  stabilizationWindowSeconds: {{ .scaleDownStabilizationSeconds }}
+  policies:
+    - {type: Pods, value: 1, periodSeconds: {{ .scaleDownPeriodSeconds }}}
+scaleUp:
+  stabilizationWindowSeconds: {{ .scaleUpStabilizationSeconds }}
+  policies:
+    - {type: Pods, value: 2, periodSeconds: 60}
+    - {type: Percent, value: 100, periodSeconds: 60}
+  selectPolicy: Max
+{{- end -}}
+
 {{- define "anomstream.tls" -}}
 {{- if has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL") -}}true{{- end -}}
 {{- end -}}
@@ -224,13 +281,21 @@ readinessProbe:
 {{- end -}}
 {{- end -}}
 {{- $a := $v.worker.autoscaling -}}
-{{- if and $a.enabled (gt (int $a.maxReplicas) (int $v.topics.partitions)) -}}
-{{- fail (printf "worker.autoscaling.maxReplicas %v > topics.partitions %v: a worker beyond the partition count sits idle; raise the partitions first" $a.maxReplicas $v.topics.partitions) -}}
+{{- $owned := mul (int $v.topics.partitions) (len $v.worker.streams) -}}
+{{- if and $a.enabled (gt (int $a.maxReplicas) $owned) -}}
+{{- fail (printf "worker.autoscaling.maxReplicas %v > %v, the partitions the workers' group owns (topics.partitions %v x %d streams): a worker beyond them sits idle; raise the partitions first, or leave maxReplicas 0" $a.maxReplicas $owned $v.topics.partitions (len $v.worker.streams)) -}}
 {{- end -}}
-{{- if and $a.enabled (gt (int $a.minReplicas) (int $a.maxReplicas)) -}}
-{{- fail (printf "worker.autoscaling.minReplicas %v > maxReplicas %v" $a.minReplicas $a.maxReplicas) -}}
+{{- if and $a.enabled (gt (int $a.minReplicas) (int (include "anomstream.workerMaxReplicas" .))) -}}
+{{- fail (printf "worker.autoscaling.minReplicas %v > maxReplicas %v" $a.minReplicas (include "anomstream.workerMaxReplicas" .)) -}}
 {{- end -}}
-{{- range $name, $grace := dict "worker" $v.worker.terminationGracePeriodSeconds "drift" $v.drift.terminationGracePeriodSeconds -}}
+{{- $i := $v.incidents -}}
+{{- if and $i.enabled $i.autoscaling.enabled (gt (int $i.autoscaling.maxReplicas) (int $v.topics.partitions)) -}}
+{{- fail (printf "incidents.autoscaling.maxReplicas %v > topics.partitions %v (the alerts topic's): a stage beyond them sits idle; leave it 0" $i.autoscaling.maxReplicas $v.topics.partitions) -}}
+{{- end -}}
+{{- if and $i.enabled $i.autoscaling.enabled (gt (int $i.autoscaling.minReplicas) (int (include "anomstream.incidentsMaxReplicas" .))) -}}
+{{- fail (printf "incidents.autoscaling.minReplicas %v > maxReplicas %v" $i.autoscaling.minReplicas (include "anomstream.incidentsMaxReplicas" .)) -}}
+{{- end -}}
+{{- range $name, $grace := dict "worker" $v.worker.terminationGracePeriodSeconds "drift" $v.drift.terminationGracePeriodSeconds "incidents" $v.incidents.terminationGracePeriodSeconds -}}
 {{- if le (float64 $grace) (addf $v.resilience.shutdownGraceS 5) -}}
 {{- fail (printf "%s.terminationGracePeriodSeconds %v must exceed resilience.shutdownGraceS %v by more than 5 s: SIGKILL would cut a clean stop short" $name $grace $v.resilience.shutdownGraceS) -}}
 {{- end -}}
