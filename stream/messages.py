@@ -144,7 +144,7 @@ class SourceRef(Struct, gc=False):
     key: str | None
 
 
-class Alert(Struct, gc=False):
+class Alert(Struct, gc=False, omit_defaults=True):
     """One anomalous event, as published to the ``alerts`` topic (keyed by the source event's key).
 
     ``alert_id`` is deterministic from the source topic, partition and offset: a retried batch
@@ -165,7 +165,9 @@ class Alert(Struct, gc=False):
     top_features: Annotated[list[FeatureContribution], Meta(max_length=5)]
     label: str | None
     # The values of the fields a dataset schema groups incidents by ([incidents] group_by), when it
-    # names some: the incident stage groups this stream's alerts by them.
+    # names some: the incident stage groups this stream's alerts by them. Left out of the JSON when
+    # absent (omit_defaults), as the worker publishes it: an alert decoded and encoded again (the
+    # dashboard's feed) is byte for byte the published one.
     fields: Annotated[dict[str, Name], Meta(max_length=3)] | None = None
 
 

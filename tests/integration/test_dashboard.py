@@ -183,6 +183,8 @@ def check_alert_row(row: dict, settings: Settings) -> None:
         "severity": cell["severity"] == alert["severity"],
         "top_features": all(f["name"] in cell["top_features"] for f in alert["top_features"]),
         "label": cell["label"] == (alert["label"] or "–"),
+        # A dataset schema's incident grouping fields (none on KDD): in the row's title.
+        "fields": all(f"{k}={v}" in title for k, v in (alert.get("fields") or {}).items()),
     }
     schema = json.loads((SCHEMA_DIR / "alert.schema.json").read_text())
     assert set(shown) == set(schema["properties"]), "the alert schema changed: show the new field"

@@ -304,7 +304,8 @@ function renderAlerts(active) {
     const features = a.top_features.map((f) => `${f.name} ${f.contribution.toPrecision(2)}`).join(", ");
     return el("tr", {
       class: "alert", "data-alert-id": a.alert_id, "data-stream": a.stream, "data-severity": a.severity,
-      title: `event ${a.event_id} (event time ${a.event_time ?? "–"}) · ${a.source.topic}[${a.source.partition}]@${a.source.offset}`,
+      title: `event ${a.event_id} (event time ${a.event_time ?? "–"}) · ${a.source.topic}[${a.source.partition}]@${a.source.offset}`
+        + (a.fields ? ` · ${Object.entries(a.fields).map(([k, v]) => `${k}=${v}`).join(", ")}` : ""),
     },
     el("td", { "data-field": "detected_at" }, fmtClock(a.detected_at)),
     el("td", { "data-field": "stream" }, a.stream),
