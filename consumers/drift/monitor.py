@@ -55,7 +55,7 @@ from stream.kafka import (
     topic_id,
 )
 from stream.kafka.watchdog import UNTIMED_CALL_S, close_quietly, guarded
-from stream.messages import ScoreRecord, decode_drift_event, decode_model_update, encode
+from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
 from stream.state_store import state_store
@@ -116,6 +116,9 @@ class DriftMonitor:
         self.paused: set[int] = set()
         self.assigned: set[int] = set()
         self.published: set[str] = set()
+        # Events on drift-events when this monitor started (its own, its peers'): a change it detects
+        # again from a state that had not seen one of them is not a new change (see _reported_already).
+        self.reported: list[DriftEvent] = []
         self._checkpoint_now = False  # set by _changed_state, cleared by a checkpoint
         for stream, spec in self.follower.specs.items():
             self.metrics.model_version.labels(stream).set(spec.model.version)
@@ -131,7 +134,8 @@ class DriftMonitor:
         """Watch until stopped (or until ``max_records`` score records were read)."""
         self.scores_topic_id = topic_id(self.settings, self.scores_topic)
         self.watches.units.update(self.checkpoint.restore(self.follower.specs, self.scores_topic_id))
-        self.published |= self._published_before()
+        self.reported = self._published_before()
+        self.published |= {event.event_id for event in self.reported}
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"drift monitor {self.instance}",
                               self._abandoned).arm(self.stop)  # fmt: skip
         self.producer = make_producer(self.settings)
@@ -354,6 +358,12 @@ class DriftMonitor:
             log.warning("drift on %s (%s) was published before this monitor restarted: not again",
                         unit.stream, drift.event_id)  # fmt: skip
             return
+        earlier = self._reported_already(drift)
+        if earlier is not None:
+            log.warning("drift on %s (%s) began before %s was detected (reported before this monitor "
+                        "started): the same change, not reported again", unit.stream, drift.detector,
+                        earlier.event_id)  # fmt: skip
+            return
         if self.retrainer is not None and self.retrainer.submit(drift):
             drift = msgspec.structs.replace(drift, action="retrain_started")
         produce(self.producer, self.settings.topic("drift"), encode(drift), unit.stream.encode())
@@ -374,21 +384,40 @@ class DriftMonitor:
         self.checkpoint.dirty = True
         self._checkpoint_now = True
 
-    def _published_before(self) -> set[str]:
-        """Ids of the drift events on ``drift-events`` (a small topic, read once at start): a change this
-        instance re-detects from a checkpoint older than its event has the same id, and is not
-        published twice."""
-        ids = set()
+    def _reported_already(self, drift: DriftEvent) -> DriftEvent | None:
+        """An event read at start that ``drift`` restates: same stream and model version, and the new
+        change began (in every input partition both name) before that event had been detected.
+
+        A monitor resumed from a checkpoint older than an event (killed between publishing its own and
+        checkpointing it, or between acknowledging a peer's and checkpointing that) detects the change
+        again, and not always under the same id (a feature test's window depends on the background
+        sampler's timing; a peer's id names the peer). A change that began before an earlier event's
+        detection point is that event's change: a new one begins after it.
+        """
+        began = drift.change.partition_offsets
+        for event in self.reported:
+            detected = event.change.detected_offsets
+            if event.stream != drift.stream or event.model_version != drift.model_version or not detected:
+                continue
+            common = began.keys() & detected.keys()
+            if common and all(began[p] < detected[p] for p in common):
+                return event
+        return None
+
+    def _published_before(self) -> list[DriftEvent]:
+        """The drift events on ``drift-events`` (a small topic, read once at start): a change this
+        instance re-detects from a checkpoint older than one of them is not published twice."""
+        events = []
         try:
             for message in iter_topic(self.settings, self.settings.topic("drift"), timeout=30):
                 try:
                     event = decode_drift_event(message.value() or b"")
                 except msgspec.DecodeError:
                     continue
-                ids.add(event.event_id)  # an id names its instance (events.drift_event_id)
+                events.append(event)
         except TopicMissingError:
             pass  # nothing was ever published
-        return ids
+        return events
 
     def _follow_peer_events(self, reader: Consumer) -> None:
         for message in reader.consume(100, 0):
