@@ -39,7 +39,7 @@ from tests.support.outages import Tally, all_scored
 
 pytestmark = pytest.mark.integration
 
-BEFORE, AFTER = 4000, 4000  # normal traffic of the 10% file, then corrected's (mostly attacks)
+BEFORE, AFTER = 4000, 4000  # normal traffic of the 10% file, then NSL-KDD's normal traffic
 RATE = 400  # events/s: 20 s of replay, time to promote and to lose a host in its middle
 
 
@@ -95,12 +95,23 @@ class Host:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def _events(settings: Settings) -> list:
+def _events(settings: Settings) -> tuple[list, list]:
     train_frame = read_kdd(find_kdd_file(settings.data_dir, "train"))
-    test_frame = read_kdd(find_kdd_file(settings.data_dir, "test"))
+    nsl_frame = read_kdd(find_kdd_file(settings.data_dir, "nsl-train"))
     before = train_frame[train_frame["label"] == "normal"].sample(n=BEFORE, random_state=1)
-    after = test_frame.sample(n=AFTER, random_state=2)
-    return [*kdd_events(before, "train"), *kdd_events(after, "corrected")]
+    # A shift of normal traffic (another capture's normal connections): mostly below the threshold,
+    # so no attack burst pauses the watch (a change to `corrected`, 80% attacks, was found or missed
+    # by a hair: its statistic was 0.310 against a threshold of 0.300 when found).
+    after = nsl_frame[nsl_frame["label"] == "normal"].sample(n=AFTER, random_state=2)
+    return list(kdd_events(before, "train")), list(kdd_events(after, "nsl-train"))
+
+
+def _replay(settings: Settings, events: list) -> threading.Thread:
+    producer = ReplayProducer(settings, settings.topic("kdd"), rate=RATE, progress=False,
+                              stop=StopFlag(install=False))  # fmt: skip
+    replay = threading.Thread(target=producer.run, args=(events,), daemon=True)
+    replay.start()
+    return replay
 
 
 def _metrics(port: int) -> str:
@@ -143,11 +154,8 @@ def test_two_hosts_share_only_kafka_and_the_object_store_and_survive_losing_one(
             assert wait_until(lambda host=host: "assigned" in host.log("worker"), 120), host.log("worker")[
                 -3000:
             ]
-        events = _events(settings)
-        producer = ReplayProducer(settings, settings.topic("kdd"), rate=RATE, progress=False,
-                                  stop=StopFlag(install=False))  # fmt: skip
-        replay = threading.Thread(target=producer.run, args=(events,), daemon=True)
-        replay.start()
+        before, after = _events(settings)
+        replay = _replay(settings, before)
 
         def scored() -> int:
             return len({(r["partition"], o) for r in score_records(settings) for o in r["offsets"]})
@@ -159,6 +167,15 @@ def test_two_hosts_share_only_kafka_and_the_object_store_and_survive_losing_one(
         in_use = f'anomstream_model_version{{detector="pca",stream="kdd"}} {float(candidate.version)}'
         assert wait_until(lambda: in_use in _metrics(ports["b"]), 30), b.log("worker")[-3000:]
         reload_s = time.monotonic() - promoted
+        # The change comes once both monitors watch the new version: a watch reset by a promotion in
+        # the middle of a change starts inside it (a blind spot of its own, not what is tested here).
+        following = f"watching kdd/pca v{candidate.version} "
+        for host in hosts.values():
+            assert wait_until(lambda host=host: following in " ".join(host.log("drift").split()), 60), (
+                host.log("drift")[-3000:]
+            )
+        replay.join(60)
+        replay = _replay(settings, after)
 
         # Host A is lost mid-stream, after the change began.
         assert wait_until(lambda: scored() >= BEFORE + 1000, 90)
