@@ -42,6 +42,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from consumers.batching import DynamicBatcher
 from consumers.decoding import BatchDecoder, decoder_for, stream_topic
 from consumers.faults import NO_FAULTS, Faults, from_env
+from consumers.membership import GroupMember
 from consumers.outputs import BatchMeta, build_alerts, build_score_records, dead_letter, group_fields
 from consumers.publisher import (
     MAX_DELIVERY_RETRIES,
@@ -57,7 +58,7 @@ from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
 from stream.datasets.schema import DatasetSchema, load_schema
 from stream.errors import ConfigurationError
-from stream.kafka import make_consumer, make_producer, wait_for_broker
+from stream.kafka import make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
@@ -91,7 +92,7 @@ class WorkerStats:
         return self.events / max(self.busy_until - self.busy_from, 1e-9)
 
 
-class ScoringWorker:
+class ScoringWorker(GroupMember):
     """A member of the scoring consumer group: scores every input stream it is assigned, in batches.
 
     It consumes, decodes and scores a batch (one model call per stream) and hands the outputs to its
@@ -145,9 +146,8 @@ class ScoringWorker:
         )
         self._submitted_events = 0
         self._batch_number = 0
-        self._in_rebalance = False
-        self._lost_at: float | None = None  # when partitions were last lost, until assigned again
-        self.rejoins = 0  # consumers recreated because they did not rejoin their group
+        self.group_id = settings.group_id
+        self.init_member()
         for stream, model in self.models.items():
             self.metrics.model_version.labels(stream, model.detector_name).set(model.version)
 
@@ -197,7 +197,7 @@ class ScoringWorker:
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"worker {self.worker_id}",
                               self._abandoned).arm(self.stop)  # fmt: skip
         self.producer = self._new_producer()
-        self.consumer = self._new_consumer()
+        self.consumer = self.new_consumer()
         self.batcher = DynamicBatcher(
             self.consumer,
             self.settings.batch_size,
@@ -213,20 +213,19 @@ class ScoringWorker:
             faults=self.faults,
             on_undeliverable=lambda topic, reason: self.metrics.undeliverable.labels(topic, reason).inc(),
             renew_producer=lambda: self._new_producer(initialise=False),
-            while_waiting=self._while_waiting,
-            committed=self._group_committed,
+            while_waiting=self.while_waiting,
+            committed=self.group_committed,
             guard=self.guard,
             stop=self.stop,
             transaction_timeout_s=self.settings.resilience.transaction_timeout_s,
             recovery_s=self.settings.resilience.recovery_s,
         ).start()
-        self._probe: Consumer | None = None
         max_batch = self.settings.batch_size
         for model in self.models.values():
             model.warm_up(max_batch)  # compile before the first event, not on it
         serving = {s: m.model_id for s, m in self.models.items()}
         self.watcher = ModelWatcher(self.settings, self.registry, serving, self.streams, max_batch).start()
-        self._subscribe()
+        self.subscribe()
         # Models, TensorFlow and clients are loaded: move them out of the garbage collector's view.
         # Every batch allocates ~10 containers per event, and each collection would otherwise scan
         # TensorFlow's object graph (measured: 18k -> 30k events/s on KDD).
@@ -243,7 +242,7 @@ class ScoringWorker:
             while not self.stop:
                 self._swap_models()
                 self._commit_published()
-                self._rejoin_if_stuck()
+                self.rejoin_if_stuck()
                 if max_events is not None and self._submitted_events >= max_events:
                     self.publisher.drain()
                     self._commit_published(sync=True)
@@ -292,53 +291,11 @@ class ScoringWorker:
             self.guard.call("init_transactions", timeout, producer.init_transactions, timeout)
         return producer
 
-    def _new_consumer(self) -> Consumer:
-        # A crashed replica's partitions move after the session timeout: 10 s instead of librdkafka's
-        # 45 s default, so a restart or a surviving replica resumes quickly (heartbeats every 2 s).
-        overrides = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000}
-        return make_consumer(self.settings, self.settings.group_id, **overrides)
-
-    def _rejoin_if_stuck(self) -> None:
-        """A consumer whose session timed out in an outage can stay out of its group for good once
-        the broker is back (its coordinator restarted: librdkafka #2944, #3082, #5511): polled, and
-        never assigned again. Past ``rejoin_s`` it is recreated: it joins afresh, and its partitions
-        are read again from the committed offsets (batches still in flight are dropped for them)."""
-        if self._lost_at is None or time.monotonic() - self._lost_at < self.settings.resilience.rejoin_s:
-            return
-        log.warning("the consumer was not assigned partitions again %.0fs after losing them: recreating "
-                    "it (librdkafka can stay out of its group after a coordinator restart)",
-                    time.monotonic() - self._lost_at)  # fmt: skip
-        self._lost_at = None
-        self.rejoins += 1
-        close_quietly(self.consumer, "the stuck consumer")
-        self.consumer = self.batcher.consumer = self.publisher.consumer = self._new_consumer()
-        self.batcher.pending.clear()
-        self._subscribe()
-
-    def _while_waiting(self) -> None:
-        """The worker thread waits for the publisher (submit, drain): answer its questions and,
-        while it retries a batch through an outage, keep polling the consumer: a session lost
-        meanwhile is noticed (on_lost) and the group rejoined only in a poll, and the publisher's
-        retry needs the new group state. What arrives meanwhile joins the next batch."""
-        self.publisher.serve()
-        if not self.publisher.recovering or self._in_rebalance:
-            return
-        self.batcher.collect(0.05)
-        self.publisher.serve()
-
-    def _group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        """The group's committed offsets, from a client of the publisher's own (never the consumer,
-        which only the worker thread calls); it joins no group."""
-        if self._probe is None:
-            self._probe = make_consumer(self.settings, self.settings.group_id)
-        probe = self._probe
-        return self.guard.call("committed", timeout, lambda: probe.committed(partitions, timeout=timeout))
-
     def _abandoned(self) -> str:
         """What a stop past its grace period leaves (stream.signals.ShutdownBound)."""
         return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
 
-    def _subscribe(self) -> None:
+    def subscribe(self) -> None:
         self.consumer.subscribe(
             list(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -495,19 +452,19 @@ class ScoringWorker:
             if new_stream:
                 self._route(model.stream)
                 log.info("stream %s has its first model: consuming %s", model.stream, sorted(self.routes))
-                self._subscribe()
+                self.subscribe()
 
     # -- group membership and shutdown -----------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.publisher.note_assigned(partitions)
-        self._lost_at = None
+        self.mark_assigned()
         log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Before the partitions go: forget what was collected from them and not yet scored (their next
         # owner reads it from the committed offset), and publish and commit what was scored.
         dropped = self.batcher.discard(partitions)
-        self._in_rebalance = True  # no poll, no call from another thread (see _while_waiting)
+        self._in_rebalance = True  # no poll, no call from another thread (see GroupMember.while_waiting)
         try:
             self.publisher.drain()
             self.publisher.note_lost(partitions)
@@ -523,7 +480,7 @@ class ScoringWorker:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         dropped = self.batcher.discard(partitions)
         self.publisher.note_lost(partitions)
-        self._lost_at = time.monotonic()  # see _rejoin_if_stuck
+        self.mark_lost()  # see GroupMember.rejoin_if_stuck
         log.warning(
             "lost %s (session timed out): %d collected messages dropped, the next owner re-reads them",
             sorted(f"{p.topic}[{p.partition}]" for p in partitions),
@@ -551,8 +508,7 @@ class ScoringWorker:
         finally:
             # Leaves the group at once, so partitions move without a timeout.
             close_quietly(self.consumer, "the worker's consumer")
-            if self._probe is not None:
-                close_quietly(self._probe, "the committed-offsets probe")
+            self.close_probe()
             self.watcher.close()
 
 

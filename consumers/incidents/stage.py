@@ -44,10 +44,11 @@ from consumers.incidents.grouping import (
     alert_ref,
 )
 from consumers.incidents.state import StateReader, state_key
+from consumers.membership import GroupMember
 from consumers.publisher import Output, Publisher, ScoredBatch
 from consumers.worker_metrics import WorkerMetrics
 from stream.health import Readiness
-from stream.kafka import make_consumer, make_producer, wait_for_broker
+from stream.kafka import make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
 from stream.messages import encode
 from stream.settings import IncidentSettings, Settings
@@ -127,7 +128,7 @@ class IncidentMetrics(WorkerMetrics):
         )
 
 
-class IncidentStage:
+class IncidentStage(GroupMember):
     """A member of the incident stage's consumer group (see the module)."""
 
     def __init__(
@@ -159,8 +160,8 @@ class IncidentStage:
         self._batch_number = 0
         self._submitted = 0
         self._ticked = 0.0
-        self._in_rebalance = False
-        self._probe: Consumer | None = None
+        self.group_id = settings.incidents.group_id
+        self.init_member()
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_alerts: int | None = None) -> StageStats:
@@ -170,11 +171,7 @@ class IncidentStage:
             self.settings.resilience.shutdown_grace_s, f"incident stage {self.stage_id}", self._abandoned
         ).arm(self.stop)
         self.states = StateReader(self.settings)
-        self.consumer = make_consumer(
-            self.settings,
-            self.settings.incidents.group_id,
-            **{"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000},
-        )
+        self.consumer = self.new_consumer()
         self.batcher = DynamicBatcher(
             self.consumer,
             self.settings.incidents.batch_size,
@@ -189,15 +186,14 @@ class IncidentStage:
             dead_letter_topic=self.settings.topic("dead_letter"),
             faults=self.faults,
             renew_producer=lambda: self._new_producer(initialise=False),
-            committed=self._group_committed,
+            while_waiting=self.while_waiting,
+            committed=self.group_committed,
             guard=self.guard,
             stop=self.stop,
             transaction_timeout_s=self.settings.resilience.transaction_timeout_s,
             recovery_s=self.settings.resilience.recovery_s,
         ).start()
-        self.consumer.subscribe(
-            [self.alerts_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+        self.subscribe()
         log.info(
             "incident stage %s grouping %s (%s)",
             self.stage_id,
@@ -208,6 +204,7 @@ class IncidentStage:
         try:
             while not self.stop:
                 self._commit_published()
+                self.rejoin_if_stuck()
                 if max_alerts is not None and self._submitted >= max_alerts:
                     break
                 messages = self.batcher.next_batch()
@@ -244,11 +241,10 @@ class IncidentStage:
     def _on_delivery(self, error, message) -> None:  # noqa: ANN001 - confluent-kafka callback
         self.publisher.on_delivery(error, message)
 
-    def _group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        if self._probe is None:
-            self._probe = make_consumer(self.settings, self.settings.incidents.group_id)
-        probe = self._probe
-        return self.guard.call("committed", timeout, lambda: probe.committed(partitions, timeout=timeout))
+    def subscribe(self) -> None:
+        self.consumer.subscribe(
+            [self.alerts_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
     def _abandoned(self) -> str:
         return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
@@ -386,6 +382,7 @@ class IncidentStage:
     # -- group membership -----------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.publisher.note_assigned(partitions)
+        self.mark_assigned()
         for tp in partitions:
             state = self.states.restore(tp.topic, tp.partition)
             self.groupers[tp.partition] = PartitionGrouper(state, self.policy)
@@ -409,6 +406,7 @@ class IncidentStage:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.batcher.discard(partitions)
         self.publisher.note_lost(partitions)
+        self.mark_lost()  # see GroupMember.rejoin_if_stuck
         self._forget(partitions)  # its next owner restores them from the last committed snapshot
         log.warning("lost %s (session timed out)", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
@@ -445,8 +443,7 @@ class IncidentStage:
             )
         finally:
             close_quietly(self.consumer, "the incident stage's consumer")
-            if self._probe is not None:
-                close_quietly(self._probe, "the committed-offsets probe")
+            self.close_probe()
             self.states.close()
 
 

@@ -1,0 +1,99 @@
+"""What a consumer-group member with a :class:`~consumers.publisher.Publisher` does to stay in its group
+through an outage: the scoring worker and the incident stage share it (one implementation).
+
+* While the publisher retries a batch (``recovering``), the thread that owns the consumer keeps polling
+  it as it waits (:meth:`GroupMember.while_waiting`): a session lost meanwhile is noticed (on_lost) and
+  the group rejoined only in a poll, and the publisher's retry needs the new group state. A member
+  that only answered the publisher's questions never rejoined: every retry failed with
+  UNKNOWN_MEMBER_ID until ``recovery_s`` ran out (the incident stage did that after a broker outage).
+* A consumer still unassigned ``rejoin_s`` after its partitions were lost is recreated
+  (:meth:`GroupMember.rejoin_if_stuck`; librdkafka can stay out of its group after a coordinator
+  restart: #2944, #3082, #5511).
+* The group's committed offsets for the publisher come from a client of its own
+  (:meth:`GroupMember.group_committed`), never from the consumer, which only its own thread calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+
+from consumers.batching import DynamicBatcher
+from consumers.publisher import Publisher
+from stream.kafka import make_consumer
+from stream.kafka.watchdog import Watchdog, close_quietly
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SESSION = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000}
+"""A crashed member's partitions move after 10 s instead of librdkafka's 45 s (heartbeats every 2 s)."""
+
+
+class GroupMember:
+    """Mixed into a loop that owns ``consumer``, ``batcher`` and ``publisher``; it provides
+    :meth:`subscribe` and calls :meth:`mark_assigned` / :meth:`mark_lost` from its rebalance callbacks."""
+
+    settings: Settings
+    group_id: str
+    guard: Watchdog
+    consumer: Consumer
+    batcher: DynamicBatcher
+    publisher: Publisher
+
+    def init_member(self) -> None:
+        self._in_rebalance = False  # inside on_revoke: no poll, no call from another thread
+        self._lost_at: float | None = None  # when partitions were last lost, until assigned again
+        self.rejoins = 0  # consumers recreated because they did not rejoin their group
+        self._probe: Consumer | None = None
+
+    def new_consumer(self) -> Consumer:
+        return make_consumer(self.settings, self.group_id, **SESSION)
+
+    def subscribe(self) -> None:
+        raise NotImplementedError
+
+    def mark_assigned(self) -> None:
+        self._lost_at = None
+
+    def mark_lost(self) -> None:
+        self._lost_at = time.monotonic()
+
+    def while_waiting(self) -> None:
+        """The loop's thread waits for the publisher (submit, drain): answer its questions and, while
+        it retries a batch through an outage, keep polling the consumer. What arrives meanwhile joins
+        the next batch."""
+        self.publisher.serve()
+        if not self.publisher.recovering or self._in_rebalance:
+            return
+        self.batcher.collect(0.05)
+        self.publisher.serve()
+
+    def rejoin_if_stuck(self) -> None:
+        """Past ``rejoin_s`` unassigned after a loss, the consumer is recreated: it joins afresh, and
+        its partitions are read again from the committed offsets (batches still in flight are
+        dropped for them)."""
+        if self._lost_at is None or time.monotonic() - self._lost_at < self.settings.resilience.rejoin_s:
+            return
+        log.warning("the consumer was not assigned partitions again %.0fs after losing them: recreating "
+                    "it (librdkafka can stay out of its group after a coordinator restart)",
+                    time.monotonic() - self._lost_at)  # fmt: skip
+        self._lost_at = None
+        self.rejoins += 1
+        close_quietly(self.consumer, "the stuck consumer")
+        self.consumer = self.batcher.consumer = self.publisher.consumer = self.new_consumer()
+        self.batcher.pending.clear()
+        self.subscribe()
+
+    def group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        """The group's committed offsets, from a client of the publisher's own; it joins no group."""
+        if self._probe is None:
+            self._probe = make_consumer(self.settings, self.group_id)
+        probe = self._probe
+        return self.guard.call("committed", timeout, lambda: probe.committed(partitions, timeout=timeout))
+
+    def close_probe(self) -> None:
+        if self._probe is not None:
+            close_quietly(self._probe, "the committed-offsets probe")
