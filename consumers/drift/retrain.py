@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -262,10 +263,15 @@ class Retrainer:
 
     def close(self) -> None:
         """Stop: a running retrain is cancelled with its process (its candidate was not saved yet,
-        or stays in the registry as a candidate)."""
+        or stays in the registry as a candidate), and said so: a stop is not a failure."""
+        for job in self._jobs:
+            if not job.future.done():
+                log.info("retrain for drift event %s of %s cancelled: the monitor is stopping (a candidate "
+                         "it saved stays a candidate)", job.event.event_id, job.event.stream)  # fmt: skip
         if self._pool is not None:
+            # SIGKILL: the retrain process ignores SIGTERM and SIGINT (see _child_setup).
             for process in list(getattr(self._pool, "_processes", {}).values()):
-                process.terminate()
+                process.kill()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._jobs = []
@@ -275,6 +281,11 @@ class Retrainer:
 def _child_setup() -> None:
     # Below the workers and the monitor in the CPU scheduler: a retrain uses idle CPU first.
     os.nice(CHILD_NICENESS)
+    # A stop of the whole process group (Ctrl-C, `anomstream up` stopping its processes) reaches this
+    # process too: it is the monitor's to stop (Retrainer.close), or the monitor's poll reported a
+    # retrain cut by a shutdown as "failed (retrain process died)".
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s retrain[%(process)d] %(message)s")
 
 
