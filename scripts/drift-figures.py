@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -269,6 +270,13 @@ def worker_rates(settings: Settings, env: dict[str, str], out: Path, events: int
     return {"alone_eps": alone, "beside_monitor_and_retrain_eps": beside, "ratio": round(b / a, 3)}
 
 
+def retrain_finished(drift_log: Path) -> bool:
+    """Whether the monitor logged a retrain's outcome ("retrain <event id> of <stream> v2: promoted
+    ..."), not any line naming a retrain ("a retrain is already running" for a second drift event)."""
+    text = " ".join(drift_log.read_text(errors="replace").split()) if drift_log.is_file() else ""
+    return re.search(r"retrain \S+ of \w+( v\d+)?: ", text) is not None
+
+
 def start_loop(
     settings: Settings, env: dict[str, str], name: str, log: Path, retrain: bool
 ) -> tuple[dict[str, str], subprocess.Popen, subprocess.Popen]:
@@ -320,7 +328,7 @@ def run_scenario(name: str, base: Settings, env: dict[str, str], out: Path, args
         )
         wait_scored(settings, args.limit)
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and "retrain " not in (log / "drift.log").read_text():
+        while time.monotonic() < deadline and not retrain_finished(log / "drift.log"):
             time.sleep(5)
         time.sleep(10)
     finally:

@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -70,9 +69,9 @@ class IncidentAnalyst(threading.Thread):
     """Once the drift event is out and ``look_after`` post-change events were produced, judges the
     ``n`` largest open incidents of the stream from their majority label, once each."""
 
-    def __init__(self, settings: Settings, n: int, look_after: int) -> None:
+    def __init__(self, settings: Settings, n: int, look_after: int, triage: str = "largest") -> None:
         super().__init__(daemon=True)
-        self.settings, self.n, self.look_after = settings, n, look_after
+        self.settings, self.n, self.look_after, self.triage = settings, n, look_after, triage
         self.given: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self.error: str | None = None
@@ -99,7 +98,13 @@ class IncidentAnalyst(threading.Thread):
             if self.stop.is_set():
                 return
             incidents = [i for i in latest_incidents(self.settings).values() if i["status_id"] != 4]
-            incidents.sort(key=lambda i: -i["count"])
+            # "largest": the largest open incidents first. "marginal": the lowest severity first (alerts
+            # that barely cross the threshold are the likeliest false alarms: AI² asks the analyst
+            # about what the model is least sure of), the largest first within a severity.
+            if self.triage == "marginal":
+                incidents.sort(key=lambda i: (i["severity_id"], -i["count"]))
+            else:
+                incidents.sort(key=lambda i: -i["count"])
             for incident in incidents[: self.n]:
                 verdict = majority_verdict(incident)
                 if verdict is None:
@@ -133,7 +138,7 @@ def run(name: str, scenario: str, n: int, base: Settings, env: dict[str, str], o
     env, worker, monitor = figures_lib.start_loop(settings, env, name, log, retrain=True)
     stage = figures_lib.cli(env, "incidents", "run", "--eos", "--worker-id", f"i-{name}",
                             log=log / "incidents.log", wait=False)  # fmt: skip
-    analyst = IncidentAnalyst(settings, n, args.look_after) if n else None
+    analyst = IncidentAnalyst(settings, n, args.look_after, args.triage) if n else None
     started = time.monotonic()
     try:
         time.sleep(15)
@@ -154,9 +159,7 @@ def run(name: str, scenario: str, n: int, base: Settings, env: dict[str, str], o
         # The retrain's outcome line ("retrain <event id> of kdd v2: promoted ..."), not any line
         # naming a retrain ("a retrain is already running" of a second drift event).
         deadline = time.monotonic() + args.retrain_timeout
-        while time.monotonic() < deadline and not re.search(
-            r"retrain \S+ of kdd", (log / "drift.log").read_text()
-        ):
+        while time.monotonic() < deadline and not figures_lib.retrain_finished(log / "drift.log"):
             time.sleep(5)
         time.sleep(10)
     finally:
@@ -187,6 +190,7 @@ def run(name: str, scenario: str, n: int, base: Settings, env: dict[str, str], o
         **later,
         "scenario": scenario,
         "verdicts_asked": n,
+        "triage": args.triage,
         "verdicts_given": analyst.given if analyst is not None else [],
         "analyst_error": analyst.error if analyst is not None else None,
         "incidents": len(incidents),
@@ -265,6 +269,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1500.0)
     parser.add_argument("--max-events", type=int, default=40_000, help="post-change events a retrain reads")
     parser.add_argument("--look-after", type=int, default=12_000, help="post-change events before judging")
+    parser.add_argument("--triage", choices=("largest", "marginal"), default="largest",
+                        help="which open incidents the analyst judges first")  # fmt: skip
     parser.add_argument("--group-interval", type=float, default=5.0, help="the stage's group_interval_s")
     parser.add_argument(
         "--retrain-timeout", type=float, default=900.0, help="seconds to wait for its outcome"
@@ -296,7 +302,7 @@ def main() -> None:
         figures_lib.cli(env, "train", "--stream", "kdd", "--if-missing", log=out / "train.log")
         for scenario in scenarios:
             for n in counts:
-                name = f"{scenario}-{n}"
+                name = f"{scenario}-{n}" + (f"-{args.triage}" if n and args.triage != "largest" else "")
                 figures[name] = run(name, scenario, n, settings, env, out, args)
                 shown = {k: v for k, v in figures[name].items() if k not in ("retrains", "model_updates")}
                 print(json.dumps({name: shown}, default=str), flush=True)
