@@ -385,23 +385,26 @@ class DriftMonitor:
         self._checkpoint_now = True
 
     def _reported_already(self, drift: DriftEvent) -> DriftEvent | None:
-        """An event read at start that ``drift`` restates: same stream and model version, and the new
-        change began (in every input partition both name) before that event had been detected.
+        """An event read at start that ``drift`` restates (taken from the list: one restatement each):
+        same stream and model version, and the new change began before that event had been detected
+        in some input partition both name.
 
         A monitor resumed from a checkpoint older than an event (killed between publishing its own and
         checkpointing it, or between acknowledging a peer's and checkpointing that) detects the change
         again, and not always under the same id (a feature test's window depends on the background
         sampler's timing; a peer's id names the peer). A change that began before an earlier event's
-        detection point is that event's change: a new one begins after it.
+        detection point is that event's change: a new one begins after it. "Some partition", not
+        every one: an event's ``detected_offsets`` can fall short in partitions its monitor had not
+        watched up to the detection (a backlog read one partition ahead of another), never beyond it,
+        so a new change begins at or after them in every partition.
         """
         began = drift.change.partition_offsets
-        for event in self.reported:
+        for index, event in enumerate(self.reported):
             detected = event.change.detected_offsets
             if event.stream != drift.stream or event.model_version != drift.model_version or not detected:
                 continue
-            common = began.keys() & detected.keys()
-            if common and all(began[p] < detected[p] for p in common):
-                return event
+            if any(began[p] < detected[p] for p in began.keys() & detected.keys()):
+                return self.reported.pop(index)
         return None
 
     def _published_before(self) -> list[DriftEvent]:

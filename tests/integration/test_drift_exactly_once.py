@@ -84,7 +84,9 @@ def test_a_change_redetected_under_another_id_is_not_reported_again(
     restarted = settings.model_copy(update={"state_dir": tmp_path / "restarted"})
     second = _run(restarted, lambda m: m.stats.scores >= BEFORE + AFTER, instance="other-monitor")
     events = [msgspec.json.decode(m.value()) for m in read_all(settings, settings.topic("drift"))]
-    assert len(events) == 1, f"{len(events)} drift events for one change: {[e['event_id'] for e in events]}"
+    assert len(events) == 1, (
+        f"{len(events)} drift events for one change: {[(e['event_id'], e['change']) for e in events]}"
+    )
     assert second.watches.units["kdd"].watch.quiet_until > 0, "the change was detected again, not missed"
 
 
