@@ -58,7 +58,7 @@ from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
 from stream.datasets.schema import DatasetSchema, load_schema
 from stream.errors import ConfigurationError
-from stream.kafka import make_producer, wait_for_broker
+from stream.kafka import create_topics, make_producer, wait_for_broker
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
@@ -557,6 +557,12 @@ def serve(
     ``schemas``: dataset schema files (or built-in names) whose streams are scored too, from ``topic``
     or the topic each names."""
     loaded, topics = schema_streams(settings, schemas, topic)
+    if loaded and topic is None:
+        # A schema's own topic is created if missing, as `replay --schema` does: the walkthrough
+        # starts the worker first, and a worker that won the race against the replay's creation
+        # exited with "topic ... does not exist". A topic given with --topic is the user's to fill.
+        wait_for_broker(settings, timeout=30)
+        create_topics(settings, topics=[schema.input_topic(settings) for schema in loaded])
     if replicas > 1:
         from consumers.supervisor import ReplicaSupervisor
 

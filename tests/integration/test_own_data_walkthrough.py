@@ -129,3 +129,36 @@ def test_the_walkthrough_turns_a_public_csv_into_alerts(
         assert view["end_offset"] == DAYS and view["alerts"] == n_alerts
     finally:
         stop(dashboard)
+
+
+def test_a_worker_started_before_the_replay_creates_its_schema_s_topic(
+    kafka_settings: Settings, weather_csv: Path, tmp_path: Path
+) -> None:
+    """The walk-through starts the worker, then the replay, which creates the topic. A worker that won
+    that race exited with "topic ... does not exist" (the walk-through failed in a CI rehearsal): the
+    worker of a schema's stream creates the schema's topic if it is missing, as the replay does."""
+    settings, folder = (
+        kafka_settings,
+        tmp_path,
+    )  # a topic prefix of this test's own: no topic of the schema yet
+    _cli(settings, folder, "data", "infer", weather_csv.name)
+    schema = "seattle-weather.schema.toml"
+    _cli(settings, folder, "train", "--schema", schema, "--detector", "pca", "--training-rows", "730")
+    log_path = folder / "worker.log"
+    log = log_path.open("wb")
+    command = [sys.executable, "-m", "anomstream", "worker", "--schema", schema]
+    worker = subprocess.Popen(
+        command, cwd=folder, env=settings.environment(), stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        # The worker alone, no replay yet: it must be consuming the (new) topic, not gone.
+        assert wait_until(lambda: "assigned" in log_path.read_text() or worker.poll() is not None, 120)
+        assert worker.poll() is None, log_path.read_text()[-2000:]
+        replayed = _cli(settings, folder, "replay", weather_csv.name, "--schema", schema)
+        assert f"delivered {DAYS:,}, failed 0" in replayed.stderr
+        assert wait_until(lambda: sum(len(r["offsets"]) for r in score_records(settings)) >= DAYS, 120)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+        log.close()
+    assert worker.returncode == 0, log_path.read_text()[-2000:]
