@@ -89,10 +89,13 @@ def stage_throughput(settings: Settings, alerts: int, tag: str, timeout_s: float
     seen = stage.stats.alerts
     if seen > last[1]:
         last = (time.perf_counter(), seen)
-    if first is None or last[1] <= first[1]:
+    # From the first batch handed over (its grouping and commit counted) to the last alert seen done:
+    # two large batches can both be done between two looks, so the first look is no start.
+    started = stage.stats.first_batch_at
+    if first is None or started is None or last[0] <= started:
         raise RuntimeError(f"the incident stage grouped {seen} alerts of {alerts}: see its log")
     return {
-        "alerts_per_s": (last[1] - first[1]) / (last[0] - first[0]),
+        "alerts_per_s": last[1] / (last[0] - started),
         "alerts": float(last[1]),
         "incidents": float(stage.stats.created),
     }

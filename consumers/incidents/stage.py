@@ -84,6 +84,7 @@ class StageStats:
     closed: int = 0
     batches: int = 0
     by_stream: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    first_batch_at: float | None = None  # time.perf_counter() when the first alerts were handed over
 
 
 class _Origin:
@@ -251,6 +252,8 @@ class IncidentStage(GroupMember):
 
     # -- grouping -------------------------------------------------------------------------------
     def _submit(self, messages: list[Message], tick: bool) -> None:
+        if messages and self.stats.first_batch_at is None:
+            self.stats.first_batch_at = time.perf_counter()
         self._batch_number += 1
         batch = self._group(messages, self._batch_number, tick)
         if not batch.outputs and not batch.offsets:
