@@ -1,5 +1,8 @@
-"""What a consumer-group member with a :class:`~consumers.publisher.Publisher` does to stay in its group
-through an outage: the scoring worker and the incident stage share it (one implementation).
+"""What a consumer-group member does to stay in its group through an outage (one implementation).
+
+:class:`Rejoins` is for every loop that owns a group consumer (the scoring worker, the incident stage,
+the drift monitor); :class:`GroupMember` adds what a member with a :class:`~consumers.publisher.Publisher`
+needs (the worker and the stage).
 
 * While the publisher retries a batch (``recovering``), the thread that owns the consumer keeps polling
   it as it waits (:meth:`GroupMember.while_waiting`): a session lost meanwhile is noticed (on_lost) and
@@ -7,7 +10,7 @@ through an outage: the scoring worker and the incident stage share it (one imple
   that only answered the publisher's questions never rejoined: every retry failed with
   UNKNOWN_MEMBER_ID until ``recovery_s`` ran out (the incident stage did that after a broker outage).
 * A consumer still unassigned ``rejoin_s`` after its partitions were lost is recreated
-  (:meth:`GroupMember.rejoin_if_stuck`; librdkafka can stay out of its group after a coordinator
+  (:meth:`Rejoins.rejoin_if_stuck`; librdkafka can stay out of its group after a coordinator
   restart: #2944, #3082, #5511).
 * The group's committed offsets for the publisher come from a client of its own
   (:meth:`GroupMember.group_committed`), never from the consumer, which only its own thread calls.
@@ -32,22 +35,18 @@ SESSION = {"session.timeout.ms": 10_000, "heartbeat.interval.ms": 2000}
 """A crashed member's partitions move after 10 s instead of librdkafka's 45 s (heartbeats every 2 s)."""
 
 
-class GroupMember:
-    """Mixed into a loop that owns ``consumer``, ``batcher`` and ``publisher``; it provides
-    :meth:`subscribe` and calls :meth:`mark_assigned` / :meth:`mark_lost` from its rebalance callbacks."""
+class Rejoins:
+    """Mixed into a loop that owns a group ``consumer``: it provides :meth:`subscribe`, calls
+    :meth:`mark_assigned` / :meth:`mark_lost` from its rebalance callbacks and :meth:`rejoin_if_stuck`
+    once per turn of its loop."""
 
     settings: Settings
     group_id: str
-    guard: Watchdog
     consumer: Consumer
-    batcher: DynamicBatcher
-    publisher: Publisher
 
-    def init_member(self) -> None:
-        self._in_rebalance = False  # inside on_revoke: no poll, no call from another thread
+    def init_rejoins(self) -> None:
         self._lost_at: float | None = None  # when partitions were last lost, until assigned again
         self.rejoins = 0  # consumers recreated because they did not rejoin their group
-        self._probe: Consumer | None = None
 
     def new_consumer(self) -> Consumer:
         return make_consumer(self.settings, self.group_id, **SESSION)
@@ -55,11 +54,42 @@ class GroupMember:
     def subscribe(self) -> None:
         raise NotImplementedError
 
+    def consumer_replaced(self) -> None:
+        """What else held the old consumer (called after :meth:`rejoin_if_stuck` recreated it)."""
+
     def mark_assigned(self) -> None:
         self._lost_at = None
 
     def mark_lost(self) -> None:
         self._lost_at = time.monotonic()
+
+    def rejoin_if_stuck(self) -> None:
+        """Past ``rejoin_s`` unassigned after a loss, the consumer is recreated: it joins afresh, and
+        its partitions are read again from the committed offsets."""
+        if self._lost_at is None or time.monotonic() - self._lost_at < self.settings.resilience.rejoin_s:
+            return
+        log.warning("the consumer was not assigned partitions again %.0fs after losing them: recreating "
+                    "it (librdkafka can stay out of its group after a coordinator restart)",
+                    time.monotonic() - self._lost_at)  # fmt: skip
+        self._lost_at = None
+        self.rejoins += 1
+        close_quietly(self.consumer, "the stuck consumer")
+        self.consumer = self.new_consumer()
+        self.consumer_replaced()
+        self.subscribe()
+
+
+class GroupMember(Rejoins):
+    """A :class:`Rejoins` loop that also owns ``batcher`` and ``publisher``."""
+
+    guard: Watchdog
+    batcher: DynamicBatcher
+    publisher: Publisher
+
+    def init_member(self) -> None:
+        self.init_rejoins()
+        self._in_rebalance = False  # inside on_revoke: no poll, no call from another thread
+        self._probe: Consumer | None = None
 
     def while_waiting(self) -> None:
         """The loop's thread waits for the publisher (submit, drain): answer its questions and, while
@@ -71,21 +101,10 @@ class GroupMember:
         self.batcher.collect(0.05)
         self.publisher.serve()
 
-    def rejoin_if_stuck(self) -> None:
-        """Past ``rejoin_s`` unassigned after a loss, the consumer is recreated: it joins afresh, and
-        its partitions are read again from the committed offsets (batches still in flight are
-        dropped for them)."""
-        if self._lost_at is None or time.monotonic() - self._lost_at < self.settings.resilience.rejoin_s:
-            return
-        log.warning("the consumer was not assigned partitions again %.0fs after losing them: recreating "
-                    "it (librdkafka can stay out of its group after a coordinator restart)",
-                    time.monotonic() - self._lost_at)  # fmt: skip
-        self._lost_at = None
-        self.rejoins += 1
-        close_quietly(self.consumer, "the stuck consumer")
-        self.consumer = self.batcher.consumer = self.publisher.consumer = self.new_consumer()
+    def consumer_replaced(self) -> None:
+        # Batches still in flight are dropped for the partitions lost: they are read again.
+        self.batcher.consumer = self.publisher.consumer = self.consumer
         self.batcher.pending.clear()
-        self.subscribe()
 
     def group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         """The group's committed offsets, from a client of the publisher's own; it joins no group."""

@@ -480,7 +480,7 @@ class ScoringWorker(GroupMember):
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         dropped = self.batcher.discard(partitions)
         self.publisher.note_lost(partitions)
-        self.mark_lost()  # see GroupMember.rejoin_if_stuck
+        self.mark_lost()  # see Rejoins.rejoin_if_stuck
         log.warning(
             "lost %s (session timed out): %d collected messages dropped, the next owner re-reads them",
             sorted(f"{p.topic}[{p.partition}]" for p in partitions),

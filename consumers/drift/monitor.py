@@ -39,6 +39,7 @@ from consumers.drift.monitor_metrics import DriftMetrics
 from consumers.drift.retrain import Retrainer
 from consumers.drift.state import CheckpointStore, Unit
 from consumers.drift.watches import MonitorStats, StreamWatches
+from consumers.membership import Rejoins
 from models.drift import DETECTORS, WatchEvent
 from models.registry import RegistryError
 from stream.errors import ConfigurationError
@@ -48,7 +49,6 @@ from stream.kafka import (
     flush_or_raise,
     follow_from_end,
     iter_topic,
-    make_consumer,
     make_producer,
     offsets_at_time,
     produce,
@@ -66,7 +66,7 @@ _decode_record = msgspec.json.Decoder(ScoreRecord).decode
 MAX_QUEUED = 500  # score records queued per partition before its fetching pauses
 
 
-class DriftMonitor:
+class DriftMonitor(Rejoins):
     """A member of the drift monitors' group on ``scores``: a thin loop around Kafka-free parts.
 
     It consumes score records and merges them in event-time order (:mod:`consumers.drift.merge`),
@@ -74,6 +74,8 @@ class DriftMonitor:
     following the production model through a :class:`~consumers.drift.following.ModelFollower`),
     publishes what they detect on ``drift-events`` (and, with ``retrain``, submits a retrain), and
     checkpoints (:class:`~consumers.drift.checkpoint.MonitorCheckpoint`) before it commits offsets.
+    Like every group member it recreates a consumer left out of its group after an outage
+    (:class:`~consumers.membership.Rejoins`).
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class DriftMonitor:
         instance_id: str | None = None,
     ) -> None:
         self.settings = settings
+        self.group_id = settings.drift.group_id
+        self.init_rejoins()
         self.instance = instance_id or socket.gethostname()
         self.kind = detector or settings.drift.detector
         if self.kind not in DETECTORS:
@@ -139,11 +143,8 @@ class DriftMonitor:
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"drift monitor {self.instance}",
                               self._abandoned).arm(self.stop)  # fmt: skip
         self.producer = make_producer(self.settings)
-        self.consumer = make_consumer(
-            self.settings, self.settings.drift.group_id, **{"session.timeout.ms": 10_000}
-        )
-        self.consumer.subscribe([self.scores_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)  # fmt: skip
+        self.consumer = self.new_consumer()
+        self.subscribe()
         updates = follow_from_end(self.settings, self.settings.topic("model_updates"))
         peers = follow_from_end(self.settings, self.settings.topic("drift"))
         if self.features is not None:
@@ -155,6 +156,7 @@ class DriftMonitor:
         last_checkpoint = time.monotonic()
         try:
             while not self.stop:
+                self.rejoin_if_stuck()
                 messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_s)
                 for message in messages:
                     if check_message(message):
@@ -450,6 +452,10 @@ class DriftMonitor:
                     result.shadow)  # fmt: skip
 
     # -- checkpoints and group membership --------------------------------------------------------
+    def subscribe(self) -> None:
+        self.consumer.subscribe([self.scores_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)  # fmt: skip
+
     def _checkpoint(self, commit: set[int], in_callback: bool = False) -> None:
         """Deliver events, save the whole state, then commit the offsets of ``commit`` it covers."""
         if not self.checkpoint.needed(commit):
@@ -480,6 +486,7 @@ class DriftMonitor:
         for tp in partitions:
             tp.offset = self.checkpoint.resume_at(tp.partition, tp.offset, committed.get(tp.partition, -1))
         self.assigned |= {tp.partition for tp in partitions}
+        self.mark_assigned()
         log.info("assigned %s", sorted(f"{tp.topic}[{tp.partition}]@{tp.offset}" for tp in partitions))
         consumer.incremental_assign(partitions)
 
@@ -492,6 +499,7 @@ class DriftMonitor:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drop({tp.partition for tp in partitions})
+        self.mark_lost()  # see Rejoins.rejoin_if_stuck
 
     def _drop(self, partitions: set[int]) -> None:
         # Queued records of these partitions were not watched: their next owner reads them.

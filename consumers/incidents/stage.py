@@ -409,7 +409,7 @@ class IncidentStage(GroupMember):
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.batcher.discard(partitions)
         self.publisher.note_lost(partitions)
-        self.mark_lost()  # see GroupMember.rejoin_if_stuck
+        self.mark_lost()  # see Rejoins.rejoin_if_stuck
         self._forget(partitions)  # its next owner restores them from the last committed snapshot
         log.warning("lost %s (session timed out)", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
