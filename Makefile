@@ -18,7 +18,7 @@ PYTEST_ARGS ?= -ra --durations=15
 # screenshots. Installed with apt when missing (as root, as CI runs); otherwise says what to install.
 DEB_PACKAGES := chromium chromium-driver prometheus fonts-dejavu-core
 
-.PHONY: venv demo test lint lint-docker lint-helm tools unit integration data clean system-deps
+.PHONY: venv demo test lint lint-docker lint-helm tools unit quality integration data clean system-deps
 
 $(BIN)/anomstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ tools:
 
 unit: venv tools
 	$(BIN)/pytest tests/unit anomstream stream producers consumers models $(PYTEST_ARGS)
+
+# The detectors on real data (AUC floors, NAB, sensor thresholds, streamed = offline): no broker.
+quality: venv
+	$(BIN)/pytest tests/quality $(PYTEST_ARGS)
 
 integration: venv system-deps
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)

@@ -1,5 +1,5 @@
 """Two awkward files built from the data folder, for `anomstream data infer` -> alerts with no hand edits
-(issue 28's figures; tests/unit/test_awkward_files.py runs them through infer and train).
+(issue 28's figures; tests/unit/stream/test_awkward_files.py runs them through infer and train).
 
 - ``connections-sorted.csv``: NSL-KDD's 20% training file sorted by label (the first 10,000 rows are
   mostly attacks: neptune sorts before normal), with a header, an ``id`` row counter first, an

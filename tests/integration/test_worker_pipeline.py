@@ -105,7 +105,7 @@ def test_dynamic_batches_are_full_under_a_backlog_and_immediate_when_idle(kafka_
         assert len(sizes) <= 6, f"a backlog is served in large batches: {sizes}"
 
         # One event on an idle stream is handed over alone: no waiting for the batch to fill (how
-        # soon is pinned on a fake clock in tests/unit/test_batching.py, not in wall time here).
+        # soon is pinned on a fake clock in tests/unit/consumers/test_batching.py, not in wall time here).
         producer = make_producer(settings)
         producer.produce(settings.topic("kdd"), b"{}", b"lonely")
         producer.flush(10)

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from stream.settings import Settings
-from tests.support.data import data_root, require_data
+from tests.support import data as test_data
+from tests.support.data import data_root, require_data, unmarked_data_use
 from tests.support.objectstore import S3Endpoint
 from tests.support.report import MEASUREMENTS
 from tests.support.streams import make_settings
@@ -30,6 +31,20 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["XDG_DATA_HOME"] = str(home / "share")
     os.environ["XDG_STATE_HOME"] = str(home / "state")
     os.environ.setdefault("ANOMSTREAM_DATA_DIR", str(data_root()))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Unit tests that read the data folder are marked ``data`` (checked here and in require_data)."""
+    test_data.current_test = item
+    reason = unmarked_data_use(item)
+    if reason is not None:
+        pytest.fail(f"{item.nodeid} reads the data folder ({reason}): mark it @pytest.mark.data")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    test_data.current_test = None
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -67,6 +67,7 @@ def _run(args: list[str], env: dict[str, str], home: Path) -> subprocess.Complet
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=120)
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(("args", "env", "code", "says"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_bad_invocation_is_one_clear_line_and_a_nonzero_exit(
     args: list[str], env: dict[str, str], code: int, says: str, tmp_path: Path

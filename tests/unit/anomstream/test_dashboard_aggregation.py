@@ -30,7 +30,7 @@ from stream.messages import (
 )
 
 T0 = 1_800_000_000.0
-STATIC = Path(__file__).resolve().parents[2] / "anomstream" / "dashboard" / "static"
+STATIC = Path(__file__).resolve().parents[3] / "anomstream" / "dashboard" / "static"
 
 
 def record(offsets: list[int], scores: list[float], alerts: list[bool], labels: list[str | None],

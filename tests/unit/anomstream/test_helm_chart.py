@@ -22,7 +22,7 @@ import yaml
 
 from stream.settings import Settings, TopicNames
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "anomstream"
 CI_VALUES = CHART / "ci"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"

@@ -13,6 +13,8 @@ from anomstream.cli import main
 from models.registry import Registry
 from tests.support import require_data
 
+pytestmark = pytest.mark.data  # every test here reads the data folder
+
 
 def _train(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     with pytest.raises(SystemExit) as exited:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from confluent_kafka import Message
 
 from consumers.decoding import DECODERS, decode_kdd
@@ -23,6 +24,7 @@ def _kdd_rows(n: int) -> list[dict]:
     return json.loads(frame[list(KDD_FEATURES)].to_json(orient="records"))
 
 
+@pytest.mark.data
 def test_a_mixed_batch_keeps_every_good_message_in_order_and_rejects_each_bad_one() -> None:
     rows = _kdd_rows(3)
     values: list[bytes | None] = [

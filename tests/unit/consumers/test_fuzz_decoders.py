@@ -69,6 +69,7 @@ def test_random_bytes_are_decoded_or_rejected(payload: bytes) -> None:
         _check(stream, [_message(payload, 0)], 140 if stream == "ecg" else None)
 
 
+@pytest.mark.data
 @FUZZ
 @given(data=st.data())
 def test_every_field_of_a_valid_record_mutated(kdd_records: list[dict], data: st.DataObject) -> None:
@@ -88,6 +89,7 @@ def test_every_field_of_a_valid_record_mutated(kdd_records: list[dict], data: st
         assert np.all(numeric >= 0) and all(math.isfinite(v) for v in numeric)
 
 
+@pytest.mark.data
 @FUZZ
 @given(data=st.data())
 def test_byte_level_corruption_of_valid_messages(kdd_records: list[dict], data: st.DataObject) -> None:
@@ -98,6 +100,7 @@ def test_byte_level_corruption_of_valid_messages(kdd_records: list[dict], data: 
     _check("kdd", [_message(bytes(raw), 0)])
 
 
+@pytest.mark.data
 @FUZZ
 @given(data=st.data())
 def test_a_batch_of_any_mix_scores_every_good_message(kdd_records: list[dict], data: st.DataObject) -> None:

@@ -126,6 +126,7 @@ def test_an_empty_batch_and_an_all_rejected_batch_decode_to_nothing() -> None:
         assert batch.messages == [] and batch.event_times == []
 
 
+@pytest.mark.data
 def test_decoded_rows_encode_as_the_table_they_were_replayed_from() -> None:
     """nyc_taxi read as records: its rows as a replay writes them decode to the very numbers the
     file holds, so a worker encodes them as training did."""

@@ -115,6 +115,7 @@ def test_checkpointed_state_resumes_exactly(tmp_path: object) -> None:
     assert np.array_equal(np.r_[head, stream(resumed, X[1700:], [128])], expected)
 
 
+@pytest.mark.data
 def test_no_look_ahead_on_a_nab_series() -> None:
     """What the benchmark's detector scores up to a row never depends on the rows after it: a huge
     spike in the last row leaves every earlier score unchanged, bit for bit. Handing the detector

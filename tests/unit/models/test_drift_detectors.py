@@ -103,6 +103,7 @@ def kdd_validation_scores(tmp_path_factory: pytest.TempPathFactory) -> np.ndarra
     return scores[~model.threshold.classify(scores)]
 
 
+@pytest.mark.data
 def test_a_million_stable_real_scores_raise_no_alarm(kdd_validation_scores: np.ndarray) -> None:
     # The monitor's default: at most one false alarm per 1,000,000 scores, with a 5% risk of one.
     target = ert_for_risk(1_000_000, 0.05)

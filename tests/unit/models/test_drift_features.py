@@ -11,6 +11,8 @@ from models.features import KddEncoder, KddRaw
 from stream.datasets import find_kdd_file, read_kdd
 from tests.support import require_data
 
+pytestmark = pytest.mark.data  # every test here reads the data folder
+
 
 @pytest.fixture(scope="module")
 def encoded() -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -22,6 +22,7 @@ def kdd_frames():
     return train[~is_attack(train.label)], test
 
 
+@pytest.mark.data
 def test_full_encoder_scales_training_data_into_unit_range(kdd_frames) -> None:
     train, _ = kdd_frames
     encoder = KddEncoder("full").fit(KddRaw.from_frame(train))
@@ -35,6 +36,7 @@ def test_full_encoder_scales_training_data_into_unit_range(kdd_frames) -> None:
     assert np.all(onehot.sum(axis=1) == 3)
 
 
+@pytest.mark.data
 def test_unknown_symbols_encode_as_zeros_and_numeric_part_still_counts(kdd_frames) -> None:
     train, test = kdd_frames
     encoder = KddEncoder("full").fit(KddRaw.from_frame(train))
@@ -45,6 +47,7 @@ def test_unknown_symbols_encode_as_zeros_and_numeric_part_still_counts(kdd_frame
     assert X[0, service_block].sum() == 0 and X[1, service_block].sum() == 1
 
 
+@pytest.mark.data
 def test_ffl_protocol_uses_the_18_continuous_features(kdd_frames) -> None:
     train, test = kdd_frames
     encoder = KddEncoder("ffl").fit(KddRaw.from_frame(train))
@@ -52,6 +55,7 @@ def test_ffl_protocol_uses_the_18_continuous_features(kdd_frames) -> None:
     assert encoder.transform(KddRaw.from_frame(test)).shape == (len(test), 18)
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("protocol", ["full", "ffl"])
 def test_encoder_round_trips_through_json(kdd_frames, protocol: str) -> None:
     train, test = kdd_frames

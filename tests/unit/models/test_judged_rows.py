@@ -11,7 +11,7 @@ from consumers.verdicts import judged_events
 from models.retraining import MIXED, NEW_NORMAL, PASSED, REJECTED
 from models.retraining.judged import judged_masks, learnt_ceilings, taught_by_verdicts
 from stream.messages import Feedback, SourceRef
-from tests.unit.test_retraining import D, Toy
+from tests.unit.models.test_retraining import D, Toy
 
 
 @pytest.fixture(scope="module")

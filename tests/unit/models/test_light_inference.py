@@ -43,6 +43,7 @@ def _registry(root: Path, kdd: tuple, detector: KerasDetector) -> Registry:
     return registry
 
 
+@pytest.mark.data
 def test_the_kdd_autoencoder_served_by_numpy_alerts_and_explains_as_keras(tmp_path: Path, kdd) -> None:
     registry = _registry(tmp_path, kdd, DenseAutoencoder(epochs=2, verbose=0))  # the default (64, 32, 16)
     light, keras = registry.load("kdd", inference_only=True), registry.load("kdd")
@@ -59,6 +60,7 @@ def test_the_kdd_autoencoder_served_by_numpy_alerts_and_explains_as_keras(tmp_pa
     assert light.detector.count_params() == keras.detector.model_.count_params()
 
 
+@pytest.mark.data
 def test_the_vae_is_served_by_numpy_by_error_and_by_keras_by_probability(tmp_path: Path, kdd) -> None:
     X = kdd[1][:2000]
     by_error = _registry(
@@ -109,9 +111,10 @@ print(json.dumps({"frameworks": frameworks, "alerts": int(scored.is_alert.sum())
 """
 
 
+@pytest.mark.data
 def test_a_worker_that_loads_and_scores_a_version_imports_no_training_framework(tmp_path: Path, kdd) -> None:
     _registry(tmp_path, kdd, DenseAutoencoder(hidden=(16, 4), epochs=1, verbose=0))
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
 
     def frameworks(mode: str) -> list[str]:
         result = subprocess.run(

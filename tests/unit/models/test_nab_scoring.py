@@ -281,6 +281,7 @@ def nab_dir() -> Path:
     return require_data(*NAB_LABELS).parents[1]
 
 
+@pytest.mark.data
 def test_nab_data_present_in_ci() -> None:
     # In CI a missing data folder must fail loudly instead of silently skipping the reproduction tests.
     assert require_data(*NAB_LABELS).is_file()
@@ -297,6 +298,7 @@ def detector_scores(request, nab_dir: Path):
     return request.param, nab_score_arrays(nab_dir, request.param)
 
 
+@pytest.mark.data
 def test_corpus_files_load(nab_dir: Path, nab_inputs) -> None:
     windows, profiles = nab_inputs
     names = list_series(nab_dir)
@@ -309,6 +311,7 @@ def test_corpus_files_load(nab_dir: Path, nab_inputs) -> None:
     assert total_rows == 365_558
 
 
+@pytest.mark.data
 def test_machine_temperature_backward_timestamps(nab_dir: Path, nab_inputs) -> None:
     windows, profiles = nab_inputs
     name = "realKnownCause/machine_temperature_system_failure.csv"
@@ -333,6 +336,7 @@ def test_machine_temperature_backward_timestamps(nab_dir: Path, nab_inputs) -> N
         assert result.raw == pytest.approx(table.loc[name, "Score"], abs=1e-9)
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("profile_name", NAB_PROFILES)
 def test_published_scores_with_nab_thresholds(nab_dir, nab_inputs, detector_scores, profile_name) -> None:
     windows, profiles = nab_inputs
@@ -355,6 +359,7 @@ def test_published_scores_with_nab_thresholds(nab_dir, nab_inputs, detector_scor
         assert (series.tp, series.tn, series.fp, series.fn) == (row["TP"], row["TN"], row["FP"], row["FN"])
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("profile_name", NAB_PROFILES)
 def test_published_scores_with_own_optimizer(nab_dir, nab_inputs, detector_scores, profile_name) -> None:
     windows, profiles = nab_inputs
@@ -367,6 +372,7 @@ def test_published_scores_with_own_optimizer(nab_dir, nab_inputs, detector_score
     assert result.raw >= score_corpus(scores, windows, profiles[profile_name], nab_threshold).raw - 1e-9
 
 
+@pytest.mark.data
 def test_sweep_agrees_with_direct_scoring_on_real_data(nab_inputs, detector_scores) -> None:
     windows, profiles = nab_inputs
     _, scores = detector_scores

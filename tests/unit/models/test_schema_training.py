@@ -51,6 +51,7 @@ def _connections_schema(folder: Path) -> DatasetSchema:
     return load_schema(path)
 
 
+@pytest.mark.data
 def test_records_are_cut_exactly_as_kdd_training_cuts_them(kdd_csv, tmp_path: Path) -> None:
     path, frame = kdd_csv
     ours = schema_training_data(_connections_schema(tmp_path), path, seed=3)
@@ -63,6 +64,7 @@ def test_records_are_cut_exactly_as_kdd_training_cuts_them(kdd_csv, tmp_path: Pa
     assert ours.description["rows"]["fit"] == theirs.description["rows"]["fit"]
 
 
+@pytest.mark.data
 def test_a_model_trained_on_the_first_rows_is_saved_under_the_schemas_name(kdd_csv, tmp_path: Path) -> None:
     path, frame = kdd_csv
     schema = _connections_schema(tmp_path)
@@ -83,6 +85,7 @@ def test_a_model_trained_on_the_first_rows_is_saved_under_the_schemas_name(kdd_c
         train(Registry(tmp_path / "registry"), data_root(), all_normal)
 
 
+@pytest.mark.data
 def test_a_retrain_rebuilds_the_validation_attacks_of_a_schemas_stream(kdd_csv, tmp_path: Path) -> None:
     """The shadow gate's validation attacks of a schema's model come from the file its schema names, cut
     as its training cut them (before: none, and a candidate's recall was never judged)."""
@@ -101,12 +104,14 @@ def test_a_retrain_rebuilds_the_validation_attacks_of_a_schemas_stream(kdd_csv, 
     assert validation is not None and validation.y.sum() == int(trained.labelled_anomaly.sum())
 
 
+@pytest.mark.data
 def test_too_few_normal_rows_is_one_line(kdd_csv, tmp_path: Path) -> None:
     path, _ = kdd_csv
     with pytest.raises(DatasetFormatError, match=r"first 60 rows .* at least 100 needed .*--training-rows"):
         schema_training_data(_connections_schema(tmp_path), path, training_rows=60)
 
 
+@pytest.mark.data
 def test_a_windows_schema_trains_like_ecg(tmp_path: Path) -> None:
     schema = load_schema("ecg5000").model_copy(update={"name": "beats", "topic": None})
     data = schema_training_data(schema, require_data("ecg5000", "ecg.csv.gz"))
@@ -125,6 +130,7 @@ def _taxi_schema(**changes: object) -> DatasetSchema:
     })  # fmt: skip
 
 
+@pytest.mark.data
 def test_a_series_trains_on_its_probation_like_a_sensor_series(tmp_path: Path) -> None:
     ref = train(Registry(tmp_path), data_root(), TrainingRequest.for_schema(_taxi_schema(), detector="pca"))
     model = Registry(tmp_path).load("taxi")
@@ -134,6 +140,7 @@ def test_a_series_trains_on_its_probation_like_a_sensor_series(tmp_path: Path) -
     assert model.score(sliding_windows(series.values, 16)).scores.shape == (len(series) - 15,)
 
 
+@pytest.mark.data
 def test_a_labelled_series_trains_on_its_rows_before_the_first_anomaly(tmp_path: Path) -> None:
     series = load_nab_series(data_root(), "nyc_taxi")
     assert series.anomaly_rows is not None
@@ -156,6 +163,7 @@ def _bearings(**series: object) -> DatasetSchema:
     return schema.model_copy(update={"name": "bearings", "topic": None, "series": spec, "source": source})
 
 
+@pytest.mark.data
 def test_a_multivariate_series_trains_on_windows_of_every_channel(tmp_path: Path) -> None:
     schema = _bearings()
     assert TrainingRequest.for_schema(schema).detector_name == "ae", "seq_ae reads one channel"
@@ -172,6 +180,7 @@ def test_a_multivariate_series_trains_on_windows_of_every_channel(tmp_path: Path
     assert model.score(sliding_windows(values, 16)).scores.shape == (len(values) - 15,)
 
 
+@pytest.mark.data
 def test_requests_that_disagree_with_their_schema_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="windows of 16 rows"):
         check_request(TrainingRequest.for_schema(_taxi_schema(), window=8))
@@ -196,6 +205,7 @@ def test_command_line_refusals_are_one_line(args: list[str], message: str, tmp_p
     assert done.returncode in (1, 2) and len(lines) == 1 and re.search(message, lines[0]), done.stderr
 
 
+@pytest.mark.data
 def test_worker_and_drift_take_a_schema_stream_or_say_in_one_line_why_not(kdd_csv, tmp_path: Path) -> None:
     schema = _connections_schema(tmp_path)
     schema_file = str(tmp_path / "connections.toml")

@@ -96,6 +96,7 @@ def test_sensor_only_detectors_stay_out_of_the_records_tables(tmp_path: Path) ->
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.data
 def test_evaluate_a_labelled_series_file_of_ones_own(tmp_path: Path) -> None:
     data = require_data("telemanom")
     schema_file = tmp_path / "telemetry.toml"
@@ -123,6 +124,7 @@ def test_evaluate_a_labelled_series_file_of_ones_own(tmp_path: Path) -> None:
     assert result["detectors"]["context"]["files"]["S-1.csv/S-1"]["roc_auc"] > 0.6
 
 
+@pytest.mark.data
 def test_evaluate_a_labelled_records_file_of_ones_own(tmp_path: Path) -> None:
     data = require_data("nslkdd")
     out = tmp_path / "eval"

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from models.registry import Registry
 from models.training import TrainingRequest, train
 from models.training.train import fit_request, training_data
 from tests.support import require_data
+
+pytestmark = pytest.mark.data  # every test here reads the data folder
 
 
 def test_saved_sliding_threshold_is_the_fitted_one(tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ def test_kdd_drift_refuses_a_change_past_the_normal_traffic() -> None:
         DriftSpec("level", 10).check("kdd")
 
 
+@pytest.mark.data
 def test_kdd_abrupt_on_the_real_files_uses_normal_10_percent_then_corrected() -> None:
     require_data("kdd99")
     from tests.support import data_root
@@ -79,6 +80,7 @@ def test_kdd_abrupt_on_the_real_files_uses_normal_10_percent_then_corrected() ->
     assert [_phase(e) for e in events].count("before") == 5000
 
 
+@pytest.mark.data
 def test_kdd_the_designed_change_is_the_only_one_before_it_the_traffic_is_stationary() -> None:
     """In file order the 10% file's normal traffic changes by itself (its service mix moves 9 points
     between quarters of the first 30,000): a drift monitor then fired before the designed change and
@@ -163,6 +165,7 @@ def test_bad_drift_options_are_one_clear_line(args: list[str], message: str, cap
     assert exited.value.code == 1 and message in output and "Traceback" not in output, output
 
 
+@pytest.mark.data
 def test_kdd_shift_is_normal_10_percent_then_nsl_normal_traffic_repeated_as_needed() -> None:
     require_data("kdd99")
     require_data("nslkdd")
@@ -182,6 +185,7 @@ def test_kdd_shift_is_normal_10_percent_then_nsl_normal_traffic_repeated_as_need
     assert {e.label for e in events} == {"normal"}
 
 
+@pytest.mark.data
 def test_kdd_shift_attacks_mixes_the_nsl_attacks_in_at_the_files_own_share() -> None:
     require_data("kdd99")
     require_data("nslkdd")

@@ -111,6 +111,7 @@ def value_of(event: Event) -> dict:
 
 
 # -- records ----------------------------------------------------------------------------------------
+@pytest.mark.data
 def test_records_carry_every_feature_exactly_their_key_and_label(tmp_path: Path) -> None:
     connections = kdd_connections()
     path = tmp_path / "connections.csv"
@@ -131,6 +132,7 @@ def test_records_carry_every_feature_exactly_their_key_and_label(tmp_path: Path)
         decode_kdd_connection(event.value)  # the built-in kdd stream decodes them too
 
 
+@pytest.mark.data
 def test_records_keys_without_a_key_column_say_file_pass_and_row(tmp_path: Path) -> None:
     connections = kdd_connections(n=20)
     path = tmp_path / "connections.csv.gz"
@@ -151,6 +153,7 @@ def test_floats_read_back_to_the_same_float64_and_unlabelled_rows_have_no_header
     assert all(e.label is None for e in events)
 
 
+@pytest.mark.data
 def test_records_carry_their_time_in_rfc3339_and_pace_by_it(tmp_path: Path) -> None:
     taxi = taxi_records()
     path = tmp_path / "taxi.jsonl.gz"
@@ -169,6 +172,7 @@ def test_records_carry_their_time_in_rfc3339_and_pace_by_it(tmp_path: Path) -> N
     assert np.allclose(np.diff(SeriesPacer(planned.times, speedup=1800.0).due), 1.0)
 
 
+@pytest.mark.data
 def test_a_records_drift_moves_every_numeric_feature_by_the_rows_before_it(tmp_path: Path) -> None:
     taxi = taxi_records()
     path = tmp_path / "taxi.csv"
@@ -190,6 +194,7 @@ def test_a_records_drift_moves_every_numeric_feature_by_the_rows_before_it(tmp_p
 
 
 # -- series ---------------------------------------------------------------------------------------
+@pytest.mark.data
 def test_multichannel_windows_travel_row_major_with_their_channel_count(tmp_path: Path) -> None:
     bearings = bearing_frame()
     path = tmp_path / "bearings.parquet"
@@ -214,6 +219,7 @@ def test_multichannel_windows_travel_row_major_with_their_channel_count(tmp_path
     assert len(keys) == 2 * len(window_end_rows(len(bearings), 4, 2))
 
 
+@pytest.mark.data
 def test_univariate_windows_are_byte_for_byte_the_sensor_replay(tmp_path: Path) -> None:
     data = require_data("nab").parent
     nyc = nab_root(data) / "data" / "realKnownCause" / "nyc_taxi.csv"
@@ -225,6 +231,7 @@ def test_univariate_windows_are_byte_for_byte_the_sensor_replay(tmp_path: Path) 
     assert b"channels" not in mine[0].value and mine[0].key == b"nyc_taxi"
 
 
+@pytest.mark.data
 def test_series_windows_label_by_their_last_row(tmp_path: Path) -> None:
     taxi = taxi_records()[["timestamp", "value", "label"]]
     path = tmp_path / "taxi.csv"
@@ -238,6 +245,7 @@ def test_series_windows_label_by_their_last_row(tmp_path: Path) -> None:
     assert [e.label for e in events] == taxi["label"].to_numpy()[ends].tolist()
 
 
+@pytest.mark.data
 def test_a_window_too_large_for_a_message_is_refused_before_any_event(tmp_path: Path) -> None:
     bearings = bearing_frame(rows=3000)
     path = tmp_path / "bearings.csv"
@@ -248,6 +256,7 @@ def test_a_window_too_large_for_a_message_is_refused_before_any_event(tmp_path: 
 
 
 # -- windows --------------------------------------------------------------------------------------
+@pytest.mark.data
 def test_rows_of_samples_are_beats_with_exact_values(tmp_path: Path) -> None:
     path = ecg_rows(tmp_path)
     values, labels = read_ecg(path)
@@ -306,6 +315,7 @@ def test_to_toml_of_a_fixture_schema_reads_back(tmp_path: Path) -> None:
     assert json.loads(json.dumps(kdd_schema().to_dict()))["key"] == "conn"
 
 
+@pytest.mark.data
 def test_a_series_drift_moves_every_channel_by_its_own_spread(tmp_path: Path) -> None:
     bearings = bearing_frame()
     path = tmp_path / "bearings.csv"
@@ -326,6 +336,7 @@ def test_a_series_drift_moves_every_channel_by_its_own_spread(tmp_path: Path) ->
     np.testing.assert_allclose(last, values[-8:] + 3.0 * std)
 
 
+@pytest.mark.data
 def test_pacing_by_time_needs_a_timestamp(tmp_path: Path) -> None:
     connections = kdd_connections(n=10)
     path = tmp_path / "connections.csv"
@@ -337,6 +348,7 @@ def test_pacing_by_time_needs_a_timestamp(tmp_path: Path) -> None:
         replay_table(settings, kdd_schema(), str(path), ReplayOptions(speedup=10.0, rate=5.0))
 
 
+@pytest.mark.data
 def test_keyed_series_of_unequal_length_each_replay_every_window(tmp_path: Path) -> None:
     """A series schema's key splits the file into sensors: here two bearings as two machines, the
     second with fewer rows; both send every window, interleaved while both have one."""

@@ -15,6 +15,7 @@ from stream.signals import StopFlag
 from tests.support import FakeClock, require_data, wait_until
 
 
+@pytest.mark.data
 def test_kdd_events_carry_the_41_features_and_validate() -> None:
     frame = read_kdd(find_kdd_file(require_data("kdd99").parent, "test"), limit=500)
     events = list(kdd_events(frame, "corrected"))
@@ -27,6 +28,7 @@ def test_kdd_events_carry_the_41_features_and_validate() -> None:
         decode_kdd_connection(event.value)
 
 
+@pytest.mark.data
 def test_limit_and_loop() -> None:
     frame = read_kdd(find_kdd_file(require_data("kdd99").parent, "test"), limit=10)
     looped = list(kdd_events(frame, "c", loop=True, limit=25))

@@ -50,6 +50,7 @@ def test_interleaved_sensors_each_keep_row_order() -> None:
     assert [e.value for e in looped[len(events) : 2 * len(events)]] == [e.value for e in events]
 
 
+@pytest.mark.data
 def test_bearing_channels_share_the_clock() -> None:
     require_data("bearing")
     channels = load_bearing(require_data())
@@ -60,6 +61,7 @@ def test_bearing_channels_share_the_clock() -> None:
     assert all(e.label is None for e in sensor_events(channels, 10, limit=8))  # unlabelled
 
 
+@pytest.mark.data
 def test_series_pacer_never_waits_a_negative_time_nor_reorders() -> None:
     require_data("nab")
     series = load_nab_series(require_data(), "machine_temperature_system_failure")
@@ -86,6 +88,7 @@ def test_series_pacer_sleeps_by_series_time() -> None:
         SeriesPacer(t, speedup=0)
 
 
+@pytest.mark.data
 def test_ecg_events_are_valid_beats_with_exact_values() -> None:
     require_data("ecg5000")
     beats = load_ecg_replay(require_data(), holdout=True)
@@ -100,6 +103,7 @@ def test_ecg_events_are_valid_beats_with_exact_values() -> None:
     assert (labels == "normal").sum() == (beats.labels == 1).sum()
 
 
+@pytest.mark.data
 def test_ecg_holdout_never_replays_a_training_beat() -> None:
     require_data("ecg5000")
     beats = load_ecg_replay(require_data(), holdout=True, seed=0)

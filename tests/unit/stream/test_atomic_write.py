@@ -44,7 +44,7 @@ def test_the_writers_share_the_helper() -> None:
     """The registry's folder store, the state store (online checkpoints, drift state and calibrations
     go through it) and dataset downloads write through stream.atomic; none keeps a
     temporary-file-and-rename of its own, and the state's users write through the state store."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     for module in ("models/registry_store.py", "stream/state_store.py", "stream/datasets/fetch.py"):
         source = (root / module).read_text()
         assert "from stream.atomic import" in source, module

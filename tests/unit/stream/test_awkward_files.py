@@ -17,7 +17,9 @@ from stream.datasets.infer import infer_schema
 from stream.datasets.schema import load_schema, to_toml
 from tests.support import data_root, require_data
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "awkward-files.py"
+pytestmark = pytest.mark.data  # every test here reads the data folder
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "awkward-files.py"
 _spec = importlib.util.spec_from_file_location("awkward_files", SCRIPT)
 assert _spec is not None and _spec.loader is not None
 AWKWARD = importlib.util.module_from_spec(_spec)

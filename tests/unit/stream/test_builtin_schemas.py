@@ -37,6 +37,7 @@ def plain_kdd(path: Path) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(
     ("which", "schema"), [("test", "kdd99"), ("train", "kdd99"), ("nsl-train", "nslkdd")]
 )
@@ -57,6 +58,7 @@ def test_a_file_that_is_not_kdd_says_so_in_one_line(tmp_path: Path) -> None:
         read_kdd(path)
 
 
+@pytest.mark.data
 def test_ecg_through_its_schemas_is_the_plain_reading() -> None:
     folder = require_data("ecg5000")
     table = pd.read_csv(find_ecg_file(folder.parent, "csv"), header=None).to_numpy()
@@ -69,6 +71,7 @@ def test_ecg_through_its_schemas_is_the_plain_reading() -> None:
     assert np.array_equal(values, ucr[:, 1:]) and np.array_equal(labels, ucr[:, 0].astype(np.int8))
 
 
+@pytest.mark.data
 def test_nab_series_through_the_nab_schema_are_the_plain_reading() -> None:
     data = require_data("nab").parent
     root = nab_root(data)
@@ -85,6 +88,7 @@ def test_nab_series_through_the_nab_schema_are_the_plain_reading() -> None:
         assert series.sensor_id == Path(key).stem and series.anomaly_rows is not None
 
 
+@pytest.mark.data
 def test_bearing_through_its_schema_is_the_plain_reading() -> None:
     path = require_data("bearing", "Averaged_BearingTest_Dataset.csv")
     plain = pd.read_csv(path)
@@ -109,6 +113,7 @@ def _copy_rows(source: Path, target: Path, rows: int) -> Path:
     return target
 
 
+@pytest.mark.data
 def test_a_nab_like_csv_anywhere_is_a_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``--series ./my_sensor.csv`` (replay sensor, train): was "no NAB series './my_sensor.csv'"."""
     data = require_data("nab").parent
@@ -130,6 +135,7 @@ def test_a_nab_like_csv_anywhere_is_a_series(tmp_path: Path, monkeypatch: pytest
     assert np.array_equal(load_sensor_series(data, str(iso))[0].timestamps, series.timestamps)
 
 
+@pytest.mark.data
 def test_training_reads_a_series_path(tmp_path: Path) -> None:
     """The path `anomstream train --stream sensor --series PATH` takes."""
     from models.training import TrainingRequest

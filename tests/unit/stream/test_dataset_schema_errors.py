@@ -85,6 +85,7 @@ def cases(tmp_path: Path) -> list[tuple[str, Path, DatasetSchema, str]]:
     return bad_files(tmp_path)
 
 
+@pytest.mark.data
 def test_each_disagreement_is_one_line_that_says_what_to_fix(cases: list) -> None:
     for what, path, schema, says in cases:
         with pytest.raises(DatasetFormatError, match=says) as caught:
@@ -93,6 +94,7 @@ def test_each_disagreement_is_one_line_that_says_what_to_fix(cases: list) -> Non
         assert str(path) in str(caught.value), what  # which file
 
 
+@pytest.mark.data
 def test_replay_refuses_a_bad_file_in_one_line_before_any_broker(
     cases: list, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

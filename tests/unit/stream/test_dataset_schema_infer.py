@@ -46,6 +46,7 @@ def replayable(path: Path, rows: int) -> None:
     assert len(list(planned.events)) == planned.count > 0
 
 
+@pytest.mark.data
 def test_a_series_in_csv_and_parquet(tmp_path: Path) -> None:
     taxi = taxi_frame()
     csv, parquet, parsed = tmp_path / "taxi.csv", tmp_path / "taxi.parquet", tmp_path / "times.parquet"
@@ -62,6 +63,7 @@ def test_a_series_in_csv_and_parquet(tmp_path: Path) -> None:
         replayable(path, ROWS)
 
 
+@pytest.mark.data
 def test_records_in_jsonl_and_parquet(tmp_path: Path) -> None:
     sample = connections()
     jsonl, parquet = tmp_path / "connections.jsonl.gz", tmp_path / "connections.parquet"
@@ -97,6 +99,7 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     return int(exited.value.code or 0), out, err
 
 
+@pytest.mark.data
 def test_data_infer_writes_prints_and_never_overwrites_unasked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,6 +157,7 @@ def _blocks(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
     return path, frame
 
 
+@pytest.mark.data
 def test_the_normal_label_is_recognised_by_value_not_frequency_across_the_whole_file(tmp_path: Path) -> None:
     path, frame = _blocks(tmp_path)
     assert frame["is_attack"].iloc[:10_000].mean() > 0.5, "the head is mostly attacks"
@@ -177,6 +181,7 @@ def test_a_label_with_no_value_named_normal_is_guessed_by_frequency_and_says_so(
     assert notes["label"].startswith("UNSURE, check it")
 
 
+@pytest.mark.data
 def test_a_counter_named_timestamp_makes_a_series_and_a_pump_s_changepoint_is_left_out(
     tmp_path: Path,
 ) -> None:
@@ -199,6 +204,7 @@ def test_a_counter_named_timestamp_makes_a_series_and_a_pump_s_changepoint_is_le
     assert "changepoint: named like ground truth" in notes[""]
 
 
+@pytest.mark.data
 def test_a_headerless_column_of_numbers_is_a_series_timed_by_its_row_numbers(tmp_path: Path) -> None:
     path = tmp_path / "readings.txt"
     path.write_text("\n".join(str(v) for v in taxi_frame()["value"]) + "\n")
@@ -210,6 +216,7 @@ def test_a_headerless_column_of_numbers_is_a_series_timed_by_its_row_numbers(tmp
     assert table.timestamps is not None and str(table.timestamps[3]) == "1970-01-01T00:00:03.000000000"
 
 
+@pytest.mark.data
 def test_a_long_file_name_is_cut_between_words_never_inside_one(tmp_path: Path) -> None:
     stem = "sensor-readings-from-the-north-building-2024-0123456789"
     path = tmp_path / f"{stem}.csv"

@@ -93,6 +93,7 @@ def test_ecg_split_is_a_seeded_partition() -> None:
     )
 
 
+@pytest.mark.data
 def test_real_files_agree_with_each_other() -> None:
     folder = require_data("ecg5000")
     values, labels = read_ecg(find_ecg_file(folder.parent, "csv"))

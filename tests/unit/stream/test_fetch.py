@@ -72,6 +72,7 @@ def test_every_known_file_has_a_sha256() -> None:
             assert len(remote.sha256) == 64 and remote.url.startswith(("http://", "https://"))
 
 
+@pytest.mark.data
 def test_nab_manifest_matches_the_local_copy() -> None:
     """The pinned hashes are those of the verified NAB copy: a fetch reproduces the test data exactly."""
     from stream.datasets.fetch import sha256_of

@@ -45,6 +45,7 @@ def _schema_accepts(stem: str, instance: object) -> bool:
     return validator.is_valid(instance)
 
 
+@pytest.mark.data
 def test_a_real_kdd_record_decodes_and_matches_its_schema() -> None:
     record = _valid_record()
     decoded = decode_kdd_connection(json.dumps(record).encode())
@@ -52,6 +53,7 @@ def test_a_real_kdd_record_decodes_and_matches_its_schema() -> None:
     assert _schema_accepts("kdd-connection", record)
 
 
+@pytest.mark.data
 @pytest.mark.parametrize(
     ("field", "value", "reason"),
     [
@@ -73,6 +75,7 @@ def test_invalid_values_are_rejected_by_the_decoder_and_the_schema(
     assert not _schema_accepts("kdd-connection", record), reason
 
 
+@pytest.mark.data
 def test_nan_infinity_and_missing_fields_are_rejected() -> None:
     record = _valid_record()
     text = json.dumps(record)
@@ -85,6 +88,7 @@ def test_nan_infinity_and_missing_fields_are_rejected() -> None:
         decode_kdd_connection(json.dumps(record).encode())
 
 
+@pytest.mark.data
 def test_label_in_the_body_is_ignored_never_scored() -> None:
     record = _valid_record() | {"label": "smurf"}
     assert not hasattr(decode_kdd_connection(json.dumps(record).encode()), "label")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from stream import settings_doc
 from stream.settings_doc import DOC_PATH, render, variables
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Variables read by the test suite, not by Settings.
 TEST_ONLY = {
     "ANOMSTREAM_TEST_BOOTSTRAP_SERVERS",

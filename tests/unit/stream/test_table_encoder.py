@@ -23,6 +23,8 @@ from stream.datasets.table import read_table
 from stream.windows import sliding_windows
 from tests.support import require_data
 
+pytestmark = pytest.mark.data  # every test here reads the data folder
+
 
 @pytest.fixture(scope="module")
 def kdd_table():

@@ -48,6 +48,7 @@ def _schema(missing: str = "error") -> DatasetSchema:
     )  # fmt: skip
 
 
+@pytest.mark.data
 def test_training_refuses_an_inf_naming_file_column_and_file_row(tmp_path: Path) -> None:
     path = _connections(tmp_path, {(3, "duration"): "", (47, "src_bytes"): "inf"})
     with pytest.raises(DatasetFormatError) as caught:
@@ -61,12 +62,14 @@ def test_training_refuses_an_inf_naming_file_column_and_file_row(tmp_path: Path)
         schema_training_data(_schema(), only_inf)
 
 
+@pytest.mark.data
 def test_an_empty_label_is_refused_not_read_as_an_anomaly_named_nan(tmp_path: Path) -> None:
     path = _connections(tmp_path, {(9, "label"): ""})
     with pytest.raises(DatasetFormatError, match=r"column 'label', row 9: the label is empty"):
         read_table(_schema(), path)
 
 
+@pytest.mark.data
 def test_drop_leaves_the_unusable_rows_out_of_training(tmp_path: Path) -> None:
     bad = {(5, "duration"): "inf", (6, "dst_bytes"): "-inf", (7, "count"): "", (8, "label"): ""}
     path = _connections(tmp_path, bad)

@@ -66,6 +66,7 @@ def test_backward_timestamps_keep_row_order() -> None:
     assert (windows[1].start, windows[1].end) == ("2014-03-09T01:55:00Z", "2014-03-09T01:00:00Z")
 
 
+@pytest.mark.data
 def test_real_series_with_repeated_timestamps() -> None:
     require_data("nab", "data", "realKnownCause", "machine_temperature_system_failure.csv")
     series = load_nab_series(require_data(), "machine_temperature_system_failure")

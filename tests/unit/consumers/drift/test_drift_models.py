@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from consumers.drift.calibration_cache import Calibrations
 from consumers.drift.following import ModelFollower
@@ -17,6 +18,8 @@ from models.training import TrainingRequest, train
 from stream.messages import ScoreRecord
 from stream.settings import Settings
 from tests.support import require_data
+
+pytestmark = pytest.mark.data  # every test here reads the data folder
 
 
 def record(version: int, offsets: range) -> ScoreRecord:
