@@ -19,14 +19,16 @@ needs (the worker and the stage).
 from __future__ import annotations
 
 import logging
+import queue
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from consumers.batching import DynamicBatcher
-from consumers.publisher import Publisher
+from consumers.faults import Faults
+from consumers.publisher import Publisher, ScoredBatch
 from stream.kafka import make_consumer
-from stream.kafka.watchdog import Watchdog, close_quietly
+from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,11 +82,38 @@ class Rejoins:
 
 
 class GroupMember(Rejoins):
-    """A :class:`Rejoins` loop that also owns ``batcher`` and ``publisher``."""
+    """A :class:`Rejoins` loop that also owns ``batcher`` and ``publisher``: it commits what the publisher
+    delivered (:meth:`commit_published`) and answers rebalances (``on_assign``, ``on_revoke``,
+    ``on_lost``); the loop says what a batch counts for (:meth:`account`) and what it keeps per
+    partition (:meth:`partitions_assigned`, :meth:`partitions_gone`)."""
 
     guard: Watchdog
     batcher: DynamicBatcher
     publisher: Publisher
+    eos: bool
+    faults: Faults
+
+    def committed_batches(self) -> int:
+        """Batches accounted for so far (the faults' clock)."""
+        raise NotImplementedError
+
+    def account(self, batch: ScoredBatch) -> None:
+        """Count a delivered (and, at-least-once, committed) batch."""
+        raise NotImplementedError
+
+    def partitions_assigned(self, partitions: list[TopicPartition]) -> None:
+        """What the loop keeps per partition, set up before the first batch of them."""
+
+    def partitions_gone(self, partitions: list[TopicPartition]) -> None:
+        """What the loop kept per partition, forgotten once they are revoked or lost."""
+
+    def subscribe(self) -> None:
+        self.consumer.subscribe(
+            self.subscribed_topics(), on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_lost
+        )
+
+    def subscribed_topics(self) -> list[str]:
+        raise NotImplementedError
 
     def init_member(self) -> None:
         self.init_rejoins()
@@ -106,6 +135,62 @@ class GroupMember(Rejoins):
         self.batcher.consumer = self.publisher.consumer = self.consumer
         self.batcher.pending.clear()
 
+    def commit_published(self, sync: bool = False) -> None:
+        """Commit the batches the publisher has delivered, in order (at-least-once; under --eos their
+        transactions committed them), then :meth:`account` for them. Commits are asynchronous on the
+        hot path, synchronous before partitions go."""
+        while True:
+            try:
+                batch = self.publisher.done.get_nowait()
+            except queue.Empty:
+                break
+            if not self.eos:
+                if self.faults.withhold(batch.number, self.committed_batches()):
+                    continue  # a recovery test kills the process with this batch uncommitted
+                try:
+                    if sync and not self._in_rebalance:  # no timeout of its own: the watchdog gives
+                        # it one (a stuck one ends us). Not inside a rebalance callback: a consumer
+                        # call from another thread while this one is inside consume() deadlocks.
+                        self.guard.call("commit", UNTIMED_CALL_S, self.consumer.commit,
+                                        offsets=batch.offsets, asynchronous=False)  # fmt: skip
+                    else:
+                        self.consumer.commit(offsets=batch.offsets, asynchronous=not sync)
+                except KafkaException as exc:
+                    # A rebalance took the partitions away: the next owner reads them again and
+                    # re-publishes under the same ids. At-least-once, as documented.
+                    log.warning("offset commit failed (%s): another member will redeliver", exc)
+            self.account(batch)
+
+    # -- rebalance callbacks (inside consume(), on the loop's thread) ---------------------------------
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.publisher.note_assigned(partitions)
+        self.mark_assigned()
+        self.partitions_assigned(partitions)
+        log.info("assigned %s", _named(partitions))
+
+    def on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Before the partitions go: forget what was collected from them and not yet processed (their
+        # next owner reads it from the committed offset), and publish and commit what was.
+        dropped = self.batcher.discard(partitions)
+        self._in_rebalance = True  # no poll, no call from another thread (see while_waiting)
+        try:
+            self.publisher.drain()
+            self.publisher.note_lost(partitions)
+            self.commit_published(sync=True)
+        finally:
+            self._in_rebalance = False
+        self.partitions_gone(partitions)
+        log.info("revoked %s (in-flight batches committed first%s)", _named(partitions),
+                 f"; {dropped} collected messages left to the next owner" if dropped else "")  # fmt: skip
+
+    def on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        dropped = self.batcher.discard(partitions)
+        self.publisher.note_lost(partitions)
+        self.mark_lost()  # see Rejoins.rejoin_if_stuck
+        self.partitions_gone(partitions)
+        log.warning("lost %s (session timed out): %d collected messages dropped, the next owner re-reads "
+                    "them", _named(partitions), dropped)  # fmt: skip
+
     def group_committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         """The group's committed offsets, from a client of the publisher's own; it joins no group."""
         if self._probe is None:
@@ -116,3 +201,7 @@ class GroupMember(Rejoins):
     def close_probe(self) -> None:
         if self._probe is not None:
             close_quietly(self._probe, "the committed-offsets probe")
+
+
+def _named(partitions: list[TopicPartition]) -> list[str]:
+    return sorted(f"{p.topic}[{p.partition}]" for p in partitions)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import queue
 import socket
 import time
 from collections import defaultdict
@@ -37,7 +36,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 
 from consumers.batching import DynamicBatcher
 from consumers.decoding import BatchDecoder, decoder_for, stream_topic
@@ -59,7 +58,7 @@ from models.scoring import ScoringModel
 from stream.datasets.schema import DatasetSchema, load_schema
 from stream.errors import ConfigurationError
 from stream.kafka import create_topics, make_producer, wait_for_broker
-from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
+from stream.kafka.watchdog import Watchdog, close_quietly, watchdog
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
 from stream.state_store import state_store
@@ -241,11 +240,11 @@ class ScoringWorker(GroupMember):
         try:
             while not self.stop:
                 self._swap_models()
-                self._commit_published()
+                self.commit_published()
                 self.rejoin_if_stuck()
                 if max_events is not None and self._submitted_events >= max_events:
                     self.publisher.drain()
-                    self._commit_published(sync=True)
+                    self.commit_published(sync=True)
                     break
                 messages = self.batcher.next_batch()
                 if messages:
@@ -295,10 +294,11 @@ class ScoringWorker(GroupMember):
         """What a stop past its grace period leaves (stream.signals.ShutdownBound)."""
         return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
 
-    def subscribe(self) -> None:
-        self.consumer.subscribe(
-            list(self.routes), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+    def subscribed_topics(self) -> list[str]:
+        return list(self.routes)
+
+    def committed_batches(self) -> int:
+        return self.stats.batches
 
     def _submit(self, messages: list[Message]) -> None:
         arrived = time.monotonic()
@@ -364,36 +364,8 @@ class ScoringWorker(GroupMember):
                 batch.learn.append((model, scored))
         return batch
 
-    def _commit_published(self, sync: bool = False) -> None:
-        """Commit the batches the publisher has delivered, in order (at-least-once; under --eos their
-        transactions committed them), then count them and let learning thresholds learn their
-        scores. Commits are asynchronous on the hot path, synchronous before partitions go."""
-        while True:
-            try:
-                batch = self.publisher.done.get_nowait()
-            except queue.Empty:
-                break
-            if not self.eos:
-                if self.faults.withhold(batch.number, self.stats.batches):
-                    continue  # a recovery test kills the worker with this batch uncommitted
-                try:
-                    if sync and not self._in_rebalance:  # no timeout of its own: the watchdog gives
-                        # it one (a stuck one ends us). Not inside a rebalance callback: a consumer
-                        # call from another thread while this one is inside consume() deadlocks.
-                        self.guard.call("commit", UNTIMED_CALL_S, self.consumer.commit,
-                                        offsets=batch.offsets, asynchronous=False)  # fmt: skip
-                    elif sync:
-                        self.consumer.commit(offsets=batch.offsets, asynchronous=False)
-                    else:
-                        self.consumer.commit(offsets=batch.offsets, asynchronous=True)
-                except KafkaException as exc:
-                    # A rebalance took the partitions away: the next owner re-scores them and
-                    # re-publishes the same alert ids. At-least-once, as documented.
-                    log.warning("offset commit failed (%s): another replica will redeliver", exc)
-            self._account(batch)
+    def account(self, batch: ScoredBatch) -> None:
         self.metrics.in_flight.set(self.publisher.in_flight)
-
-    def _account(self, batch: ScoredBatch) -> None:
         for model, scored in batch.learn:
             model.learn(scored)
             self._learnt[model.stream] = self._learnt.get(model.stream, 0) + len(scored.scores)
@@ -454,39 +426,7 @@ class ScoringWorker(GroupMember):
                 log.info("stream %s has its first model: consuming %s", model.stream, sorted(self.routes))
                 self.subscribe()
 
-    # -- group membership and shutdown -----------------------------------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.publisher.note_assigned(partitions)
-        self.mark_assigned()
-        log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Before the partitions go: forget what was collected from them and not yet scored (their next
-        # owner reads it from the committed offset), and publish and commit what was scored.
-        dropped = self.batcher.discard(partitions)
-        self._in_rebalance = True  # no poll, no call from another thread (see GroupMember.while_waiting)
-        try:
-            self.publisher.drain()
-            self.publisher.note_lost(partitions)
-            self._commit_published(sync=True)
-        finally:
-            self._in_rebalance = False
-        log.info(
-            "revoked %s (in-flight batches committed first%s)",
-            sorted(f"{p.topic}[{p.partition}]" for p in partitions),
-            f"; {dropped} collected messages left to the next owner" if dropped else "",
-        )
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        dropped = self.batcher.discard(partitions)
-        self.publisher.note_lost(partitions)
-        self.mark_lost()  # see Rejoins.rejoin_if_stuck
-        log.warning(
-            "lost %s (session timed out): %d collected messages dropped, the next owner re-reads them",
-            sorted(f"{p.topic}[{p.partition}]" for p in partitions),
-            dropped,
-        )
-
+    # -- shutdown ----------------------------------------------------------------------------------
     def _on_delivery(self, error, message) -> None:  # noqa: ANN001 - confluent-kafka callback
         self.publisher.on_delivery(error, message)
 
@@ -495,7 +435,7 @@ class ScoringWorker(GroupMember):
             if clean:
                 self.publisher.drain()  # SIGTERM: in-flight batches are published and committed
             self.publisher.close()
-            self._commit_published(sync=True)
+            self.commit_published(sync=True)
             log.info(
                 "stopping: %d events scored, %d alerts, %d dead letters",
                 self.stats.events,

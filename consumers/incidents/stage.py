@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import sys
 import time
@@ -30,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import msgspec
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from consumers.batching import DynamicBatcher
@@ -49,7 +48,7 @@ from consumers.publisher import Output, Publisher, ScoredBatch
 from consumers.worker_metrics import WorkerMetrics
 from stream.health import Readiness
 from stream.kafka import make_producer, wait_for_broker
-from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly, watchdog
+from stream.kafka.watchdog import Watchdog, close_quietly, watchdog
 from stream.messages import encode
 from stream.settings import IncidentSettings, Settings
 from stream.signals import ShutdownBound, StopFlag
@@ -204,7 +203,7 @@ class IncidentStage(GroupMember):
         clean = False
         try:
             while not self.stop:
-                self._commit_published()
+                self.commit_published()
                 self.rejoin_if_stuck()
                 if max_alerts is not None and self._submitted >= max_alerts:
                     break
@@ -242,10 +241,11 @@ class IncidentStage(GroupMember):
     def _on_delivery(self, error, message) -> None:  # noqa: ANN001 - confluent-kafka callback
         self.publisher.on_delivery(error, message)
 
-    def subscribe(self) -> None:
-        self.consumer.subscribe(
-            [self.alerts_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
+    def subscribed_topics(self) -> list[str]:
+        return [self.alerts_topic]
+
+    def committed_batches(self) -> int:
+        return self.stats.batches
 
     def _abandoned(self) -> str:
         return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
@@ -339,31 +339,7 @@ class IncidentStage(GroupMember):
         )
 
     # -- committed batches ----------------------------------------------------------------------
-    def _commit_published(self, sync: bool = False) -> None:
-        while True:
-            try:
-                batch = self.publisher.done.get_nowait()
-            except queue.Empty:
-                break
-            if not self.eos:
-                if self.faults.withhold(batch.number, self.stats.batches):
-                    continue
-                try:
-                    if sync and not self._in_rebalance:
-                        self.guard.call(
-                            "commit",
-                            UNTIMED_CALL_S,
-                            self.consumer.commit,
-                            offsets=batch.offsets,
-                            asynchronous=False,
-                        )
-                    else:
-                        self.consumer.commit(offsets=batch.offsets, asynchronous=not sync)
-                except KafkaException as exc:
-                    log.warning("offset commit failed (%s): another member will redeliver", exc)
-            self._account(batch)
-
-    def _account(self, batch: ScoredBatch) -> None:
+    def account(self, batch: ScoredBatch) -> None:
         stats = self.stats
         stats.batches += 1
         stats.alerts += batch.events
@@ -383,37 +359,13 @@ class IncidentStage(GroupMember):
         self.metrics.open_incidents.set(sum(len(g.open_incidents) for g in self.groupers.values()))
 
     # -- group membership -----------------------------------------------------------------------
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.publisher.note_assigned(partitions)
-        self.mark_assigned()
+    def partitions_assigned(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             state = self.states.restore(tp.topic, tp.partition)
             self.groupers[tp.partition] = PartitionGrouper(state, self.policy)
-        log.info("assigned %s", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.batcher.discard(partitions)
-        self._in_rebalance = True
-        try:
-            self.publisher.drain()
-            self.publisher.note_lost(partitions)
-            self._commit_published(sync=True)
-        finally:
-            self._in_rebalance = False
-        self._forget(partitions)
-        log.info(
-            "revoked %s (in-flight batches committed first)",
-            sorted(f"{p.topic}[{p.partition}]" for p in partitions),
-        )
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.batcher.discard(partitions)
-        self.publisher.note_lost(partitions)
-        self.mark_lost()  # see Rejoins.rejoin_if_stuck
-        self._forget(partitions)  # its next owner restores them from the last committed snapshot
-        log.warning("lost %s (session timed out)", sorted(f"{p.topic}[{p.partition}]" for p in partitions))
-
-    def _forget(self, partitions: list[TopicPartition]) -> None:
+    def partitions_gone(self, partitions: list[TopicPartition]) -> None:
+        # Its next owner restores a lost partition from the last committed snapshot.
         for tp in partitions:
             self.groupers.pop(tp.partition, None)
 
@@ -436,7 +388,7 @@ class IncidentStage(GroupMember):
             if clean:
                 self.publisher.drain()
             self.publisher.close()
-            self._commit_published(sync=True)
+            self.commit_published(sync=True)
             self.guard.call("flush", 30, self.publisher.producer.flush, 30)
             log.info(
                 "stopping: %d alerts grouped, %d incidents opened, %d closed",
