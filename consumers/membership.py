@@ -104,8 +104,9 @@ class GroupMember(Rejoins):
     def partitions_assigned(self, partitions: list[TopicPartition]) -> None:
         """What the loop keeps per partition, set up before the first batch of them."""
 
-    def partitions_gone(self, partitions: list[TopicPartition]) -> None:
-        """What the loop kept per partition, forgotten once they are revoked or lost."""
+    def partitions_gone(self, partitions: list[TopicPartition], lost: bool) -> None:
+        """What the loop kept per partition, forgotten once they are revoked (their batches committed)
+        or ``lost`` (another member may own them already)."""
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
@@ -179,7 +180,7 @@ class GroupMember(Rejoins):
             self.commit_published(sync=True)
         finally:
             self._in_rebalance = False
-        self.partitions_gone(partitions)
+        self.partitions_gone(partitions, lost=False)
         log.info("revoked %s (in-flight batches committed first%s)", _named(partitions),
                  f"; {dropped} collected messages left to the next owner" if dropped else "")  # fmt: skip
 
@@ -187,7 +188,7 @@ class GroupMember(Rejoins):
         dropped = self.batcher.discard(partitions)
         self.publisher.note_lost(partitions)
         self.mark_lost()  # see Rejoins.rejoin_if_stuck
-        self.partitions_gone(partitions)
+        self.partitions_gone(partitions, lost=True)
         log.warning("lost %s (session timed out): %d collected messages dropped, the next owner re-reads "
                     "them", _named(partitions), dropped)  # fmt: skip
 

@@ -107,7 +107,8 @@ class ScoredBatch:
     alerts: int = 0
     dead_letters: int = 0
     by_stream: dict[str, tuple[int, int]] = field(default_factory=dict)  # stream -> (events, alerts)
-    learn: list[tuple[ScoringModel, BatchScores]] = field(default_factory=list)
+    # The learning copies to teach once committed, with their input partition (models.checkpoints).
+    learn: list[tuple[ScoringModel, BatchScores, tuple[str, int]]] = field(default_factory=list)
     arrived: float = 0.0  # monotonic time its first message was handed over
     group_metadata: Any = None  # --eos: the consumer group metadata when the batch was consumed
     undeliverable: int = 0  # outputs replaced by dead letters (set by the publisher)

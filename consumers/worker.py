@@ -30,7 +30,7 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -52,7 +52,7 @@ from consumers.publisher import (
 )
 from consumers.reloading import ModelWatcher
 from consumers.worker_metrics import WorkerMetrics, worker_readiness
-from models.checkpoints import OnlineStateStore
+from models.checkpoints import OnlineStateStore, learning_copy
 from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
 from stream.datasets.schema import DatasetSchema, load_schema
@@ -124,11 +124,12 @@ class ScoringWorker(GroupMember):
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
         self.registry = open_registry(settings)
-        # What models learn while scoring is checkpointed under a stable owner, so a restart resumes
-        # it: the --worker-id (replicas are replica-0, replica-1, ...), else this host.
-        self.online = OnlineStateStore(state_store(settings), worker_id or socket.gethostname())
+        # What a model learns while scoring is state per input partition (models.checkpoints): one
+        # learning copy per partition held, checkpointed so whoever holds the partition next resumes it.
+        self.online = OnlineStateStore(state_store(settings))
+        self.learners: dict[tuple[str, int], ScoringModel] = {}
+        self._learnt: dict[tuple[str, int], int] = {}  # committed events learnt, per input partition
         self._checkpointed = time.monotonic()
-        self._learnt: dict[str, int] = {}  # committed events learnt, per stream (current model)
         self.topics = dict(topics or {})
         self.models = self._load_models(self.streams)
         self.decoders: dict[str, BatchDecoder] = {
@@ -165,7 +166,6 @@ class ScoringWorker(GroupMember):
             # A worker only scores: dense nets run in NumPy, without importing Keras (models.detectors.light).
             models[stream] = self.registry.load(stream, inference_only=True)
             log.info("stream %s -> %s v%d", stream, models[stream].detector_name, models[stream].version)
-            self._resume(models[stream])
         if not models:
             how = "--stream kdd" if set(streams) & set(STREAMS) else "--schema S"
             raise RegistryError(
@@ -324,51 +324,65 @@ class ScoringWorker(GroupMember):
         by_stream: dict[str, list[Message]] = defaultdict(list)
         for message in data:
             by_stream[self.routes[message.topic()]].append(message)
-        alerts_topic, scores_topic = self.settings.topic("alerts"), self.settings.topic("scores")
-        dlq_topic = self.settings.topic("dead_letter")
         batch = ScoredBatch(number, [], _next_offsets(data))
         for message in data:
             source = (message.topic(), message.partition())
             batch.per_partition[source] = (batch.per_partition.get(source, (0, 0))[0] + 1, 0)
-        outputs: list[Output] = batch.outputs
         detected_at = datetime.now(UTC).isoformat(timespec="milliseconds")
         for stream, messages in by_stream.items():
             model = self.models[stream]
-            decoded = self.decoders[stream](messages)
-            for rejected in decoded.rejected:
-                key, value, headers = dead_letter(rejected, self.worker_id)
-                outputs.append(Output(dlq_topic, value, key, headers, rejected.message))
-                where = (rejected.message.topic(), rejected.message.partition())
-                events, dead = batch.per_partition[where]
-                batch.per_partition[where] = (events - 1, dead + 1)
-            batch.dead_letters += len(decoded.rejected)
-            if not decoded.messages:
+            if not model.learns:
+                self._score_part(batch, stream, model, messages, detected_at)
                 continue
-            scored = model.score(decoded.raw)
-            valid = decoded.messages
-            meta = BatchMeta.of(valid, decoded.event_times, decoded.labels, decoded.keys)
-            rows = scored.alert_rows.tolist()
-            fields = group_fields(model, decoded.raw, rows)  # None unless its schema groups by fields
-            alerts = build_alerts(model, meta, scored, detected_at, fields)
-            for row, (key, value) in zip(rows, alerts, strict=True):
-                outputs.append(Output(alerts_topic, value, key, None, valid[row]))
-            first_of: dict[bytes, Message] = {}
-            for message in valid:
-                first_of.setdefault(f"{message.topic()}:{message.partition()}".encode(), message)
-            for key, value in build_score_records(model, meta, scored):
-                outputs.append(Output(scores_topic, value, key, None, first_of[key]))
-            batch.events += len(valid)
-            batch.alerts += len(rows)
-            batch.by_stream[stream] = (len(valid), len(rows))
-            if model.learns:
-                batch.learn.append((model, scored))
+            # A learning model scores each input partition with that partition's own copy.
+            parts: dict[tuple[str, int], list[Message]] = defaultdict(list)
+            for message in messages:
+                parts[(message.topic(), message.partition())].append(message)
+            for source, part in parts.items():
+                self._score_part(batch, stream, self._learner(model, source), part, detected_at, source)
         return batch
+
+    def _score_part(self, batch: ScoredBatch, stream: str, model: ScoringModel, messages: list[Message],
+                    detected_at: str, source: tuple[str, int] | None = None) -> None:  # fmt: skip
+        """Decode, score and serialise one stream's messages of a batch into it."""
+        alerts_topic, scores_topic = self.settings.topic("alerts"), self.settings.topic("scores")
+        dlq_topic = self.settings.topic("dead_letter")
+        outputs: list[Output] = batch.outputs
+        decoded = self.decoders[stream](messages)
+        for rejected in decoded.rejected:
+            key, value, headers = dead_letter(rejected, self.worker_id)
+            outputs.append(Output(dlq_topic, value, key, headers, rejected.message))
+            where = (rejected.message.topic(), rejected.message.partition())
+            events, dead = batch.per_partition[where]
+            batch.per_partition[where] = (events - 1, dead + 1)
+        batch.dead_letters += len(decoded.rejected)
+        if not decoded.messages:
+            return
+        scored = model.score(decoded.raw)
+        valid = decoded.messages
+        meta = BatchMeta.of(valid, decoded.event_times, decoded.labels, decoded.keys)
+        rows = scored.alert_rows.tolist()
+        fields = group_fields(model, decoded.raw, rows)  # None unless its schema groups by fields
+        alerts = build_alerts(model, meta, scored, detected_at, fields)
+        for row, (key, value) in zip(rows, alerts, strict=True):
+            outputs.append(Output(alerts_topic, value, key, None, valid[row]))
+        first_of: dict[bytes, Message] = {}
+        for message in valid:
+            first_of.setdefault(f"{message.topic()}:{message.partition()}".encode(), message)
+        for key, value in build_score_records(model, meta, scored):
+            outputs.append(Output(scores_topic, value, key, None, first_of[key]))
+        batch.events += len(valid)
+        batch.alerts += len(rows)
+        seen_events, seen_alerts = batch.by_stream.get(stream, (0, 0))
+        batch.by_stream[stream] = (seen_events + len(valid), seen_alerts + len(rows))
+        if source is not None:
+            batch.learn.append((model, scored, source))
 
     def account(self, batch: ScoredBatch) -> None:
         self.metrics.in_flight.set(self.publisher.in_flight)
-        for model, scored in batch.learn:
+        for model, scored, source in batch.learn:
             model.learn(scored)
-            self._learnt[model.stream] = self._learnt.get(model.stream, 0) + len(scored.scores)
+            self._learnt[source] = self._learnt.get(source, 0) + len(scored.scores)
         if batch.learn and time.monotonic() - self._checkpointed > CHECKPOINT_INTERVAL_S:
             self._checkpoint()
         now = time.monotonic()
@@ -391,22 +405,43 @@ class ScoringWorker(GroupMember):
             self.metrics.events.labels(stream).inc(n_events)
             self.metrics.alerts.labels(stream).inc(n_alerts)
 
-    # -- online state -----------------------------------------------------------------------------
-    def _resume(self, model: ScoringModel) -> None:
-        """Restore what this model version learnt in an earlier run of this worker (checkpoint)."""
-        resumed = self.online.restore(model)
+    # -- online state (per input partition) --------------------------------------------------------
+    def _learner(self, model: ScoringModel, source: tuple[str, int]) -> ScoringModel:
+        """This partition's learning copy of the stream's model, resumed from its checkpoint (whoever
+        learnt it) the first time the partition is scored after being assigned."""
+        learner = self.learners.get(source)
+        if learner is not None and learner.model_id == model.model_id:
+            return learner
+        learner = learning_copy(model)
+        resumed = self.online.restore(learner, *source)
+        self._learnt[source] = resumed or 0
         if resumed is not None:
-            self._learnt[model.stream] = resumed
-            log.info("%s %s v%d resumes its online state (%d committed events learnt)",
-                     model.stream, model.detector_name, model.version, resumed)  # fmt: skip
+            log.info("%s %s v%d resumes the online state of %s[%d] (%d committed events learnt)",
+                     model.stream, model.detector_name, model.version, *source, resumed)  # fmt: skip
+        self.learners[source] = learner
+        return learner
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, sources: Iterable[tuple[str, int]] | None = None) -> None:
+        """Save the online state of ``sources`` (every partition learnt from, by default)."""
         self._checkpointed = time.monotonic()
-        for model in self.models.values():
+        for source in list(self.learners) if sources is None else sources:
+            learner = self.learners.get(source)
+            if learner is None:
+                continue
             try:
-                self.online.save(model, self._learnt.get(model.stream, 0))
+                self.online.save(learner, *source, self._learnt.get(source, 0))
             except OSError as exc:  # a full disk must not stop scoring; the next checkpoint retries
-                log.warning("online state of %s not checkpointed: %s", model.stream, exc)
+                log.warning("online state of %s[%d] not checkpointed: %s", *source, exc)
+
+    def partitions_gone(self, partitions: list[TopicPartition], lost: bool) -> None:
+        """A revoked partition's learning copy is saved (its last batch is committed: the next owner
+        resumes exactly there); a lost one's is dropped (another member may own it already)."""
+        sources = [(tp.topic, tp.partition) for tp in partitions]
+        if not lost:
+            self._checkpoint(sources)
+        for source in sources:
+            self.learners.pop(source, None)
+            self._learnt.pop(source, None)
 
     # -- hot reload -----------------------------------------------------------------------------
     def _swap_models(self) -> None:
@@ -414,9 +449,12 @@ class ScoringWorker(GroupMember):
             model = self.watcher.ready.get_nowait()
             new_stream = model.stream not in self.models
             if not new_stream:
-                self._checkpoint()  # what the outgoing version learnt stays with that version
-            self._learnt[model.stream] = 0
-            self._resume(model)
+                # What the outgoing version learnt stays with that version; the new one's learning
+                # copies start from its own checkpoints as each partition is next scored.
+                outgoing = [src for src, learner in self.learners.items() if learner.stream == model.stream]
+                self._checkpoint(outgoing)
+                for src in outgoing:
+                    del self.learners[src]
             self.models[model.stream] = model
             self.decoders[model.stream] = decoder_for(model.stream, model.encoder)
             self.metrics.model_version.labels(model.stream, model.detector_name).set(model.version)

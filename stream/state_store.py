@@ -6,7 +6,8 @@ Three kinds of state live here, each a small JSON document under a key that name
 - ``drift/<group>/<instance>.json``: a drift monitor's checkpoint (its watches and the ``scores``
   offsets they cover);
 - ``drift/calibrations/<digest>-<kind>-....json``: a production model's calibrated drift watch;
-- ``online/<stream>/<detector>/v0003/<owner>.json``: what a worker's model learnt while scoring.
+- ``online/<stream>/<detector>/v0003/<topic>-<partition>.json``: what a model learnt while scoring,
+  per input partition.
 
 ``ANOMSTREAM_STATE_URL`` chooses the place: unset (or a folder) keeps them under ``state_dir`` as
 files replaced atomically; ``s3://bucket/prefix`` keeps them in the object store of the registry's

@@ -364,7 +364,7 @@ class IncidentStage(GroupMember):
             state = self.states.restore(tp.topic, tp.partition)
             self.groupers[tp.partition] = PartitionGrouper(state, self.policy)
 
-    def partitions_gone(self, partitions: list[TopicPartition]) -> None:
+    def partitions_gone(self, partitions: list[TopicPartition], lost: bool) -> None:
         # Its next owner restores a lost partition from the last committed snapshot.
         for tp in partitions:
             self.groupers.pop(tp.partition, None)

@@ -106,6 +106,16 @@ def test_series_streamed_scores_equal_offline(kafka_bootstrap: str, sensor_regis
     assert {a["event_time"] for a in alerts} <= set(iso_times(series.timestamps[ends]))
 
 
+def _learnt_once(state: Path, settings: Settings, records: list[dict], learnt: int, committed: int) -> None:
+    """One checkpoint, of the series' input partition (whoever learnt it), outside the registry: the
+    training windows, then every committed window once."""
+    (checkpoint,) = (state / "state" / "online" / "sensor" / "context" / "v0001").glob("*.json")
+    assert checkpoint.name == f"{settings.topic('sensor')}-{records[0]['partition']}.json"
+    saved = orjson.loads(checkpoint.read_bytes())
+    assert saved["committed_events"] == committed
+    assert saved["detector"]["learnt"] == learnt
+
+
 def test_a_learning_worker_streams_the_offline_nab_scores(kafka_bootstrap: str, tmp_path: Path) -> None:
     """The ``context`` detector learns every committed window in the worker; its scores on the scores
     topic, and so the NAB row scores made from them, are the offline benchmark's (``run_online``)."""
@@ -130,13 +140,56 @@ def test_a_learning_worker_streams_the_offline_nab_scores(kafka_bootstrap: str, 
     assert len(records) >= len(events) // 97
     # What it learnt is checkpointed outside the registry: the training windows, then every committed
     # window once.
-    checkpoint = tmp_path / "state" / "online" / "sensor" / "context" / "v0001" / "learning-test.json"
-    saved = orjson.loads(checkpoint.read_bytes())
-    assert saved["committed_events"] == len(events)
-    assert saved["detector"]["learnt"] == offline.trained + len(events)
+    _learnt_once(tmp_path, settings, records, offline.trained + len(events), len(events))
     measure(
         f"{LEARNING_SERIES}: {offline.trained} windows learnt in training, then {len(events)} scored and "
         f"learnt by the worker, in {len(records)} score records; max |streamed - offline| "
+        f"{np.max(np.abs(streamed - offline.raw[offline.trained :])):.1e}"
+    )
+
+
+def test_a_learning_workers_partition_moves_to_another_worker_mid_series_and_the_scores_stay_offline(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """What a model learns is state of the input partition (issue 26): worker A scores the first half of
+    the series, leaves the group, and worker B (another id, another process's view) is assigned the
+    partition and resumes what A learnt from it. Before, the state was keyed by worker id: B started
+    from the trained model and its scores left the offline run's."""
+    data = require_data("nab")
+    train(Registry(tmp_path), data.parent, TrainingRequest("sensor", "context", series=LEARNING_SERIES,
+                                                           window=WINDOW))  # fmt: skip
+    settings = make_settings(kafka_bootstrap, tmp_path, batch_size=97, state_dir=tmp_path / "state")
+    create_topics(settings)
+    series = load_nab_series(settings.data_dir, LEARNING_SERIES)
+    offline = run_online(series, "context", WINDOW)
+    events = list(sensor_events([series], WINDOW))[offline.trained :]
+    replay = ReplayProducer(settings, settings.topic("sensor"), progress=False, stop=StopFlag(False))
+    assert replay.run(events).delivered == len(events)
+
+    def run(worker_id: str, max_events: int) -> ScoringWorker:
+        stop = StopFlag(install=False)
+        timer = threading.Timer(120, stop.set)
+        timer.start()
+        try:
+            worker = ScoringWorker(settings, ["sensor"], worker_id=worker_id, stop=stop)
+            worker.run(max_events)
+        finally:
+            timer.cancel()
+        return worker
+
+    first = run("replica-a", len(events) // 2)
+    assert 0 < first.stats.events < len(events)
+    second = run("replica-b", len(events) - first.stats.events)
+    assert second.stats.events == len(events) - first.stats.events
+    records = [orjson.loads(m.value()) for m in read_all(settings, settings.topic("scores"))]
+    rows = sorted((o, s) for r in records for o, s in zip(r["offsets"], r["scores"], strict=True))
+    assert [row[0] for row in rows] == list(range(len(events)))  # every window once, in row order
+    streamed = np.array([row[1] for row in rows])
+    np.testing.assert_allclose(streamed, offline.raw[offline.trained :], rtol=0, atol=1e-9)
+    _learnt_once(tmp_path, settings, records, offline.trained + len(events), len(events))
+    measure(
+        f"{LEARNING_SERIES}: partition moved from worker A ({first.stats.events} windows) to worker B "
+        f"({second.stats.events}); max |streamed - offline| "
         f"{np.max(np.abs(streamed - offline.raw[offline.trained :])):.1e}"
     )
 
