@@ -89,6 +89,7 @@ def incident_message(incident: OpenIncident, activity: Activity, time_ms: int) -
             revision=incident.revision,
             partition=incident.partition,
             labels=dict(incident.labels) if incident.labels else None,
+            verdict=incident.verdict,
         ),
     )
 

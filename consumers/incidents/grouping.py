@@ -35,7 +35,7 @@ from enum import IntEnum
 
 import msgspec
 
-from stream.messages import Alert
+from stream.messages import Alert, IncidentVerdict
 
 SEVERITY_RANK = {"low": 2, "medium": 3, "high": 4, "critical": 5}  # OCSF severity_id
 MAX_ALERT_IDS = 20  # the sample of alert ids an incident message carries
@@ -103,6 +103,7 @@ class OpenIncident(msgspec.Struct, gc=False):
     revision: int = 0  # messages published so far
     published_count: int = 0  # count when last published
     published_wall_ms: int = 0  # wall clock when last published
+    verdict: IncidentVerdict | None = None  # an analyst's, once given (carried by later messages)
 
 
 class PartitionState(msgspec.Struct, gc=False):
@@ -244,6 +245,17 @@ class PartitionGrouper:
                     self._publish(incident, Activity.UPDATE, wall_ms, result)
             elif wall_ms - incident.published_wall_ms >= policy.repeat_interval_ms:
                 self._publish(incident, Activity.UPDATE, wall_ms, result)
+        return result
+
+    def judge(self, incident_id: str, verdict: IncidentVerdict, wall_ms: int) -> GroupingResult:
+        """An analyst's verdict on an open incident of this partition: an update carrying it at once
+        (a SIEM sees it without waiting for ``group_interval``). The same verdict again (the stage
+        reads every verdict at each start) or one on an incident no longer open changes nothing."""
+        result = GroupingResult()
+        incident = self._open.get(incident_id)
+        if incident is not None and incident.verdict != verdict:
+            incident.verdict = verdict
+            self._publish(incident, Activity.UPDATE, wall_ms, result)
         return result
 
     def close_all(self, wall_ms: int) -> GroupingResult:

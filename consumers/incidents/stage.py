@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import msgspec
-from confluent_kafka import Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from consumers.batching import DynamicBatcher
@@ -47,9 +47,9 @@ from consumers.membership import GroupMember
 from consumers.publisher import Output, Publisher, ScoredBatch
 from consumers.worker_metrics import WorkerMetrics
 from stream.health import Readiness
-from stream.kafka import make_producer, wait_for_broker
+from stream.kafka import check_message, follow_from, make_producer, wait_for_broker
 from stream.kafka.watchdog import Watchdog, close_quietly, watchdog
-from stream.messages import encode
+from stream.messages import IncidentVerdict, decode_feedback, encode
 from stream.settings import IncidentSettings, Settings
 from stream.signals import ShutdownBound, StopFlag
 
@@ -155,6 +155,11 @@ class IncidentStage(GroupMember):
             "state": settings.topic("incidents_state"),
         }
         self.groupers: dict[int, PartitionGrouper] = {}
+        # Analysts' verdicts on incidents (feedback, read from its beginning at each start): each
+        # goes out on the incident's next message, in an update published at the next tick.
+        self.verdicts: dict[str, IncidentVerdict] = {}
+        self._unapplied: set[str] = set()
+        self.feedback: Consumer | None = None
         self.stats = StageStats()
         self.metrics = IncidentMetrics(metrics_port, self, settings.resilience.stall_after_s)
         self._batch_number = 0
@@ -194,6 +199,10 @@ class IncidentStage(GroupMember):
             recovery_s=self.settings.resilience.recovery_s,
         ).start()
         self.subscribe()
+        self.feedback = follow_from(self.settings, self.settings.topic("feedback"))
+        if self.feedback is None:
+            log.warning("no %s topic: incident verdicts are not carried by incident messages "
+                        "(`anomstream topics create` makes it)", self.settings.topic("feedback"))  # fmt: skip
         log.info(
             "incident stage %s grouping %s (%s)",
             self.stage_id,
@@ -208,6 +217,7 @@ class IncidentStage(GroupMember):
                 if max_alerts is not None and self._submitted >= max_alerts:
                     break
                 messages = self.batcher.next_batch()
+                self._read_verdicts()
                 due = time.monotonic() - self._ticked >= TICK_INTERVAL_S
                 if messages or due:
                     self._submit(messages, tick=True)
@@ -300,14 +310,21 @@ class IncidentStage(GroupMember):
                 batch.by_stream[ref.stream] = (batch.by_stream.get(ref.stream, (0, 0))[0] + 1, 0)
         if tick:
             self._ticked = time.monotonic()
-            for partition, grouper in self.groupers.items():
-                timers = grouper.tick(now)
+            changed = {p: grouper.tick(now) for p, grouper in self.groupers.items()}
+            for incident_id in sorted(self._unapplied):
+                partition = incident_partition(incident_id)
+                grouper = self.groupers.get(partition)
+                if grouper is not None:  # else another member holds it (and reads the verdict too)
+                    judged = grouper.judge(incident_id, self.verdicts[incident_id], now)
+                    changed.setdefault(partition, GroupingResult()).changes += judged.changes
+            self._unapplied.clear()
+            for partition, timers in changed.items():
                 if timers.empty:
                     continue
                 result = results.setdefault(partition, GroupingResult())
                 result.changes += timers.changes
                 if partition not in by_partition:  # offsets unchanged: re-sent so the batch commits
-                    offset = grouper.state.next_offset
+                    offset = self.groupers[partition].state.next_offset
                     batch.offsets.append(TopicPartition(self.alerts_topic, partition, offset))
                     batch.per_partition[(self.alerts_topic, partition)] = (0, 0)
         for partition, result in results.items():
@@ -363,6 +380,29 @@ class IncidentStage(GroupMember):
         for tp in partitions:
             state = self.states.restore(tp.topic, tp.partition)
             self.groupers[tp.partition] = PartitionGrouper(state, self.policy)
+        # Verdicts on their open incidents that an earlier owner had not published yet.
+        mine = {tp.partition for tp in partitions}
+        self._unapplied |= {i for i in self.verdicts if incident_partition(i) in mine}
+
+    # -- verdicts ------------------------------------------------------------------------------
+    def _read_verdicts(self) -> None:
+        """Take the incident verdicts published since the last look (never blocks)."""
+        if self.feedback is None:
+            return
+        for message in self.feedback.consume(500, 0):
+            if not check_message(message):
+                continue
+            try:
+                given = decode_feedback(message.value() or b"")
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                log.warning("feedback offset %d is no verdict (%s): skipped", message.offset(), exc)
+                continue
+            if given.incident_id is None or incident_partition(given.incident_id) < 0:
+                continue
+            verdict = IncidentVerdict(given.verdict, given.by, given.reason, given.given_at)
+            if self.verdicts.get(given.incident_id) != verdict:
+                self.verdicts[given.incident_id] = verdict
+                self._unapplied.add(given.incident_id)
 
     def partitions_gone(self, partitions: list[TopicPartition], lost: bool) -> None:
         # Its next owner restores a lost partition from the last committed snapshot.
@@ -398,6 +438,8 @@ class IncidentStage(GroupMember):
             )
         finally:
             close_quietly(self.consumer, "the incident stage's consumer")
+            if self.feedback is not None:
+                close_quietly(self.feedback, "the incident stage's feedback reader")
             self.close_probe()
             self.states.close()
 
@@ -413,6 +455,18 @@ class _Activity(msgspec.Struct):
 
 ACTIVITIES = {1: "create", 2: "update", 3: "close"}
 _read_activity = msgspec.json.Decoder(_Activity).decode
+
+
+def incident_partition(incident_id: str) -> int:
+    """The alerts partition an incident id names (``inc-<stream>-<partition>-<offset>``), -1 if none.
+
+    >>> [incident_partition(i) for i in ("inc-kdd-3-5012", "inc-my-firewall-0-7", "x")]
+    [3, 0, -1]
+    """
+    parts = incident_id.rsplit("-", 2)
+    if len(parts) != 3 or not parts[0].startswith("inc-") or not parts[1].isdigit():
+        return -1
+    return int(parts[1])
 
 
 def _activity_of(value: bytes) -> tuple[str, int]:

@@ -9,6 +9,7 @@ from stream.kafka.clients import make_admin, make_consumer, make_producer, make_
 from stream.kafka.delivery import DeliveryTracker, Headers, flush_or_raise, produce
 from stream.kafka.reading import (
     check_message,
+    follow_from,
     follow_from_end,
     header,
     iter_topic,
@@ -37,6 +38,7 @@ __all__ = [
     "create_topics",
     "end_offsets",
     "flush_or_raise",
+    "follow_from",
     "follow_from_end",
     "header",
     "iter_topic",

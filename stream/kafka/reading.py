@@ -57,6 +57,12 @@ def follow_from_end(settings: Settings, topic: str) -> Consumer | None:
     """A reader of every partition of ``topic`` from its current end (what is published from now
     on); None when the topic does not exist. Other failures (authentication, an unreachable broker)
     raise: they are not "the topic is missing"."""
+    return follow_from(settings, topic, OFFSET_END)
+
+
+def follow_from(settings: Settings, topic: str, start: int = OFFSET_BEGINNING) -> Consumer | None:
+    """A reader of every partition of ``topic`` from ``start`` (a logical offset: OFFSET_BEGINNING
+    reads what is there, then what comes); None when the topic does not exist (see follow_from_end)."""
     reader = make_reader(settings)
     try:
         partitions = partitions_of(reader, topic)
@@ -66,7 +72,7 @@ def follow_from_end(settings: Settings, topic: str) -> Consumer | None:
     except BaseException:
         reader.close()
         raise
-    reader.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
+    reader.assign([TopicPartition(topic, p, start) for p in partitions])
     return reader
 
 

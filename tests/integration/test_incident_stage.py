@@ -15,9 +15,10 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from consumers.incidents.listing import read_incidents
 from consumers.incidents.stage import IncidentStage
+from consumers.verdicts import give_incident_verdict
 from stream.kafka import make_consumer, read_all
 from stream.kafka.topics import end_offsets
-from stream.messages import decode_incident, decode_incident_members
+from stream.messages import IncidentVerdict, decode_incident, decode_incident_members
 from stream.settings import IncidentSettings, Settings
 from stream.signals import StopFlag
 from tests.support import corrected_sample, measure, replay, run_worker, wait_until
@@ -187,3 +188,41 @@ def test_exactly_once_across_rebalances(kafka_settings: Settings, tmp_path: Path
                 process.wait(60)
     assert "revoked" in (tmp_path / "a.log").read_text()
     check_exactly_once(settings)
+
+
+def test_an_analysts_verdict_is_carried_by_the_incidents_next_messages(kafka_settings: Settings) -> None:
+    """``incidents verdict`` on an open incident: the running stage publishes an update carrying it
+    (``unmapped.verdict``, what a SIEM subscribed to ``incidents`` sees) within seconds; a restarted
+    stage reads the verdict again and publishes nothing more for it."""
+    settings = stage_settings(kafka_settings, gap_s=300.0)
+    fill_alerts(settings, n=1500, seed=5)
+    stop = StopFlag(install=False)
+    thread = threading.Thread(target=IncidentStage(settings, stage_id="v0", stop=stop).run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: bool(latest_incidents(settings)), 120), "no incident"
+        latest = latest_incidents(settings)
+        incident_id = max(latest, key=lambda k: latest[k].count)  # type: ignore[attr-defined]
+        given = give_incident_verdict(settings, incident_id, "benign", by="alice", reason="backup job")
+        judged = lambda: latest_incidents(settings)[incident_id].unmapped.verdict  # type: ignore[attr-defined]  # noqa: E731
+        assert wait_until(lambda: judged() is not None, 30), "the verdict never reached the incident"
+    finally:
+        stop.set()
+        thread.join(60)
+    assert judged() == IncidentVerdict("benign", "alice", "backup job", given.given_at)
+
+    def sent() -> int:
+        return sum(m.key() == incident_id.encode() for m in read_all(settings, settings.topic("incidents")))
+
+    before = sent()
+    stop = StopFlag(install=False)
+    again = IncidentStage(settings, stage_id="v1", stop=stop)
+    thread = threading.Thread(target=again.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: bool(again.groupers) and again.verdicts, 60), "the restart read no verdict"
+        time.sleep(3)  # an absence: three ticks in which the verdict must not be announced again
+    finally:
+        stop.set()
+        thread.join(60)
+    assert sent() == before, "a restarted stage re-announced a verdict it had already published"

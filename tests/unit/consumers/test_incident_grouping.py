@@ -15,7 +15,7 @@ from consumers.incidents.grouping import (
     alert_ref,
     parse_time_ms,
 )
-from stream.messages import decode_incident, decode_incident_members
+from stream.messages import IncidentVerdict, decode_incident, decode_incident_members
 
 FLOOD = (("src_bytes", 3.0), ("count", 2.0), ("service=ecr_i", 1.0))
 SCAN = (("rerror_rate", 2.0), ("dst_host_diff_srv_rate", 2.0), ("flag=REJ", 1.0))
@@ -219,3 +219,20 @@ def test_a_full_snapshot_fits_one_kafka_message() -> None:
     g.add(alerts, wall_ms=0)
     assert len(g.open_incidents) == 200
     assert len(g.to_bytes()) < MAX_OUTPUT_BYTES
+
+
+def test_a_verdict_goes_out_at_once_on_the_incidents_messages_and_survives_a_restart() -> None:
+    """PRODUCT: an incident message carries ``unmapped.verdict`` once given. The stage once never read
+    feedback: every incident message said ``"verdict": null`` after an analyst had judged it."""
+    g = grouper()
+    g.add([alert(i, 1000 * i) for i in range(3)], wall_ms=3000)
+    given = IncidentVerdict("benign", "alice", "backup job", "2026-12-07T16:02:11.410+00:00")
+    (change,) = g.judge("inc-kdd-3-0", given, wall_ms=3100).changes  # not held back by group_interval
+    assert change.activity == Activity.UPDATE and change.incident.verdict == given
+    published = decode_incident(msgspec.json.encode(incident_message(change.incident, change.activity, 3100)))
+    assert published.unmapped.verdict == given
+    assert g.judge("inc-kdd-3-0", given, wall_ms=3200).empty, "the same verdict read again: no message"
+    assert g.judge("inc-kdd-3-99", given, wall_ms=3200).empty, "not an open incident here"
+    resumed = PartitionGrouper(PartitionGrouper.state_from_bytes(g.to_bytes()), POLICY)
+    (closed,) = resumed.tick(wall_ms=100_000).changes
+    assert closed.activity == Activity.CLOSE and closed.incident.verdict == given  # the close says it too
