@@ -21,15 +21,18 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from contextlib import ExitStack
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from consumers.batching import DynamicBatcher
 from consumers.faults import Faults
 from consumers.publisher import Publisher, ScoredBatch
-from stream.kafka import make_consumer
+from stream.kafka import make_consumer, make_producer
 from stream.kafka.watchdog import UNTIMED_CALL_S, Watchdog, close_quietly
 from stream.settings import Settings
+from stream.signals import ShutdownBound, StopFlag
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +85,93 @@ class Rejoins:
 
 
 class GroupMember(Rejoins):
-    """A :class:`Rejoins` loop that also owns ``batcher`` and ``publisher``: it commits what the publisher
-    delivered (:meth:`commit_published`) and answers rebalances (``on_assign``, ``on_revoke``,
-    ``on_lost``); the loop says what a batch counts for (:meth:`account`) and what it keeps per
-    partition (:meth:`partitions_assigned`, :meth:`partitions_gone`)."""
+    """A :class:`Rejoins` loop that also owns ``batcher`` and ``publisher``: it opens and closes them
+    (:meth:`open_member`, one exit stack), commits what the publisher delivered
+    (:meth:`commit_published`) and answers rebalances (``on_assign``, ``on_revoke``, ``on_lost``); the
+    loop says what a batch counts for (:meth:`account`), what it keeps per partition
+    (:meth:`partitions_assigned`, :meth:`partitions_gone`) and what it does once the last batch is
+    committed (:meth:`after_publishing`)."""
 
     guard: Watchdog
     batcher: DynamicBatcher
     publisher: Publisher
     eos: bool
     faults: Faults
+    stop: StopFlag
+    member_id: str  # this member's id: its transactional id is "<group id>-<member id>"
+    clean: bool  # the loop ended without an exception: in-flight batches are published on the way out
+
+    # -- opening and closing, one exit stack ------------------------------------------------------
+    def open_member(self, opened: ExitStack, batch_size: int, max_queue_delay_ms: float,
+                    **publisher_options: Any) -> None:  # fmt: skip
+        """Make the consumer, the batcher and the publisher, each entered into ``opened`` as it is
+        made. On the way out (last made first): the publisher finishes (drained if the loop ended
+        cleanly), what it delivered is committed, :meth:`after_publishing` runs, the producer is
+        flushed; then the probe and the consumer close."""
+        self.clean = False
+        self.consumer = self.new_consumer()
+        opened.callback(lambda: close_quietly(self.consumer, "the consumer"))  # its current value
+        opened.callback(self.close_probe)
+        self.batcher = DynamicBatcher(self.consumer, batch_size, max_queue_delay_ms / 1000,
+                                      self.settings.batch_timeout_s)  # fmt: skip
+        resilience = self.settings.resilience
+        self.publisher = Publisher(
+            self.new_producer(),
+            self.consumer,
+            eos=self.eos,
+            worker_id=self.member_id,
+            dead_letter_topic=self.settings.topic("dead_letter"),
+            faults=self.faults,
+            renew_producer=lambda: self.new_producer(initialise=False),
+            while_waiting=self.while_waiting,
+            committed=self.group_committed,
+            guard=self.guard,
+            stop=self.stop,
+            transaction_timeout_s=resilience.transaction_timeout_s,
+            recovery_s=resilience.recovery_s,
+            **publisher_options,
+        ).start()
+        self._publishing = True
+        opened.callback(self._finish_publishing)
+
+    def bound_on_failure(self, opened: ExitStack, bound: ShutdownBound) -> None:
+        """Entered last: a loop that failed (not stopped) is bounded on its way out too."""
+        opened.callback(lambda: None if self.clean or self.stop else bound.begin())
+
+    def new_producer(self, initialise: bool = True) -> Producer:
+        """The member's producer; under --eos transactional (the same id every time: a new one fences
+        the old, so the publisher recreates it when one is stuck), init_transactions done unless
+        ``initialise`` is False (the publisher retries it on the same producer). Delivery reports
+        for failures only: success is "flush() left nothing behind", no Python callback per output."""
+        transactional_id = f"{self.group_id}-{self.member_id}" if self.eos else None
+        producer = make_producer(
+            self.settings,
+            transactional_id=transactional_id,
+            on_delivery=self._on_delivery,
+            **{"delivery.report.only.error": True},
+        )
+        if self.eos and initialise:
+            timeout = self.settings.resilience.transaction_timeout_s
+            self.guard.call("init_transactions", timeout, producer.init_transactions, timeout)
+        return producer
+
+    def _on_delivery(self, error: Any, message: Any) -> None:  # a confluent-kafka callback
+        self.publisher.on_delivery(error, message)
+
+    def abandoned(self) -> str:
+        """What a stop past its grace period leaves (stream.signals.ShutdownBound)."""
+        return self.publisher.abandoned() if self._publishing else "nothing (not started)"
+
+    def after_publishing(self) -> None:
+        """The loop's last step, once every delivered batch is committed (before the consumer closes)."""
+
+    def _finish_publishing(self) -> None:
+        if self.clean:
+            self.publisher.drain()  # SIGTERM: in-flight batches are published and committed
+        self.publisher.close()
+        self.commit_published(sync=True)
+        self.after_publishing()
+        self.guard.call("flush", 30, self.publisher.producer.flush, 30)
 
     def committed_batches(self) -> int:
         """Batches accounted for so far (the faults' clock)."""
@@ -118,6 +198,7 @@ class GroupMember(Rejoins):
 
     def init_member(self) -> None:
         self.init_rejoins()
+        self._publishing = False  # the publisher is made (open_member)
         self._in_rebalance = False  # inside on_revoke: no poll, no call from another thread
         self._probe: Consumer | None = None
 

@@ -31,14 +31,14 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from confluent_kafka import Message, Producer, TopicPartition
+from confluent_kafka import Message, TopicPartition
 
-from consumers.batching import DynamicBatcher
 from consumers.decoding import BatchDecoder, decoder_for, stream_topic
 from consumers.faults import NO_FAULTS, Faults, from_env
 from consumers.membership import GroupMember
@@ -47,7 +47,6 @@ from consumers.publisher import (
     MAX_DELIVERY_RETRIES,
     DeliveryFailedError,
     Output,
-    Publisher,
     ScoredBatch,
 )
 from consumers.reloading import ModelWatcher
@@ -57,8 +56,8 @@ from models.registry import RegistryError, open_registry
 from models.scoring import ScoringModel
 from stream.datasets.schema import DatasetSchema, load_schema
 from stream.errors import ConfigurationError
-from stream.kafka import create_topics, make_producer, wait_for_broker
-from stream.kafka.watchdog import Watchdog, close_quietly, watchdog
+from stream.kafka import create_topics, wait_for_broker
+from stream.kafka.watchdog import Watchdog, watchdog
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
 from stream.state_store import state_store
@@ -121,7 +120,7 @@ class ScoringWorker(GroupMember):
         self.eos = eos
         self.guard = guard if guard is not None else watchdog()  # tests inject one to force overruns
         self.faults = faults  # recovery tests inject a crash before a commit (consumers.faults)
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.worker_id = self.member_id = worker_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
         self.registry = open_registry(settings)
         # What a model learns while scoring is state per input partition (models.checkpoints): one
@@ -194,36 +193,25 @@ class ScoringWorker(GroupMember):
         # starts retrying on its own (a wrong SASL setting once surfaced as "topic missing").
         wait_for_broker(self.settings, timeout=30)
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"worker {self.worker_id}",
-                              self._abandoned).arm(self.stop)  # fmt: skip
-        self.producer = self._new_producer()
-        self.consumer = self.new_consumer()
-        self.batcher = DynamicBatcher(
-            self.consumer,
-            self.settings.batch_size,
-            self.settings.max_queue_delay_ms / 1000,
-            self.settings.batch_timeout_s,
-        )
-        self.publisher = Publisher(
-            self.producer,
-            self.consumer,
-            eos=self.eos,
-            worker_id=self.worker_id,
-            dead_letter_topic=self.settings.topic("dead_letter"),
-            faults=self.faults,
-            on_undeliverable=lambda topic, reason: self.metrics.undeliverable.labels(topic, reason).inc(),
-            renew_producer=lambda: self._new_producer(initialise=False),
-            while_waiting=self.while_waiting,
-            committed=self.group_committed,
-            guard=self.guard,
-            stop=self.stop,
-            transaction_timeout_s=self.settings.resilience.transaction_timeout_s,
-            recovery_s=self.settings.resilience.recovery_s,
-        ).start()
+                              self.abandoned).arm(self.stop)  # fmt: skip
+        with ExitStack() as opened:  # everything opened below is closed on the way out, last first
+            opened.callback(bound.finished)
+            self.open_member(opened, self.settings.batch_size, self.settings.max_queue_delay_ms,
+                             on_undeliverable=self._undeliverable)  # fmt: skip
+            self._serve(opened, bound, max_events)
+        return self.stats
+
+    def _undeliverable(self, topic: str, reason: str) -> None:
+        self.metrics.undeliverable.labels(topic, reason).inc()
+
+    def _serve(self, opened: ExitStack, bound: ShutdownBound, max_events: int | None) -> None:
         max_batch = self.settings.batch_size
         for model in self.models.values():
             model.warm_up(max_batch)  # compile before the first event, not on it
         serving = {s: m.model_id for s, m in self.models.items()}
         self.watcher = ModelWatcher(self.settings, self.registry, serving, self.streams, max_batch).start()
+        opened.callback(self.watcher.close)
+        self.bound_on_failure(opened, bound)
         self.subscribe()
         # Models, TensorFlow and clients are loaded: move them out of the garbage collector's view.
         # Every batch allocates ~10 containers per event, and each collection would otherwise scan
@@ -236,63 +224,31 @@ class ScoringWorker(GroupMember):
             "exactly-once" if self.eos else "at-least-once",
         )
         last_report = time.monotonic()
-        clean = False
-        try:
-            while not self.stop:
-                self._swap_models()
-                self.commit_published()
-                self.rejoin_if_stuck()
-                if max_events is not None and self._submitted_events >= max_events:
-                    self.publisher.drain()
-                    self.commit_published(sync=True)
-                    break
-                messages = self.batcher.next_batch()
-                if messages:
-                    self._submit(messages)
-                self.publisher.serve()
-                self.faults.scored(self._batch_number, partial(self.publisher.producer.flush, 30))
-                self.publisher.raise_if_failed()
-                self.metrics.update_lag(self.consumer, in_flight=self.publisher.in_flight)
-                if time.monotonic() - last_report > 10:
-                    last_report = time.monotonic()
-                    log.info(
-                        "scored %d events (%.0f/s), %d alerts, %d dead letters",
-                        self.stats.events,
-                        self.stats.rate,
-                        self.stats.alerts,
-                        self.stats.dead_letters,
-                    )
-            clean = True
-        finally:
-            if not clean:
-                bound.begin()  # a failure's shutdown is bounded too: then the process exits non-zero
-            try:
-                self._shutdown(clean)
-            finally:
-                bound.finished()
-        return self.stats
-
-    def _new_producer(self, initialise: bool = True) -> Producer:
-        """The worker's producer; under --eos transactional (the same id every time: a new one fences
-        the old, so the publisher recreates it when one is stuck), init_transactions done unless
-        ``initialise`` is False (the publisher retries it on the same producer)."""
-        transactional_id = f"{self.settings.group_id}-{self.worker_id}" if self.eos else None
-        # Delivery reports for failures only: success is "flush() left nothing behind", so a batch
-        # costs no Python callback per output.
-        producer = make_producer(
-            self.settings,
-            transactional_id=transactional_id,
-            on_delivery=self._on_delivery,
-            **{"delivery.report.only.error": True},
-        )
-        if self.eos and initialise:
-            timeout = self.settings.resilience.transaction_timeout_s
-            self.guard.call("init_transactions", timeout, producer.init_transactions, timeout)
-        return producer
-
-    def _abandoned(self) -> str:
-        """What a stop past its grace period leaves (stream.signals.ShutdownBound)."""
-        return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
+        while not self.stop:
+            self._swap_models()
+            self.commit_published()
+            self.rejoin_if_stuck()
+            if max_events is not None and self._submitted_events >= max_events:
+                self.publisher.drain()
+                self.commit_published(sync=True)
+                break
+            messages = self.batcher.next_batch()
+            if messages:
+                self._submit(messages)
+            self.publisher.serve()
+            self.faults.scored(self._batch_number, partial(self.publisher.producer.flush, 30))
+            self.publisher.raise_if_failed()
+            self.metrics.update_lag(self.consumer, in_flight=self.publisher.in_flight)
+            if time.monotonic() - last_report > 10:
+                last_report = time.monotonic()
+                log.info(
+                    "scored %d events (%.0f/s), %d alerts, %d dead letters",
+                    self.stats.events,
+                    self.stats.rate,
+                    self.stats.alerts,
+                    self.stats.dead_letters,
+                )
+        self.clean = True
 
     def subscribed_topics(self) -> list[str]:
         return list(self.routes)
@@ -465,29 +421,14 @@ class ScoringWorker(GroupMember):
                 self.subscribe()
 
     # -- shutdown ----------------------------------------------------------------------------------
-    def _on_delivery(self, error, message) -> None:  # noqa: ANN001 - confluent-kafka callback
-        self.publisher.on_delivery(error, message)
 
-    def _shutdown(self, clean: bool) -> None:
-        try:
-            if clean:
-                self.publisher.drain()  # SIGTERM: in-flight batches are published and committed
-            self.publisher.close()
-            self.commit_published(sync=True)
-            log.info(
-                "stopping: %d events scored, %d alerts, %d dead letters",
-                self.stats.events,
-                self.stats.alerts,
-                self.stats.dead_letters,
-            )
-            self.guard.call("flush", 30, self.publisher.producer.flush, 30)
-            self._checkpoint()
-            self.metrics.update_lag(self.consumer, force=True)
-        finally:
-            # Leaves the group at once, so partitions move without a timeout.
-            close_quietly(self.consumer, "the worker's consumer")
-            self.close_probe()
-            self.watcher.close()
+    # -- the way out (GroupMember.open_member) ------------------------------------------------------
+    def after_publishing(self) -> None:
+        """Every delivered batch is committed and learnt: checkpoint what the models learnt."""
+        log.info("stopping: %d events scored, %d alerts, %d dead letters",
+                 self.stats.events, self.stats.alerts, self.stats.dead_letters)  # fmt: skip
+        self._checkpoint()
+        self.metrics.update_lag(self.consumer, force=True)
 
 
 def _next_offsets(data: list[Message]) -> list[TopicPartition]:

@@ -23,6 +23,7 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import msgspec
@@ -135,67 +136,81 @@ class DriftMonitor(Rejoins):
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_records: int | None = None) -> MonitorStats:
-        """Watch until stopped (or until ``max_records`` score records were read)."""
-        self.scores_topic_id = topic_id(self.settings, self.scores_topic)
-        self.watches.units.update(self.checkpoint.restore(self.follower.specs, self.scores_topic_id))
-        self.reported = self._published_before()
-        self.published |= {event.event_id for event in self.reported}
+        """Watch until stopped (or until ``max_records`` score records were read).
+
+        Everything it opens is entered into one exit stack as it is opened (what __init__ started
+        first), so a failure at any point, a broker refusing a reader included, closes exactly what
+        was opened, last opened first, within the shutdown bound."""
         bound = ShutdownBound(self.settings.resilience.shutdown_grace_s, f"drift monitor {self.instance}",
                               self._abandoned).arm(self.stop)  # fmt: skip
-        self.producer = make_producer(self.settings)
-        self.consumer = self.new_consumer()
-        self.subscribe()
-        updates = follow_from_end(self.settings, self.settings.topic("model_updates"))
-        peers = follow_from_end(self.settings, self.settings.topic("drift"))
-        if self.features is not None:
-            self.features.start()
+        with ExitStack() as opened:
+            opened.callback(bound.finished)  # runs last: every close below is inside the bound
+            opened.callback(self.checkpoint.store.close)
+            opened.callback(self.metrics.close)
+            if self.features is not None:
+                opened.callback(self.features.close)
+            if self.retrainer is not None:
+                opened.callback(self.retrainer.close)
+            self.scores_topic_id = topic_id(self.settings, self.scores_topic)
+            self.watches.units.update(self.checkpoint.restore(self.follower.specs, self.scores_topic_id))
+            self.reported = self._published_before()
+            self.published |= {event.event_id for event in self.reported}
+            self.producer = make_producer(self.settings)
+            self.consumer = self.new_consumer()  # closed by its current value: a rejoin replaces it
+            opened.callback(lambda: close_quietly(self.consumer, "the drift monitor's consumer"))
+            self.subscribe()
+            updates = follow_from_end(self.settings, self.settings.topic("model_updates"))
+            if updates is not None:
+                opened.callback(close_quietly, updates, "the model-updates reader")
+            peers = follow_from_end(self.settings, self.settings.topic("drift"))
+            if peers is not None:
+                opened.callback(close_quietly, peers, "the drift-events reader")
+            opened.callback(self._final_checkpoint)  # runs first, before any client closes
+            opened.callback(lambda: None if self.stop else bound.begin())  # a failure's stop is bounded too
+            if self.features is not None:
+                self.features.start()
+            self._watch(max_records, updates, peers)
+        return self.stats
+
+    def _watch(self, max_records: int | None, updates: Consumer | None, peers: Consumer | None) -> None:
         self.metrics.ready = True
         watched = sorted(self.follower.specs) or "(waiting for models)"
         log.info("drift monitor watching %s with %s (target: one false alarm per %d scores)",
                  watched, self.kind, self.settings.drift.target_ert)  # fmt: skip
         last_checkpoint = time.monotonic()
-        try:
-            while not self.stop:
-                self.rejoin_if_stuck()
-                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_s)
-                for message in messages:
-                    if check_message(message):
-                        self.merger.add(self._pending(message))
-                for item in self.merger.release(self.assigned, self._caught_up):
-                    self._handle(item)
-                    if max_records is not None and self.stats.records >= max_records:
-                        break
-                for partition in self.assigned:
-                    resume_at = self.merger.commit_offset(partition)
-                    if resume_at is not None:
-                        self.checkpoint.next_offsets[partition] = resume_at
-                self._flow_control()
-                if updates is not None:
-                    self._follow_model_updates(updates)
-                if peers is not None:
-                    self._follow_peer_events(peers)
-                self._poll_retrainer()
-                self._poll_features()
-                if self._checkpoint_now:
-                    # A drift event went out, or a peer's was acknowledged, by any path (scores,
-                    # features, peers): checkpoint at once, so a monitor killed now is not resumed
-                    # from a state that has not seen it (and reports the change a second time).
-                    self._checkpoint(set(self.checkpoint.next_offsets))
-                    last_checkpoint = time.monotonic()
-                self.metrics.beat(pending=sum(self.merger.queued(p) for p in self.assigned) + len(messages))
-                if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
-                    self._checkpoint(set(self.checkpoint.next_offsets))
-                    last_checkpoint = time.monotonic()
+        while not self.stop:
+            self.rejoin_if_stuck()
+            messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_timeout_s)
+            for message in messages:
+                if check_message(message):
+                    self.merger.add(self._pending(message))
+            for item in self.merger.release(self.assigned, self._caught_up):
+                self._handle(item)
                 if max_records is not None and self.stats.records >= max_records:
                     break
-        finally:
-            if not self.stop:
-                bound.begin()  # a failure's shutdown is bounded too
-            try:
-                self._shutdown(updates, peers)
-            finally:
-                bound.finished()
-        return self.stats
+            for partition in self.assigned:
+                resume_at = self.merger.commit_offset(partition)
+                if resume_at is not None:
+                    self.checkpoint.next_offsets[partition] = resume_at
+            self._flow_control()
+            if updates is not None:
+                self._follow_model_updates(updates)
+            if peers is not None:
+                self._follow_peer_events(peers)
+            self._poll_retrainer()
+            self._poll_features()
+            if self._checkpoint_now:
+                # A drift event went out, or a peer's was acknowledged, by any path (scores,
+                # features, peers): checkpoint at once, so a monitor killed now is not resumed
+                # from a state that has not seen it (and reports the change a second time).
+                self._checkpoint(set(self.checkpoint.next_offsets))
+                last_checkpoint = time.monotonic()
+            self.metrics.beat(pending=sum(self.merger.queued(p) for p in self.assigned) + len(messages))
+            if time.monotonic() - last_checkpoint >= self.settings.drift.checkpoint_interval_s:
+                self._checkpoint(set(self.checkpoint.next_offsets))
+                last_checkpoint = time.monotonic()
+            if max_records is not None and self.stats.records >= max_records:
+                break
 
     def _abandoned(self) -> str:
         return (f"the watch state since the last checkpoint (its score records are read again from "
@@ -508,22 +523,10 @@ class DriftMonitor(Rejoins):
         self.assigned -= partitions
         self.checkpoint.drop(partitions)
 
-    def _shutdown(self, *readers: Consumer | None) -> None:
+    def _final_checkpoint(self) -> None:
         log.info("stopping: %d score records, %d scores watched, %d drift events",
                  self.stats.records, self.stats.scores, len(self.stats.events))  # fmt: skip
-        try:
-            self._checkpoint(set(self.checkpoint.next_offsets))
-        finally:
-            close_quietly(self.consumer, "the drift monitor's consumer")
-            for reader in readers:
-                if reader is not None:
-                    close_quietly(reader, "a drift monitor reader")
-            if self.retrainer is not None:
-                self.retrainer.close()
-            if self.features is not None:
-                self.features.close()
-            self.metrics.close()
-            self.checkpoint.store.close()
+        self._checkpoint(set(self.checkpoint.next_offsets))
 
 
 def _make_retrainer(settings: Settings) -> Retrainer:

@@ -25,14 +25,14 @@ import socket
 import sys
 import time
 from collections import defaultdict
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import cast
 
 import msgspec
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from consumers.batching import DynamicBatcher
 from consumers.faults import NO_FAULTS, Faults, from_env
 from consumers.incidents.finding import incident_message, members_messages
 from consumers.incidents.grouping import (
@@ -44,10 +44,10 @@ from consumers.incidents.grouping import (
 )
 from consumers.incidents.state import StateReader, state_key
 from consumers.membership import GroupMember
-from consumers.publisher import Output, Publisher, ScoredBatch
+from consumers.publisher import Output, ScoredBatch
 from consumers.worker_metrics import WorkerMetrics
 from stream.health import Readiness
-from stream.kafka import check_message, follow_from, make_producer, wait_for_broker
+from stream.kafka import check_message, follow_from, wait_for_broker
 from stream.kafka.watchdog import Watchdog, close_quietly, watchdog
 from stream.messages import IncidentVerdict, decode_feedback, encode
 from stream.settings import IncidentSettings, Settings
@@ -143,7 +143,7 @@ class IncidentStage(GroupMember):
     ) -> None:
         self.settings = settings
         self.eos = eos
-        self.stage_id = stage_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.stage_id = self.member_id = stage_id or f"{socket.gethostname()}-{os.getpid()}"
         self.stop = stop if stop is not None else StopFlag()
         self.guard = guard if guard is not None else watchdog()
         self.faults = faults
@@ -173,92 +173,54 @@ class IncidentStage(GroupMember):
         """Group alerts until stopped (or until ``max_alerts`` were handed over); returns counters."""
         wait_for_broker(self.settings, timeout=30)
         bound = ShutdownBound(
-            self.settings.resilience.shutdown_grace_s, f"incident stage {self.stage_id}", self._abandoned
+            self.settings.resilience.shutdown_grace_s, f"incident stage {self.stage_id}", self.abandoned
         ).arm(self.stop)
-        self.states = StateReader(self.settings)
-        self.consumer = self.new_consumer()
-        self.batcher = DynamicBatcher(
-            self.consumer,
-            self.settings.incidents.batch_size,
-            self.settings.incidents.max_queue_delay_ms / 1000,
-            self.settings.batch_timeout_s,
-        )
-        self.publisher = Publisher(
-            self._new_producer(),
-            self.consumer,
-            eos=self.eos,
-            worker_id=self.stage_id,
-            dead_letter_topic=self.settings.topic("dead_letter"),
-            faults=self.faults,
-            renew_producer=lambda: self._new_producer(initialise=False),
-            while_waiting=self.while_waiting,
-            committed=self.group_committed,
-            guard=self.guard,
-            stop=self.stop,
-            transaction_timeout_s=self.settings.resilience.transaction_timeout_s,
-            recovery_s=self.settings.resilience.recovery_s,
-        ).start()
-        self.subscribe()
-        self.feedback = follow_from(self.settings, self.settings.topic("feedback"))
-        if self.feedback is None:
-            log.warning("no %s topic: incident verdicts are not carried by incident messages "
-                        "(`anomstream topics create` makes it)", self.settings.topic("feedback"))  # fmt: skip
+        with ExitStack() as opened:  # everything opened below is closed on the way out, last first
+            opened.callback(bound.finished)
+            self.states = StateReader(self.settings)
+            opened.callback(self.states.close)
+            incidents = self.settings.incidents
+            self.open_member(opened, incidents.batch_size, incidents.max_queue_delay_ms)
+            feedback = self.settings.topic("feedback")
+            self.feedback = follow_from(self.settings, feedback)
+            if self.feedback is None:
+                log.warning("no %s topic: incident verdicts are not carried by incident messages "
+                            "(`anomstream topics create` makes it)", feedback)  # fmt: skip
+            else:
+                opened.callback(close_quietly, self.feedback, "the incident stage's feedback reader")
+            self.bound_on_failure(opened, bound)
+            self.subscribe()
+            self._group_until_stopped(max_alerts)
+        return self.stats
+
+    def _group_until_stopped(self, max_alerts: int | None) -> None:
         log.info(
             "incident stage %s grouping %s (%s)",
             self.stage_id,
             self.alerts_topic,
             "exactly-once" if self.eos else "at-least-once",
         )
-        clean = False
-        try:
-            while not self.stop:
-                self.commit_published()
-                self.rejoin_if_stuck()
-                if max_alerts is not None and self._submitted >= max_alerts:
-                    break
-                messages = self.batcher.next_batch()
-                self._read_verdicts()
-                due = time.monotonic() - self._ticked >= TICK_INTERVAL_S
-                if messages or due:
-                    self._submit(messages, tick=True)
-                self.publisher.serve()
-                self.faults.scored(self._batch_number, lambda: self.publisher.producer.flush(30))
-                self.publisher.raise_if_failed()
-                self.metrics.update_lag(self.consumer, in_flight=self.publisher.in_flight)
-            clean = True
-        finally:
-            if not clean:
-                bound.begin()
-            try:
-                self._shutdown(clean)
-            finally:
-                bound.finished()
-        return self.stats
-
-    def _new_producer(self, initialise: bool = True) -> Producer:
-        transactional_id = f"{self.settings.incidents.group_id}-{self.stage_id}" if self.eos else None
-        producer = make_producer(
-            self.settings,
-            transactional_id=transactional_id,
-            on_delivery=self._on_delivery,
-            **{"delivery.report.only.error": True},
-        )
-        if self.eos and initialise:
-            timeout = self.settings.resilience.transaction_timeout_s
-            self.guard.call("init_transactions", timeout, producer.init_transactions, timeout)
-        return producer
-
-    def _on_delivery(self, error, message) -> None:  # noqa: ANN001 - confluent-kafka callback
-        self.publisher.on_delivery(error, message)
+        while not self.stop:
+            self.commit_published()
+            self.rejoin_if_stuck()
+            if max_alerts is not None and self._submitted >= max_alerts:
+                break
+            messages = self.batcher.next_batch()
+            self._read_verdicts()
+            due = time.monotonic() - self._ticked >= TICK_INTERVAL_S
+            if messages or due:
+                self._submit(messages, tick=True)
+            self.publisher.serve()
+            self.faults.scored(self._batch_number, lambda: self.publisher.producer.flush(30))
+            self.publisher.raise_if_failed()
+            self.metrics.update_lag(self.consumer, in_flight=self.publisher.in_flight)
+        self.clean = True
 
     def subscribed_topics(self) -> list[str]:
         return [self.alerts_topic]
 
     def committed_batches(self) -> int:
         return self.stats.batches
-
-    def _abandoned(self) -> str:
-        return self.publisher.abandoned() if hasattr(self, "publisher") else "nothing (not started)"
 
     # -- grouping -------------------------------------------------------------------------------
     def _submit(self, messages: list[Message], tick: bool) -> None:
@@ -423,25 +385,9 @@ class IncidentStage(GroupMember):
         }
         return Readiness(age < 30 and metrics.member_id is not None and problem is None, checks)
 
-    def _shutdown(self, clean: bool) -> None:
-        try:
-            if clean:
-                self.publisher.drain()
-            self.publisher.close()
-            self.commit_published(sync=True)
-            self.guard.call("flush", 30, self.publisher.producer.flush, 30)
-            log.info(
-                "stopping: %d alerts grouped, %d incidents opened, %d closed",
-                self.stats.alerts,
-                self.stats.created,
-                self.stats.closed,
-            )
-        finally:
-            close_quietly(self.consumer, "the incident stage's consumer")
-            if self.feedback is not None:
-                close_quietly(self.feedback, "the incident stage's feedback reader")
-            self.close_probe()
-            self.states.close()
+    def after_publishing(self) -> None:
+        log.info("stopping: %d alerts grouped, %d incidents opened, %d closed",
+                 self.stats.alerts, self.stats.created, self.stats.closed)  # fmt: skip
 
 
 class _Unmapped(msgspec.Struct):
