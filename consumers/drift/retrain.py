@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -161,7 +162,7 @@ class Retrainer:
                      event.event_id, stream, event.model_version)  # fmt: skip
             return False
         payload = msgspec.json.encode(event)
-        future = self._executor().submit(retrain_job, self.settings, payload, self.policy)
+        future = self._executor().submit(reported, retrain_job, self.settings, payload, self.policy)
         self._jobs.append(_Job(event, prod.model, future))
         self._last_start[stream] = time.monotonic()
         log.info("drift event %s: retraining %s/%s in the background", event.event_id, stream, prod.model)
@@ -188,6 +189,8 @@ class Retrainer:
                     event.event_id, event.stream, "failed", None, {}, f"retrain process died: {exc}"
                 )
             )
+        except RetrainFailed as exc:  # the child's exception, as text (its traceback is in the child's log)
+            return self._log(RetrainResult(event.event_id, event.stream, "failed", None, {}, str(exc)))
         except Exception as exc:  # noqa: BLE001 - whatever the job raised is reported as a failure, once
             log.exception("retrain for drift event %s failed", event.event_id)
             return self._log(
@@ -278,6 +281,21 @@ class Retrainer:
 
 
 # -- the job, in the child process ------------------------------------------------------------------
+class RetrainFailed(Exception):  # noqa: N818 - what the monitor reports: "failed (...)"
+    """What a job raised in the retrain process, as its type and message: every exception crosses the
+    process boundary this way. A ``KafkaException`` cannot be pickled ("import of module 'cimpl'
+    failed"): a broker that dropped during a retrain was reported as a PicklingError."""
+
+
+def reported(job: Callable[..., Any], *args: Any) -> Any:
+    """Run ``job`` in the retrain process; what it raises comes back as :class:`RetrainFailed`."""
+    try:
+        return job(*args)
+    except Exception as exc:
+        log.exception("retrain job %s failed", getattr(job, "__name__", job))  # the child's stderr
+        raise RetrainFailed(f"{type(exc).__name__}: {exc}") from None
+
+
 def _child_setup() -> None:
     # Below the workers and the monitor in the CPU scheduler: a retrain uses idle CPU first.
     os.nice(CHILD_NICENESS)

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
-from consumers.drift.retrain import Retrainer, _Job
+from consumers.drift.retrain import Retrainer, _Job, reported
 from models.model_id import ModelId
 from stream.messages import ChangePoint, DriftEvent
 from stream.settings import Settings
@@ -63,3 +64,34 @@ def test_close_cancels_a_running_retrain_and_says_so(
     assert "failed" not in caplog.text
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def _brokers_down() -> None:
+    """What a retrain's Kafka read raises in the child when the broker drops (a CI run saw it)."""
+    raise KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["reported", "raw"])
+def test_a_kafka_failure_in_the_retrain_process_is_reported_as_itself(tmp_path: Path, wrapped: bool) -> None:
+    """A KafkaException cannot be pickled back from the retrain process: the monitor reported "failed
+    (PicklingError: Can't pickle <class 'cimpl.KafkaException'>)" and the broker's error was lost
+    (test_retrain failed so in a CI rehearsal). Jobs run through ``reported``; "raw" pins why."""
+    retrainer = Retrainer(Settings(registry_dir=tmp_path / "registry", state_dir=tmp_path / "state"))
+    event = DriftEvent(event_id="e2", stream="kdd", model_version=1, detector="adwin", statistic=1.0,
+                       threshold=0.5, change=ChangePoint("kdd", {"0": 0}, None),
+                       detected_at="2026-12-07T00:00:00.000+00:00")  # fmt: skip
+    try:
+        pool = retrainer._executor()
+        future = pool.submit(reported, _brokers_down) if wrapped else pool.submit(_brokers_down)
+        retrainer._jobs.append(_Job(event, ModelId("ae", 1), future))
+        deadline = time.monotonic() + 120
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (result,) = retrainer.poll()
+    finally:
+        retrainer.close()
+    assert result.outcome == "failed"
+    if wrapped:
+        assert result.detail.startswith("KafkaException: ") and "1/1 brokers are down" in result.detail
+    else:
+        assert "PicklingError" in result.detail  # what the monitor said before
