@@ -206,8 +206,9 @@ class IncidentStage(GroupMember):
             if max_alerts is not None and self._submitted >= max_alerts:
                 break
             messages = self.batcher.next_batch()
-            self._read_verdicts()
             due = time.monotonic() - self._ticked >= TICK_INTERVAL_S
+            if due:  # verdicts are applied by a tick: read them once per tick, not every loop turn
+                self._read_verdicts()
             if messages or due:
                 self._submit(messages, tick=True)
             self.publisher.serve()
