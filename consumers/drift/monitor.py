@@ -27,36 +27,26 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 
 import msgspec
-import numpy as np
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from consumers.drift.calibration_cache import Calibrations
 from consumers.drift.checkpoint import MonitorCheckpoint
-from consumers.drift.events import build_drift_event
-from consumers.drift.feature_sampler import FEATURE_KS, FeatureSampler
+from consumers.drift.feature_sampler import FeatureSampler
 from consumers.drift.following import ModelFollower
 from consumers.drift.merge import Pending, RecordMerger
 from consumers.drift.monitor_metrics import DriftMetrics
+from consumers.drift.publishing import DriftEventPublisher
 from consumers.drift.retrain import Retrainer
-from consumers.drift.state import CheckpointStore, Unit
+from consumers.drift.state import CheckpointStore
+from consumers.drift.step import Detection, DriftStep
 from consumers.drift.watches import MonitorStats, StreamWatches
 from consumers.membership import Rejoins
-from models.drift import DETECTORS, WatchEvent
+from models.drift import DETECTORS
 from models.registry import RegistryError
 from stream.errors import ConfigurationError
-from stream.kafka import (
-    TopicMissingError,
-    check_message,
-    flush_or_raise,
-    follow_from_end,
-    iter_topic,
-    make_producer,
-    offsets_at_time,
-    produce,
-    topic_id,
-)
+from stream.kafka import check_message, follow_from_end, topic_id
 from stream.kafka.watchdog import UNTIMED_CALL_S, close_quietly, guarded
-from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update, encode
+from stream.messages import DriftEvent, ScoreRecord, decode_drift_event, decode_model_update
 from stream.settings import STREAMS, Settings
 from stream.signals import ShutdownBound, StopFlag
 from stream.state_store import state_store
@@ -71,9 +61,10 @@ class DriftMonitor(Rejoins):
     """A member of the drift monitors' group on ``scores``: a thin loop around Kafka-free parts.
 
     It consumes score records and merges them in event-time order (:mod:`consumers.drift.merge`),
-    feeds them to its :class:`~consumers.drift.watches.StreamWatches` (one drift watch per stream,
-    following the production model through a :class:`~consumers.drift.following.ModelFollower`),
-    publishes what they detect on ``drift-events`` (and, with ``retrain``, submits a retrain), and
+    hands each to its :class:`~consumers.drift.step.DriftStep` (the stream watches, one drift watch per
+    stream following the production model, with no Kafka client), has a
+    :class:`~consumers.drift.publishing.DriftEventPublisher` publish each change the step returns on
+    ``drift-events`` (and, with ``retrain``, submit a retrain) before the next record is watched, and
     checkpoints (:class:`~consumers.drift.checkpoint.MonitorCheckpoint`) before it commits offsets.
     Like every group member it recreates a consumer left out of its group after an outage
     (:class:`~consumers.membership.Rejoins`).
@@ -116,23 +107,35 @@ class DriftMonitor(Rejoins):
         self.watches = StreamWatches(self.follower, self.metrics, self.stats)
         self.merger = RecordMerger()
         self.features = FeatureSampler(settings) if settings.drift.feature_test else None
-        self._sampled: dict[str, int] = {}  # admitted events counted towards the next feature sample
-        self._tests_counted: dict[str, int] = {}
+        self.step = DriftStep(settings, self.watches, self.stats, self.metrics, self.features)
+        self.publisher = DriftEventPublisher(
+            settings, self.instance, self.metrics, self.stats, self.retrainer
+        )
         self.paused: set[int] = set()
         self.assigned: set[int] = set()
-        self.published: set[str] = set()
-        # Events on drift-events when this monitor started (its own, its peers'): a change it detects
-        # again from a state that had not seen one of them is not a new change (see _reported_already).
-        self.reported: list[DriftEvent] = []
         self._checkpoint_now = False  # set by _changed_state, cleared by a checkpoint
         for stream, spec in self.follower.specs.items():
             self.metrics.model_version.labels(stream).set(spec.model.version)
             # A zero series from the start: "no drift yet" is 0 on a panel, not "no data".
             self.metrics.drift_events.labels(stream, self.kind)
         self.scores_topic_id: str | None = None
-        # Each stream's input topic as its score records name it: a dataset schema's stream has no
-        # topic in the settings (and a worker may read it from a topic of the user's choosing).
-        self.input_topics: dict[str, str] = {}
+
+    # What the parts keep, under the names the monitor's users (tests, the demo) read.
+    @property
+    def input_topics(self) -> dict[str, str]:
+        return self.step.input_topics
+
+    @property
+    def published(self) -> set[str]:
+        return self.publisher.published
+
+    @property
+    def reported(self) -> list[DriftEvent]:
+        return self.publisher.reported
+
+    @property
+    def producer(self) -> Producer:
+        return self.publisher.producer
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, max_records: int | None = None) -> MonitorStats:
@@ -153,9 +156,7 @@ class DriftMonitor(Rejoins):
                 opened.callback(self.retrainer.close)
             self.scores_topic_id = topic_id(self.settings, self.scores_topic)
             self.watches.units.update(self.checkpoint.restore(self.follower.specs, self.scores_topic_id))
-            self.reported = self._published_before()
-            self.published |= {event.event_id for event in self.reported}
-            self.producer = make_producer(self.settings)
+            self.publisher.start()
             self.consumer = self.new_consumer()  # closed by its current value: a rejoin replaces it
             opened.callback(lambda: close_quietly(self.consumer, "the drift monitor's consumer"))
             self.subscribe()
@@ -185,7 +186,9 @@ class DriftMonitor(Rejoins):
                 if check_message(message):
                     self.merger.add(self._pending(message))
             for item in self.merger.release(self.assigned, self._caught_up):
-                self._handle(item)
+                self.checkpoint.dirty = True
+                for detection in self.step.handle(item):
+                    self._publish(detection)
                 if max_records is not None and self.stats.records >= max_records:
                     break
             for partition in self.assigned:
@@ -198,7 +201,8 @@ class DriftMonitor(Rejoins):
             if peers is not None:
                 self._follow_peer_events(peers)
             self._poll_retrainer()
-            self._poll_features()
+            for detection in self.step.feature_detections():
+                self._publish(detection)
             if self._checkpoint_now:
                 # A drift event went out, or a peer's was acknowledged, by any path (scores,
                 # features, peers): checkpoint at once, so a monitor killed now is not resumed
@@ -251,64 +255,6 @@ class DriftMonitor(Rejoins):
             self.consumer.resume(drained)
             self.paused -= {tp.partition for tp in drained}
 
-    def _handle(self, item: Pending) -> None:
-        self.checkpoint.dirty = True
-        self.stats.records += 1
-        self.metrics.progress.completed()
-        if item.record is None:
-            return
-        self.input_topics[item.record.stream] = item.record.topic
-        watched = self.watches.watch(item.record)
-        if watched is None:
-            return
-        if self.features is not None:
-            self._offer_sample(watched.unit, item.record, watched.offsets)
-        for event in watched.events:
-            self._publish(watched.unit, event)
-
-    def _offer_sample(self, unit: Unit, record: ScoreRecord, offsets: np.ndarray) -> None:
-        """Every feature_sample_every-th admitted (normal-looking, not in a burst) event."""
-        assert self.features is not None
-        every = self.settings.drift.feature_sample_every
-        admitted = np.flatnonzero(unit.watch.last_admitted)
-        done = self._sampled.get(unit.stream, 0)
-        picked = admitted[(np.arange(done, done + len(admitted)) % every) == 0]
-        self._sampled[unit.stream] = done + len(admitted)
-        if len(picked):
-            self.features.offer(unit.stream, unit.model, record.topic, record.partition,
-                                offsets[picked].tolist(), record.event_times[0])  # fmt: skip
-
-    def _poll_features(self) -> None:
-        if self.features is None:
-            return
-        for stream, runs in list(self.features.tests_run.items()):
-            self.metrics.feature_tests.labels(stream).inc(runs - self._tests_counted.get(stream, 0))
-            self._tests_counted[stream] = runs
-        for detection in self.features.poll():
-            unit = self.watches.units.get(detection.stream)
-            if unit is None or unit.model != detection.model:
-                continue
-            if unit.watch.n < unit.watch.quiet_until:
-                log.info("feature drift on %s during the cooldown of an earlier event: not reported",
-                         detection.stream)  # fmt: skip
-                continue
-            result = detection.result
-            event = WatchEvent(FEATURE_KS, unit.watch.n, -1, result.statistic, result.threshold)
-            offsets = detection.partition_offsets
-            if detection.event_time is not None and offsets:
-                # The window's first sample, placed in every partition like a score detector's change.
-                first = next(iter(offsets.items()))
-                offsets = self._every_partition(unit, detection.event_time, (int(first[0]), first[1]))
-            self._publish_event(
-                unit,
-                event,
-                offsets,
-                detection.event_time,
-                detail=", ".join(f"{name} (D={d:.2f})" for name, d, _ in result.features[:5]),
-            )
-            unit.watch.acknowledge()
-            self._changed_state()
-
     # -- models -----------------------------------------------------------------------------------
     def _follow_model_updates(self, reader: Consumer) -> None:
         for message in reader.consume(100, 0):
@@ -328,116 +274,15 @@ class DriftMonitor(Rejoins):
                 self.watches.switch(spec)
 
     # -- events ---------------------------------------------------------------------------------
-    def _publish(self, unit: Unit, event: WatchEvent) -> None:
-        # Records of different partitions interleave in blocks: a position is exact only within its
-        # own partition, so every partition's first offset is taken at the change's event time.
-        offsets, when = unit.spans.locate(event.change_position, unit.high)
-        if when is not None:
-            offsets = self._every_partition(unit, when, unit.spans.at(event.change_position))
-        self._publish_event(unit, event, offsets, when)
-
-    def _every_partition(self, unit: Unit, when: str, anchor: tuple[int, int] | None) -> dict[str, int]:
-        """The first offset of the change (at event time ``when``, seen at ``anchor``: input partition
-        and offset) in every partition of the stream's input topic.
-
-        Where the watch saw events from ``when`` on, the spans place it. A monitor catching up on a
-        backlog may detect the change before it watched any such event of other partitions (a worker
-        that caught up itself published one partition's scores before the next's): those are placed
-        by Kafka's timestamps, at the first offset produced no earlier than the anchor event.
-        """
-        placed = unit.spans.placed(when)
-        topic = self._input_topic(unit.stream)
-        by_time: dict[int, int] = {}
-        if anchor is not None:
-            try:
-                by_time = offsets_at_time(self.settings, topic, anchor)
-            except KafkaException as exc:
-                log.warning("cannot place the change in every partition of %s: %s", topic, exc)
-        if not by_time:
-            return unit.spans.locate_time(when, unit.high)
-        offsets = {str(p): placed.get(str(p), offset) for p, offset in by_time.items()}
-        return dict(sorted(offsets.items(), key=lambda kv: int(kv[0])))
-
-    def _input_topic(self, stream: str) -> str:
-        return self.input_topics.get(stream) or self.settings.topic(stream)
-
-    def _publish_event(self, unit: Unit, event: WatchEvent, offsets: dict[str, int], when: str | None,
-                       detail: str = "") -> None:  # fmt: skip
-        detected, detected_time = unit.spans.locate(event.position, unit.high)
-        if detected_time is not None:
-            detected = unit.spans.locate_time(detected_time, unit.high)
-        drift = build_drift_event(unit.stream, unit.model, self.instance, event,
-                                  self._input_topic(unit.stream), offsets, when, detected)  # fmt: skip
-        self._changed_state()
-        if drift.event_id in self.published:
-            # Re-detected after a restart from a checkpoint taken before it was published (a kill in
-            # between): the same change gives the same id, and it is on drift-events already.
-            log.warning("drift on %s (%s) was published before this monitor restarted: not again",
-                        unit.stream, drift.event_id)  # fmt: skip
-            return
-        earlier = self._reported_already(drift)
-        if earlier is not None:
-            log.warning("drift on %s (%s) began before %s was detected (reported before this monitor "
-                        "started): the same change, not reported again", unit.stream, drift.detector,
-                        earlier.event_id)  # fmt: skip
-            return
-        if self.retrainer is not None and self.retrainer.submit(drift):
-            drift = msgspec.structs.replace(drift, action="retrain_started")
-        produce(self.producer, self.settings.topic("drift"), encode(drift), unit.stream.encode())
-        self.producer.poll(0)
-        self.published.add(drift.event_id)
-        self.stats.events.append(drift)
-        self.stats.detected_at_offsets.append(detected)
-        self.metrics.drift_events.labels(unit.stream, event.detector).inc()
-        log.warning(
-            "drift on %s (%s, %s): statistic %.4g > %.4g, change from offsets %s (%s), action %s%s",
-            unit.stream, unit.model, event.detector, event.statistic, event.threshold,
-            offsets, when, drift.action, f"; features {detail}" if detail else "",
-        )  # fmt: skip
+    def _publish(self, detection: Detection) -> None:
+        self._changed_state()  # published or found on drift-events already: the state has seen it
+        self.publisher.publish(detection)
 
     def _changed_state(self) -> None:
         """The watch state changed outside the record path (an event, an acknowledgement): save it at
         the end of this loop turn, not checkpoint_interval_s later."""
         self.checkpoint.dirty = True
         self._checkpoint_now = True
-
-    def _reported_already(self, drift: DriftEvent) -> DriftEvent | None:
-        """An event read at start that ``drift`` restates (taken from the list: one restatement each):
-        same stream and model version, and the new change began before that event had been detected
-        in some input partition both name.
-
-        A monitor resumed from a checkpoint older than an event (killed between publishing its own and
-        checkpointing it, or between acknowledging a peer's and checkpointing that) detects the change
-        again, and not always under the same id (a feature test's window depends on the background
-        sampler's timing; a peer's id names the peer). A change that began before an earlier event's
-        detection point is that event's change: a new one begins after it. "Some partition", not
-        every one: an event's ``detected_offsets`` can fall short in partitions its monitor had not
-        watched up to the detection (a backlog read one partition ahead of another), never beyond it,
-        so a new change begins at or after them in every partition.
-        """
-        began = drift.change.partition_offsets
-        for index, event in enumerate(self.reported):
-            detected = event.change.detected_offsets
-            if event.stream != drift.stream or event.model_version != drift.model_version or not detected:
-                continue
-            if any(began[p] < detected[p] for p in began.keys() & detected.keys()):
-                return self.reported.pop(index)
-        return None
-
-    def _published_before(self) -> list[DriftEvent]:
-        """The drift events on ``drift-events`` (a small topic, read once at start): a change this
-        instance re-detects from a checkpoint older than one of them is not published twice."""
-        events = []
-        try:
-            for message in iter_topic(self.settings, self.settings.topic("drift"), timeout=30):
-                try:
-                    event = decode_drift_event(message.value() or b"")
-                except msgspec.DecodeError:
-                    continue
-                events.append(event)
-        except TopicMissingError:
-            pass  # nothing was ever published
-        return events
 
     def _follow_peer_events(self, reader: Consumer) -> None:
         for message in reader.consume(100, 0):
@@ -447,13 +292,7 @@ class DriftMonitor(Rejoins):
                 event = decode_drift_event(message.value() or b"")
             except msgspec.DecodeError:
                 continue
-            if event.event_id in self.published or event.stream not in self.follower.specs:
-                continue
-            unit = self.watches.units.get(event.stream)
-            if unit is not None and unit.model.version == event.model_version:
-                log.info("drift on %s reported by another monitor (%s): ours starts afresh, quiet",
-                         event.stream, event.event_id)  # fmt: skip
-                unit.watch.acknowledge()
+            if not self.publisher.ours(event) and self.step.acknowledge(event):
                 self._changed_state()
 
     def _poll_retrainer(self) -> None:
@@ -475,7 +314,7 @@ class DriftMonitor(Rejoins):
         """Deliver events, save the whole state, then commit the offsets of ``commit`` it covers."""
         if not self.checkpoint.needed(commit):
             return
-        flush_or_raise(self.producer)
+        self.publisher.flush()
         self.checkpoint.save(self.watches.units.values(), self.scores_topic_id)
         self._checkpoint_now = False
         self.stats.checkpoints += 1
