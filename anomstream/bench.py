@@ -557,12 +557,13 @@ class Benchmark:
 def run_sweep(settings: Settings, out: Path, console: Console) -> dict[str, Any]:
     """``anomstream bench --sweep``: the scoring stage alone per batch size (no broker needed)."""
     from models.detectors.backend import device_description
-    from models.features import KddRaw
+    from models.features import RecordsRaw
+    from stream.datasets.schema import builtin_schema
 
     model = open_registry(settings).load("kdd")
     frame, _ = load_kdd_replay(settings.data_dir, "test", announce=console.print)
 
-    X = model.encoder.transform(KddRaw.from_frame(frame.head(16_384)))
+    X = model.encoder.transform(RecordsRaw.from_frame(frame.head(16_384), builtin_schema("kdd99")))
     points = scoring_sweep(model, X)
     result = {"device": device_description(), "detector": model.detector_name, "points": points}
     out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import pandas as pd
 from confluent_kafka import Message
 from msgspec import Meta
 
-from models.features import KddRaw, RecordsRaw, encoder_schema
+from models.features import RecordsRaw, encoder_schema
 from stream.datasets.schema import DatasetSchema
 from stream.errors import ConfigurationError
 from stream.messages import (
@@ -57,7 +57,7 @@ class Rejected:
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    raw: Any  # what the stream's encoder takes (KddRaw / RecordsRaw, or an (n, width) array of windows)
+    raw: Any  # what the stream's encoder takes (RecordsRaw, or an (n, width) array of windows)
     messages: list[Message]  # the valid messages, aligned with the rows of ``raw``
     records: list[Any]  # their validated records (stream.messages structs)
     rejected: list[Rejected]
@@ -128,7 +128,7 @@ def decode_kdd(messages: Sequence[Message], width: int | None = None) -> Decoded
         itertools.chain.from_iterable(map(_kdd_numeric, records)), np.float64, n * len(KDD_NUMERIC)
     ).reshape(n, len(KDD_NUMERIC))
     symbols = np.asarray(list(map(_kdd_symbols, records)), dtype=object).reshape(n, len(KDD_CATEGORICAL))
-    return DecodedBatch(KddRaw(numeric, symbols), valid, records, rejected, None, labels, keys)
+    return DecodedBatch(RecordsRaw(numeric, symbols), valid, records, rejected, None, labels, keys)
 
 
 def _decode_windows(

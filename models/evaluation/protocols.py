@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import KddRaw
+from models.features import RecordsRaw
 from models.training.data import TrainingData, ecg_training_data, kdd_training_data, load_ecg
 from stream.datasets import ECG_NORMAL, KDD_NORMAL, find_kdd_file, is_attack, read_kdd
+from stream.datasets.schema import builtin_schema
 from stream.datasets.splits import ecg_split
 
 PROTOCOLS: dict[str, tuple[str, ...]] = {"kdd": ("ffl", "full"), "ecg": ("holdout",)}
@@ -106,7 +107,7 @@ def kdd_experiment(data_dir: Path, protocol: str, seed: int = 0) -> Experiment:
         "test_only_attacks_in_sample": int(np.isin(labels, test_only).sum()),
         "note": note,
     }
-    X = training.encoder.transform(KddRaw.from_frame(test_frame))
+    X = training.encoder.transform(RecordsRaw.from_frame(test_frame, builtin_schema("kdd99")))
     return Experiment("kdd", protocol, training, TestSet(X, y, labels, description))
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import FeatureEncoder, KddEncoder, KddRaw, WindowEncoder
+from models.features import FeatureEncoder, RecordsRaw, WindowEncoder, protocol_encoder
 from stream.datasets import (
     DatasetFormatError,
     DatasetMissingError,
@@ -39,7 +39,7 @@ from stream.datasets import (
     read_kdd,
 )
 from stream.datasets.ecg import ECG_NORMAL
-from stream.datasets.schema import DatasetSchema
+from stream.datasets.schema import DatasetSchema, builtin_schema
 from stream.datasets.sensor import SensorSeries
 from stream.datasets.splits import ecg_split, split_normal
 from stream.datasets.synthetic import synthetic_kdd
@@ -79,19 +79,20 @@ def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> tuple[pd
         return synthetic_kdd(120_000, attack_fraction=0.2, seed=1), "synthetic"
 
 
-def _take(raw: KddRaw, rows: np.ndarray) -> KddRaw:
-    # models.drift.benchmark cuts KDD batches with it.
-    return raw.take(rows)
-
-
 def kdd_training_data(
-    frame: pd.DataFrame, source: str, protocol: str = "full", seed: int = 0
+    frame: pd.DataFrame,
+    source: str,
+    protocol: str = "full",
+    seed: int = 0,
+    schema: DatasetSchema | None = None,
 ) -> TrainingData:
     """Encoder fitted on the fit rows of the normal connections of ``frame``; every split encoded.
 
     The labelled validation split holds the calibration normals plus the same fraction of the
-    frame's attack rows (seeded), so its attack share is the training file's.
+    frame's attack rows (seeded), so its attack share is the training file's. ``schema``: the built-in
+    schema the frame was read with (default kdd99), which the encoder carries.
     """
+    schema = schema or builtin_schema("kdd99")
     attack = is_attack(frame["label"])
     normal_rows, attack_rows = np.flatnonzero(~attack), np.flatnonzero(attack)
     split = split_normal(len(normal_rows), seed)
@@ -99,8 +100,8 @@ def kdd_training_data(
     rng = np.random.default_rng(seed + 1)
     n_attacks = int(round(len(attack_rows) * calib_fraction))
     held_attacks = np.sort(rng.choice(attack_rows, n_attacks, replace=False))
-    raw = KddRaw.from_frame(frame)
-    encoder = KddEncoder(protocol).fit(raw.take(normal_rows[split.train]))
+    raw = RecordsRaw.from_frame(frame, schema)
+    encoder = protocol_encoder(schema, protocol).fit(raw.take(normal_rows[split.train]))
 
     def encode(rows: np.ndarray) -> np.ndarray:
         return encoder.transform(raw.take(rows))

@@ -24,6 +24,7 @@ Validated with pydantic; its JSON Schema is published as ``stream/schemas/datase
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -282,6 +283,28 @@ def _one_line(exc: ValidationError) -> str:
 def builtin_schemas() -> dict[str, Path]:
     """The schema files shipped with anomstream, by name (``kdd99``, ``ecg5000``, ``nab``, ...)."""
     return {path.stem: path for path in sorted(BUILTIN_DIR.glob("*.toml"))}
+
+
+# The built-in streams resolve to their built-in schemas: ``--stream kdd`` is the kdd99 schema's stream.
+BUILTIN_STREAM_SCHEMAS = {"kdd": "kdd99", "ecg": "ecg5000", "sensor": "nab"}
+
+
+@functools.cache
+def builtin_schema(name: str) -> DatasetSchema:
+    """A built-in schema by name (``kdd99``, ``nslkdd``, ...), read once.
+
+    >>> builtin_schema("kdd99").name, builtin_schema("kdd99").topic
+    ('kdd', 'kdd.connections')
+    """
+    if name not in builtin_schemas():
+        raise SchemaError(f"no built-in dataset schema {name!r}: use one of {', '.join(builtin_schemas())}")
+    return load_schema(name)
+
+
+def stream_schema(stream: str) -> DatasetSchema | None:
+    """The built-in schema a built-in stream's messages follow (``kdd``: kdd99); None for another stream."""
+    name = BUILTIN_STREAM_SCHEMAS.get(stream)
+    return builtin_schema(name) if name is not None else None
 
 
 def load_schema(where: str | Path) -> DatasetSchema:

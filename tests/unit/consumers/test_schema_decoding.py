@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Message
 
 from consumers.decoding import SchemaRecords, decode_kdd, decoder_for, stream_topic
-from models.features import KddEncoder, RecordsRaw, TableEncoder, WindowEncoder
+from models.features import RecordsRaw, TableEncoder, WindowEncoder
 from stream.datasets.schema import DatasetSchema, load_schema
 from stream.datasets.table import read_table
 from stream.errors import ConfigurationError
@@ -150,7 +150,6 @@ def _windows_message(values: list[float], channels: int = 1) -> bytes:
 
 
 def test_decoder_for_picks_the_built_in_or_the_schema_decoder() -> None:
-    assert decoder_for("kdd", KddEncoder("full")) is decode_kdd
     kdd_schema = load_schema("kdd99")
     assert decoder_for("kdd", TableEncoder.for_schema(kdd_schema)) is decode_kdd, "KDD's hot path"
     assert isinstance(decoder_for("taxi", TableEncoder.for_schema(_schema())), SchemaRecords)
