@@ -219,9 +219,10 @@ class Benchmark:
 
     def _naive(self, settings: Settings) -> float:
         """One message at a time: decode, encode, ``model.predict`` (the anti-pattern batching replaces)."""
-        from consumers.decoding import decode_kdd
+        from consumers.decoding import decoder_for
 
         model = open_registry(settings).load("kdd")
+        decode = decoder_for("kdd", model.encoder)
         keras_model = getattr(model.detector, "model_", None)
         consumer = make_consumer(settings, settings.group_id + "-naive")
         consumer.subscribe([settings.topic("kdd")])
@@ -232,7 +233,7 @@ class Benchmark:
         consumer.close()
         started = time.perf_counter()
         for message in messages[: self.config.naive_events]:
-            X = model.encoder.transform(decode_kdd([message]).raw)
+            X = model.encoder.transform(decode([message]).raw)
             if keras_model is not None:
                 keras_model.predict(X, verbose=0)
             else:

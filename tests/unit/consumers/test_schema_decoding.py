@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Message
 
-from consumers.decoding import SchemaRecords, decode_kdd, decoder_for, stream_topic
+from consumers.decoding import SchemaRecords, decoder_for, stream_topic
 from models.features import RecordsRaw, TableEncoder, WindowEncoder
 from stream.datasets.schema import DatasetSchema, load_schema
 from stream.datasets.table import read_table
@@ -149,9 +149,12 @@ def _windows_message(values: list[float], channels: int = 1) -> bytes:
                                             channels))  # fmt: skip
 
 
-def test_decoder_for_picks_the_built_in_or_the_schema_decoder() -> None:
+def test_decoder_for_decodes_every_records_stream_by_its_schema() -> None:
     kdd_schema = load_schema("kdd99")
-    assert decoder_for("kdd", TableEncoder.for_schema(kdd_schema)) is decode_kdd, "KDD's hot path"
+    kdd = decoder_for("kdd", TableEncoder.for_schema(kdd_schema))
+    assert isinstance(kdd, SchemaRecords) and kdd.schema == kdd_schema
+    saved_before_schemas = decoder_for("kdd", None)  # an encoder without a schema: its stream's built-in
+    assert isinstance(saved_before_schemas, SchemaRecords) and saved_before_schemas.schema == kdd_schema
     assert isinstance(decoder_for("taxi", TableEncoder.for_schema(_schema())), SchemaRecords)
     with pytest.raises(ConfigurationError, match="train --schema"):
         decoder_for("mystery", WindowEncoder(16))
