@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from models.features import RecordsRaw
-from models.training.data import TrainingData, ecg_training_data, kdd_training_data, load_ecg
+from models.training.data import TrainingData, ecg_training_data, load_ecg, load_kdd_training
+from models.training.schema_data import table_training_data
 from stream.datasets import ECG_NORMAL, KDD_NORMAL, find_kdd_file, is_attack, read_kdd
-from stream.datasets.schema import builtin_schema
 from stream.datasets.splits import ecg_split
 
 PROTOCOLS: dict[str, tuple[str, ...]] = {"kdd": ("ffl", "full"), "ecg": ("holdout",)}
@@ -80,12 +80,12 @@ def kdd_experiment(data_dir: Path, protocol: str, seed: int = 0) -> Experiment:
     """Training data (10% file) and test set (``corrected``) of a KDD protocol."""
     if protocol not in PROTOCOLS["kdd"]:
         raise ValueError(f"unknown KDD protocol {protocol!r}: use one of {', '.join(PROTOCOLS['kdd'])}")
-    train_path = find_kdd_file(data_dir, "train")
-    train_frame = read_kdd(train_path)
-    training = kdd_training_data(train_frame, train_path.name, protocol, seed)
+    train = load_kdd_training(data_dir)
+    training = table_training_data(train, seed=seed, protocol=protocol)
     test_path = find_kdd_file(data_dir, "test")
     test_frame = read_kdd(test_path)
-    known_attacks = set(train_frame["label"].unique()) - {KDD_NORMAL}
+    assert train.labels is not None  # the built-in KDD schemas name their label column
+    known_attacks = set(train.labels.tolist()) - {KDD_NORMAL}
     test_only = sorted(set(test_frame["label"].unique()) - known_attacks - {KDD_NORMAL})
     if protocol == "ffl":
         rows, y = ffl_sample(test_frame["label"], known_attacks, seed)
@@ -107,7 +107,7 @@ def kdd_experiment(data_dir: Path, protocol: str, seed: int = 0) -> Experiment:
         "test_only_attacks_in_sample": int(np.isin(labels, test_only).sum()),
         "note": note,
     }
-    X = training.encoder.transform(RecordsRaw.from_frame(test_frame, builtin_schema("kdd99")))
+    X = training.encoder.transform(RecordsRaw.from_frame(test_frame, train.schema))
     return Experiment("kdd", protocol, training, TestSet(X, y, labels, description))
 
 

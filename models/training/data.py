@@ -2,9 +2,10 @@
 
 Every cut is seeded, and everything a detector or threshold learns from comes from training data:
 
-- KDD: the normal connections of the 10% file are cut into fit / early-stopping / calibration rows;
-  a seeded slice of its attack rows, with the calibration rows, forms the labelled validation split
-  that ``--threshold fbeta`` needs. The test file (``corrected``) is never read here.
+- KDD: the 10% file, read through its built-in schema, is cut as any records schema's file is
+  (:mod:`models.training.schema_data`): normal connections into fit / early-stopping / calibration
+  rows; a seeded slice of its attack rows, with the calibration rows, forms the labelled validation
+  split that ``--threshold fbeta`` needs. The test file (``corrected``) is never read here.
 - ECG5000: normal beats are cut into fit / early-stopping / calibration / test rows, abnormal beats
   into a labelled-validation slice and test rows (:func:`stream.datasets.splits.ecg_split`).
 - Sensor series: the complete windows of the training part of a series (NAB's probationary period:
@@ -26,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from models.features import FeatureEncoder, RecordsRaw, WindowEncoder, protocol_encoder
+from models.features import FeatureEncoder, WindowEncoder
 from stream.datasets import (
     DatasetFormatError,
     DatasetMissingError,
@@ -36,13 +36,14 @@ from stream.datasets import (
     find_kdd_file,
     is_attack,
     read_ecg,
-    read_kdd,
 )
 from stream.datasets.ecg import ECG_NORMAL
+from stream.datasets.kdd import kdd_schema_name
 from stream.datasets.schema import DatasetSchema, builtin_schema
 from stream.datasets.sensor import SensorSeries
-from stream.datasets.splits import ecg_split, split_normal
+from stream.datasets.splits import ecg_split
 from stream.datasets.synthetic import synthetic_kdd
+from stream.datasets.table import Table, read_table
 from stream.windows import sliding_windows, window_end_rows
 
 log = logging.getLogger(__name__)
@@ -67,72 +68,21 @@ class TrainingData:
 
 
 # -- KDD ------------------------------------------------------------------------------------------
-def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> tuple[pd.DataFrame, str]:
-    """The whole 10% training file (or synthetic KDD-like records when allowed and missing)."""
+def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> Table:
+    """The whole 10% training file read through its built-in schema (kdd99, or nslkdd for an NSL-KDD
+    file), or synthetic KDD-like records when allowed and missing (as the kdd99 schema reads them)."""
     try:
         path = find_kdd_file(data_dir, "train")
-        return read_kdd(path), path.name
+        return read_table(builtin_schema(kdd_schema_name(path)), path)
     except DatasetMissingError:
         if not allow_synthetic:
             raise
         log.warning("KDD training file missing: training on SYNTHETIC KDD-like data")
-        return synthetic_kdd(120_000, attack_fraction=0.2, seed=1), "synthetic"
-
-
-def kdd_training_data(
-    frame: pd.DataFrame,
-    source: str,
-    protocol: str = "full",
-    seed: int = 0,
-    schema: DatasetSchema | None = None,
-) -> TrainingData:
-    """Encoder fitted on the fit rows of the normal connections of ``frame``; every split encoded.
-
-    The labelled validation split holds the calibration normals plus the same fraction of the
-    frame's attack rows (seeded), so its attack share is the training file's. ``schema``: the built-in
-    schema the frame was read with (default kdd99), which the encoder carries.
-    """
-    schema = schema or builtin_schema("kdd99")
-    attack = is_attack(frame["label"])
-    normal_rows, attack_rows = np.flatnonzero(~attack), np.flatnonzero(attack)
-    split = split_normal(len(normal_rows), seed)
-    calib_fraction = len(split.calib) / max(len(normal_rows), 1)
-    rng = np.random.default_rng(seed + 1)
-    n_attacks = int(round(len(attack_rows) * calib_fraction))
-    held_attacks = np.sort(rng.choice(attack_rows, n_attacks, replace=False))
-    raw = RecordsRaw.from_frame(frame, schema)
-    encoder = protocol_encoder(schema, protocol).fit(raw.take(normal_rows[split.train]))
-
-    def encode(rows: np.ndarray) -> np.ndarray:
-        return encoder.transform(raw.take(rows))
-
-    calibration = encode(normal_rows[split.calib])
-    labelled = np.vstack([calibration, encode(held_attacks)])
-    labelled_anomaly = np.r_[np.zeros(len(calibration), bool), np.ones(n_attacks, bool)]
-    description = {
-        "data": source,
-        "protocol": protocol,
-        "normal_rows": int(len(normal_rows)),
-        "attack_rows": int(len(attack_rows)),
-        "rows": {
-            "fit": int(len(split.train)),
-            "early_stop": int(len(split.val)),
-            "calibration": int(len(split.calib)),
-            "labelled_validation": {"normal": int(len(split.calib)), "attack": n_attacks},
-        },
-        "features": len(encoder.feature_names_),
-        "seed": seed,
-    }
-    return TrainingData(
-        "kdd",
-        encoder,
-        encode(normal_rows[split.train]),
-        encode(normal_rows[split.val]),
-        calibration,
-        labelled,
-        labelled_anomaly,
-        description,
-    )
+        frame = synthetic_kdd(120_000, attack_fraction=0.2, seed=1)
+        schema = builtin_schema("kdd99")
+        labels = frame["label"].to_numpy(dtype=object)
+        return Table(schema, "synthetic", frame[schema.scored_columns()], labels=labels,
+                     normal=~np.asarray(is_attack(frame["label"])))  # fmt: skip
 
 
 # -- ECG ------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from models.features import RecordsRaw, TableEncoder, WindowEncoder
+from models.features import RecordsRaw, WindowEncoder, protocol_encoder
 from models.training.data import TrainingData, sensor_training_data
 from stream.datasets.files import DatasetFormatError
 from stream.datasets.schema import DatasetSchema
@@ -46,11 +46,13 @@ def schema_training_data(
     training_rows: int | None = None,
     seed: int = 0,
     window: int | None = None,
+    protocol: str = "full",
 ) -> TrainingData:
     """The training data of ``schema``'s stream from ``path`` (default: the schema's ``source.path``).
 
-    ``window``: a series' window length (default: the schema's). Raises DatasetMissingError or
-    DatasetFormatError, one line each (no normal rows, too few rows for the cuts).
+    ``window``: a series' window length (default: the schema's); ``protocol``: the records' encoder
+    (:func:`~models.features.protocol_encoder`). Raises DatasetMissingError or DatasetFormatError, one
+    line each (no normal rows, too few rows for the cuts).
     """
     try:
         table = read_table(schema, path, limit=training_rows)
@@ -60,14 +62,29 @@ def schema_training_data(
         raise DatasetFormatError(
             f"{exc} (only its first {training_rows:,} rows were read: --training-rows)"
         ) from None
+    return table_training_data(table, training_rows, seed, window, protocol)
+
+
+def table_training_data(
+    table: Table,
+    training_rows: int | None = None,
+    seed: int = 0,
+    window: int | None = None,
+    protocol: str = "full",
+) -> TrainingData:
+    """The training data of a table read through its schema (``training_rows``: how many rows were
+    read, when not the whole file), cut by the schema's kind."""
+    schema = table.schema
     if schema.kind == "series":
         return _series(table, training_rows, window)
     normal = table.normal if table.normal is not None else np.ones(len(table), dtype=bool)
     if schema.kind == "records":
         raw = RecordsRaw(table.numeric(), table.symbols())
-        return _tabular(
-            table, raw, TableEncoder.for_schema(schema), normal, seed, RECORDS_SPLIT, training_rows
+        data = _tabular(
+            table, raw, protocol_encoder(schema, protocol), normal, seed, RECORDS_SPLIT, training_rows
         )
+        data.description["protocol"] = protocol
+        return data
     samples = table.numeric()
     encoder = WindowEncoder(samples.shape[1], schema=schema)
     return _tabular(table, samples, encoder, normal, seed, WINDOWS_SPLIT, training_rows)

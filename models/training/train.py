@@ -15,17 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from models.features import FFL_FEATURES, PROTOCOLS
 from models.registry import ModelRef, Registry
-from models.training.data import (
-    TrainingData,
-    ecg_training_data,
-    kdd_training_data,
-    load_kdd_training,
-    sensor_training_data,
-)
+from models.training.data import TrainingData, ecg_training_data, load_kdd_training, sensor_training_data
 from models.training.fit import FittedModel, check_params, fit_model
 from models.training.recipes import KIND_STREAM, resolve
-from models.training.schema_data import schema_training_data
+from models.training.schema_data import schema_training_data, table_training_data
 from stream.datasets.schema import DatasetSchema
 from stream.datasets.sensor import load_sensor_series
 from stream.errors import ConfigurationError
@@ -47,7 +42,7 @@ class TrainingRequest:
 
     stream: str = "kdd"
     detector: str | None = None  # default: DEFAULT_DETECTOR[stream]
-    protocol: str = "full"  # KDD feature protocol: full or ffl
+    protocol: str = "full"  # records' feature protocol: full, or ffl (the FFL report's 18 KDD features)
     series: str | None = None  # sensor: a NAB series
     bearing: bool = False  # sensor: the NASA bearing file instead
     window: int = DEFAULT_WINDOW  # sensor: window length
@@ -93,8 +88,8 @@ def check_request(request: TrainingRequest) -> None:
         _check_schema_request(request, request.schema)
     elif request.stream not in STREAMS:
         raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
-    if request.stream == "kdd" and request.schema is None and request.protocol not in ("full", "ffl"):
-        raise ConfigurationError(f"unknown KDD protocol {request.protocol!r}: use full or ffl")
+    if request.protocol not in PROTOCOLS:
+        raise ConfigurationError(f"unknown protocol {request.protocol!r}: use {' or '.join(PROTOCOLS)}")
     if not 0.0 < request.fpr < 1.0:
         raise ConfigurationError(f"--fpr must lie between 0 and 1 (exclusive), got {request.fpr}")
     if request.stream == "sensor" and request.window < 2:
@@ -114,6 +109,12 @@ def _check_schema_request(request: TrainingRequest, schema: DatasetSchema) -> No
             f"--window {request.window}, but schema {schema.name!r} replays windows of "
             f"{schema.series.window} rows: set [series] window in the schema instead"
         )
+    missing = sorted(set(FFL_FEATURES) - set(schema.features.numeric))
+    if request.protocol == "ffl" and (schema.kind != "records" or missing):
+        raise ConfigurationError(
+            f"--protocol ffl scores the 18 continuous KDD features; schema {schema.name!r} lacks "
+            f"{len(missing)} of them: use --protocol full"
+        )
     if request.channels > 1 and request.detector_name in SINGLE_CHANNEL:
         raise ConfigurationError(
             f"{request.detector_name} reads a window as one channel; schema {schema.name!r} has "
@@ -125,11 +126,16 @@ def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
     """The stream's training data as the request describes it."""
     if request.schema is not None:
         return schema_training_data(
-            request.schema, request.file, request.training_rows, request.seed, request.window
+            request.schema,
+            request.file,
+            request.training_rows,
+            request.seed,
+            request.window,
+            request.protocol,
         )
     if request.stream == "kdd":
-        frame, source = load_kdd_training(data_dir, request.allow_synthetic)
-        return kdd_training_data(frame, source, request.protocol, request.seed)
+        table = load_kdd_training(data_dir, request.allow_synthetic)
+        return table_training_data(table, seed=request.seed, protocol=request.protocol)
     if request.stream == "ecg":
         return ecg_training_data(data_dir, request.seed)
     if request.stream == "sensor":
@@ -141,11 +147,10 @@ def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
 
 
 def fit_request(data: TrainingData, request: TrainingRequest) -> FittedModel:
-    protocol = request.protocol if request.stream == "kdd" and request.schema is None else "*"
     # Networks sized by the window are sized by its values: rows times channels.
     window = getattr(data.encoder, "width", request.window)
     recipe = resolve(
-        request.recipe_stream, request.detector_name, protocol, request.detector_params, request.seed,
+        request.recipe_stream, request.detector_name, request.protocol, request.detector_params, request.seed,
         window=window, n_fit=len(data.fit),
     )  # fmt: skip
     return fit_model(data, recipe, request.threshold, request.fpr, request.threshold_params)
