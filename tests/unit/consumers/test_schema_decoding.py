@@ -156,6 +156,11 @@ def test_decoder_for_decodes_every_records_stream_by_its_schema() -> None:
     saved_before_schemas = decoder_for("kdd", None)  # an encoder without a schema: its stream's built-in
     assert isinstance(saved_before_schemas, SchemaRecords) and saved_before_schemas.schema == kdd_schema
     assert isinstance(decoder_for("taxi", TableEncoder.for_schema(_schema())), SchemaRecords)
+    # Window models saved without a schema: their stream's built-in schema says the message format.
+    beat = decoder_for("ecg", WindowEncoder(140))(_messages([{"record": "r", "values": [0.5] * 140}]))
+    assert beat.raw.shape == (1, 140) and beat.rejected == []
+    window = decoder_for("sensor", WindowEncoder(4))(_messages([_windows_message([0.1] * 4)]))
+    assert window.raw.shape == (1, 4) and window.event_times == ["2004-02-12T11:02:39Z"]
     with pytest.raises(ConfigurationError, match="train --schema"):
         decoder_for("mystery", WindowEncoder(16))
 
