@@ -56,7 +56,10 @@ def rebuild_training_data(model: ScoringModel, data_dir: Path) -> TrainingData |
     except (DatasetMissingError, OSError, ValueError) as exc:  # a DatasetFormatError is a ValueError
         log.warning("cannot rebuild the %s training data (%s): no validation attacks", model.stream, exc)
         return None
-    if data.encoder.to_dict() != model.encoder.to_dict():
+    rebuilt = data.encoder.to_dict()
+    if encoder_schema(model.encoder) is None:  # saved before encoders carried their built-in schema
+        rebuilt.pop("schema", None)
+    if rebuilt != model.encoder.to_dict():
         log.warning("the rebuilt %s training data has another encoder: no validation attacks", model.stream)
         return None
     return data

@@ -6,8 +6,9 @@ Every cut is seeded, and everything a detector or threshold learns from comes fr
   (:mod:`models.training.schema_data`): normal connections into fit / early-stopping / calibration
   rows; a seeded slice of its attack rows, with the calibration rows, forms the labelled validation
   split that ``--threshold fbeta`` needs. The test file (``corrected``) is never read here.
-- ECG5000: normal beats are cut into fit / early-stopping / calibration / test rows, abnormal beats
-  into a labelled-validation slice and test rows (:func:`stream.datasets.splits.ecg_split`).
+- ECG5000: read through its built-in schema and cut as a windows schema's table under protocol
+  ``holdout`` (:mod:`models.training.schema_data`): normal beats into fit / early-stopping /
+  calibration / test rows, abnormal beats into a labelled-validation slice and test rows.
 - Sensor series: the complete windows of the training part of a series (NAB's probationary period:
   its first 15%, at most 750 rows), cut in time order, never shuffled across the cuts, so the
   early-stopping and calibration windows come after the windows the model learns from::
@@ -32,16 +33,12 @@ from models.features import FeatureEncoder, WindowEncoder
 from stream.datasets import (
     DatasetFormatError,
     DatasetMissingError,
-    find_ecg_file,
     find_kdd_file,
     is_attack,
-    read_ecg,
 )
-from stream.datasets.ecg import ECG_NORMAL
 from stream.datasets.kdd import kdd_schema_name
 from stream.datasets.schema import DatasetSchema, builtin_schema
 from stream.datasets.sensor import SensorSeries
-from stream.datasets.splits import ecg_split
 from stream.datasets.synthetic import synthetic_kdd
 from stream.datasets.table import Table, read_table
 from stream.windows import sliding_windows, window_end_rows
@@ -83,52 +80,6 @@ def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> Table:
         labels = frame["label"].to_numpy(dtype=object)
         return Table(schema, "synthetic", frame[schema.scored_columns()], labels=labels,
                      normal=~np.asarray(is_attack(frame["label"])))  # fmt: skip
-
-
-# -- ECG ------------------------------------------------------------------------------------------
-def load_ecg(data_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    path = find_ecg_file(data_dir, "csv")
-    values, labels = read_ecg(path)
-    return values, labels, path.name
-
-
-def ecg_training_data(data_dir: Path, seed: int = 0, scaling: str = "global") -> TrainingData:
-    """WindowEncoder fitted on the fit beats; the training parts of :func:`ecg_split` encoded."""
-    values, labels, source = load_ecg(data_dir)
-    split = ecg_split(labels, seed)
-    encoder = WindowEncoder(values.shape[1], scaling).fit(values[split.fit])
-    calibration = encoder.transform(values[split.calibration])
-    labelled = np.vstack([calibration, encoder.transform(values[split.anomaly_validation])])
-    labelled_anomaly = np.r_[
-        np.zeros(len(split.calibration), bool), np.ones(len(split.anomaly_validation), bool)
-    ]
-    description = {
-        "data": source,
-        "beats": int(len(labels)),
-        "normal_beats": int((labels == ECG_NORMAL).sum()),
-        "rows": {
-            "fit": int(len(split.fit)),
-            "early_stop": int(len(split.early_stop)),
-            "calibration": int(len(split.calibration)),
-            "labelled_validation": {
-                "normal": int(len(split.calibration)),
-                "abnormal": int(len(split.anomaly_validation)),
-            },
-            "held_out_test": int(len(split.test)),
-        },
-        "scaling": scaling,
-        "seed": seed,
-    }
-    return TrainingData(
-        "ecg",
-        encoder,
-        encoder.transform(values[split.fit]),
-        encoder.transform(values[split.early_stop]),
-        calibration,
-        labelled,
-        labelled_anomaly,
-        description,
-    )
 
 
 # -- sensor windows -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ like ECG, series like the sensor stream (``KIND_STREAM``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,14 @@ import numpy as np
 
 from models.features import FFL_FEATURES, PROTOCOLS
 from models.registry import ModelRef, Registry
-from models.training.data import TrainingData, ecg_training_data, load_kdd_training, sensor_training_data
+from models.training.data import TrainingData, load_kdd_training
 from models.training.fit import FittedModel, check_params, fit_model
 from models.training.recipes import KIND_STREAM, resolve
 from models.training.schema_data import schema_training_data, table_training_data
-from stream.datasets.schema import DatasetSchema
-from stream.datasets.sensor import load_sensor_series
+from stream.datasets import find_ecg_file
+from stream.datasets.schema import DatasetSchema, builtin_schema
+from stream.datasets.sensor import sensor_source
+from stream.datasets.table import Table, read_table
 from stream.errors import ConfigurationError
 from stream.settings import STREAMS
 
@@ -88,7 +91,7 @@ def check_request(request: TrainingRequest) -> None:
         _check_schema_request(request, request.schema)
     elif request.stream not in STREAMS:
         raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
-    if request.protocol not in PROTOCOLS:
+    if request.protocol not in (*PROTOCOLS, "holdout"):
         raise ConfigurationError(f"unknown protocol {request.protocol!r}: use {' or '.join(PROTOCOLS)}")
     if not 0.0 < request.fpr < 1.0:
         raise ConfigurationError(f"--fpr must lie between 0 and 1 (exclusive), got {request.fpr}")
@@ -122,28 +125,42 @@ def _check_schema_request(request: TrainingRequest, schema: DatasetSchema) -> No
         )
 
 
+def _kdd_table(data_dir: Path, request: TrainingRequest) -> tuple[Table, str]:
+    return load_kdd_training(data_dir, request.allow_synthetic), request.protocol
+
+
+def _ecg_table(data_dir: Path, request: TrainingRequest) -> tuple[Table, str]:
+    # ECG5000's test beats are held out, for the evaluation protocol that scores them.
+    return read_table(builtin_schema("ecg5000"), find_ecg_file(data_dir, "csv")), "holdout"
+
+
+def _sensor_table(data_dir: Path, request: TrainingRequest) -> tuple[Table, str]:
+    if (request.series is None) == (not request.bearing):
+        raise ConfigurationError("sensor training needs exactly one of --series NAME or --bearing")
+    schema, path = sensor_source(data_dir, request.series, request.bearing)
+    return read_table(schema, path, limit=request.training_rows), request.protocol
+
+
+# Where each built-in stream's training data lies: its file, read through its built-in schema, and the
+# protocol it is cut by. From there it is cut as any schema's table is.
+BUILTIN_TABLES: dict[str, Callable[[Path, TrainingRequest], tuple[Table, str]]] = {
+    "kdd": _kdd_table,
+    "ecg": _ecg_table,
+    "sensor": _sensor_table,
+}
+
+
 def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
-    """The stream's training data as the request describes it."""
+    """The stream's training data as the request describes it: a schema's file, or a built-in stream's
+    (:data:`BUILTIN_TABLES`), read through its schema and cut by
+    :func:`~models.training.schema_data.table_training_data`."""
     if request.schema is not None:
-        return schema_training_data(
-            request.schema,
-            request.file,
-            request.training_rows,
-            request.seed,
-            request.window,
-            request.protocol,
-        )
-    if request.stream == "kdd":
-        table = load_kdd_training(data_dir, request.allow_synthetic)
-        return table_training_data(table, seed=request.seed, protocol=request.protocol)
-    if request.stream == "ecg":
-        return ecg_training_data(data_dir, request.seed)
-    if request.stream == "sensor":
-        if (request.series is None) == (not request.bearing):
-            raise ConfigurationError("sensor training needs exactly one of --series NAME or --bearing")
-        chosen = load_sensor_series(data_dir, request.series, request.bearing)
-        return sensor_training_data(chosen, request.window, rows=request.training_rows)
-    raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+        return schema_training_data(request.schema, request.file, request.training_rows, request.seed,
+                                    request.window, request.protocol)  # fmt: skip
+    if request.stream not in BUILTIN_TABLES:
+        raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+    table, protocol = BUILTIN_TABLES[request.stream](data_dir, request)
+    return table_training_data(table, request.training_rows, request.seed, request.window, protocol)
 
 
 def fit_request(data: TrainingData, request: TrainingRequest) -> FittedModel:
