@@ -23,7 +23,7 @@ from models.training.fit import FittedModel, check_params, fit_model
 from models.training.recipes import KIND_STREAM, resolve
 from models.training.schema_data import schema_training_data, table_training_data
 from stream.datasets import find_ecg_file
-from stream.datasets.schema import DatasetSchema, builtin_schema
+from stream.datasets.schema import DatasetSchema, builtin_schema, stream_schema
 from stream.datasets.sensor import sensor_source
 from stream.datasets.table import Table, read_table
 from stream.errors import ConfigurationError
@@ -95,7 +95,8 @@ def check_request(request: TrainingRequest) -> None:
         raise ConfigurationError(f"unknown protocol {request.protocol!r}: use {' or '.join(PROTOCOLS)}")
     if not 0.0 < request.fpr < 1.0:
         raise ConfigurationError(f"--fpr must lie between 0 and 1 (exclusive), got {request.fpr}")
-    if request.stream == "sensor" and request.window < 2:
+    schema = request.schema or stream_schema(request.stream)
+    if schema is not None and schema.kind == "series" and request.window < 2:
         raise ConfigurationError(f"--window must be at least 2 rows, got {request.window}")
     if request.training_rows is not None and request.training_rows < 1:
         raise ConfigurationError(f"training rows must be at least 1, got {request.training_rows}")
