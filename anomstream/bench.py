@@ -219,9 +219,10 @@ class Benchmark:
 
     def _naive(self, settings: Settings) -> float:
         """One message at a time: decode, encode, ``model.predict`` (the anti-pattern batching replaces)."""
-        from consumers.decoding import decode_kdd
+        from consumers.decoding import decoder_for
 
         model = open_registry(settings).load("kdd")
+        decode = decoder_for("kdd", model.encoder)
         keras_model = getattr(model.detector, "model_", None)
         consumer = make_consumer(settings, settings.group_id + "-naive")
         consumer.subscribe([settings.topic("kdd")])
@@ -232,7 +233,7 @@ class Benchmark:
         consumer.close()
         started = time.perf_counter()
         for message in messages[: self.config.naive_events]:
-            X = model.encoder.transform(decode_kdd([message]).raw)
+            X = model.encoder.transform(decode([message]).raw)
             if keras_model is not None:
                 keras_model.predict(X, verbose=0)
             else:
@@ -557,12 +558,13 @@ class Benchmark:
 def run_sweep(settings: Settings, out: Path, console: Console) -> dict[str, Any]:
     """``anomstream bench --sweep``: the scoring stage alone per batch size (no broker needed)."""
     from models.detectors.backend import device_description
-    from models.features import KddRaw
+    from models.features import RecordsRaw
+    from stream.datasets.schema import builtin_schema
 
     model = open_registry(settings).load("kdd")
     frame, _ = load_kdd_replay(settings.data_dir, "test", announce=console.print)
 
-    X = model.encoder.transform(KddRaw.from_frame(frame.head(16_384)))
+    X = model.encoder.transform(RecordsRaw.from_frame(frame.head(16_384), builtin_schema("kdd99")))
     points = scoring_sweep(model, X)
     result = {"device": device_description(), "detector": model.detector_name, "points": points}
     out.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
 """Message bytes -> validated raw batches, one decoder per stream.
 
-:func:`decoder_for` gives a stream's decoder for the model that scores it: the built-in streams
-(``kdd``, ``ecg``, ``sensor``) decode as they always have; a stream described by a dataset schema
-decodes through a msgspec struct built from the schema the model was trained with
-(:class:`SchemaRecords` for ``kind = "records"``, sensor windows for ``series``, ECG-shaped beats
-for ``windows``).
+:func:`decoder_for` gives a stream's decoder for the model that scores it, from the dataset schema
+the model was trained with: :class:`SchemaRecords` (a msgspec struct built from the schema) for
+``kind = "records"``, sensor windows for ``series``, ECG-shaped beats for ``windows``. The built-in
+streams are schemas' streams like any other (``kdd``: the kdd99 schema's records); a model saved
+before its encoder carried a schema decodes by its stream's built-in schema.
 
 A message that fails to decode or validate is returned as :class:`Rejected` (raw bytes untouched,
 the error kept) for the dead-letter topic; it never stops the batch. So is a message whose key or
@@ -30,16 +30,10 @@ import pandas as pd
 from confluent_kafka import Message
 from msgspec import Meta
 
-from models.features import KddRaw, RecordsRaw, encoder_schema
-from stream.datasets.schema import DatasetSchema
+from models.features import RecordsRaw, encoder_schema
+from stream.datasets.schema import DatasetSchema, stream_schema
 from stream.errors import ConfigurationError
-from stream.messages import (
-    KDD_CATEGORICAL,
-    KDD_NUMERIC,
-    decode_ecg_beat,
-    decode_kdd_connection,
-    decode_sensor_window,
-)
+from stream.messages import decode_ecg_beat, decode_sensor_window
 from stream.settings import Settings, TopicNames
 
 # Keys and labels are copied into every alert and score record of their event: bounded here, so
@@ -57,7 +51,7 @@ class Rejected:
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    raw: Any  # what the stream's encoder takes (KddRaw / RecordsRaw, or an (n, width) array of windows)
+    raw: Any  # what the stream's encoder takes (RecordsRaw, or an (n, width) array of windows)
     messages: list[Message]  # the valid messages, aligned with the rows of ``raw``
     records: list[Any]  # their validated records (stream.messages structs)
     rejected: list[Rejected]
@@ -77,8 +71,12 @@ def _label(headers: list[tuple[str, bytes]] | None) -> bytes | None:
 
 
 def _validate(
-    messages: Sequence[Message], validate: Callable[[bytes], Any]
+    messages: Sequence[Message],
+    validate: Callable[[bytes], Any],
+    again: Callable[[bytes], Any] | None = None,
 ) -> tuple[list, list, list[Rejected], list[str | None], list[bytes | None]]:
+    """``again``: a looser validation tried on a message ``validate`` refused (the rare message pays
+    for it, not every message)."""
     valid_messages: list[Message] = []
     records: list[Any] = []
     rejected: list[Rejected] = []
@@ -100,7 +98,13 @@ def _validate(
             rejected.append(Rejected(message, "Oversize", error))
             continue
         try:
-            records.append(validate(value))
+            try:
+                records.append(validate(value))
+            except msgspec.ValidationError:
+                if again is None:
+                    raise
+                # The looser one reads the rest of the message: its error is what is really wrong.
+                records.append(again(value))
         except msgspec.ValidationError as exc:  # well-formed JSON, wrong content
             rejected.append(Rejected(message, "ValidationError", str(exc)))
             continue
@@ -115,20 +119,6 @@ def _validate(
 
 Decoder = Callable[[Sequence[Message], int | None], DecodedBatch]
 BatchDecoder = Callable[[Sequence[Message]], DecodedBatch]  # a decoder bound to one model
-
-_kdd_numeric = attrgetter(*KDD_NUMERIC)
-_kdd_symbols = attrgetter(*KDD_CATEGORICAL)
-
-
-def decode_kdd(messages: Sequence[Message], width: int | None = None) -> DecodedBatch:
-    valid, records, rejected, labels, keys = _validate(messages, decode_kdd_connection)
-    n = len(records)
-    # One flat iterator of floats straight into the array: no tuple list for NumPy to inspect.
-    numeric = np.fromiter(
-        itertools.chain.from_iterable(map(_kdd_numeric, records)), np.float64, n * len(KDD_NUMERIC)
-    ).reshape(n, len(KDD_NUMERIC))
-    symbols = np.asarray(list(map(_kdd_symbols, records)), dtype=object).reshape(n, len(KDD_CATEGORICAL))
-    return DecodedBatch(KddRaw(numeric, symbols), valid, records, rejected, None, labels, keys)
 
 
 def _decode_windows(
@@ -167,15 +157,14 @@ def _decode_windows(
     return decode
 
 
-decode_ecg = _decode_windows(decode_ecg_beat)
-decode_sensor = _decode_windows(decode_sensor_window, attrgetter("end"), attrgetter("channels"))
-
-DECODERS: dict[str, Decoder] = {"kdd": decode_kdd, "ecg": decode_ecg, "sensor": decode_sensor}
+decode_ecg = _decode_windows(decode_ecg_beat)  # kind = "windows": one beat of samples per message
+decode_sensor = _decode_windows(decode_sensor_window, attrgetter("end"), attrgetter("channels"))  # "series"
 
 
 # -- dataset schemas ------------------------------------------------------------------------------
 # A categorical field is text; a user's producer may send a number there (a port, a code): its text.
-Category = Annotated[str, Meta(min_length=1, max_length=256)] | int | float
+CategoryText = Annotated[str, Meta(min_length=1, max_length=256)]
+Category = CategoryText | int | float
 TimeText = Annotated[str, Meta(max_length=64)]
 EpochTime = TimeText | int | float
 
@@ -245,10 +234,12 @@ class SchemaRecords:
     """The decoder of a ``kind = "records"`` schema's messages: a JSON object holding every numeric
     feature as a number, every categorical one as text (or a number, read as its text), and the
     schema's time column as a time, extra fields ignored. A missing field, a wrong type, a number out
-    of range or a time that does not read is rejected with the reason, for the dead-letter topic.
+    of range (NaN, infinity, or outside the schema's ``minimum`` / ``maximum``) or a time that does not
+    read is rejected with the reason, for the dead-letter topic.
 
     The struct is built from the schema (``msgspec.defstruct``, as ``KddConnection`` is): fields are
-    named by position and renamed to the columns, so any column name works.
+    named by position and renamed to the columns, so any column name works. Two of them: categories
+    as text, and (tried only on a message the first refuses) categories as text or numbers.
 
     >>> from stream.datasets.schema import DatasetSchema
     >>> schema = DatasetSchema(name="weather", features={"numeric": ["temp max"], "categorical": ["sky"]})
@@ -263,10 +254,12 @@ class SchemaRecords:
         fields: list[tuple[str, Any]] = []
         rename: dict[str, str] = {}
         for i, name in enumerate(features.numeric):
-            fields.append((f"n{i}", float))
+            low, high = features.minimum.get(name), features.maximum.get(name)
+            bounded = low is not None or high is not None
+            fields.append((f"n{i}", Annotated[float, Meta(ge=low, le=high)] if bounded else float))
             rename[f"n{i}"] = name
         for i, name in enumerate(features.categorical):
-            fields.append((f"c{i}", Category))
+            fields.append((f"c{i}", CategoryText))
             rename[f"c{i}"] = name
         self.time_format: str | None = None
         self.time_column: str | None = None
@@ -274,15 +267,24 @@ class SchemaRecords:
             self.time_format, self.time_column = schema.timestamp.format, schema.timestamp.column
             fields.append(("t", EpochTime if self.time_format in ("unix", "unix_ms") else TimeText))
             rename["t"] = self.time_column
+        # Fields in the order messages hold them (a file's column order, as a replay of it writes them):
+        # msgspec reads a key fastest when it is the field it expects next.
+        position = {column: i for i, column in enumerate(schema.source.columns)}
+        fields.sort(key=lambda field: position.get(rename[field[0]], len(position)))
         struct = msgspec.defstruct("SchemaRecord", fields, rename=rename, frozen=True, gc=False)
         struct.__doc__ = f"One record of dataset schema {schema.name!r}."
         self.validate = msgspec.json.Decoder(struct).decode
+        # The same record with categories written as numbers (a port, a code): tried only on a message
+        # the text-only struct refuses, so text-only streams (KDD's) pay nothing for it.
+        loose = [(name, Category if kind is CategoryText else kind) for name, kind in fields]
+        self._with_numbers = msgspec.defstruct("SchemaRecord", loose, rename=rename, frozen=True, gc=False)
+        self._texts = msgspec.json.Decoder(self._with_numbers).decode if features.categorical else None
         self.k, self.m = len(features.numeric), len(features.categorical)
         self._numeric = _getter([f"n{i}" for i in range(self.k)]) if self.k else None
         self._symbols = _getter([f"c{i}" for i in range(self.m)]) if self.m else None
 
     def __call__(self, messages: Sequence[Message], width: int | None = None) -> DecodedBatch:
-        valid, records, rejected, labels, keys = _validate(messages, self.validate)
+        valid, records, rejected, labels, keys = _validate(messages, self.validate, self._texts)
         times: list[str | None] | None = None
         if self.time_column is not None and records:
             valid, records, labels, keys, times = self._times(valid, records, labels, keys, rejected)
@@ -294,7 +296,9 @@ class SchemaRecords:
             numeric = np.zeros((n, 0), dtype=np.float64)
         symbols = np.empty((n, self.m), dtype=object)
         if self._symbols is not None and n:
-            symbols[:] = [[category_text(v) for v in row] for row in map(self._symbols, records)]
+            symbols[:] = list(map(self._symbols, records))
+            if self._with_numbers in set(map(type, records)):  # a producer wrote a category as a number
+                symbols[:] = [[category_text(v) for v in row] for row in symbols.tolist()]
         if self.time_column is not None and not records:
             times = []
         return DecodedBatch(RecordsRaw(numeric, symbols), valid, records, rejected, times, labels, keys)
@@ -316,36 +320,22 @@ class SchemaRecords:
                 [keys[i] for i in good], text)  # fmt: skip
 
 
-def _is_kdd_layout(schema: DatasetSchema) -> bool:
-    """A records schema whose messages are KDD connections (the built-in kdd99 and nslkdd schemas):
-    decoded by the KDD hot path, with its stricter ranges."""
-    features = schema.features
-    return (
-        schema.timestamp is None
-        and tuple(features.numeric) == KDD_NUMERIC
-        and tuple(features.categorical) == KDD_CATEGORICAL
-    )
-
-
 def decoder_for(stream: str, encoder: Any) -> BatchDecoder:
-    """The decoder of ``stream``'s messages for a model with this encoder: from the dataset schema the
-    encoder carries, else the built-in stream's; window widths (and channels) are the encoder's, so a
-    window of another size is dead-lettered alone. Build it once per model, not per batch.
+    """The decoder of ``stream``'s messages for a model with this encoder, from the dataset schema the
+    encoder carries (a model saved before encoders carried one: its built-in stream's schema); window
+    widths (and channels) are the encoder's, so a window of another size is dead-lettered alone. Build
+    it once per model, not per batch.
 
     ConfigurationError when the stream is not built in and its model carries no schema.
     """
-    schema = encoder_schema(encoder)
-    kind = schema.kind if schema is not None else None
+    schema = encoder_schema(encoder) or stream_schema(stream)
     width = getattr(encoder, "width", None)
-    if kind == "records":
-        assert schema is not None
-        return decode_kdd if _is_kdd_layout(schema) else SchemaRecords(schema)
-    if kind == "series" or (kind is None and stream == "sensor"):
+    if schema is not None and schema.kind == "records":
+        return SchemaRecords(schema)
+    if schema is not None and schema.kind == "series":
         return partial(decode_sensor, width=width, n_channels=getattr(encoder, "channels", 1))
-    if kind == "windows" or (kind is None and stream == "ecg"):
+    if schema is not None:
         return partial(decode_ecg, width=width)
-    if kind is None and stream == "kdd":
-        return decode_kdd
     raise ConfigurationError(
         f"stream {stream!r} is not built in and its model carries no dataset schema: train it with "
         "`anomstream train --schema S`"

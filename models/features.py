@@ -6,7 +6,8 @@ statistics a worker applies are exactly the ones the model was trained with.
 - :class:`TableEncoder`: records of named columns (a ``kind = "records"`` dataset schema): numeric
   columns min-max scaled (some log-compressed first), categorical ones one-hot. It stores the dataset
   schema it was trained for, so a worker builds the stream's decoder from the model it loaded.
-  :class:`KddEncoder` is the same encoder configured for KDD Cup 99 (protocols ``full`` and ``ffl``).
+  KDD Cup 99 and NSL-KDD are records of their built-in schemas like any other; :func:`protocol_encoder`
+  gives the encoder of an evaluation protocol (``full``, or the ``ffl`` report's 18 features).
 - :class:`WindowEncoder`: fixed-length windows of one or several channels (ECG beats, sensor windows).
 """
 
@@ -20,8 +21,7 @@ from typing import Any, Protocol, Self
 import numpy as np
 import pandas as pd
 
-from stream.datasets.schema import DatasetSchema
-from stream.messages import KDD_BINARY, KDD_CATEGORICAL, KDD_NUMERIC, KDD_RATES
+from stream.datasets.schema import DatasetSchema, builtin_schema
 
 # The 18 continuous features of the Fast Forward Labs KDD experiment (protocol `ffl`).
 FFL_FEATURES: tuple[str, ...] = (
@@ -44,11 +44,7 @@ FFL_FEATURES: tuple[str, ...] = (
     "dst_host_rerror_rate",
     "dst_host_srv_rerror_rate",
 )
-# Byte counts and durations span 9 orders of magnitude; min-max on raw values would squash every
-# ordinary connection into the first bucket, so these are log-compressed first.
-KDD_HEAVY_TAILED: tuple[str, ...] = tuple(
-    f for f in KDD_NUMERIC if f not in KDD_RATES and f not in KDD_BINARY
-)
+PROTOCOLS: tuple[str, ...] = ("full", "ffl")
 
 
 @dataclass(frozen=True)
@@ -66,25 +62,12 @@ class RecordsRaw:
         """The rows ``rows``, in that order."""
         return type(self)(self.numeric[rows], self.symbols[rows])
 
-
-@dataclass(frozen=True)
-class KddRaw(RecordsRaw):
-    """A batch of KDD records: numeric columns in KDD_NUMERIC order, symbols protocol_type, service, flag."""
-
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> KddRaw:
-        numeric = frame[list(KDD_NUMERIC)].to_numpy(dtype=np.float64)
-        symbols = frame[list(KDD_CATEGORICAL)].astype(str).to_numpy(dtype=object)
+    def from_frame(cls, frame: pd.DataFrame, schema: DatasetSchema) -> Self:
+        """The feature columns of a records schema, from a frame that holds them (a table's frame)."""
+        numeric = frame[schema.features.numeric].to_numpy(dtype=np.float64)
+        symbols = frame[schema.features.categorical].astype(str).to_numpy(dtype=object)
         return cls(numeric, symbols)
-
-    @classmethod
-    def from_rows(
-        cls, numeric_rows: Sequence[Sequence[float]], symbol_rows: Sequence[Sequence[str]]
-    ) -> KddRaw:
-        return cls(
-            np.asarray(numeric_rows, dtype=np.float64).reshape(-1, len(KDD_NUMERIC)),
-            np.asarray(symbol_rows, dtype=object).reshape(-1, len(KDD_CATEGORICAL)),
-        )
 
 
 class FeatureEncoder(Protocol):
@@ -246,37 +229,28 @@ class TableEncoder:
         return encoder
 
 
-class KddEncoder(TableEncoder):
-    """KDD records -> scaled matrix, under protocol ``full`` (41 features, one-hot) or ``ffl`` (18).
+def protocol_encoder(schema: DatasetSchema, protocol: str = "full") -> TableEncoder:
+    """The encoder of a records schema under an evaluation protocol: ``full`` scores every feature
+    the schema names (:meth:`TableEncoder.for_schema`); ``ffl``, the protocol of the Fast Forward Labs
+    report on KDD Cup 99, only its 18 continuous features, neither log-compressed nor one-hot.
 
-    For example::
-
-        import pandas as pd
-        from stream.datasets import read_kdd
-        enc = KddEncoder("full").fit(KddRaw.from_frame(train_frame))
-        enc.transform(KddRaw.from_frame(test_frame)).shape
-        # -> (311029, 75)
+    >>> protocol_encoder(builtin_schema("kdd99"), "ffl").numeric == list(FFL_FEATURES)
+    True
     """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use {' or '.join(PROTOCOLS)}")
+    if protocol == "ffl":
+        return TableEncoder(FFL_FEATURES, columns=schema.features.numeric, schema=schema)
+    return TableEncoder.for_schema(schema)
 
-    kind = "kdd"
 
-    def __init__(self, protocol: str = "full") -> None:
-        if protocol not in ("full", "ffl"):
-            raise ValueError(f"unknown KDD protocol {protocol!r}: use 'full' or 'ffl'")
-        if protocol == "ffl":
-            super().__init__(FFL_FEATURES, columns=KDD_NUMERIC)
-        else:
-            super().__init__(KDD_NUMERIC, KDD_CATEGORICAL, KDD_HEAVY_TAILED)
-        self.protocol = protocol
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "protocol": self.protocol, **self._fitted()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> KddEncoder:
-        encoder = cls(data["protocol"])
-        encoder._restore(data)
-        return encoder
+def _from_kdd_encoder(data: dict[str, Any]) -> TableEncoder:
+    """A KDD encoder as registries saved it before KDD went through its schema (kind ``kdd``, a
+    protocol, no schema): the built-in schema's encoder with the same fitted statistics, so a model
+    saved then scores as it did."""
+    encoder = protocol_encoder(builtin_schema("kdd99"), data["protocol"])
+    encoder._restore(data)
+    return encoder
 
 
 class WindowEncoder:
@@ -385,7 +359,9 @@ def encoder_schema(encoder: Any) -> DatasetSchema | None:
 
 
 def encoder_from_dict(data: dict[str, Any]) -> TableEncoder | WindowEncoder:
-    kinds: dict[str, Any] = {"kdd": KddEncoder, "table": TableEncoder, "window": WindowEncoder}
+    kinds: dict[str, Any] = {"table": TableEncoder.from_dict, "window": WindowEncoder.from_dict,
+                             "kdd": _from_kdd_encoder}  # fmt: skip
     if data.get("kind") not in kinds:
         raise ValueError(f"unknown encoder kind {data.get('kind')!r}")
-    return kinds[data["kind"]].from_dict(data)
+    reader: Any = kinds[data["kind"]]
+    return reader(data)

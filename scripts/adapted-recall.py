@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.features import KddRaw
+from models.features import RecordsRaw
 from models.registry import Registry
 from models.retraining import LabelledValidation, rebuild_training_data
 from models.scoring import ScoringModel
 from stream.datasets import find_kdd_file, read_kdd
+from stream.datasets.schema import builtin_schema
 from stream.labels import is_attack
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     before, after = registry.load("kdd", "ae", 1), registry.load("kdd", "ae", 2)
 
     def encode(frame: pd.DataFrame) -> np.ndarray:
-        return before.encoder.transform(KddRaw.from_frame(frame))
+        return before.encoder.transform(RecordsRaw.from_frame(frame, builtin_schema("kdd99")))
 
     nsl, test = read_kdd(find_kdd_file(data, "nsl-train")), read_kdd(find_kdd_file(data, "test"))
     nsl_attack, test_attack = is_attack(nsl["label"].to_numpy()), is_attack(test["label"].to_numpy())

@@ -28,9 +28,10 @@ import numpy as np
 from consumers.incidents.grouping import PartitionGrouper, PartitionState, alert_ref
 from consumers.incidents.stage import grouping_policy
 from consumers.outputs import BatchMeta, build_alerts
-from models.features import KddRaw
+from models.features import RecordsRaw
 from models.registry import open_registry
 from producers.kdd import kdd_events, load_kdd_replay
+from stream.datasets.schema import builtin_schema
 from stream.settings import load_settings
 
 BATCH = 5000
@@ -63,7 +64,8 @@ def kdd_alerts(settings, limit: int, rate: float, partitions: int) -> dict[int, 
         millis = np.array([int((start + i / rate) * 1000) for i in rows], "int64")
         times = np.datetime_as_string(millis.astype("datetime64[ms]"), unit="ms", timezone="UTC").tolist()
         meta = BatchMeta([topic] * len(rows), parts, offs, keys, [events[i].label for i in rows], times)
-        scored = model.score(KddRaw.from_frame(frame.iloc[first : first + BATCH]))
+        batch = frame.iloc[first : first + BATCH]
+        scored = model.score(RecordsRaw.from_frame(batch, builtin_schema("kdd99")))
         for key, value in build_alerts(model, meta, scored, detected_at):
             # The alert is keyed by its source event's key: it lands in the same partition number.
             by_partition[zlib.crc32(key) % partitions].append(value)

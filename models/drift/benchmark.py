@@ -48,11 +48,11 @@ class KddScores:
 
 def score_kdd(registry_dir: Path, data_dir: Path, epochs: int) -> KddScores:
     """Score both KDD files with the registry's production KDD model (trained there if missing)."""
-    from models.features import KddRaw
+    from models.features import RecordsRaw
     from models.registry import Registry
     from models.training import TrainingRequest, train
-    from models.training.data import _take
     from stream.datasets import find_kdd_file, is_attack, read_kdd
+    from stream.datasets.schema import builtin_schema
 
     registry = Registry(registry_dir)
     if registry.production("kdd") is None:
@@ -63,8 +63,8 @@ def score_kdd(registry_dir: Path, data_dir: Path, epochs: int) -> KddScores:
     out = {}
     for which in ("train", "test"):
         frame = read_kdd(find_kdd_file(data_dir, which))
-        raw = KddRaw.from_frame(frame)
-        chunks = [model.score(_take(raw, np.arange(i, min(i + 50_000, len(frame))))).scores
+        raw = RecordsRaw.from_frame(frame, builtin_schema("kdd99"))
+        chunks = [model.score(raw.take(np.arange(i, min(i + 50_000, len(frame))))).scores
                   for i in range(0, len(frame), 50_000)]  # fmt: skip
         out[which] = (np.concatenate(chunks), ~is_attack(frame["label"]))
     calibration = model.calibration_scores

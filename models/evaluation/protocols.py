@@ -5,7 +5,7 @@
   types that occur only in ``corrected`` count as *normal*, as FFL's code labelled them (so the normal
   pool is normal + test-only-attack rows, the attack pool the attack types known from training).
 - KDD ``full``: all 41 features, every non-normal label an attack, the whole ``corrected`` file.
-- ECG5000: the held-out test rows of :func:`stream.datasets.splits.ecg_split` (normal + abnormal beats).
+- ECG5000: the held-out test rows of :func:`stream.datasets.splits.holdout_split` (normal + abnormal beats).
 
 Training data and thresholds come from :mod:`models.training`; nothing here is ever fitted.
 """
@@ -19,10 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.features import KddRaw
-from models.training.data import TrainingData, ecg_training_data, kdd_training_data, load_ecg
-from stream.datasets import ECG_NORMAL, KDD_NORMAL, find_kdd_file, is_attack, read_kdd
-from stream.datasets.splits import ecg_split
+from models.features import RecordsRaw
+from models.training.data import TrainingData, load_kdd_training
+from models.training.schema_data import table_training_data
+from stream.datasets import KDD_NORMAL, find_ecg_file, find_kdd_file, is_attack, read_kdd
+from stream.datasets.schema import builtin_schema
+from stream.datasets.splits import holdout_split
+from stream.datasets.table import read_table
 
 PROTOCOLS: dict[str, tuple[str, ...]] = {"kdd": ("ffl", "full"), "ecg": ("holdout",)}
 FFL_NORMAL, FFL_ATTACK = 8_000, 2_000
@@ -79,12 +82,12 @@ def kdd_experiment(data_dir: Path, protocol: str, seed: int = 0) -> Experiment:
     """Training data (10% file) and test set (``corrected``) of a KDD protocol."""
     if protocol not in PROTOCOLS["kdd"]:
         raise ValueError(f"unknown KDD protocol {protocol!r}: use one of {', '.join(PROTOCOLS['kdd'])}")
-    train_path = find_kdd_file(data_dir, "train")
-    train_frame = read_kdd(train_path)
-    training = kdd_training_data(train_frame, train_path.name, protocol, seed)
+    train = load_kdd_training(data_dir)
+    training = table_training_data(train, seed=seed, protocol=protocol)
     test_path = find_kdd_file(data_dir, "test")
     test_frame = read_kdd(test_path)
-    known_attacks = set(train_frame["label"].unique()) - {KDD_NORMAL}
+    assert train.labels is not None  # the built-in KDD schemas name their label column
+    known_attacks = set(train.labels.tolist()) - {KDD_NORMAL}
     test_only = sorted(set(test_frame["label"].unique()) - known_attacks - {KDD_NORMAL})
     if protocol == "ffl":
         rows, y = ffl_sample(test_frame["label"], known_attacks, seed)
@@ -106,25 +109,26 @@ def kdd_experiment(data_dir: Path, protocol: str, seed: int = 0) -> Experiment:
         "test_only_attacks_in_sample": int(np.isin(labels, test_only).sum()),
         "note": note,
     }
-    X = training.encoder.transform(KddRaw.from_frame(test_frame))
+    X = training.encoder.transform(RecordsRaw.from_frame(test_frame, train.schema))
     return Experiment("kdd", protocol, training, TestSet(X, y, labels, description))
 
 
 def ecg_experiment(data_dir: Path, seed: int = 0) -> Experiment:
-    """Training parts and held-out test beats of the seeded ECG5000 split."""
-    training = ecg_training_data(data_dir, seed)
-    values, labels, source = load_ecg(data_dir)
-    test_rows = ecg_split(labels, seed).test
-    y = labels[test_rows] != ECG_NORMAL
+    """Training parts and held-out test beats of the seeded ECG5000 split (protocol ``holdout``)."""
+    table = read_table(builtin_schema("ecg5000"), find_ecg_file(data_dir, "csv"))
+    training = table_training_data(table, seed=seed, protocol="holdout")
+    assert table.normal is not None  # the built-in ECG schemas name their class column
+    test_rows = holdout_split(table.normal, seed).test
+    y = ~table.normal[test_rows]
     description = {
-        "data": source,
+        "data": table.source,
         "rows": int(len(test_rows)),
         "anomalies": int(y.sum()),
         "normal": int((~y).sum()),
         "note": "held-out beats of the seeded split: 30% of normal beats, 90% of abnormal beats",
     }
     names = np.where(y, "abnormal", "normal")
-    X = training.encoder.transform(values[test_rows])
+    X = training.encoder.transform(table.numeric()[test_rows])
     return Experiment("ecg", "holdout", training, TestSet(X, y, names, description))
 
 

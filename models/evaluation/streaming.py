@@ -41,7 +41,7 @@ import numpy as np
 
 from models.drift import WatchConfig, calibrate, ert_for_risk
 from models.drift.watch import DriftWatch
-from models.features import KddEncoder, KddRaw
+from models.features import RecordsRaw, TableEncoder, protocol_encoder
 from models.model_id import Manifest
 from models.retraining import PASSED, LabelledValidation, RetrainPolicy, cap_repeats, retrain_after_change
 from models.scoring import ScoringModel
@@ -49,6 +49,8 @@ from models.training.data import TrainingData
 from models.training.fit import FittedModel, fit_model
 from models.training.recipes import resolve
 from stream.datasets import find_kdd_file, is_attack, read_kdd
+from stream.datasets.kdd import kdd_schema_name
+from stream.datasets.schema import builtin_schema
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ class StreamRun:
 class StreamData:
     X: np.ndarray  # every connection, encoded by the warm-up encoder
     labels: np.ndarray  # original labels (never read before the figures)
-    encoder: KddEncoder
+    encoder: TableEncoder
     validation: LabelledValidation
     source: str
 
@@ -120,9 +122,9 @@ def load_stream(data_dir: Path, protocol: StreamProtocol) -> StreamData:
             f"--warmup must be at least 100 and leave {protocol.policy.min_events:,} of the {len(frame):,} "
             f"connections to stream, got {protocol.warmup:,}"
         )
-    raw = KddRaw.from_frame(frame)
-    warm = KddRaw(raw.numeric[: protocol.warmup], raw.symbols[: protocol.warmup])
-    encoder = KddEncoder("full").fit(warm)
+    schema = builtin_schema(kdd_schema_name(path))
+    raw = RecordsRaw.from_frame(frame, schema)
+    encoder = protocol_encoder(schema).fit(raw.take(slice(0, protocol.warmup)))
     X = encoder.transform(raw)
     test = read_kdd(find_kdd_file(data_dir, "test"))
     attack = np.flatnonzero(is_attack(test["label"]))
@@ -131,7 +133,7 @@ def load_stream(data_dir: Path, protocol: StreamProtocol) -> StreamData:
     n = protocol.validation_attacks
     rows = np.r_[rng.choice(normal, n, replace=False), rng.choice(attack, n, replace=False)]
     validation = LabelledValidation(
-        encoder.transform(KddRaw.from_frame(test.iloc[rows])),
+        encoder.transform(RecordsRaw.from_frame(test.iloc[rows], schema)),
         np.r_[np.zeros(n, bool), np.ones(n, bool)],
         f"seeded sample of {n:,} attack and {n:,} normal connections of corrected",
     )

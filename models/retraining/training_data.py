@@ -14,9 +14,11 @@ from typing import Any
 
 from models.features import encoder_schema
 from models.scoring import ScoringModel
-from models.training.data import TrainingData, ecg_training_data, kdd_training_data, load_kdd_training
-from models.training.schema_data import schema_training_data
+from models.training.data import TrainingData
+from models.training.train import TrainingRequest, training_data
 from stream.datasets import DatasetMissingError
+from stream.datasets.schema import stream_schema
+from stream.settings import STREAMS
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +30,36 @@ def original_training(model: ScoringModel) -> dict[str, Any]:
 
 
 def rebuild_training_data(model: ScoringModel, data_dir: Path) -> TrainingData | None:
-    """The production model's training data as ``anomstream train`` built it, or None when it cannot
-    be rebuilt identically (sensor series carry no labels; a missing file; another encoder).
+    """The production model's training data as ``anomstream train`` built it (the same request, read
+    back from its manifest), or None when it cannot be rebuilt identically (the built-in sensor series
+    carry no labels; a missing file; another encoder).
 
     A dataset schema's stream is rebuilt from the schema its encoder carries (its ``source.path``) with
     the recorded ``training_rows`` and seed: without it the gate would have no validation attacks and
-    would promote a candidate that learnt the attacks of a labelled schema's stream unjudged.
+    would promote a candidate that learnt the attacks of a labelled schema's stream unjudged. A
+    built-in stream is rebuilt from its own file, through its built-in schema, with its protocol.
     """
     training = original_training(model)
     seed = int(training.get("seed", 0))
-    schema = encoder_schema(model.encoder)
+    schema = encoder_schema(model.encoder) or stream_schema(model.stream)
+    if schema is None or (model.stream in STREAMS and schema.kind == "series"):
+        return None
+    if model.stream in STREAMS:
+        request = TrainingRequest(model.stream, protocol=str(training.get("protocol", "full")), seed=seed,
+                                  allow_synthetic=training.get("data") == "synthetic")  # fmt: skip
+    else:
+        rows, window = training.get("training_rows"), training.get("window")
+        request = TrainingRequest.for_schema(schema, training_rows=rows, seed=seed,
+                                             **({"window": int(window)} if window else {}))  # fmt: skip
     try:
-        if schema is not None:
-            rows, window = training.get("training_rows"), training.get("window")
-            data = schema_training_data(schema, None, rows, seed, int(window) if window else None)
-        elif model.stream == "kdd":
-            frame, source = load_kdd_training(data_dir, allow_synthetic=training.get("data") == "synthetic")
-            data = kdd_training_data(frame, source, str(training.get("protocol", "full")), seed)
-        elif model.stream == "ecg":
-            data = ecg_training_data(data_dir, seed, str(training.get("scaling", "global")))
-        else:
-            return None
+        data = training_data(data_dir, request)
     except (DatasetMissingError, OSError, ValueError) as exc:  # a DatasetFormatError is a ValueError
         log.warning("cannot rebuild the %s training data (%s): no validation attacks", model.stream, exc)
         return None
-    if data.encoder.to_dict() != model.encoder.to_dict():
+    rebuilt = data.encoder.to_dict()
+    if encoder_schema(model.encoder) is None:  # saved before encoders carried their built-in schema
+        rebuilt.pop("schema", None)
+    if rebuilt != model.encoder.to_dict():
         log.warning("the rebuilt %s training data has another encoder: no validation attacks", model.stream)
         return None
     return data

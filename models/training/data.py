@@ -2,11 +2,13 @@
 
 Every cut is seeded, and everything a detector or threshold learns from comes from training data:
 
-- KDD: the normal connections of the 10% file are cut into fit / early-stopping / calibration rows;
-  a seeded slice of its attack rows, with the calibration rows, forms the labelled validation split
-  that ``--threshold fbeta`` needs. The test file (``corrected``) is never read here.
-- ECG5000: normal beats are cut into fit / early-stopping / calibration / test rows, abnormal beats
-  into a labelled-validation slice and test rows (:func:`stream.datasets.splits.ecg_split`).
+- KDD: the 10% file, read through its built-in schema, is cut as any records schema's file is
+  (:mod:`models.training.schema_data`): normal connections into fit / early-stopping / calibration
+  rows; a seeded slice of its attack rows, with the calibration rows, forms the labelled validation
+  split that ``--threshold fbeta`` needs. The test file (``corrected``) is never read here.
+- ECG5000: read through its built-in schema and cut as a windows schema's table under protocol
+  ``holdout`` (:mod:`models.training.schema_data`): normal beats into fit / early-stopping /
+  calibration / test rows, abnormal beats into a labelled-validation slice and test rows.
 - Sensor series: the complete windows of the training part of a series (NAB's probationary period:
   its first 15%, at most 750 rows), cut in time order, never shuffled across the cuts, so the
   early-stopping and calibration windows come after the windows the model learns from::
@@ -26,23 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from models.features import FeatureEncoder, KddEncoder, KddRaw, WindowEncoder
+from models.features import FeatureEncoder, WindowEncoder
 from stream.datasets import (
     DatasetFormatError,
     DatasetMissingError,
-    find_ecg_file,
     find_kdd_file,
     is_attack,
-    read_ecg,
-    read_kdd,
 )
-from stream.datasets.ecg import ECG_NORMAL
-from stream.datasets.schema import DatasetSchema
+from stream.datasets.kdd import kdd_schema_name
+from stream.datasets.schema import DatasetSchema, builtin_schema
 from stream.datasets.sensor import SensorSeries
-from stream.datasets.splits import ecg_split, split_normal
 from stream.datasets.synthetic import synthetic_kdd
+from stream.datasets.table import Table, read_table
 from stream.windows import sliding_windows, window_end_rows
 
 log = logging.getLogger(__name__)
@@ -67,117 +65,21 @@ class TrainingData:
 
 
 # -- KDD ------------------------------------------------------------------------------------------
-def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> tuple[pd.DataFrame, str]:
-    """The whole 10% training file (or synthetic KDD-like records when allowed and missing)."""
+def load_kdd_training(data_dir: Path, allow_synthetic: bool = False) -> Table:
+    """The whole 10% training file read through its built-in schema (kdd99, or nslkdd for an NSL-KDD
+    file), or synthetic KDD-like records when allowed and missing (as the kdd99 schema reads them)."""
     try:
         path = find_kdd_file(data_dir, "train")
-        return read_kdd(path), path.name
+        return read_table(builtin_schema(kdd_schema_name(path)), path)
     except DatasetMissingError:
         if not allow_synthetic:
             raise
         log.warning("KDD training file missing: training on SYNTHETIC KDD-like data")
-        return synthetic_kdd(120_000, attack_fraction=0.2, seed=1), "synthetic"
-
-
-def _take(raw: KddRaw, rows: np.ndarray) -> KddRaw:
-    # models.drift.benchmark cuts KDD batches with it.
-    return raw.take(rows)
-
-
-def kdd_training_data(
-    frame: pd.DataFrame, source: str, protocol: str = "full", seed: int = 0
-) -> TrainingData:
-    """Encoder fitted on the fit rows of the normal connections of ``frame``; every split encoded.
-
-    The labelled validation split holds the calibration normals plus the same fraction of the
-    frame's attack rows (seeded), so its attack share is the training file's.
-    """
-    attack = is_attack(frame["label"])
-    normal_rows, attack_rows = np.flatnonzero(~attack), np.flatnonzero(attack)
-    split = split_normal(len(normal_rows), seed)
-    calib_fraction = len(split.calib) / max(len(normal_rows), 1)
-    rng = np.random.default_rng(seed + 1)
-    n_attacks = int(round(len(attack_rows) * calib_fraction))
-    held_attacks = np.sort(rng.choice(attack_rows, n_attacks, replace=False))
-    raw = KddRaw.from_frame(frame)
-    encoder = KddEncoder(protocol).fit(raw.take(normal_rows[split.train]))
-
-    def encode(rows: np.ndarray) -> np.ndarray:
-        return encoder.transform(raw.take(rows))
-
-    calibration = encode(normal_rows[split.calib])
-    labelled = np.vstack([calibration, encode(held_attacks)])
-    labelled_anomaly = np.r_[np.zeros(len(calibration), bool), np.ones(n_attacks, bool)]
-    description = {
-        "data": source,
-        "protocol": protocol,
-        "normal_rows": int(len(normal_rows)),
-        "attack_rows": int(len(attack_rows)),
-        "rows": {
-            "fit": int(len(split.train)),
-            "early_stop": int(len(split.val)),
-            "calibration": int(len(split.calib)),
-            "labelled_validation": {"normal": int(len(split.calib)), "attack": n_attacks},
-        },
-        "features": len(encoder.feature_names_),
-        "seed": seed,
-    }
-    return TrainingData(
-        "kdd",
-        encoder,
-        encode(normal_rows[split.train]),
-        encode(normal_rows[split.val]),
-        calibration,
-        labelled,
-        labelled_anomaly,
-        description,
-    )
-
-
-# -- ECG ------------------------------------------------------------------------------------------
-def load_ecg(data_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
-    path = find_ecg_file(data_dir, "csv")
-    values, labels = read_ecg(path)
-    return values, labels, path.name
-
-
-def ecg_training_data(data_dir: Path, seed: int = 0, scaling: str = "global") -> TrainingData:
-    """WindowEncoder fitted on the fit beats; the training parts of :func:`ecg_split` encoded."""
-    values, labels, source = load_ecg(data_dir)
-    split = ecg_split(labels, seed)
-    encoder = WindowEncoder(values.shape[1], scaling).fit(values[split.fit])
-    calibration = encoder.transform(values[split.calibration])
-    labelled = np.vstack([calibration, encoder.transform(values[split.anomaly_validation])])
-    labelled_anomaly = np.r_[
-        np.zeros(len(split.calibration), bool), np.ones(len(split.anomaly_validation), bool)
-    ]
-    description = {
-        "data": source,
-        "beats": int(len(labels)),
-        "normal_beats": int((labels == ECG_NORMAL).sum()),
-        "rows": {
-            "fit": int(len(split.fit)),
-            "early_stop": int(len(split.early_stop)),
-            "calibration": int(len(split.calibration)),
-            "labelled_validation": {
-                "normal": int(len(split.calibration)),
-                "abnormal": int(len(split.anomaly_validation)),
-            },
-            "held_out_test": int(len(split.test)),
-        },
-        "scaling": scaling,
-        "seed": seed,
-    }
-    return TrainingData(
-        "ecg",
-        encoder,
-        encoder.transform(values[split.fit]),
-        encoder.transform(values[split.early_stop]),
-        calibration,
-        labelled,
-        labelled_anomaly,
-        description,
-    )
+        frame = synthetic_kdd(120_000, attack_fraction=0.2, seed=1)
+        schema = builtin_schema("kdd99")
+        labels = frame["label"].to_numpy(dtype=object)
+        return Table(schema, "synthetic", frame[schema.scored_columns()], labels=labels,
+                     normal=~np.asarray(is_attack(frame["label"])))  # fmt: skip
 
 
 # -- sensor windows -------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ can be replayed as its future.
   rows); a :class:`~models.features.TableEncoder` is fitted on the fit rows. With labels, the
   calibration rows plus the same share of the anomalous rows (seeded) form the labelled validation
   split that ``--threshold fbeta`` needs.
-- ``windows``: the same, one row being one window of samples, with ECG's larger calibration share.
+- ``windows``: the same, one row being one window of samples, with ECG's larger calibration share;
+  under protocol ``holdout`` (the built-in ECG5000 stream's) test rows are held out first
+  (:func:`stream.datasets.splits.holdout_split`).
 - ``series``: sliding windows of the schema's window length over each series' training rows, cut in
   time order as a sensor series is (:func:`models.training.data.sensor_training_data`): the first
   ``training_rows`` rows, else the rows before its first anomaly-labelled row, else (no label) NAB's
@@ -26,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from models.features import RecordsRaw, TableEncoder, WindowEncoder
+from models.features import RecordsRaw, WindowEncoder, protocol_encoder
 from models.training.data import TrainingData, sensor_training_data
 from stream.datasets.files import DatasetFormatError
 from stream.datasets.schema import DatasetSchema
 from stream.datasets.sensor import table_series
-from stream.datasets.splits import split_normal
+from stream.datasets.splits import holdout_split, split_normal
 from stream.datasets.table import Table, read_table
 
 # Normal rows needed to cut fit, early-stopping and calibration rows (10 calibration rows at least).
@@ -46,11 +48,13 @@ def schema_training_data(
     training_rows: int | None = None,
     seed: int = 0,
     window: int | None = None,
+    protocol: str = "full",
 ) -> TrainingData:
     """The training data of ``schema``'s stream from ``path`` (default: the schema's ``source.path``).
 
-    ``window``: a series' window length (default: the schema's). Raises DatasetMissingError or
-    DatasetFormatError, one line each (no normal rows, too few rows for the cuts).
+    ``window``: a series' window length (default: the schema's); ``protocol``: the records' encoder
+    (:func:`~models.features.protocol_encoder`). Raises DatasetMissingError or DatasetFormatError, one
+    line each (no normal rows, too few rows for the cuts).
     """
     try:
         table = read_table(schema, path, limit=training_rows)
@@ -60,16 +64,33 @@ def schema_training_data(
         raise DatasetFormatError(
             f"{exc} (only its first {training_rows:,} rows were read: --training-rows)"
         ) from None
+    return table_training_data(table, training_rows, seed, window, protocol)
+
+
+def table_training_data(
+    table: Table,
+    training_rows: int | None = None,
+    seed: int = 0,
+    window: int | None = None,
+    protocol: str = "full",
+) -> TrainingData:
+    """The training data of a table read through its schema (``training_rows``: how many rows were
+    read, when not the whole file), cut by the schema's kind."""
+    schema = table.schema
     if schema.kind == "series":
         return _series(table, training_rows, window)
     normal = table.normal if table.normal is not None else np.ones(len(table), dtype=bool)
     if schema.kind == "records":
         raw = RecordsRaw(table.numeric(), table.symbols())
-        return _tabular(
-            table, raw, TableEncoder.for_schema(schema), normal, seed, RECORDS_SPLIT, training_rows
+        data = _tabular(
+            table, raw, protocol_encoder(schema, protocol), normal, seed, RECORDS_SPLIT, training_rows
         )
+        data.description["protocol"] = protocol
+        return data
     samples = table.numeric()
     encoder = WindowEncoder(samples.shape[1], schema=schema)
+    if protocol == "holdout":
+        return _holdout(table, samples, encoder, seed)
     return _tabular(table, samples, encoder, normal, seed, WINDOWS_SPLIT, training_rows)
 
 
@@ -130,6 +151,49 @@ def _tabular(
         encoder,
         encode(normal_rows[split.train]),
         encode(normal_rows[split.val]),
+        calibration,
+        labelled,
+        labelled_anomaly,
+        description,
+    )
+
+
+def _holdout(table: Table, samples: np.ndarray, encoder: WindowEncoder, seed: int) -> TrainingData:
+    """Windows cut by :func:`~stream.datasets.splits.holdout_split`: test rows held out (the ECG5000
+    evaluation protocol ``holdout`` scores them), the rest cut for fitting, early stopping, calibration
+    and the labelled validation split."""
+    if table.normal is None:
+        raise DatasetFormatError(f"{table.source}: the holdout protocol needs labels; the schema names none")
+    split = holdout_split(table.normal, seed)
+    encoder.fit(samples[split.fit])
+    calibration = encoder.transform(samples[split.calibration])
+    labelled = np.vstack([calibration, encoder.transform(samples[split.anomaly_validation])])
+    labelled_anomaly = np.r_[
+        np.zeros(len(split.calibration), bool), np.ones(len(split.anomaly_validation), bool)
+    ]
+    description = {
+        "data": table.source,
+        "schema": table.schema.name,
+        "kind": table.schema.kind,
+        "protocol": "holdout",
+        "beats": len(table),
+        "normal_beats": int(table.normal.sum()),
+        "rows": {
+            "fit": int(len(split.fit)),
+            "early_stop": int(len(split.early_stop)),
+            "calibration": int(len(split.calibration)),
+            "labelled_validation": {"normal": int(len(split.calibration)),
+                                    "abnormal": int(len(split.anomaly_validation))},
+            "held_out_test": int(len(split.test)),
+        },
+        "scaling": encoder.scaling,
+        "seed": seed,
+    }  # fmt: skip
+    return TrainingData(
+        table.schema.name,
+        encoder,
+        encoder.transform(samples[split.fit]),
+        encoder.transform(samples[split.early_stop]),
         calibration,
         labelled,
         labelled_anomaly,

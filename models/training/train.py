@@ -9,25 +9,23 @@ like ECG, series like the sensor stream (``KIND_STREAM``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.features import FFL_FEATURES, PROTOCOLS
 from models.registry import ModelRef, Registry
-from models.training.data import (
-    TrainingData,
-    ecg_training_data,
-    kdd_training_data,
-    load_kdd_training,
-    sensor_training_data,
-)
+from models.training.data import TrainingData, load_kdd_training
 from models.training.fit import FittedModel, check_params, fit_model
 from models.training.recipes import KIND_STREAM, resolve
-from models.training.schema_data import schema_training_data
-from stream.datasets.schema import DatasetSchema
-from stream.datasets.sensor import load_sensor_series
+from models.training.schema_data import schema_training_data, table_training_data
+from stream.datasets import find_ecg_file
+from stream.datasets.schema import DatasetSchema, builtin_schema, stream_schema
+from stream.datasets.sensor import sensor_source
+from stream.datasets.table import Table, read_table
 from stream.errors import ConfigurationError
 from stream.settings import STREAMS
 
@@ -47,7 +45,7 @@ class TrainingRequest:
 
     stream: str = "kdd"
     detector: str | None = None  # default: DEFAULT_DETECTOR[stream]
-    protocol: str = "full"  # KDD feature protocol: full or ffl
+    protocol: str = "full"  # records' feature protocol: full, or ffl (the FFL report's 18 KDD features)
     series: str | None = None  # sensor: a NAB series
     bearing: bool = False  # sensor: the NASA bearing file instead
     window: int = DEFAULT_WINDOW  # sensor: window length
@@ -93,11 +91,12 @@ def check_request(request: TrainingRequest) -> None:
         _check_schema_request(request, request.schema)
     elif request.stream not in STREAMS:
         raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
-    if request.stream == "kdd" and request.schema is None and request.protocol not in ("full", "ffl"):
-        raise ConfigurationError(f"unknown KDD protocol {request.protocol!r}: use full or ffl")
+    if request.protocol not in (*PROTOCOLS, "holdout"):
+        raise ConfigurationError(f"unknown protocol {request.protocol!r}: use {' or '.join(PROTOCOLS)}")
     if not 0.0 < request.fpr < 1.0:
         raise ConfigurationError(f"--fpr must lie between 0 and 1 (exclusive), got {request.fpr}")
-    if request.stream == "sensor" and request.window < 2:
+    schema = request.schema or stream_schema(request.stream)
+    if schema is not None and schema.kind == "series" and request.window < 2:
         raise ConfigurationError(f"--window must be at least 2 rows, got {request.window}")
     if request.training_rows is not None and request.training_rows < 1:
         raise ConfigurationError(f"training rows must be at least 1, got {request.training_rows}")
@@ -114,6 +113,12 @@ def _check_schema_request(request: TrainingRequest, schema: DatasetSchema) -> No
             f"--window {request.window}, but schema {schema.name!r} replays windows of "
             f"{schema.series.window} rows: set [series] window in the schema instead"
         )
+    missing = sorted(set(FFL_FEATURES) - set(schema.features.numeric))
+    if request.protocol == "ffl" and (schema.kind != "records" or missing):
+        raise ConfigurationError(
+            f"--protocol ffl scores the 18 continuous KDD features; schema {schema.name!r} lacks "
+            f"{len(missing)} of them: use --protocol full"
+        )
     if request.channels > 1 and request.detector_name in SINGLE_CHANNEL:
         raise ConfigurationError(
             f"{request.detector_name} reads a window as one channel; schema {schema.name!r} has "
@@ -121,31 +126,49 @@ def _check_schema_request(request: TrainingRequest, schema: DatasetSchema) -> No
         )
 
 
+def _kdd_table(data_dir: Path, request: TrainingRequest) -> tuple[Table, str]:
+    return load_kdd_training(data_dir, request.allow_synthetic), request.protocol
+
+
+def _ecg_table(data_dir: Path, request: TrainingRequest) -> tuple[Table, str]:
+    # ECG5000's test beats are held out, for the evaluation protocol that scores them.
+    return read_table(builtin_schema("ecg5000"), find_ecg_file(data_dir, "csv")), "holdout"
+
+
+def _sensor_table(data_dir: Path, request: TrainingRequest) -> tuple[Table, str]:
+    if (request.series is None) == (not request.bearing):
+        raise ConfigurationError("sensor training needs exactly one of --series NAME or --bearing")
+    schema, path = sensor_source(data_dir, request.series, request.bearing)
+    return read_table(schema, path, limit=request.training_rows), request.protocol
+
+
+# Where each built-in stream's training data lies: its file, read through its built-in schema, and the
+# protocol it is cut by. From there it is cut as any schema's table is.
+BUILTIN_TABLES: dict[str, Callable[[Path, TrainingRequest], tuple[Table, str]]] = {
+    "kdd": _kdd_table,
+    "ecg": _ecg_table,
+    "sensor": _sensor_table,
+}
+
+
 def training_data(data_dir: Path, request: TrainingRequest) -> TrainingData:
-    """The stream's training data as the request describes it."""
+    """The stream's training data as the request describes it: a schema's file, or a built-in stream's
+    (:data:`BUILTIN_TABLES`), read through its schema and cut by
+    :func:`~models.training.schema_data.table_training_data`."""
     if request.schema is not None:
-        return schema_training_data(
-            request.schema, request.file, request.training_rows, request.seed, request.window
-        )
-    if request.stream == "kdd":
-        frame, source = load_kdd_training(data_dir, request.allow_synthetic)
-        return kdd_training_data(frame, source, request.protocol, request.seed)
-    if request.stream == "ecg":
-        return ecg_training_data(data_dir, request.seed)
-    if request.stream == "sensor":
-        if (request.series is None) == (not request.bearing):
-            raise ConfigurationError("sensor training needs exactly one of --series NAME or --bearing")
-        chosen = load_sensor_series(data_dir, request.series, request.bearing)
-        return sensor_training_data(chosen, request.window, rows=request.training_rows)
-    raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+        return schema_training_data(request.schema, request.file, request.training_rows, request.seed,
+                                    request.window, request.protocol)  # fmt: skip
+    if request.stream not in BUILTIN_TABLES:
+        raise ConfigurationError(f"unknown stream {request.stream!r}: use one of {', '.join(STREAMS)}")
+    table, protocol = BUILTIN_TABLES[request.stream](data_dir, request)
+    return table_training_data(table, request.training_rows, request.seed, request.window, protocol)
 
 
 def fit_request(data: TrainingData, request: TrainingRequest) -> FittedModel:
-    protocol = request.protocol if request.stream == "kdd" and request.schema is None else "*"
     # Networks sized by the window are sized by its values: rows times channels.
     window = getattr(data.encoder, "width", request.window)
     recipe = resolve(
-        request.recipe_stream, request.detector_name, protocol, request.detector_params, request.seed,
+        request.recipe_stream, request.detector_name, request.protocol, request.detector_params, request.seed,
         window=window, n_fit=len(data.fit),
     )  # fmt: skip
     return fit_model(data, recipe, request.threshold, request.fpr, request.threshold_params)

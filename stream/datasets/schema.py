@@ -24,6 +24,7 @@ Validated with pydantic; its JSON Schema is published as ``stream/schemas/datase
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
@@ -126,6 +127,16 @@ class Features(_Part):
         description="numeric columns compressed with log(1 + x) before scaling (counts and byte sizes "
         "that span orders of magnitude)",
     )
+    minimum: dict[str, float] = Field(
+        default_factory=dict,
+        description="numeric columns and the least value each may hold: a message with a smaller one is "
+        "dead-lettered, never scored (KDD: counts and sizes are never negative)",
+    )
+    maximum: dict[str, float] = Field(
+        default_factory=dict,
+        description="numeric columns and the largest value each may hold: a message with a larger one is "
+        "dead-lettered, never scored (KDD: rates and flags lie in [0, 1])",
+    )
     missing: Literal["error", "drop"] = Field(
         default="error",
         description="a row with a missing or unusable value (an empty feature or label cell, NA, null, "
@@ -209,9 +220,10 @@ class DatasetSchema(_Part):
             raise ValueError('kind = "records" needs [features] numeric and/or categorical columns')
         if self.kind == "series" and (self.features.numeric or self.features.categorical):
             raise ValueError('kind = "series" scores its [series] values: leave [features] empty')
-        unknown_log = sorted(set(self.features.log) - set(self.features.numeric))
-        if unknown_log:
-            raise ValueError(f"[features] log names {unknown_log}, which are not numeric features")
+        for part in ("log", "minimum", "maximum"):
+            unknown = sorted(set(getattr(self.features, part)) - set(self.features.numeric))
+            if unknown:
+                raise ValueError(f"[features] {part} names {unknown}, which are not numeric features")
         if self.kind == "series" and self.timestamp is None:
             raise ValueError('kind = "series" needs a [timestamp] column: windows say when they end')
         roles = self.scored_columns() + self.meta_columns()
@@ -284,6 +296,28 @@ def builtin_schemas() -> dict[str, Path]:
     return {path.stem: path for path in sorted(BUILTIN_DIR.glob("*.toml"))}
 
 
+# The built-in streams resolve to their built-in schemas: ``--stream kdd`` is the kdd99 schema's stream.
+BUILTIN_STREAM_SCHEMAS = {"kdd": "kdd99", "ecg": "ecg5000", "sensor": "nab"}
+
+
+@functools.cache
+def builtin_schema(name: str) -> DatasetSchema:
+    """A built-in schema by name (``kdd99``, ``nslkdd``, ...), read once.
+
+    >>> builtin_schema("kdd99").name, builtin_schema("kdd99").topic
+    ('kdd', 'kdd.connections')
+    """
+    if name not in builtin_schemas():
+        raise SchemaError(f"no built-in dataset schema {name!r}: use one of {', '.join(builtin_schemas())}")
+    return load_schema(name)
+
+
+def stream_schema(stream: str) -> DatasetSchema | None:
+    """The built-in schema a built-in stream's messages follow (``kdd``: kdd99); None for another stream."""
+    name = BUILTIN_STREAM_SCHEMAS.get(stream)
+    return builtin_schema(name) if name is not None else None
+
+
 def load_schema(where: str | Path) -> DatasetSchema:
     """A schema from a TOML (or JSON) file, or a built-in by name; SchemaError says what is wrong.
 
@@ -336,6 +370,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table: keys quoted, as column names may hold anything
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
 
 

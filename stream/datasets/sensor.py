@@ -25,7 +25,7 @@ import pandas as pd
 
 from stream.datasets.files import DatasetMissingError, first_file
 from stream.datasets.nab import list_series, load_series, load_windows, probation_length, window_row_bounds
-from stream.datasets.schema import Timestamp, load_schema
+from stream.datasets.schema import DatasetSchema, Timestamp, load_schema
 from stream.datasets.table import Table, read_table
 
 BEARING_FILES = ("Averaged_BearingTest_Dataset.csv",)
@@ -204,6 +204,26 @@ def table_series(table: Table) -> list[SensorSeries]:
             channel = np.ascontiguousarray(channel)  # a column of the rows: strided otherwise
             out.append(SensorSeries(f"{table.source}/{column}", sensor, times, channel, anomaly))
     return out
+
+
+def sensor_source(
+    data_dir: Path, series: str | None = None, bearing: bool = False
+) -> tuple[DatasetSchema, Path]:
+    """The built-in schema and the file of the sensor stream's data: a NAB series (the path of a NAB-like
+    CSV, else a NAB series by key, file name or stem) read through ``nab``, or the bearing CSV through
+    ``bearing``."""
+    if bearing == (series is not None):
+        raise ValueError(
+            "name exactly one source: a NAB series (--series NAME or PATH) or the bearing CSV (--bearing)"
+        )
+    if bearing:
+        return load_schema("bearing"), find_bearing_file(data_dir)
+    path = Path(str(series)).expanduser()
+    key = nab_key_of(path, data_dir) if path.is_file() else resolve_series(nab_root(data_dir), str(series))
+    if key is not None:
+        return load_schema("nab"), nab_root(data_dir) / "data" / key
+    # Any other NAB-like file: its times may be any ISO 8601 text (load_series_file).
+    return load_schema("nab").model_copy(update={"timestamp": Timestamp(column="timestamp")}), path
 
 
 def load_sensor_series(

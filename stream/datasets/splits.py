@@ -45,18 +45,27 @@ class EcgSplit:
 def ecg_split(
     labels: np.ndarray, seed: int = 0, test_normal: float = 0.3, anomaly_validation: float = 0.1
 ) -> EcgSplit:
-    """Seeded split: 30% of normal beats and 90% of abnormal ones are test rows; the other normal
-    beats are cut 70/10/20 into fit, early stopping and calibration (a larger calibration share than
-    KDD's, since ECG5000 is small and a 1% quantile needs a few hundred rows); the remaining 10% of
-    abnormal beats join the calibration beats in the labelled validation split (``fbeta``).
+    """ECG5000's :func:`holdout_split`: class 1 beats are normal.
 
     >>> s = ecg_split(np.array([1] * 100 + [0] * 50))
     >>> [len(p) for p in (s.fit, s.early_stop, s.calibration, s.anomaly_validation, s.test)]
     [49, 7, 14, 5, 75]
     """
+    return holdout_split(labels == ECG_NORMAL, seed, test_normal, anomaly_validation)
+
+
+def holdout_split(
+    normal_rows: np.ndarray, seed: int = 0, test_normal: float = 0.3, anomaly_validation: float = 0.1
+) -> EcgSplit:
+    """Seeded split of labelled rows (``normal_rows``: bool per row) with held-out test rows: 30% of
+    normal rows and 90% of the others are test rows; the other normal rows are cut 70/10/20 into fit,
+    early stopping and calibration (a larger calibration share than KDD's, since ECG5000 is small and a
+    1% quantile needs a few hundred rows); the remaining 10% of anomalous rows join the calibration rows
+    in the labelled validation split (``fbeta``).
+    """
     rng = np.random.default_rng(seed)
-    normal = rng.permutation(np.flatnonzero(labels == ECG_NORMAL))
-    abnormal = rng.permutation(np.flatnonzero(labels != ECG_NORMAL))
+    normal = rng.permutation(np.flatnonzero(normal_rows))
+    abnormal = rng.permutation(np.flatnonzero(~normal_rows))
     n_test = int(round(len(normal) * test_normal))
     train_normal = normal[n_test:]
     cut = split_normal(len(train_normal), seed, val=0.1, calib=0.2)

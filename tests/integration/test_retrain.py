@@ -205,9 +205,10 @@ def test_a_shift_of_normal_traffic_is_learnt_without_labels_and_its_false_alarms
     production, adapted = registry.load("kdd", "ae", 1), registry.load("kdd")
     assert adapted.version == 2 and adapted.learnt_normal is not None
     # The NSL normal traffic after the retrain's read: a fraction of the false alarms.
-    from models.features import KddRaw
+    from models.features import RecordsRaw
+    from stream.datasets.schema import builtin_schema
 
-    later = production.encoder.transform(KddRaw.from_frame(after))
+    later = production.encoder.transform(RecordsRaw.from_frame(after, builtin_schema("kdd99")))
     rate = {m.version: float(m.threshold.classify(m.judge(later)).mean()) for m in (production, adapted)}
     assert rate[2] < 0.4 * rate[1], rate
     shadow = manifest["shadow"]

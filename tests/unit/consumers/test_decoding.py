@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from confluent_kafka import Message
 
-from consumers.decoding import DECODERS, decode_kdd
+from consumers.decoding import decode_ecg, decode_sensor, decoder_for
 from stream.datasets import find_kdd_file, read_kdd
 from stream.messages import KDD_FEATURES, KDD_NUMERIC
 from tests.support import require_data
@@ -17,6 +17,11 @@ from tests.support import require_data
 
 def _message(value: bytes | None, offset: int, topic: str = "kdd.connections") -> Message:
     return Message(topic=topic, partition=0, offset=offset, key=f"k{offset}".encode(), value=value)
+
+
+def decode_kdd(messages: list[Message]):  # noqa: ANN201
+    """The kdd stream's decoder, as a worker gets it for a model saved without a schema (old registries)."""
+    return decoder_for("kdd", None)(messages)
 
 
 def _kdd_rows(n: int) -> list[dict]:
@@ -45,13 +50,24 @@ def test_a_mixed_batch_keeps_every_good_message_in_order_and_rejects_each_bad_on
     assert "src_bytes" in why[2], "the error names the field"
 
 
+@pytest.mark.data
+@pytest.mark.parametrize(("field", "value"), [("serror_rate", 1.5), ("src_bytes", -1), ("land", 2)])
+def test_a_kdd_value_outside_the_kdd99_schemas_range_is_rejected(field: str, value: float) -> None:
+    row = _kdd_rows(1)[0]
+    batch = decode_kdd(
+        [_message(json.dumps(row).encode(), 0), _message(json.dumps(row | {field: value}).encode(), 1)]
+    )
+    assert [m.offset() for m in batch.messages] == [0]
+    assert [(r.error_type, field in r.error) for r in batch.rejected] == [("ValidationError", True)]
+
+
 def test_windows_of_the_wrong_length_are_rejected_alone() -> None:
     beats = [
         json.dumps({"record": "a", "values": [0.5] * 140}).encode(),
         json.dumps({"record": "b", "values": [0.5] * 96}).encode(),
         json.dumps({"record": "c", "values": [0.1] * 140}).encode(),
     ]
-    batch = DECODERS["ecg"]([_message(v, i, "ecg.beats") for i, v in enumerate(beats)], 140)
+    batch = decode_ecg([_message(v, i, "ecg.beats") for i, v in enumerate(beats)], 140)
     assert batch.raw.shape == (2, 140) and np.allclose(batch.raw[1], 0.1)
     assert [(r.message.offset(), r.error_type) for r in batch.rejected] == [(1, "ValidationError")]
     assert "140" in batch.rejected[0].error
@@ -64,7 +80,7 @@ def test_sensor_windows_carry_their_own_event_time() -> None:
         "end": "2014-01-01T00:15:00Z",
         "values": [1.0, 2.0],
     }
-    batch = DECODERS["sensor"]([_message(json.dumps(window).encode(), 0, "sensor.windows")], 2)
+    batch = decode_sensor([_message(json.dumps(window).encode(), 0, "sensor.windows")], 2)
     assert batch.event_times == ["2014-01-01T00:15:00Z"] and batch.raw.tolist() == [[1.0, 2.0]]
 
 

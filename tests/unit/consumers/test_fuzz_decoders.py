@@ -16,11 +16,12 @@ from confluent_kafka import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.decoding import DECODERS
+from consumers.decoding import decode_ecg, decode_sensor, decoder_for
 from stream.datasets import find_kdd_file, read_kdd
 from stream.messages import KDD_FEATURES
 from tests.support import measure, require_data
 
+DECODERS = {"ecg": decode_ecg, "sensor": decode_sensor}  # the window kinds' message formats
 EXAMPLES = 1500
 RUN: dict[str, int] = {}
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,7 +48,7 @@ def _count(name: str) -> None:
 
 
 def _check(stream: str, messages: list[Message], width: int | None = None):  # noqa: ANN202
-    batch = DECODERS[stream](messages, width)
+    batch = decoder_for("kdd", None)(messages) if stream == "kdd" else DECODERS[stream](messages, width)
     kept = [m.offset() for m in batch.messages]
     rejected = [r.message.offset() for r in batch.rejected]
     assert sorted(kept + rejected) == [m.offset() for m in messages], "every message decoded or rejected"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from confluent_kafka import Message
 
-from consumers.decoding import SchemaRecords, decode_kdd, decoder_for, stream_topic
-from models.features import KddEncoder, RecordsRaw, TableEncoder, WindowEncoder
+from consumers.decoding import SchemaRecords, decoder_for, stream_topic
+from models.features import RecordsRaw, TableEncoder, WindowEncoder
 from stream.datasets.schema import DatasetSchema, load_schema
 from stream.datasets.table import read_table
 from stream.errors import ConfigurationError
@@ -149,11 +149,18 @@ def _windows_message(values: list[float], channels: int = 1) -> bytes:
                                             channels))  # fmt: skip
 
 
-def test_decoder_for_picks_the_built_in_or_the_schema_decoder() -> None:
-    assert decoder_for("kdd", KddEncoder("full")) is decode_kdd
+def test_decoder_for_decodes_every_records_stream_by_its_schema() -> None:
     kdd_schema = load_schema("kdd99")
-    assert decoder_for("kdd", TableEncoder.for_schema(kdd_schema)) is decode_kdd, "KDD's hot path"
+    kdd = decoder_for("kdd", TableEncoder.for_schema(kdd_schema))
+    assert isinstance(kdd, SchemaRecords) and kdd.schema == kdd_schema
+    saved_before_schemas = decoder_for("kdd", None)  # an encoder without a schema: its stream's built-in
+    assert isinstance(saved_before_schemas, SchemaRecords) and saved_before_schemas.schema == kdd_schema
     assert isinstance(decoder_for("taxi", TableEncoder.for_schema(_schema())), SchemaRecords)
+    # Window models saved without a schema: their stream's built-in schema says the message format.
+    beat = decoder_for("ecg", WindowEncoder(140))(_messages([{"record": "r", "values": [0.5] * 140}]))
+    assert beat.raw.shape == (1, 140) and beat.rejected == []
+    window = decoder_for("sensor", WindowEncoder(4))(_messages([_windows_message([0.1] * 4)]))
+    assert window.raw.shape == (1, 4) and window.event_times == ["2004-02-12T11:02:39Z"]
     with pytest.raises(ConfigurationError, match="train --schema"):
         decoder_for("mystery", WindowEncoder(16))
 

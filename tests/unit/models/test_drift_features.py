@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from models.drift import FeatureDrift, feature_alpha
-from models.features import KddEncoder, KddRaw
+from models.features import RecordsRaw, protocol_encoder
 from stream.datasets import find_kdd_file, read_kdd
+from stream.datasets.schema import builtin_schema
 from tests.support import require_data
 
 pytestmark = pytest.mark.data  # every test here reads the data folder
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.data  # every test here reads the data folder
 def encoded() -> tuple[np.ndarray, np.ndarray, list[str]]:
     data = require_data("kdd99").parent
     train, test = read_kdd(find_kdd_file(data, "train")), read_kdd(find_kdd_file(data, "test"))
-    before = KddRaw.from_frame(train[train["label"] == "normal"])
-    after = KddRaw.from_frame(test[test["label"] == "normal"])
-    encoder = KddEncoder("full").fit(before)
+    before = RecordsRaw.from_frame(train[train["label"] == "normal"], builtin_schema("kdd99"))
+    after = RecordsRaw.from_frame(test[test["label"] == "normal"], builtin_schema("kdd99"))
+    encoder = protocol_encoder(builtin_schema("kdd99")).fit(before)
     return encoder.transform(before), encoder.transform(after), list(encoder.feature_names_)
 
 

@@ -7,11 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from models.features import FFL_FEATURES, KddEncoder, KddRaw, WindowEncoder, encoder_from_dict
+from models.features import FFL_FEATURES, RecordsRaw, WindowEncoder, encoder_from_dict, protocol_encoder
 from stream.datasets import find_kdd_file, is_attack, read_kdd
+from stream.datasets.schema import builtin_schema
 from stream.datasets.synthetic import synthetic_kdd
 from stream.messages import KDD_NUMERIC
 from tests.support import require_data
+
+KDD99 = builtin_schema("kdd99")
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +28,8 @@ def kdd_frames():
 @pytest.mark.data
 def test_full_encoder_scales_training_data_into_unit_range(kdd_frames) -> None:
     train, _ = kdd_frames
-    encoder = KddEncoder("full").fit(KddRaw.from_frame(train))
-    X = encoder.transform(KddRaw.from_frame(train))
+    encoder = protocol_encoder(KDD99).fit(RecordsRaw.from_frame(train, KDD99))
+    X = encoder.transform(RecordsRaw.from_frame(train, KDD99))
     assert X.dtype == np.float32 and X.shape == (len(train), len(encoder.feature_names_))
     assert X.min() >= 0.0 and X.max() <= 1.0 + 1e-6
     assert encoder.feature_names_[: len(KDD_NUMERIC)] == list(KDD_NUMERIC)
@@ -39,8 +42,8 @@ def test_full_encoder_scales_training_data_into_unit_range(kdd_frames) -> None:
 @pytest.mark.data
 def test_unknown_symbols_encode_as_zeros_and_numeric_part_still_counts(kdd_frames) -> None:
     train, test = kdd_frames
-    encoder = KddEncoder("full").fit(KddRaw.from_frame(train))
-    raw = KddRaw.from_frame(test.head(3))
+    encoder = protocol_encoder(KDD99).fit(RecordsRaw.from_frame(train, KDD99))
+    raw = RecordsRaw.from_frame(test.head(3), KDD99)
     raw.symbols[0, 1] = "never-seen-service"
     X = encoder.transform(raw)
     service_block = [i for i, n in enumerate(encoder.feature_names_) if n.startswith("service=")]
@@ -50,25 +53,25 @@ def test_unknown_symbols_encode_as_zeros_and_numeric_part_still_counts(kdd_frame
 @pytest.mark.data
 def test_ffl_protocol_uses_the_18_continuous_features(kdd_frames) -> None:
     train, test = kdd_frames
-    encoder = KddEncoder("ffl").fit(KddRaw.from_frame(train))
+    encoder = protocol_encoder(KDD99, "ffl").fit(RecordsRaw.from_frame(train, KDD99))
     assert encoder.feature_names_ == list(FFL_FEATURES) and len(FFL_FEATURES) == 18
-    assert encoder.transform(KddRaw.from_frame(test)).shape == (len(test), 18)
+    assert encoder.transform(RecordsRaw.from_frame(test, KDD99)).shape == (len(test), 18)
 
 
 @pytest.mark.data
 @pytest.mark.parametrize("protocol", ["full", "ffl"])
 def test_encoder_round_trips_through_json(kdd_frames, protocol: str) -> None:
     train, test = kdd_frames
-    encoder = KddEncoder(protocol).fit(KddRaw.from_frame(train))
+    encoder = protocol_encoder(KDD99, protocol).fit(RecordsRaw.from_frame(train, KDD99))
     restored = encoder_from_dict(json.loads(json.dumps(encoder.to_dict())))
-    raw = KddRaw.from_frame(test)
+    raw = RecordsRaw.from_frame(test, KDD99)
     np.testing.assert_array_equal(encoder.transform(raw), restored.transform(raw))
 
 
 def test_synthetic_fallback_has_the_kdd_shape() -> None:
     frame = synthetic_kdd(2000, attack_fraction=0.3, seed=3)
-    encoder = KddEncoder("full").fit(KddRaw.from_frame(frame[frame.label == "normal"]))
-    X = encoder.transform(KddRaw.from_frame(frame))
+    encoder = protocol_encoder(KDD99).fit(RecordsRaw.from_frame(frame[frame.label == "normal"], KDD99))
+    X = encoder.transform(RecordsRaw.from_frame(frame, KDD99))
     assert X.shape[0] == 2000 and np.isfinite(X).all()
     assert (frame.label != "normal").sum() == 600
 

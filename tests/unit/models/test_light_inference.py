@@ -16,22 +16,25 @@ from models.detectors.autoencoder import DenseAutoencoder
 from models.detectors.base import KerasDetector
 from models.detectors.light import DenseReconstruction
 from models.detectors.vae import VariationalAutoencoder
-from models.features import KddEncoder, KddRaw
+from models.features import RecordsRaw, TableEncoder, protocol_encoder
 from models.registry import Registry
 from models.thresholds import QuantileThreshold
+from stream.datasets.schema import builtin_schema
 from tests.support.data import corrected_sample, require_data
+
+KDD99 = builtin_schema("kdd99")
 
 
 @pytest.fixture(scope="module")
-def kdd() -> tuple[KddEncoder, np.ndarray, KddRaw]:
+def kdd() -> tuple[TableEncoder, np.ndarray, RecordsRaw]:
     """Real connections: normal ones of a ``corrected`` sample to fit on, and another sample (attacks
     and normal traffic mixed) to score."""
     data_dir = require_data("kdd99").parent
     fit_frame = corrected_sample(data_dir, 6_000, seed=1)
     fit_frame = fit_frame[fit_frame["label"].str.startswith("normal")]
-    encoder = KddEncoder("full").fit(KddRaw.from_frame(fit_frame))
-    scored = KddRaw.from_frame(corrected_sample(data_dir, 3_000, seed=0))
-    return encoder, encoder.transform(KddRaw.from_frame(fit_frame)), scored
+    encoder = protocol_encoder(KDD99).fit(RecordsRaw.from_frame(fit_frame, KDD99))
+    scored = RecordsRaw.from_frame(corrected_sample(data_dir, 3_000, seed=0), KDD99)
+    return encoder, encoder.transform(RecordsRaw.from_frame(fit_frame, KDD99)), scored
 
 
 def _registry(root: Path, kdd: tuple, detector: KerasDetector) -> Registry:
@@ -98,13 +101,15 @@ def test_an_activation_numpy_lacks_is_served_by_keras(tmp_path: Path) -> None:
 WORKER_SCORES = """
 import json, sys
 import anomstream.cli, consumers.worker
-from models.features import KddRaw
+from models.features import RecordsRaw
+from stream.datasets.schema import builtin_schema
 from models.registry import Registry
 from tests.support.data import corrected_sample, require_data
 
 model = Registry(sys.argv[1]).load("kdd", inference_only=sys.argv[2] == "light")
 model.warm_up(5000)
-scored = model.score(KddRaw.from_frame(corrected_sample(require_data("kdd99").parent, 500)))
+sample = corrected_sample(require_data("kdd99").parent, 500)
+scored = model.score(RecordsRaw.from_frame(sample, builtin_schema("kdd99")))
 heavy = {"tensorflow", "keras", "jax", "torch", "sklearn"}
 frameworks = sorted({name.split(".")[0] for name in sys.modules} & heavy)
 print(json.dumps({"frameworks": frameworks, "alerts": int(scored.is_alert.sum())}))

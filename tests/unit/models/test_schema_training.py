@@ -18,12 +18,12 @@ from models.features import TableEncoder, WindowEncoder, encoder_schema
 from models.registry import Registry
 from models.retraining import LabelledValidation, rebuild_training_data
 from models.training import TrainingRequest, train
-from models.training.data import kdd_training_data
-from models.training.schema_data import schema_training_data
+from models.training.schema_data import schema_training_data, table_training_data
 from models.training.train import check_request
 from stream.datasets import DatasetFormatError, find_kdd_file, read_kdd
 from stream.datasets.schema import DatasetSchema, load_schema, to_toml
 from stream.datasets.sensor import load_nab_series
+from stream.datasets.table import read_table
 from stream.errors import ConfigurationError
 from stream.settings import Settings
 from stream.windows import sliding_windows
@@ -52,10 +52,11 @@ def _connections_schema(folder: Path) -> DatasetSchema:
 
 
 @pytest.mark.data
-def test_records_are_cut_exactly_as_kdd_training_cuts_them(kdd_csv, tmp_path: Path) -> None:
+def test_a_users_records_are_cut_exactly_as_the_built_in_kdd_file(kdd_csv, tmp_path: Path) -> None:
     path, frame = kdd_csv
     ours = schema_training_data(_connections_schema(tmp_path), path, seed=3)
-    theirs = kdd_training_data(frame, "connections.csv", "full", seed=3)
+    built_in = read_table(load_schema("kdd99"), find_kdd_file(require_data("kdd99").parent, "train"), 20_000)
+    theirs = table_training_data(built_in, seed=3)
     for part in ("fit", "early_stop", "calibration", "labelled", "labelled_anomaly"):
         assert getattr(ours, part).tobytes() == getattr(theirs, part).tobytes(), part
     assert ours.stream == "connections" and isinstance(ours.encoder, TableEncoder)
@@ -102,6 +103,21 @@ def test_a_retrain_rebuilds_the_validation_attacks_of_a_schemas_stream(kdd_csv, 
     assert rebuilt.labelled.tobytes() == trained.labelled.tobytes()
     validation = LabelledValidation.of(rebuilt)
     assert validation is not None and validation.y.sum() == int(trained.labelled_anomaly.sum())
+
+
+@pytest.mark.data
+def test_a_retrain_rebuilds_a_kdd_models_data_through_its_schema_with_its_protocol(tmp_path: Path) -> None:
+    """``train --stream kdd --protocol ffl`` trains on the 10% file through the kdd99 schema; the retrain
+    rebuilds the same rows, encoder and validation attacks from the manifest."""
+    registry = Registry(tmp_path / "registry")
+    train(registry, data_root(), TrainingRequest("kdd", "pca", protocol="ffl"))
+    model = registry.load("kdd")
+    assert encoder_schema(model.encoder) == load_schema("kdd99")
+    assert model.manifest["training"]["protocol"] == "ffl"
+    rebuilt = rebuild_training_data(model, data_root())
+    assert rebuilt is not None and rebuilt.encoder.to_dict() == model.encoder.to_dict()
+    assert rebuilt.labelled_anomaly is not None and rebuilt.labelled_anomaly.any()
+    assert len(rebuilt.encoder.feature_names_) == 18
 
 
 @pytest.mark.data

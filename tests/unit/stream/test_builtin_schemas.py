@@ -145,5 +145,6 @@ def test_training_reads_a_series_path(tmp_path: Path) -> None:
     nyc = nab_root(data) / "data" / "realKnownCause" / "nyc_taxi.csv"
     mine = _copy_rows(nyc, tmp_path / "my_sensor.csv", 1_000)
     training = training_data(data, TrainingRequest("sensor", "ae", series=str(mine), window=16))
-    assert training.description["data"] == ["my_sensor.csv"]
+    # Read through the nab schema as a schema's series are, and named as they are: file, then series.
+    assert training.description["data"] == ["my_sensor.csv/my_sensor"]
     assert len(training.fit) > 0

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models.features import (
-    KddEncoder,
-    KddRaw,
     RecordsRaw,
     TableEncoder,
     WindowEncoder,
     encoder_from_dict,
     encoder_schema,
+    protocol_encoder,
 )
-from stream.datasets import find_kdd_file, read_kdd
-from stream.datasets.schema import DatasetSchema, load_schema
+from stream.datasets import find_kdd_file, is_attack, read_kdd
+from stream.datasets.schema import DatasetSchema, builtin_schema, load_schema
 from stream.datasets.sensor import load_bearing
 from stream.datasets.table import read_table
 from stream.windows import sliding_windows
@@ -37,14 +39,37 @@ def _raw(table) -> RecordsRaw:
     return RecordsRaw(table.numeric(), table.symbols())
 
 
-def test_the_kdd99_schema_encodes_bit_for_bit_as_kdd_encoder(kdd_table) -> None:
+# sha256 of the float32 matrices KddEncoder (the class KDD had before it went through its schema, last
+# in commit c9b5abe) gave for the first 50,000 rows of corrected, fitted on their normal rows.
+BEFORE_SCHEMAS = {
+    "full": "705819d0ee7cdad1f245b79f815ace6a983a7fa7126dfcd8847da313883a64d2",
+    "ffl": "297e9a639eae825b0e59fe305b32a24ce00868bb62caa5183e549e4d9b21050f",
+}
+# Encoders KddEncoder saved (kind "kdd"), fitted on the normal rows of the first 3,000 rows of
+# corrected, with the sha256 of what they gave for those rows: a registry written then.
+SAVED_BEFORE_SCHEMAS = Path(__file__).parents[1] / "models" / "data" / "kdd_encoders_before_schemas.json"
+
+
+@pytest.fixture(scope="module")
+def corrected() -> pd.DataFrame:
+    return read_kdd(find_kdd_file(require_data("kdd99").parent, "test"), limit=50_000)
+
+
+@pytest.mark.parametrize("protocol", ["full", "ffl"])
+def test_kdd_encodes_bit_for_bit_as_before_it_went_through_its_schema(corrected, protocol: str) -> None:
+    raw = RecordsRaw.from_frame(corrected, builtin_schema("kdd99"))
+    normal = np.flatnonzero(~np.asarray(is_attack(corrected["label"])))
+    encoder = protocol_encoder(builtin_schema("kdd99"), protocol).fit(raw.take(normal))
+    X = encoder.transform(raw)
+    assert X.dtype == np.float32 and hashlib.sha256(X.tobytes()).hexdigest() == BEFORE_SCHEMAS[protocol]
+
+
+def test_the_kdd99_schema_table_encodes_as_its_frame(kdd_table) -> None:
     normal = np.flatnonzero(kdd_table.normal)
     table_encoder = TableEncoder.for_schema(kdd_table.schema).fit(_raw(kdd_table).take(normal))
     frame = read_kdd(find_kdd_file(require_data("kdd99").parent, "train"), limit=30_000)
-    kdd_encoder = KddEncoder("full").fit(KddRaw.from_frame(frame.iloc[normal]))
-    assert table_encoder.feature_names_ == kdd_encoder.feature_names_
-    ours, theirs = table_encoder.transform(_raw(kdd_table)), kdd_encoder.transform(KddRaw.from_frame(frame))
-    assert ours.dtype == theirs.dtype == np.float32 and ours.tobytes() == theirs.tobytes()
+    raw = RecordsRaw.from_frame(frame, builtin_schema("kdd99"))
+    assert table_encoder.transform(_raw(kdd_table)).tobytes() == table_encoder.transform(raw).tobytes()
 
 
 def test_unseen_categories_encode_as_zeros_in_their_group(kdd_table) -> None:
@@ -85,13 +110,19 @@ def test_round_trip_through_json_keeps_the_transform_and_the_schema(kdd_table) -
     assert restored.transform(raw).tobytes() == encoder.transform(raw).tobytes()
 
 
-def test_a_kdd_encoder_stored_before_schemas_still_loads(kdd_table) -> None:
-    frame = read_kdd(find_kdd_file(require_data("kdd99").parent, "train"), limit=5_000)
-    stored = KddEncoder("ffl").fit(KddRaw.from_frame(frame)).to_dict()
-    assert set(stored) == {"kind", "protocol", "scaler", "categories", "feature_names"}
-    restored = encoder_from_dict(json.loads(json.dumps(stored)))
-    assert isinstance(restored, KddEncoder) and encoder_schema(restored) is None
-    assert restored.transform(KddRaw.from_frame(frame)).shape == (5_000, 18)
+@pytest.mark.parametrize("protocol", ["full", "ffl"])
+def test_a_kdd_encoder_saved_before_schemas_loads_as_the_schema_encoder_and_scores_the_same(
+    corrected, protocol: str
+) -> None:
+    saved = json.loads(SAVED_BEFORE_SCHEMAS.read_text())[protocol]
+    assert saved["encoder"]["kind"] == "kdd" and "schema" not in saved["encoder"]
+    restored = encoder_from_dict(saved["encoder"])
+    assert isinstance(restored, TableEncoder) and encoder_schema(restored) == builtin_schema("kdd99")
+    X = restored.transform(RecordsRaw.from_frame(corrected.head(3_000), builtin_schema("kdd99")))
+    assert hashlib.sha256(X.tobytes()).hexdigest() == saved["sha256_of_first_3000_corrected_rows"]
+    # Saved again, it is the schema's encoder: the next load needs no conversion.
+    again = encoder_from_dict(json.loads(json.dumps(restored.to_dict())))
+    assert again.to_dict() == restored.to_dict() and again.to_dict()["kind"] == "table"
 
 
 def test_a_batch_with_another_number_of_columns_is_refused(kdd_table) -> None:
