@@ -234,14 +234,15 @@ def corrected_recall(settings: Settings, registry: Path) -> dict[str, float]:
     """Attack recall of v1 and of the production model at the end on every attack of KDD's
     ``corrected`` file (250,436 connections of 37 types): the attacks the stream carried, and the
     ones it did not (``shift`` carries none), with the thresholds the worker applies."""
-    from models.features import KddRaw
+    from models.features import RecordsRaw
     from stream.datasets import find_kdd_file, read_kdd
+    from stream.datasets.schema import builtin_schema
 
     frame = read_kdd(find_kdd_file(settings.data_dir, "test"))
     attacks = frame[is_attack(frame["label"].astype(str).to_numpy())]
     reg = Registry(registry)
     v1, final = reg.load("kdd", "ae", 1), reg.load("kdd")
-    X = v1.encoder.transform(KddRaw.from_frame(attacks))
+    X = v1.encoder.transform(RecordsRaw.from_frame(attacks, builtin_schema("kdd99")))
     return {f"corrected_attack_recall_{name}": float(model.threshold.classify(model.judge(X)).mean())
             for name, model in (("v1", v1), ("final", final))}  # fmt: skip
 
